@@ -1,0 +1,92 @@
+/** What a plugin can ask the core to discover for it, besides its own node. */
+export type Watchable = 'nodes' | 'services' | 'endpointslices';
+
+/** One node of the cluster, as every discovery source reports it. Immutable. */
+export interface NodeInfo {
+  readonly name: string;
+  /** Internal addresses (IPv4 and IPv6), in the order the source reported them. */
+  readonly internalAddresses: readonly string[];
+  /** External (public) addresses, IPv4 and IPv6. */
+  readonly externalAddresses: readonly string[];
+  /** Every pod CIDR of the node (dual stack: one per family). */
+  readonly podCIDRs: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** The node's Ready condition; `true` when the source has no notion of readiness. */
+  readonly ready: boolean;
+  /** `weft.io/location` annotation, else the `topology.kubernetes.io/region` label, else undefined. */
+  readonly location: string | undefined;
+}
+
+/** A port of a Service. */
+export interface ServicePort {
+  readonly name?: string;
+  readonly protocol: 'TCP' | 'UDP' | 'SCTP';
+  readonly port: number;
+}
+
+/** The part of a Kubernetes Service weft's plugins read. */
+export interface ServiceInfo {
+  readonly namespace: string;
+  readonly name: string;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly clusterIPs: readonly string[];
+  readonly externalIPs: readonly string[];
+  readonly loadBalancerIPs: readonly string[];
+  readonly ports: readonly ServicePort[];
+}
+
+/** One endpoint of an EndpointSlice. */
+export interface EndpointInfo {
+  readonly addresses: readonly string[];
+  readonly ready: boolean;
+  readonly nodeName?: string;
+  readonly targetPod?: { readonly namespace: string; readonly name: string };
+}
+
+/** The part of a `discovery.k8s.io/v1` EndpointSlice weft's plugins read. */
+export interface EndpointSliceInfo {
+  readonly namespace: string;
+  readonly name: string;
+  /** The Service this slice belongs to (its `kubernetes.io/service-name` label). */
+  readonly serviceName: string;
+  readonly addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  readonly endpoints: readonly EndpointInfo[];
+}
+
+/**
+ * An immutable snapshot of the cluster as the agent last saw it. Plugins never see a half-updated view: a new
+ * snapshot replaces the old one whole.
+ */
+export interface ClusterView {
+  /** This agent's own node. */
+  readonly self: NodeInfo;
+  /** Every node, including self, sorted by name. */
+  readonly nodes: readonly NodeInfo[];
+  /** Services, present only when a loaded plugin watches `services`. */
+  readonly services?: readonly ServiceInfo[];
+  /** EndpointSlices, present only when a loaded plugin watches `endpointslices`. */
+  readonly endpointSlices?: readonly EndpointSliceInfo[];
+  /** Increases with every new snapshot; equal revisions mean equal views. */
+  readonly revision: number;
+}
+
+/** Annotation values to publish on the own node: a string sets the key, `null` removes it. */
+export type AnnotationPatch = Readonly<Record<string, string | null>>;
+
+/**
+ * Where the agent's view of the cluster comes from (Kubernetes informers, a directory of node documents, or the
+ * config itself). The core owns the only instance; plugins see it through {@link ClusterService}.
+ */
+export interface NodeSource {
+  /** Starts watching. Resolves once the first full view is known (the source is "synced"). */
+  start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void>;
+  /** The latest view; only valid after `start` resolved. */
+  current(): ClusterView;
+  /** Whether the source has a complete view (it stays true while an API outage keeps the last view). */
+  synced(): boolean;
+  /** Merges this patch into the own node's annotations (one write, only when something changed). */
+  publish(patch: AnnotationPatch): Promise<void>;
+  /** Stops watching; idempotent. */
+  stop(): Promise<void>;
+}

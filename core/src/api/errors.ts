@@ -1,0 +1,61 @@
+/**
+ * Every error weft raises on purpose carries a stable `code`; each code is listed in docs/errors.md
+ * (a test keeps the two in step).
+ */
+export const ERROR_CODES = {
+  /** The config file could not be read, parsed or validated. */
+  WEFT_CONFIG_INVALID: 'config is invalid',
+  /** A plugin key names no built-in plugin and sets no `module:`. */
+  WEFT_PLUGIN_UNKNOWN: 'unknown plugin',
+  /** The plugin's module could not be imported. */
+  WEFT_PLUGIN_IMPORT_FAILED: 'plugin module failed to import',
+  /** The module imported, but exports no plugin made by `definePlugin`. */
+  WEFT_PLUGIN_INVALID: 'module is not a weft plugin',
+  /** The plugin declares an API version this core does not speak. */
+  WEFT_PLUGIN_API_VERSION: 'plugin API version mismatch',
+  /** The module's plugin has another name than the config key it was loaded for. */
+  WEFT_PLUGIN_NAME_MISMATCH: 'plugin name differs from its config key',
+  /** The plugin's `setup` threw. */
+  WEFT_PLUGIN_SETUP_FAILED: 'plugin setup failed',
+  /** The plugin's `setup` did not finish within `setupTimeout`. */
+  WEFT_PLUGIN_SETUP_TIMEOUT: 'plugin setup timed out',
+  /** A reconcile did not finish within its timeout and was aborted. */
+  WEFT_RECONCILE_TIMEOUT: 'reconcile timed out',
+  /** A plugin registered an HTTP route or metric that clashes with another. */
+  WEFT_REGISTRATION_CONFLICT: 'conflicting registration',
+  /** A service a plugin asked for is not available in this agent. */
+  WEFT_SERVICE_UNAVAILABLE: 'service unavailable',
+} as const;
+
+/** A documented weft error code. */
+export type WeftErrorCode = keyof typeof ERROR_CODES;
+
+/** The one error class weft throws on purpose: a stable code, a message that says what and where, and the cause. */
+export class WeftError extends Error {
+  override readonly name = 'WeftError';
+  readonly code: WeftErrorCode;
+
+  constructor(code: WeftErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * Thrown (or returned via `Promise.reject`) from a reconcile to say "retrying will not help": the scheduler counts
+ * it as `result="terminal"` and does not retry until the next trigger.
+ */
+export class TerminalError extends Error {
+  override readonly name = 'TerminalError';
+}
+
+/** True when `err` is a {@link WeftError} with the given code. */
+export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftError {
+  return err instanceof WeftError && (code === undefined || err.code === code);
+}
+
+/** A one-line description of any thrown value, for logs and CLI output. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,134 @@
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { ClusterService, PluginHttp, PluginMetrics, PluginState, PublishService, TriggerService } from './services.js';
+import type { ClusterView, Watchable } from './cluster.js';
+
+/**
+ * The plugin API version this core speaks. A plugin declares the version it was written against; the host
+ * refuses a plugin whose version differs (`WEFT_PLUGIN_API_VERSION`).
+ */
+export const PLUGIN_API_VERSION = '1';
+
+/** Marks objects made by {@link definePlugin}; `Symbol.for` so that a second copy of `@weft/core` agrees. */
+export const PLUGIN_BRAND: unique symbol = Symbol.for('weft.plugin') as never;
+
+const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
+const WATCHABLES: readonly Watchable[] = ['nodes', 'services', 'endpointslices'];
+
+/** Keys of a plugin's config section that belong to the host, not to the plugin's schema. */
+export const HOST_KEYS = ['enabled', 'module', 'onBootFailure', 'setupTimeout', 'reconcile'] as const;
+
+/** What a reconcile gets: the view to converge to, and a signal aborted on timeout or stop. */
+export interface ReconcileContext {
+  /** The cluster snapshot this run works from. */
+  readonly view: ClusterView;
+  /** Aborted when the run times out or the plugin stops; pass it to every await that can take long. */
+  readonly signal: AbortSignal;
+  /** Why this run happens (merged triggers: `start`, `cluster`, `resync`, `retry`, `requeue`, or a plugin's own). */
+  readonly reasons: ReadonlySet<string>;
+  /** 0 for a fresh run, n for the n-th retry after errors. */
+  readonly attempt: number;
+}
+
+/** What a reconcile may return. */
+export interface ReconcileOutcome {
+  /** Run again after this many milliseconds even without a trigger. */
+  readonly requeueAfter?: number;
+}
+
+/** What `stop` is told. */
+export interface StopContext {
+  /**
+   * `true` when the plugin is switched off or `weft cleanup` runs: remove what it put in the data plane.
+   * `false` on agent shutdown or reconfiguration: leave the data plane as it is so that traffic keeps flowing.
+   */
+  readonly cleanup: boolean;
+}
+
+/** The running instance that `setup` returns. */
+export interface PluginInstance {
+  /** Level-triggered and idempotent: converge the node to what the view and config ask for. */
+  reconcile(context: ReconcileContext): Promise<ReconcileOutcome | void>;
+  /** Releases what setup acquired. Called once; the host never calls reconcile after it. */
+  stop?(context: StopContext): Promise<void>;
+}
+
+/** The services a plugin's `setup` receives, each resolved from the plugin's own container. */
+export interface PluginServices<C> {
+  /** The plugin's name. */
+  readonly name: string;
+  /** The plugin's validated config section (host keys removed). */
+  readonly config: C;
+  readonly logger: Logger;
+  readonly metrics: PluginMetrics;
+  readonly cluster: ClusterService;
+  readonly publish: PublishService;
+  readonly state: PluginState;
+  readonly http: PluginHttp;
+  readonly trigger: TriggerService;
+  /** Aborted when this instance is being stopped. */
+  readonly lifetime: AbortSignal;
+}
+
+/** What a plugin author declares. */
+export interface PluginDeclaration<S extends z.ZodType> {
+  /** Unique name; the key under `plugins:` in the config. Lowercase letters, digits and dashes. */
+  readonly name: string;
+  /** The plugin API version the plugin was written against ({@link PLUGIN_API_VERSION}). */
+  readonly apiVersion: string;
+  /** One line for `weft plugins`. */
+  readonly description: string;
+  /** Schema of the plugin's config section; an object schema (use `z.object` or `z.strictObject`). */
+  readonly config: S;
+  /** What the core must discover for this plugin (`nodes` is always discovered). */
+  readonly watches?: readonly Watchable[];
+  /** Called once per start or reconfiguration; the host enforces a timeout. */
+  setup(services: PluginServices<z.output<S>>): PluginInstance | Promise<PluginInstance>;
+}
+
+/** A checked, frozen plugin definition; what a plugin module exports as default. */
+export interface PluginDefinition<S extends z.ZodType = z.ZodType> extends PluginDeclaration<S> {
+  readonly watches: readonly Watchable[];
+  readonly [PLUGIN_BRAND]: true;
+}
+
+/**
+ * Declares a plugin. Misuse (bad name, missing setup, unknown watch) throws at once, so that a broken plugin fails
+ * where it is written rather than when the agent loads it.
+ *
+ * @example
+ * export default definePlugin({
+ *   name: 'hello', apiVersion: '1', description: 'says hello',
+ *   config: z.strictObject({ greeting: z.string().default('hi') }),
+ *   setup({ config, logger }) {
+ *     return { reconcile: async ({ view }) => logger.info({ nodes: view.nodes.length }, config.greeting) };
+ *   },
+ * });
+ */
+export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration<S>): PluginDefinition<S> {
+  const { name, apiVersion, description, config, setup } = declaration;
+  const where = `definePlugin(${JSON.stringify(name)})`;
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    throw new TypeError(`${where}: name must match ${NAME_PATTERN.source}`);
+  }
+  if (typeof apiVersion !== 'string' || apiVersion === '') throw new TypeError(`${where}: apiVersion must be a string like "1"`);
+  if (typeof description !== 'string' || description.trim() === '') throw new TypeError(`${where}: description is required`);
+  if (typeof setup !== 'function') throw new TypeError(`${where}: setup must be a function`);
+  if (config === null || typeof config !== 'object' || typeof (config as { safeParse?: unknown }).safeParse !== 'function') {
+    throw new TypeError(`${where}: config must be a schema made with the z exported by @weft/core`);
+  }
+  const watches = declaration.watches ?? ['nodes'];
+  for (const w of watches) {
+    if (!WATCHABLES.includes(w)) throw new TypeError(`${where}: unknown watch ${JSON.stringify(w)}; expected one of ${WATCHABLES.join(', ')}`);
+  }
+  return Object.freeze({
+    ...declaration,
+    watches: Object.freeze([...new Set<Watchable>(['nodes', ...watches])]),
+    [PLUGIN_BRAND]: true as const,
+  });
+}
+
+/** True when `value` was made by {@link definePlugin} (of any copy of `@weft/core`). */
+export function isPluginDefinition(value: unknown): value is PluginDefinition {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PLUGIN_BRAND] === true;
+}

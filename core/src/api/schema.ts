@@ -1,0 +1,81 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/** Renders a config value for an error message: strings quoted, the rest as JSON. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a map';
+  return String(value);
+}
+
+const DURATION = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses `"1m30s"`, `"500ms"`, `"2h"` into milliseconds; `undefined` when the text is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  if (!DURATION.test(text)) return undefined;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    total += Number(amount) * (UNIT_MS[unit as string] as number);
+  }
+  return Math.round(total);
+}
+
+/** A duration written as text (`"10s"`, `"500ms"`, `"1m30s"`), parsed into milliseconds. */
+export function duration(options: { min?: number; max?: number } = {}) {
+  const { min = 0, max = Number.MAX_SAFE_INTEGER } = options;
+  const expected = 'expected a duration like "10s", "500ms" or "1m30s"';
+  return z
+    .string({ error: (iss) => `${expected}, got ${describeValue(iss.input)}` })
+    .regex(DURATION, { error: (iss) => `${expected}, got ${describeValue(iss.input)}` })
+    .transform((text, ctx) => {
+      const ms = parseDuration(text) as number;
+      if (ms < min || ms > max) {
+        ctx.issues.push({ code: 'custom', input: text, message: `expected a duration between ${min} ms and ${max} ms, got ${JSON.stringify(text)}` });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .meta({ description: 'duration: a number with unit ms, s, m or h, e.g. "10s", "1m30s"' });
+}
+
+/** An integer in `[min, max]`; the error reads `expected integer 1-65535, got "abc"`. */
+export function intInRange(min: number, max: number) {
+  const error = (iss: { input?: unknown }) => `expected integer ${min}-${max}, got ${describeValue(iss.input)}`;
+  return z.int({ error }).min(min, { error }).max(max, { error });
+}
+
+/** A TCP/UDP port, 1-65535. */
+export function port() {
+  return intInRange(1, 65535);
+}
+
+/** An IPv4 or IPv6 address (no prefix). */
+export function ipAddress() {
+  return z.string().refine((s) => isIP(s) !== 0, { error: (iss) => `expected an IP address, got ${describeValue(iss.input)}` });
+}
+
+/** Parses `"10.0.0.0/24"` or `"fd00::/64"`; `undefined` when invalid. */
+export function parseCIDR(text: string): { address: string; prefix: number; family: 4 | 6 } | undefined {
+  const slash = text.lastIndexOf('/');
+  if (slash < 0) return undefined;
+  const address = text.slice(0, slash);
+  const prefixText = text.slice(slash + 1);
+  const family = isIP(address);
+  if (family === 0 || !/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = Number(prefixText);
+  if (prefix > (family === 4 ? 32 : 128)) return undefined;
+  return { address, prefix, family: family as 4 | 6 };
+}
+
+/** An IPv4 or IPv6 network in CIDR notation. */
+export function cidr() {
+  return z.string().refine((s) => parseCIDR(s) !== undefined, {
+    error: (iss) => `expected a CIDR like "10.4.0.0/24" or "fd00::/64", got ${describeValue(iss.input)}`,
+  });
+}
+
+export { z };

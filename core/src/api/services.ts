@@ -1,0 +1,116 @@
+import type { Logger } from 'pino';
+import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogram, HistogramConfiguration } from 'prom-client';
+import type { AnnotationPatch, ClusterView } from './cluster.js';
+
+/**
+ * A typed reference to a service. The runtime registers each service under `ref.token` in a tsyringe container,
+ * one child container per plugin, so that every plugin gets its own logger child, metric label and state directory.
+ */
+export interface ServiceRef<T> {
+  /** Human-readable id, used in errors (`core.logger`). */
+  readonly id: string;
+  /** The tsyringe injection token. `Symbol.for` so that two copies of `@weft/core` agree on it. */
+  readonly token: symbol;
+  /** Phantom field carrying the service type; never set. */
+  readonly __type?: T;
+}
+
+/** Creates a service reference; `id` must be unique across weft and its plugins. */
+export function createServiceRef<T>(id: string): ServiceRef<T> {
+  return Object.freeze({ id, token: Symbol.for(`weft.service.${id}`) });
+}
+
+/** Metrics for one plugin. Every series it creates carries the label `plugin="<name>"`. */
+export interface PluginMetrics {
+  /** Get-or-create a counter (a second call with the same name returns the first one). */
+  counter<L extends string = string>(config: Omit<CounterConfiguration<L>, 'registers'>): Counter<L>;
+  /** Get-or-create a gauge. */
+  gauge<L extends string = string>(config: Omit<GaugeConfiguration<L>, 'registers'>): Gauge<L>;
+  /** Get-or-create a histogram. */
+  histogram<L extends string = string>(config: Omit<HistogramConfiguration<L>, 'registers'>): Histogram<L>;
+}
+
+/** What a plugin's HTTP handler sees of a request. */
+export interface HttpRequest {
+  readonly method: string;
+  /** The full request URL (host from the Host header). */
+  readonly url: URL;
+  /** The part of the path after `/api/<plugin>`. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The request body, read whole (limited to 1 MiB). */
+  readonly body: Buffer;
+  /** Aborted when the client goes away. */
+  readonly signal: AbortSignal;
+}
+
+/** What a handler answers: `json` is serialised, `body` sent as it is. */
+export interface HttpReply {
+  readonly status?: number;
+  readonly json?: unknown;
+  readonly body?: string | Buffer;
+  readonly contentType?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** An HTTP handler of a plugin. A thrown error answers 500 with its message. */
+export type HttpHandler = (request: HttpRequest) => HttpReply | Promise<HttpReply>;
+
+/** Routes a plugin serves under `/api/<plugin>/`. */
+export interface PluginHttp {
+  /**
+   * Serves `handler` for `method` at `/api/<plugin><path>`; `path` starts with `/` (`/` itself serves
+   * `/api/<plugin>/`). Registering the same method and path twice throws `WEFT_REGISTRATION_CONFLICT`.
+   */
+  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: HttpHandler): void;
+  /** The base URL path of this plugin's routes, `/api/<plugin>`. */
+  readonly basePath: string;
+}
+
+/** A private directory per plugin that survives restarts (keys, allocated addresses). */
+export interface PluginState {
+  /** Absolute path of the directory (created on first write, mode 0700). */
+  readonly dir: string;
+  /** Reads a file of the directory; `undefined` when it does not exist. */
+  readFile(name: string): Promise<Buffer | undefined>;
+  /** Writes a file atomically (temp file + rename), by default with mode 0600. */
+  writeFile(name: string, data: string | Buffer, options?: { mode?: number }): Promise<void>;
+  /** Removes a file; no error when it does not exist. */
+  removeFile(name: string): Promise<void>;
+}
+
+/** Read access to the cluster as the core last saw it. */
+export interface ClusterService {
+  /** The latest snapshot. */
+  current(): ClusterView;
+}
+
+/** Publishes annotations on the own node. Values from all plugins are merged into one write. */
+export type PublishService = (patch: AnnotationPatch) => Promise<void>;
+
+/** Asks the scheduler for a reconcile of this plugin (merged with other pending triggers). */
+export type TriggerService = (reason: string) => void;
+
+/** The core services every plugin can resolve. */
+export const coreServices = {
+  /** The plugin's own pino child logger (`plugin` field set). */
+  logger: createServiceRef<Logger>('core.logger'),
+  /** The plugin's metrics (series labelled `plugin`). */
+  metrics: createServiceRef<PluginMetrics>('core.metrics'),
+  /** The cluster view. */
+  cluster: createServiceRef<ClusterService>('core.cluster'),
+  /** Annotation publishing on the own node. */
+  publish: createServiceRef<PublishService>('core.publish'),
+  /** The plugin's state directory. */
+  state: createServiceRef<PluginState>('core.state'),
+  /** The plugin's HTTP routes. */
+  http: createServiceRef<PluginHttp>('core.http'),
+  /** Triggers a reconcile of this plugin. */
+  trigger: createServiceRef<TriggerService>('core.trigger'),
+  /** The plugin's validated config section. */
+  config: createServiceRef<unknown>('core.config'),
+  /** The plugin's name. */
+  pluginName: createServiceRef<string>('core.pluginName'),
+  /** Aborted when the plugin is being stopped or reconfigured. */
+  lifetime: createServiceRef<AbortSignal>('core.lifetime'),
+} as const;

@@ -1,0 +1,136 @@
+import { cidr, describeValue, duration, intInRange, ipAddress, z } from '../api/schema.js';
+
+/** The default config file; a mounted ConfigMap in a cluster. */
+export const DEFAULT_CONFIG_PATH = '/etc/weft/weft.yaml';
+
+const LABELS = z.record(z.string(), z.string());
+
+const NodeSection = z
+  .strictObject({
+    name: z.string().min(1).optional().meta({ description: 'this node; default $NODE_NAME, else the host name' }),
+    stateDir: z.string().min(1).default('/var/lib/weft').meta({ description: 'where plugins keep state (keys, addresses)' }),
+  })
+  .prefault({});
+
+/** A node declared in the config (the `static` discovery source). */
+export const StaticNode = z.strictObject({
+  name: z.string().min(1),
+  internalAddresses: z.array(ipAddress()).default([]),
+  externalAddresses: z.array(ipAddress()).default([]),
+  podCIDRs: z.array(cidr()).default([]),
+  labels: LABELS.default({}),
+  annotations: LABELS.default({}),
+  ready: z.boolean().default(true),
+});
+export type StaticNode = z.output<typeof StaticNode>;
+
+const DiscoverySection = z
+  .strictObject({
+    source: z
+      .enum(['static'], { error: (iss) => `expected one of static, got ${describeValue(iss.input)}` })
+      .prefault('static')
+      .meta({ description: 'where nodes come from; `static`: the nodes listed here' }),
+    static: z.strictObject({ nodes: z.array(StaticNode).default([]) }).prefault({}),
+  })
+  .prefault({});
+
+const ReconcileSettings = {
+  debounce: duration({ max: 60_000 }).meta({ description: 'wait this long after a trigger so that bursts merge' }),
+  resync: duration({ min: 1000 }).meta({ description: 'reconcile at least this often, as insurance against drift' }),
+  timeout: duration({ min: 10 }).meta({ description: 'abort a reconcile (its AbortSignal) after this long' }),
+  backoffInitial: duration({ min: 1 }).meta({ description: 'first retry delay after an error' }),
+  backoffMax: duration({ min: 1 }).meta({ description: 'cap of the exponential retry delay' }),
+};
+
+const ReconcileSection = z
+  .strictObject({
+    debounce: ReconcileSettings.debounce.prefault('100ms'),
+    resync: ReconcileSettings.resync.prefault('30s'),
+    timeout: ReconcileSettings.timeout.prefault('60s'),
+    backoffInitial: ReconcileSettings.backoffInitial.prefault('500ms'),
+    backoffMax: ReconcileSettings.backoffMax.prefault('5m'),
+  })
+  .prefault({});
+
+/** Per-plugin overrides of the reconcile settings. */
+export const ReconcileOverrides = z.strictObject({
+  debounce: ReconcileSettings.debounce.optional(),
+  resync: ReconcileSettings.resync.optional(),
+  timeout: ReconcileSettings.timeout.optional(),
+  backoffInitial: ReconcileSettings.backoffInitial.optional(),
+  backoffMax: ReconcileSettings.backoffMax.optional(),
+});
+
+const LISTEN = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|(localhost)):(\d{1,5})$/;
+
+/** Splits `"0.0.0.0:9471"`, `"[::]:9471"` or `"localhost:0"` into host and port; `undefined` when invalid. */
+export function parseListen(text: string): { host: string; port: number } | undefined {
+  const m = LISTEN.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[4]);
+  if (port > 65535) return undefined;
+  return { host: (m[1] ?? m[2] ?? m[3]) as string, port };
+}
+
+const HttpSection = z
+  .strictObject({
+    listen: z
+      .string()
+      .refine((s) => parseListen(s) !== undefined, {
+        error: (iss) => `expected host:port like "0.0.0.0:9471" or "[::]:9471", got ${describeValue(iss.input)}`,
+      })
+      .nullable()
+      .default('0.0.0.0:9471')
+      .meta({ description: 'address of /metrics, /healthz, /readyz and /api/<plugin>/; null turns the server off' }),
+  })
+  .prefault({});
+
+const LogSection = z
+  .strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).prefault('info'),
+    format: z
+      .enum(['auto', 'json', 'pretty'])
+      .prefault('auto')
+      .meta({ description: 'auto: pretty in a terminal (when pino-pretty is installed), JSON otherwise' }),
+  })
+  .prefault({});
+
+/** The keys of a plugin section that the host reads; the rest goes to the plugin's own schema. */
+export const PluginHostSection = z.looseObject({
+  enabled: z.boolean().default(true).meta({ description: 'false keeps the section but does not load the plugin' }),
+  module: z
+    .string()
+    .min(1)
+    .optional()
+    .meta({ description: 'npm package name or path (relative to this file) of a third-party plugin' }),
+  onBootFailure: z
+    .enum(['abort', 'continue'])
+    .prefault('abort')
+    .meta({ description: 'abort: the agent exits when setup fails; continue: the others run without it' }),
+  setupTimeout: duration({ min: 10 }).prefault('30s'),
+  reconcile: ReconcileOverrides.optional(),
+});
+export type PluginHostSection = z.output<typeof PluginHostSection>;
+
+const PLUGIN_KEY = /^[a-z][a-z0-9-]{0,39}$/;
+
+/** The core part of the config; plugin sections are checked again by each plugin's schema. */
+export const CoreConfigSchema = z.strictObject({
+  node: NodeSection,
+  discovery: DiscoverySection,
+  reconcile: ReconcileSection,
+  http: HttpSection,
+  log: LogSection,
+  plugins: z
+    .record(
+      z.string().regex(PLUGIN_KEY, { error: (iss) => `expected a plugin name (${PLUGIN_KEY.source}), got ${describeValue(iss.input)}` }),
+      // An empty section (`wireguard:`) enables the plugin with its defaults.
+      z.preprocess((v) => (v === null ? {} : v), PluginHostSection),
+    )
+    .default({}),
+});
+
+/** The validated core config. */
+export type CoreConfig = z.output<typeof CoreConfigSchema>;
+/** The validated reconcile settings, all in milliseconds. */
+export type ReconcileSettings = CoreConfig['reconcile'];

@@ -1,0 +1,246 @@
+import { describeError, TerminalError, WeftError } from '../api/errors.js';
+import type { ReconcileOutcome } from '../api/plugin.js';
+
+/** Timing of one plugin's loop, all in milliseconds. */
+export interface LoopSettings {
+  readonly debounce: number;
+  readonly resync: number;
+  readonly timeout: number;
+  readonly backoffInitial: number;
+  readonly backoffMax: number;
+}
+
+/** How a run ended. */
+export type RunResult = 'success' | 'error' | 'terminal' | 'timeout';
+
+/** What the loop hands the reconcile function. */
+export interface RunContext {
+  readonly signal: AbortSignal;
+  readonly reasons: ReadonlySet<string>;
+  readonly attempt: number;
+}
+
+/** A finished run, as reported to observers. */
+export interface RunReport {
+  readonly result: RunResult;
+  readonly seconds: number;
+  readonly reasons: ReadonlySet<string>;
+  readonly attempt: number;
+  readonly error?: unknown;
+  /** When the next run is due without a trigger (retry or requeue), in ms from now. */
+  readonly nextInMs?: number;
+}
+
+export interface LoopOptions {
+  readonly settings: LoopSettings;
+  readonly reconcile: (context: RunContext) => Promise<ReconcileOutcome | void>;
+  /** Called after each run; must not throw. */
+  readonly onRun?: (report: RunReport) => void;
+  /** Called when a run ignored its abort and still has not settled `stuckAfter` ms later, and again when it settles. */
+  readonly onStuck?: (stuck: boolean) => void;
+  /** How long a run may ignore its aborted signal before it is reported stuck (default 10 s). */
+  readonly stuckAfter?: number;
+  /** Random source in [0, 1) for jitter; tests fix it. */
+  readonly random?: () => number;
+}
+
+/**
+ * The reconcile loop of one plugin, with the semantics of controller-runtime's work queue for a single key:
+ * - triggers merge: reasons collect until the next run, which starts `debounce` ms after the first of them;
+ * - never two runs at once; a trigger during a run causes exactly one more run after it;
+ * - an error retries after a capped exponential backoff with jitter; a {@link TerminalError} does not retry;
+ * - `requeueAfter` from a run schedules another; a periodic resync triggers one regardless;
+ * - a run that outlives `timeout` is aborted through its signal. It is awaited still (never overlapped); if it
+ *   ignores the abort for `stuckAfter` ms it is reported stuck.
+ */
+export class ReconcileLoop {
+  private settings: LoopSettings;
+  private readonly random: () => number;
+  private readonly pending = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private dueAt = Number.POSITIVE_INFINITY;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private current: { promise: Promise<void>; controller: AbortController } | undefined;
+  private failures = 0;
+  private started = false;
+  private stopped = false;
+
+  constructor(private readonly options: LoopOptions) {
+    this.settings = options.settings;
+    this.random = options.random ?? Math.random;
+  }
+
+  /** Starts the loop with a first run (reason `start`) and the resync timer. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    this.trigger('start');
+    this.armResync();
+  }
+
+  /** Asks for a run. Level-triggered: the reason is informative, every run looks at everything. */
+  trigger(reason: string): void {
+    if (this.stopped) return;
+    this.pending.add(reason);
+    if (!this.started || this.current) return; // the run in progress schedules the next one when it ends
+    this.scheduleIn(this.settings.debounce);
+  }
+
+  /** New timings; they apply from the next scheduling decision. */
+  updateSettings(settings: LoopSettings): void {
+    const resyncChanged = settings.resync !== this.settings.resync;
+    this.settings = settings;
+    if (resyncChanged && this.started && !this.stopped) this.armResync();
+  }
+
+  /** Whether a run is in progress. */
+  get running(): boolean {
+    return this.current !== undefined;
+  }
+
+  /**
+   * Stops scheduling, aborts a run in progress and waits for it to settle, at most `waitMs`. Idempotent.
+   * Resolves `false` when the run did not settle in time.
+   */
+  async stop(waitMs = 10_000): Promise<boolean> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.resyncTimer);
+    this.timer = undefined;
+    this.resyncTimer = undefined;
+    const run = this.current;
+    if (!run) return true;
+    run.controller.abort(new Error('plugin stopping'));
+    let timeout: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      run.promise.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timeout = setTimeout(() => resolve(false), waitMs);
+      }),
+    ]);
+    clearTimeout(timeout);
+    return settled;
+  }
+
+  private armResync(): void {
+    clearTimeout(this.resyncTimer);
+    // ±10 % so that agents started together do not resync in lockstep.
+    const delay = this.settings.resync * (0.9 + 0.2 * this.random());
+    this.resyncTimer = setTimeout(() => {
+      this.trigger('resync');
+      this.armResync();
+    }, delay);
+    this.resyncTimer.unref?.();
+  }
+
+  private scheduleIn(ms: number): void {
+    const at = Date.now() + Math.max(0, ms);
+    if (this.timer !== undefined && this.dueAt <= at) return;
+    clearTimeout(this.timer);
+    this.dueAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.dueAt = Number.POSITIVE_INFINITY;
+      this.runOnce();
+    }, Math.max(0, ms));
+  }
+
+  private runOnce(): void {
+    if (this.stopped || this.current || this.pending.size === 0) return;
+    const reasons = new Set(this.pending);
+    this.pending.clear();
+    const controller = new AbortController();
+    const attempt = this.failures;
+    const promise = this.execute(controller, reasons, attempt).then(({ result, nextInMs }) => {
+      this.current = undefined;
+      this.afterRun(result, nextInMs);
+    });
+    this.current = { promise, controller };
+  }
+
+  private async execute(
+    controller: AbortController,
+    reasons: ReadonlySet<string>,
+    attempt: number,
+  ): Promise<{ result: RunResult; nextInMs: number | undefined }> {
+    const started = performance.now();
+    let timedOut = false;
+    let stuck = false;
+    const timeout = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new WeftError('WEFT_RECONCILE_TIMEOUT', `reconcile did not finish within ${this.settings.timeout} ms`));
+      stuckTimer = setTimeout(() => {
+        stuck = true;
+        this.options.onStuck?.(true);
+      }, this.options.stuckAfter ?? 10_000);
+    }, this.settings.timeout);
+    let stuckTimer: NodeJS.Timeout | undefined;
+
+    let result: RunResult;
+    let error: unknown;
+    let outcome: ReconcileOutcome | void = undefined;
+    try {
+      // A synchronous throw inside reconcile becomes a rejection here, never an escape.
+      outcome = await Promise.resolve().then(() => this.options.reconcile({ signal: controller.signal, reasons, attempt }));
+      result = timedOut ? 'timeout' : 'success';
+    } catch (err) {
+      error = err;
+      result = timedOut ? 'timeout' : err instanceof TerminalError ? 'terminal' : 'error';
+    } finally {
+      clearTimeout(timeout);
+      clearTimeout(stuckTimer);
+    }
+    if (stuck) this.options.onStuck?.(false);
+    if (timedOut && error === undefined) error = controller.signal.reason;
+
+    let nextInMs: number | undefined;
+    if (result === 'success' || result === 'terminal') {
+      this.failures = 0;
+      const requeue = result === 'success' ? outcome?.requeueAfter : undefined;
+      if (typeof requeue === 'number' && Number.isFinite(requeue) && requeue >= 0) nextInMs = requeue;
+    } else {
+      this.failures += 1;
+      nextInMs = this.backoff(this.failures);
+    }
+
+    this.report({
+      result,
+      seconds: (performance.now() - started) / 1000,
+      reasons,
+      attempt,
+      ...(error !== undefined ? { error } : {}),
+      ...(nextInMs !== undefined ? { nextInMs } : {}),
+    });
+
+    return { result, nextInMs };
+  }
+
+  private report(report: RunReport): void {
+    try {
+      this.options.onRun?.(report);
+    } catch {
+      // An observer's bug must not wedge the loop.
+    }
+  }
+
+  private afterRun(result: RunResult, nextInMs: number | undefined): void {
+    if (this.stopped) return;
+    if (this.pending.size > 0) this.scheduleIn(this.settings.debounce);
+    if (nextInMs !== undefined) {
+      this.pending.add(result === 'success' ? 'requeue' : 'retry');
+      this.scheduleIn(nextInMs);
+    }
+  }
+
+  /** Delay before retry number `n` (1-based): initial·2^(n-1), capped, then "equal jitter" in [½, 1) of that. */
+  backoff(n: number): number {
+    const { backoffInitial, backoffMax } = this.settings;
+    const base = Math.min(backoffMax, backoffInitial * 2 ** Math.min(n - 1, 52));
+    return Math.round(base * (0.5 + 0.5 * this.random()));
+  }
+}
+
+/** Short text for a run's error, for logs. */
+export function describeRunError(report: RunReport): string | undefined {
+  return report.error === undefined ? undefined : describeError(report.error);
+}
