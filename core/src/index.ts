@@ -1,1 +1,44 @@
-export * from './api/errors.js';
+/**
+ * `@weft/core`: the public API for weft plugins. Everything a plugin may use is exported here by name; nothing
+ * else in this package is public.
+ */
+export type {
+  AnnotationPatch,
+  ClusterView,
+  EndpointInfo,
+  EndpointSliceInfo,
+  NodeInfo,
+  NodeSource,
+  ServiceInfo,
+  ServicePort,
+  Watchable,
+} from './api/cluster.js';
+export { describeError, ERROR_CODES, isWeftError, TerminalError, WeftError, type WeftErrorCode } from './api/errors.js';
+export {
+  definePlugin,
+  isPluginDefinition,
+  PLUGIN_API_VERSION,
+  type PluginDeclaration,
+  type PluginDefinition,
+  type PluginInstance,
+  type PluginServices,
+  type ReconcileContext,
+  type ReconcileOutcome,
+  type StopContext,
+} from './api/plugin.js';
+export { cidr, describeValue, duration, intInRange, ipAddress, parseCIDR, parseDuration, port, z } from './api/schema.js';
+export {
+  type ClusterService,
+  coreServices,
+  createServiceRef,
+  type HttpHandler,
+  type HttpReply,
+  type HttpRequest,
+  type PluginHttp,
+  type PluginMetrics,
+  type PluginState,
+  type PublishService,
+  type ServiceRef,
+  type TriggerService,
+} from './api/services.js';
+export type { Logger } from './observe/logger.js';

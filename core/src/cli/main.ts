@@ -1,0 +1,162 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { describeError } from '../api/errors.js';
+import type { PluginDefinition } from '../api/plugin.js';
+import { configJsonSchema } from '../config/json-schema.js';
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
+import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
+import { runAgent } from '../runtime/run.js';
+import { WEFT_VERSION } from '../runtime/version.js';
+
+/** Where the CLI writes; tests capture it. */
+export interface CliIO {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+const defaultIO: CliIO = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+};
+
+/** Exit codes: 0 fine, 1 failure at run time, 2 bad usage or bad config. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+class ExitWith extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+function configOption(): Option {
+  return new Option('-c, --config <file>', 'the config file').default(DEFAULT_CONFIG_PATH).env('WEFT_CONFIG');
+}
+
+/** Loads built-in plugins that exist; the ones still planned are skipped. */
+async function availableBuiltins(): Promise<PluginDefinition[]> {
+  const out: PluginDefinition[] = [];
+  for (const p of BUILTIN_PLUGINS) {
+    if (p.status === 'available') out.push(await loadPlugin({ key: p.name, baseDir: process.cwd() }));
+  }
+  return out;
+}
+
+function buildProgram(io: CliIO): Command {
+  const program = new Command('weft')
+    .description('weft: a node network agent for Kubernetes')
+    .version(WEFT_VERSION, '-V, --version')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  const fail = (err: unknown): never => {
+    if (err instanceof ConfigError) {
+      io.err(`${err.message}\n`);
+      throw new ExitWith(EXIT.usage);
+    }
+    io.err(`weft: ${describeError(err)}\n`);
+    throw new ExitWith(EXIT.failed);
+  };
+
+  program
+    .command('run')
+    .description('run the agent: discover nodes, reconcile every enabled plugin, serve /metrics and the API')
+    .addOption(configOption())
+    .action(async (opts: { config: string }) => {
+      try {
+        const agent = await runAgent({ configPath: opts.config, env: io.env });
+        await agent.stopped;
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  const config = program.command('config').description('check and describe config files');
+  config
+    .command('validate')
+    .description('validate a config file (exit 0 when valid, 2 with file:line:col errors when not)')
+    .argument('[file]', 'the config file', DEFAULT_CONFIG_PATH)
+    .action(async (file: string) => {
+      try {
+        const loaded = await loadConfigFile(file, { env: io.env });
+        const names = loaded.plugins.map((p) => p.name);
+        io.out(`${file}: valid (${names.length} plugin${names.length === 1 ? '' : 's'} enabled${names.length ? `: ${names.join(', ')}` : ''})\n`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+  config
+    .command('schema')
+    .description('print the JSON Schema of weft.yaml (for yaml-language-server), or write it with --out')
+    .option('-o, --out <file>', 'write the schema to this file')
+    .option('--check', 'with --out: exit 1 when the file differs from the schema instead of writing it')
+    .action(async (opts: { out?: string; check?: boolean }) => {
+      const text = `${JSON.stringify(configJsonSchema(await availableBuiltins()), null, 2)}\n`;
+      if (!opts.out) return io.out(text);
+      if (opts.check) {
+        const current = await readFile(opts.out, 'utf8').catch(() => '');
+        if (current !== text) {
+          io.err(`${opts.out} is out of date; run npm run schema\n`);
+          throw new ExitWith(EXIT.failed);
+        }
+        return io.out(`${opts.out} is up to date\n`);
+      }
+      await mkdir(dirname(opts.out), { recursive: true });
+      await writeFile(opts.out, text);
+      io.out(`wrote ${opts.out}\n`);
+    });
+
+  program
+    .command('plugins')
+    .description('list the built-in plugins, and the plugins a config names')
+    .addOption(new Option('-c, --config <file>', 'also list the plugins this config enables').env('WEFT_CONFIG'))
+    .action(async (opts: { config?: string }) => {
+      const rows: string[][] = [['NAME', 'SOURCE', 'STATUS', 'DESCRIPTION']];
+      for (const p of BUILTIN_PLUGINS) {
+        rows.push([p.name, p.module, p.status === 'available' ? 'available' : `planned (${p.status.planned})`, p.description]);
+      }
+      if (opts.config) {
+        try {
+          const loaded = await loadConfigFile(opts.config, { env: io.env });
+          for (const p of loaded.plugins) {
+            if (p.host.module !== undefined) rows.push([p.name, p.host.module, 'enabled in config', p.definition.description]);
+            else {
+              const row = rows.find((r) => r[0] === p.name);
+              if (row) row[2] = 'enabled in config';
+            }
+          }
+        } catch (err) {
+          fail(err);
+        }
+      }
+      io.out(table(rows));
+    });
+
+  return program;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n') + '\n';
+}
+
+/** Runs the CLI with `argv` (as in `process.argv`); resolves with the exit code. */
+export async function main(argv: readonly string[], io: CliIO = defaultIO): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...argv]);
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof ExitWith) return err.code;
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    io.err(`weft: ${describeError(err)}\n`);
+    return EXIT.failed;
+  }
+}

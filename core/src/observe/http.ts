@@ -1,0 +1,173 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { describeError, WeftError } from '../api/errors.js';
+import type { HttpHandler, HttpReply, HttpRequest, PluginHttp } from '../api/services.js';
+
+const MAX_BODY = 1 << 20;
+const METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE']);
+
+/** What `/readyz` reports. */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly checks: Readonly<Record<string, { readonly ok: boolean; readonly detail?: string }>>;
+}
+
+export interface HttpServerDeps {
+  readonly logger: Logger;
+  readonly metrics: () => Promise<{ contentType: string; body: string }>;
+  readonly readiness: () => Readiness;
+}
+
+interface Route {
+  readonly plugin: string;
+  readonly handler: HttpHandler;
+}
+
+/**
+ * The agent's HTTP server: `/metrics`, `/healthz`, `/readyz`, and the routes plugins register under
+ * `/api/<plugin>/`. The route table lives apart from the socket, so routes survive a re-listen on a new address.
+ */
+export class HttpServer {
+  private server: Server | undefined;
+  private readonly routes = new Map<string, Route>();
+
+  constructor(private readonly deps: HttpServerDeps) {}
+
+  /** The route registrar a plugin gets; `clear()` removes all of that plugin's routes. */
+  forPlugin(plugin: string): PluginHttp & { clear(): void } {
+    const basePath = `/api/${plugin}`;
+    return {
+      basePath,
+      route: (method, path, handler) => {
+        if (!METHODS.has(method)) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${plugin}": unsupported HTTP method ${method}`);
+        if (!path.startsWith('/') || path.includes('?') || path.includes('#')) {
+          throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${plugin}": route path must start with / and hold no query, got ${JSON.stringify(path)}`);
+        }
+        const key = `${method} ${basePath}${path === '/' ? '/' : path}`;
+        if (this.routes.has(key)) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${plugin}": route ${key} is already registered`);
+        this.routes.set(key, { plugin, handler });
+      },
+      clear: () => {
+        for (const [key, route] of this.routes) if (route.plugin === plugin) this.routes.delete(key);
+      },
+    };
+  }
+
+  /** Starts listening (or moves to a new address); resolves with the bound address. */
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    await this.close();
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.deps.logger.error({ err: describeError(err) }, 'http handler failed');
+        if (!res.headersSent) send(res, 500, { json: { error: 'internal error' } });
+        else res.destroy();
+      });
+    });
+    server.keepAliveTimeout = 5_000;
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    return { host: address.address, port: address.port };
+  }
+
+  /** The bound address, when listening. */
+  address(): { host: string; port: number } | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  /** Stops listening; idempotent. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+
+    if (path === '/healthz') return send(res, 200, { body: 'ok\n', contentType: 'text/plain' });
+    if (path === '/readyz') {
+      const r = this.deps.readiness();
+      return send(res, r.ready ? 200 : 503, { json: r });
+    }
+    if (path === '/metrics') {
+      const { contentType, body } = await this.deps.metrics();
+      return send(res, 200, { body, contentType });
+    }
+    if (path === '/api' || path === '/api/') {
+      const list = [...this.routes.keys()].sort();
+      return send(res, 200, { json: { routes: list } });
+    }
+
+    const lookup = method === 'HEAD' ? 'GET' : method;
+    const normalized = /^\/api\/[^/]+$/.test(path) ? `${path}/` : path;
+    const route = this.routes.get(`${lookup} ${normalized}`);
+    if (!route) {
+      const other = [...METHODS].some((m) => this.routes.has(`${m} ${normalized}`));
+      return send(res, other ? 405 : 404, { json: { error: other ? `method ${method} not allowed` : `no route ${path}` } });
+    }
+
+    const body = await readBody(req);
+    if (body === undefined) return send(res, 413, { json: { error: `request body over ${MAX_BODY} bytes` } });
+    const controller = new AbortController();
+    res.on('close', () => controller.abort());
+    const prefix = `/api/${route.plugin}`;
+    const request: HttpRequest = {
+      method,
+      url,
+      path: normalized.slice(prefix.length) || '/',
+      headers: req.headers,
+      body,
+      signal: controller.signal,
+    };
+    let reply: HttpReply;
+    try {
+      reply = await route.handler(request);
+    } catch (err) {
+      this.deps.logger.warn({ plugin: route.plugin, route: `${method} ${path}`, err: describeError(err) }, 'plugin route failed');
+      return send(res, 500, { json: { error: describeError(err) } });
+    }
+    send(res, reply.status ?? 200, reply, method === 'HEAD');
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function send(res: ServerResponse, status: number, reply: HttpReply, headOnly = false): void {
+  let body: string | Buffer;
+  let contentType = reply.contentType;
+  if (reply.json !== undefined) {
+    body = `${JSON.stringify(reply.json, null, 2)}\n`;
+    contentType ??= 'application/json; charset=utf-8';
+  } else {
+    body = reply.body ?? '';
+    contentType ??= 'text/plain; charset=utf-8';
+  }
+  res.writeHead(status, { ...reply.headers, 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+  res.end(headOnly ? undefined : body);
+}

@@ -1,0 +1,127 @@
+import {
+  collectDefaultMetrics,
+  Counter,
+  type CounterConfiguration,
+  Gauge,
+  type GaugeConfiguration,
+  Histogram,
+  type HistogramConfiguration,
+  type Metric,
+  Registry,
+} from 'prom-client';
+import { WeftError } from '../api/errors.js';
+import type { PluginMetrics } from '../api/services.js';
+
+/** The metrics every agent exports, whatever plugins run. */
+export interface CoreMetrics {
+  readonly reconcileDuration: Histogram<'plugin'>;
+  readonly reconcileTotal: Counter<'plugin' | 'result'>;
+  readonly pluginUp: Gauge<'plugin'>;
+  readonly configReloadSuccessful: Gauge;
+  readonly configReloadTimestamp: Gauge;
+  readonly buildInfo: Gauge<'version' | 'node'>;
+}
+
+type AnyConfig = { name: string; help: string; labelNames?: readonly string[] };
+
+/**
+ * One prom-client registry for the core and one per plugin (its series labelled `plugin`). Names are unique
+ * across all of them: a plugin cannot shadow a core metric or another plugin's.
+ */
+export class MetricsHub {
+  readonly registry = new Registry();
+  readonly core: CoreMetrics;
+  private readonly plugins = new Map<string, Registry>();
+
+  constructor(version: string, options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    const registers = [this.registry];
+    this.core = {
+      reconcileDuration: new Histogram({
+        name: 'weft_reconcile_duration_seconds',
+        help: 'Time a reconcile took, by plugin',
+        labelNames: ['plugin'],
+        buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+        registers,
+      }),
+      reconcileTotal: new Counter({
+        name: 'weft_reconcile_total',
+        help: 'Reconciles by plugin and result (success, error, terminal, timeout)',
+        labelNames: ['plugin', 'result'],
+        registers,
+      }),
+      pluginUp: new Gauge({
+        name: 'weft_plugin_up',
+        help: '1 when the plugin is set up and its last reconcile succeeded, else 0',
+        labelNames: ['plugin'],
+        registers,
+      }),
+      configReloadSuccessful: new Gauge({
+        name: 'weft_config_last_reload_successful',
+        help: '1 when the last config load (at start or on change) was applied, 0 when it was refused',
+        registers,
+      }),
+      configReloadTimestamp: new Gauge({
+        name: 'weft_config_last_reload_success_timestamp_seconds',
+        help: 'When the config was last applied, in seconds since the epoch',
+        registers,
+      }),
+      buildInfo: new Gauge({ name: 'weft_build_info', help: 'Always 1; labels say the weft and Node versions', labelNames: ['version', 'node'], registers }),
+    };
+    this.core.buildInfo.set({ version, node: process.version }, 1);
+  }
+
+  /** A fresh registry for a plugin (an earlier one of the same plugin is dropped: its series go with it). */
+  forPlugin(plugin: string): PluginMetrics {
+    const registry = new Registry();
+    registry.setDefaultLabels({ plugin });
+    this.plugins.set(plugin, registry);
+    const getOrCreate = <M extends Metric>(config: AnyConfig, kind: string, make: () => M): M => {
+      const existing = registry.getSingleMetric(config.name);
+      if (existing) {
+        const same = existing.constructor.name === kind && sameLabels((existing as unknown as { labelNames: string[] }).labelNames, config.labelNames);
+        if (!same) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${plugin}": metric ${config.name} already exists with another type or labels`);
+        return existing as M;
+      }
+      const owner = this.ownerOf(config.name);
+      if (owner !== undefined) {
+        throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${plugin}": metric ${config.name} is already registered by ${owner}`);
+      }
+      return make();
+    };
+    const registers = [registry];
+    return {
+      counter: <L extends string>(c: Omit<CounterConfiguration<L>, 'registers'>) =>
+        getOrCreate(c, 'Counter', () => new Counter<L>({ ...c, registers })),
+      gauge: <L extends string>(c: Omit<GaugeConfiguration<L>, 'registers'>) => getOrCreate(c, 'Gauge', () => new Gauge<L>({ ...c, registers })),
+      histogram: <L extends string>(c: Omit<HistogramConfiguration<L>, 'registers'>) =>
+        getOrCreate(c, 'Histogram', () => new Histogram<L>({ ...c, registers })),
+    };
+  }
+
+  /** Forgets a plugin's registry: its series disappear from `/metrics`. */
+  dropPlugin(plugin: string): void {
+    this.plugins.delete(plugin);
+    this.core.pluginUp.remove({ plugin });
+    this.core.reconcileDuration.remove({ plugin });
+    for (const result of ['success', 'error', 'terminal', 'timeout']) this.core.reconcileTotal.remove({ plugin, result });
+  }
+
+  /** The Prometheus text exposition of every registry. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    const parts = await Promise.all([this.registry, ...this.plugins.values()].map((r) => r.metrics()));
+    return { contentType: this.registry.contentType, body: parts.filter((p) => p.trim() !== '').join('\n') };
+  }
+
+  private ownerOf(name: string): string | undefined {
+    if (this.registry.getSingleMetric(name)) return 'the core';
+    for (const [plugin, registry] of this.plugins) if (registry.getSingleMetric(name)) return `plugin "${plugin}"`;
+    return undefined;
+  }
+}
+
+function sameLabels(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = [...(a ?? [])].sort().join(',');
+  const y = [...(b ?? [])].sort().join(',');
+  return x === y;
+}

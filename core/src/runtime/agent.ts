@@ -1,0 +1,345 @@
+import { hostname } from 'node:os';
+import type { AnnotationPatch, ClusterView, NodeSource, Watchable } from '../api/cluster.js';
+import { describeError, WeftError } from '../api/errors.js';
+import type { PluginEntry, WeftConfig } from '../config/load.js';
+import { type CoreConfig, parseListen } from '../config/schema.js';
+import { StaticNodeSource } from '../discovery/static-source.js';
+import { HttpServer, type Readiness } from '../observe/http.js';
+import { createLogger, type Logger } from '../observe/logger.js';
+import { MetricsHub } from '../observe/metrics.js';
+import { agentServices } from './agent-services.js';
+import { createRootContainer, type DependencyContainer, provide } from './container.js';
+import { PluginHost, type PluginStatus } from './plugin-host.js';
+import { WEFT_VERSION } from './version.js';
+
+/** Makes the discovery source the config asks for. */
+export type NodeSourceFactory = (core: CoreConfig, selfName: string, logger: Logger) => NodeSource;
+
+/** The built-in discovery sources. */
+export const defaultNodeSourceFactory: NodeSourceFactory = (core, selfName) => {
+  switch (core.discovery.source) {
+    case 'static':
+      return new StaticNodeSource(selfName, core.discovery.static.nodes);
+  }
+};
+
+export interface AgentOptions {
+  /** Root logger; default one built from the config's `log` section. */
+  readonly logger?: Logger;
+  readonly nodeSourceFactory?: NodeSourceFactory;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Random source for jitter (tests fix it). */
+  readonly random?: () => number;
+  /** Register Node's default process metrics (default true). */
+  readonly defaultMetrics?: boolean;
+}
+
+/** The node name: `node.name`, else `$NODE_NAME`, else the host name. */
+export function resolveNodeName(core: CoreConfig, env: NodeJS.ProcessEnv): string {
+  return core.node.name ?? (env.NODE_NAME || hostname());
+}
+
+function sameJSON(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * The composition root: one agent per node. It owns the container, the discovery source, the HTTP server and one
+ * {@link PluginHost} per enabled plugin, and applies new configs without a restart.
+ */
+export class Agent {
+  readonly logger: Logger;
+  readonly metrics: MetricsHub;
+  readonly http: HttpServer;
+  private readonly root: DependencyContainer;
+  private config: WeftConfig;
+  private source: NodeSource | undefined;
+  private hosts: PluginHost[] = [];
+  private started = false;
+  private stopping: Promise<void> | undefined;
+  private serial: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Set<() => void>();
+  private markStopped: () => void = () => undefined;
+  /** Settles once {@link stop} has finished. */
+  readonly stopped: Promise<void> = new Promise((resolve) => {
+    this.markStopped = resolve;
+  });
+  private readonly setupFailures = new Map<string, number>();
+  private readonly setupRetryTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    config: WeftConfig,
+    private readonly options: AgentOptions = {},
+  ) {
+    this.config = config;
+    this.logger = options.logger ?? createLogger(config.core.log);
+    this.metrics = new MetricsHub(WEFT_VERSION, { defaultMetrics: options.defaultMetrics ?? true });
+    this.http = new HttpServer({
+      logger: this.logger,
+      metrics: () => this.metrics.exposition(),
+      readiness: () => this.readiness(),
+    });
+    this.root = createRootContainer();
+    provide(this.root, agentServices.rootLogger, this.logger);
+    provide(this.root, agentServices.metricsHub, this.metrics);
+    provide(this.root, agentServices.httpServer, this.http);
+  }
+
+  /** This node's name. */
+  get nodeName(): string {
+    return resolveNodeName(this.config.core, this.options.env ?? process.env);
+  }
+
+  /** The config in force. */
+  get currentConfig(): WeftConfig {
+    return this.config;
+  }
+
+  /**
+   * Starts discovery, the HTTP server and every plugin, in config order. A plugin whose setup fails aborts the
+   * start (everything started is stopped again) unless it says `onBootFailure: continue`.
+   */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('agent already started');
+    this.started = true;
+    const { core } = this.config;
+    this.logger.info({ version: WEFT_VERSION, node: this.nodeName, config: this.config.file, plugins: this.config.plugins.map((p) => p.name) }, 'weft starting');
+    try {
+      await this.startSource(core);
+      await this.listen(core.http.listen);
+      for (const entry of this.config.plugins) await this.addPlugin(entry, 'boot');
+      for (const host of this.hosts) host.start();
+      this.metrics.core.configReloadSuccessful.set(1);
+      this.metrics.core.configReloadTimestamp.set(Date.now() / 1000);
+      this.logger.info({ http: this.http.address() }, 'weft started');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /**
+   * Applies a new, already validated config: plugins removed (their data plane cleaned up), added, or
+   * reconfigured (stopped without cleanup and set up again); log, reconcile, HTTP and discovery settings follow.
+   * Calls are serialised.
+   */
+  applyConfig(next: WeftConfig): Promise<void> {
+    const run = this.serial.then(() => this.doApply(next));
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Records a refused config: the running one stays and the reload metric drops to 0. */
+  configRefused(error: unknown): void {
+    this.metrics.core.configReloadSuccessful.set(0);
+    this.logger.error({ err: describeError(error) }, 'new config refused; the running config stays');
+  }
+
+  private async doApply(next: WeftConfig): Promise<void> {
+    if (this.stopping) return;
+    const prev = this.config;
+    this.config = next;
+    const core = next.core;
+    if (!sameJSON(prev.core.log, core.log)) this.logger.level = core.log.level;
+    if (!sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery)) {
+      this.logger.info('discovery or node settings changed; restarting discovery');
+      await this.source?.stop();
+      await this.startSource(core);
+    }
+    if (prev.core.http.listen !== core.http.listen) await this.listen(core.http.listen);
+
+    const stateDirChanged = prev.core.node.stateDir !== core.node.stateDir;
+    const wanted = new Map(next.plugins.map((p) => [p.name, p]));
+    // Removed plugins go first, in reverse order, and clean up after themselves.
+    for (const host of [...this.hosts].reverse()) {
+      const entry = wanted.get(host.name);
+      if (entry === undefined) {
+        this.logger.info({ plugin: host.name }, 'plugin removed from config; stopping it and cleaning up');
+        await host.stop(true);
+      } else if (host.status().phase === 'failed') {
+        await host.stop(false); // set up again below, with the new config
+      } else if (entry.fingerprint !== host.entry.fingerprint || entry.definition !== host.entry.definition || stateDirChanged) {
+        this.logger.info({ plugin: host.name }, 'plugin config changed; reconfiguring');
+        await host.stop(false);
+      }
+    }
+    for (const timer of this.setupRetryTimers.values()) clearTimeout(timer);
+    this.setupRetryTimers.clear();
+    this.setupFailures.clear();
+    const kept = new Map(this.hosts.filter((h) => h.status().phase !== 'stopped').map((h) => [h.name, h]));
+    this.hosts = [];
+    const fresh: PluginHost[] = [];
+    for (const entry of next.plugins) {
+      const host = kept.get(entry.name);
+      if (host) {
+        host.updateReconcileSettings(core.reconcile);
+        this.hosts.push(host);
+      } else {
+        const added = await this.addPlugin(entry, 'reload');
+        if (added) fresh.push(added);
+      }
+    }
+    for (const host of fresh) host.start();
+    this.metrics.core.configReloadSuccessful.set(1);
+    this.metrics.core.configReloadTimestamp.set(Date.now() / 1000);
+    this.notify();
+    this.logger.info({ plugins: this.hosts.map((h) => h.name) }, 'config applied');
+  }
+
+  /** Sets up one plugin and adds it to the host list; returns undefined when it failed and may be skipped. */
+  private async addPlugin(entry: PluginEntry, when: 'boot' | 'reload'): Promise<PluginHost | undefined> {
+    const host = this.makeHost(entry);
+    this.hosts.push(host);
+    try {
+      await host.setup();
+      this.logger.info({ plugin: entry.name }, 'plugin set up');
+      return host;
+    } catch (err) {
+      if (entry.host.onBootFailure === 'abort' && when === 'boot') throw err;
+      this.logger.error({ plugin: entry.name, err: describeError(err) }, `plugin failed to set up; ${when === 'boot' ? 'continuing without it (onBootFailure: continue)' : 'the others keep running'}`);
+      this.scheduleSetupRetry(entry);
+      return undefined;
+    }
+  }
+
+  /** A plugin whose setup failed is set up again later, with the reconcile backoff. */
+  private scheduleSetupRetry(entry: PluginEntry): void {
+    const n = (this.setupFailures.get(entry.name) ?? 0) + 1;
+    this.setupFailures.set(entry.name, n);
+    const { backoffInitial, backoffMax } = this.config.core.reconcile;
+    const delay = Math.min(backoffMax, backoffInitial * 2 ** Math.min(n - 1, 30));
+    clearTimeout(this.setupRetryTimers.get(entry.name));
+    const timer = setTimeout(() => {
+      this.setupRetryTimers.delete(entry.name);
+      const run = this.serial.then(() => this.retrySetup(entry));
+      this.serial = run.catch(() => undefined);
+    }, delay);
+    timer.unref();
+    this.setupRetryTimers.set(entry.name, timer);
+  }
+
+  private async retrySetup(entry: PluginEntry): Promise<void> {
+    const index = this.hosts.findIndex((h) => h.entry === entry && h.status().phase === 'failed');
+    if (this.stopping || index < 0) return;
+    await this.hosts[index]?.stop(false);
+    const host = this.makeHost(entry);
+    this.hosts[index] = host;
+    try {
+      await host.setup();
+      this.setupFailures.delete(entry.name);
+      this.logger.info({ plugin: entry.name }, 'plugin set up after an earlier failure');
+      host.start();
+    } catch (err) {
+      this.logger.error({ plugin: entry.name, err: describeError(err) }, 'plugin setup failed again; retrying later');
+      this.scheduleSetupRetry(entry);
+    }
+  }
+
+  private makeHost(entry: PluginEntry): PluginHost {
+    return new PluginHost(entry, {
+      root: this.root,
+      stateDir: this.config.core.node.stateDir,
+      reconcile: this.config.core.reconcile,
+      currentView: () => this.view(),
+      publish: (patch) => this.publish(patch),
+      ...(this.options.random ? { random: this.options.random } : {}),
+      onChange: () => this.notify(),
+    });
+  }
+
+  private async startSource(core: CoreConfig): Promise<void> {
+    const factory = this.options.nodeSourceFactory ?? defaultNodeSourceFactory;
+    const source = factory(core, resolveNodeName(core, this.options.env ?? process.env), this.logger);
+    const watches = new Set<Watchable>(this.config.plugins.flatMap((p) => p.definition.watches));
+    await source.start(watches, () => {
+      for (const host of this.hosts) host.trigger('cluster');
+      this.notify();
+    });
+    this.source = source;
+    provide(this.root, agentServices.nodeSource, source);
+    for (const host of this.hosts) host.trigger('cluster');
+  }
+
+  private async listen(listen: string | null): Promise<void> {
+    if (listen === null) {
+      await this.http.close();
+      return;
+    }
+    const parsed = parseListen(listen) as { host: string; port: number };
+    try {
+      await this.http.listen(parsed.host, parsed.port);
+    } catch (err) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `http.listen ${listen}: cannot listen: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  /** The latest cluster view. */
+  view(): ClusterView {
+    if (!this.source) throw new Error('discovery has not started');
+    return this.source.current();
+  }
+
+  private async publish(patch: AnnotationPatch): Promise<void> {
+    if (!this.source) throw new Error('discovery has not started');
+    await this.source.publish(patch);
+  }
+
+  /** Status of every plugin, in config order. */
+  pluginStatus(): PluginStatus[] {
+    return this.hosts.map((h) => h.status());
+  }
+
+  /**
+   * Ready when discovery has synced and every plugin that is set up has reconciled successfully once since its
+   * (re)setup. A plugin that failed its setup under `onBootFailure: continue` is reported but does not block.
+   */
+  readiness(): Readiness {
+    const checks: Record<string, { ok: boolean; detail?: string }> = {};
+    const synced = this.source?.synced() ?? false;
+    checks.discovery = synced ? { ok: true } : { ok: false, detail: 'discovery has not synced' };
+    for (const s of this.pluginStatus()) {
+      if (s.phase === 'failed') checks[`plugin:${s.name}`] = { ok: true, detail: `setup failed, running without it: ${s.lastError ?? ''}` };
+      else if (s.phase !== 'running') checks[`plugin:${s.name}`] = { ok: false, detail: s.phase };
+      else if (!s.reconciled) checks[`plugin:${s.name}`] = { ok: false, detail: s.lastError ? `not reconciled yet: ${s.lastError}` : 'not reconciled yet' };
+      else checks[`plugin:${s.name}`] = { ok: true };
+    }
+    const ready = this.started && !this.stopping && Object.values(checks).every((c) => c.ok);
+    return { ready, checks };
+  }
+
+  /** Calls `listener` whenever plugin status or the view changes; returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private notify(): void {
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch {
+        // A listener's bug is not the agent's.
+      }
+    }
+  }
+
+  /**
+   * Stops plugins in reverse config order, then discovery and the HTTP server. The data plane stays as it is
+   * (so a rolling update does not cut traffic) unless `cleanup` is set. Idempotent.
+   */
+  stop(options: { cleanup?: boolean } = {}): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const timer of this.setupRetryTimers.values()) clearTimeout(timer);
+      try {
+        await this.serial;
+        for (const host of [...this.hosts].reverse()) await host.stop(options.cleanup ?? false);
+        await this.source?.stop();
+        await this.http.close();
+        this.logger.info('weft stopped');
+      } finally {
+        this.markStopped();
+      }
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,258 @@
+import type { ClusterView } from '../api/cluster.js';
+import { describeError, WeftError } from '../api/errors.js';
+import type { PluginInstance, PluginServices } from '../api/plugin.js';
+import { coreServices, type PublishService } from '../api/services.js';
+import type { PluginEntry } from '../config/load.js';
+import type { ReconcileSettings } from '../config/schema.js';
+import type { Logger } from '../observe/logger.js';
+import type { MetricsHub } from '../observe/metrics.js';
+import type { HttpServer } from '../observe/http.js';
+import { type LoopSettings, ReconcileLoop, type RunReport } from '../reconcile/loop.js';
+import { agentServices } from './agent-services.js';
+import { type DependencyContainer, provide, resolveRef } from './container.js';
+import { pluginState } from './state.js';
+
+/** Where a plugin is in its life. */
+export type PluginPhase = 'starting' | 'running' | 'failed' | 'stopped';
+
+/** What the agent tells a plugin host about the world. */
+export interface PluginHostContext {
+  readonly root: DependencyContainer;
+  readonly stateDir: string;
+  readonly reconcile: ReconcileSettings;
+  readonly currentView: () => ClusterView;
+  readonly publish: PublishService;
+  readonly random?: () => number;
+  /** Called whenever phase, readiness or health change. */
+  readonly onChange?: () => void;
+}
+
+/** A plugin's status, for `/readyz`, `weft lab status` and tests. */
+export interface PluginStatus {
+  readonly name: string;
+  readonly phase: PluginPhase;
+  /** A successful reconcile happened since the last setup. */
+  readonly reconciled: boolean;
+  readonly runs: number;
+  readonly lastResult?: RunReport['result'];
+  readonly lastError?: string;
+  readonly stuck: boolean;
+}
+
+/** Merges the core reconcile settings with a plugin's overrides. */
+export function loopSettings(core: ReconcileSettings, overrides: Partial<LoopSettings> | undefined): LoopSettings {
+  const pick = <K extends keyof LoopSettings>(k: K): number => overrides?.[k] ?? core[k];
+  return {
+    debounce: pick('debounce'),
+    resync: pick('resync'),
+    timeout: pick('timeout'),
+    backoffInitial: pick('backoffInitial'),
+    backoffMax: pick('backoffMax'),
+  };
+}
+
+/**
+ * Runs one plugin: its child container and services, setup with a timeout, its reconcile loop, and stop. Nothing a
+ * plugin does (throw, hang, reject) escapes this class.
+ */
+export class PluginHost {
+  readonly name: string;
+  private phase: PluginPhase = 'starting';
+  private instance: PluginInstance | undefined;
+  private container: DependencyContainer | undefined;
+  private readonly lifetime = new AbortController();
+  private readonly loop: ReconcileLoop;
+  private readonly log: Logger;
+  private readonly hub: MetricsHub;
+  private readonly http: ReturnType<HttpServer['forPlugin']>;
+  private runs = 0;
+  private reconciled = false;
+  private stuck = false;
+  private lastReport: RunReport | undefined;
+  private setupError: string | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly entry: PluginEntry,
+    private readonly ctx: PluginHostContext,
+  ) {
+    this.name = entry.name;
+    const root = ctx.root;
+    this.log = resolveRef(root, agentServices.rootLogger, this.name).child({ plugin: this.name });
+    this.hub = resolveRef(root, agentServices.metricsHub, this.name);
+    this.http = resolveRef(root, agentServices.httpServer, this.name).forPlugin(this.name);
+    this.loop = new ReconcileLoop({
+      settings: loopSettings(ctx.reconcile, entry.host.reconcile),
+      ...(ctx.random ? { random: ctx.random } : {}),
+      reconcile: async ({ signal, reasons, attempt }) => {
+        const instance = this.instance as PluginInstance;
+        return instance.reconcile({ view: ctx.currentView(), signal, reasons, attempt });
+      },
+      onRun: (report) => this.recordRun(report),
+      onStuck: (stuck) => {
+        this.stuck = stuck;
+        if (stuck) this.log.error('reconcile ignored its abort signal and is still running; no new run starts until it ends');
+        this.updateUp();
+      },
+    });
+  }
+
+  /** Creates the plugin's container and services and runs its setup, within `setupTimeout`. Throws WeftError. */
+  async setup(): Promise<void> {
+    const { entry, ctx } = this;
+    const child = ctx.root.createChildContainer();
+    this.container = child;
+    provide(child, coreServices.pluginName, this.name);
+    provide(child, coreServices.config, entry.config);
+    provide(child, coreServices.logger, this.log);
+    provide(child, coreServices.metrics, this.hub.forPlugin(this.name));
+    provide(child, coreServices.cluster, { current: ctx.currentView });
+    provide(child, coreServices.publish, ctx.publish);
+    provide(child, coreServices.state, pluginState(ctx.stateDir, this.name));
+    provide(child, coreServices.http, { basePath: this.http.basePath, route: this.http.route });
+    provide(child, coreServices.trigger, (reason: string) => this.loop.trigger(reason));
+    provide(child, coreServices.lifetime, this.lifetime.signal);
+
+    const services: PluginServices<unknown> = {
+      name: this.name,
+      config: resolveRef(child, coreServices.config, this.name),
+      logger: resolveRef(child, coreServices.logger, this.name),
+      metrics: resolveRef(child, coreServices.metrics, this.name),
+      cluster: resolveRef(child, coreServices.cluster, this.name),
+      publish: resolveRef(child, coreServices.publish, this.name),
+      state: resolveRef(child, coreServices.state, this.name),
+      http: resolveRef(child, coreServices.http, this.name),
+      trigger: resolveRef(child, coreServices.trigger, this.name),
+      lifetime: resolveRef(child, coreServices.lifetime, this.name),
+    };
+
+    const timeoutMs = entry.host.setupTimeout;
+    let timer: NodeJS.Timeout | undefined;
+    const setup = Promise.resolve().then(() => entry.definition.setup(services));
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new WeftError('WEFT_PLUGIN_SETUP_TIMEOUT', `plugin "${this.name}": setup did not finish within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      const instance = await Promise.race([setup, timeout]);
+      if (typeof instance?.reconcile !== 'function') {
+        throw new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": setup must return { reconcile, stop? }`);
+      }
+      this.instance = instance;
+      this.phase = 'running';
+      this.setupError = undefined;
+      this.ctx.onChange?.();
+    } catch (err) {
+      this.lifetime.abort(err);
+      // A setup that finishes after its timeout still gets its resources released.
+      setup.then((late) => late?.stop?.({ cleanup: false }), () => undefined).catch(() => undefined);
+      this.phase = 'failed';
+      const error =
+        err instanceof WeftError ? err : new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": setup failed: ${describeError(err)}`, { cause: err });
+      this.setupError = error.message;
+      this.http.clear();
+      this.hub.core.pluginUp.set({ plugin: this.name }, 0);
+      this.ctx.onChange?.();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Starts reconciling (a first run at once, then on triggers, retries and resyncs). */
+  start(): void {
+    if (this.phase === 'running') this.loop.start();
+  }
+
+  /** Asks for a reconcile. */
+  trigger(reason: string): void {
+    this.loop.trigger(reason);
+  }
+
+  /** Applies new core reconcile settings (the plugin's own overrides still win). */
+  updateReconcileSettings(core: ReconcileSettings): void {
+    this.loop.updateSettings(loopSettings(core, this.entry.host.reconcile));
+  }
+
+  /** The plugin's status. */
+  status(): PluginStatus {
+    const last = this.lastReport;
+    const lastError = this.setupError ?? (last?.error !== undefined ? describeError(last.error) : undefined);
+    return {
+      name: this.name,
+      phase: this.phase,
+      reconciled: this.reconciled,
+      runs: this.runs,
+      stuck: this.stuck,
+      ...(last ? { lastResult: last.result } : {}),
+      ...(lastError !== undefined ? { lastError } : {}),
+    };
+  }
+
+  /**
+   * Stops the loop (aborting a run in progress), then the instance. `cleanup` asks the plugin to remove what it
+   * put in the data plane. Idempotent; bounded by `waitMs` per step.
+   */
+  stop(cleanup: boolean, waitMs = 10_000): Promise<void> {
+    this.stopping ??= this.doStop(cleanup, waitMs);
+    return this.stopping;
+  }
+
+  private async doStop(cleanup: boolean, waitMs: number): Promise<void> {
+    const settled = await this.loop.stop(waitMs);
+    if (!settled) this.log.warn({ waitMs }, 'reconcile still running at stop; stopping the plugin anyway');
+    this.lifetime.abort(new Error('plugin stopping'));
+    const instance = this.instance;
+    this.instance = undefined;
+    if (instance?.stop) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          Promise.resolve().then(() => instance.stop?.({ cleanup })),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`stop did not finish within ${waitMs} ms`)), waitMs);
+          }),
+        ]);
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'plugin stop failed');
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    this.http.clear();
+    this.hub.dropPlugin(this.name);
+    try {
+      await this.container?.dispose();
+    } catch (err) {
+      this.log.warn({ err: describeError(err) }, 'disposing the plugin container failed');
+    }
+    this.phase = 'stopped';
+    this.ctx.onChange?.();
+  }
+
+  private recordRun(report: RunReport): void {
+    this.runs += 1;
+    this.lastReport = report;
+    const { reconcileDuration, reconcileTotal } = this.hub.core;
+    reconcileDuration.observe({ plugin: this.name }, report.seconds);
+    reconcileTotal.inc({ plugin: this.name, result: report.result });
+    const fields = { reasons: [...report.reasons], attempt: report.attempt, ms: Math.round(report.seconds * 1000) };
+    switch (report.result) {
+      case 'success':
+        this.reconciled = true;
+        this.log.debug(fields, 'reconciled');
+        break;
+      case 'terminal':
+        this.log.error({ ...fields, err: describeError(report.error) }, 'reconcile failed terminally; waiting for the next change');
+        break;
+      default:
+        this.log.warn({ ...fields, err: describeError(report.error), retryInMs: report.nextInMs }, `reconcile ${report.result === 'timeout' ? 'timed out' : 'failed'}; retrying`);
+    }
+    this.updateUp();
+  }
+
+  private updateUp(): void {
+    const up = this.phase === 'running' && !this.stuck && this.lastReport?.result === 'success';
+    this.hub.core.pluginUp.set({ plugin: this.name }, up ? 1 : 0);
+    this.ctx.onChange?.();
+  }
+}

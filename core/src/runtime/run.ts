@@ -1,0 +1,72 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { describeError } from '../api/errors.js';
+import { ConfigError, loadConfigText, type WeftConfig } from '../config/load.js';
+import { watchConfigFile } from '../config/watch.js';
+import { createLogger } from '../observe/logger.js';
+import { Agent, type AgentOptions } from './agent.js';
+
+export interface RunOptions extends AgentOptions {
+  readonly configPath: string;
+  /** Re-read interval of the config file (default 10 s). */
+  readonly configPollMs?: number;
+  /** Install SIGTERM/SIGINT handlers (default true). */
+  readonly handleSignals?: boolean;
+}
+
+async function readConfig(path: string, env: NodeJS.ProcessEnv): Promise<{ text: string; config: WeftConfig }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : describeError(err);
+    throw new ConfigError([{ file: path, line: 1, col: 1, path: '', message: `cannot read the config file: ${reason}` }]);
+  }
+  const config = await loadConfigText(text, path, { env, baseDir: dirname(resolve(path)) });
+  return { text, config };
+}
+
+/**
+ * `weft run`: loads the config (a {@link ConfigError} is thrown before anything starts), starts the agent, applies
+ * config changes as they come, and stops on SIGTERM/SIGINT. Resolves when the agent has stopped.
+ */
+export async function runAgent(options: RunOptions): Promise<Agent> {
+  const env = options.env ?? process.env;
+  const { text, config } = await readConfig(options.configPath, env);
+  const logger = options.logger ?? createLogger(config.core.log);
+  const agent = new Agent(config, { ...options, logger });
+  await agent.start();
+
+  const watcher = watchConfigFile(options.configPath, {
+    pollMs: options.configPollMs ?? 10_000,
+    onWatchError: (err) => logger.warn({ err: describeError(err) }, 'cannot watch the config directory; polling only'),
+    onChange: (changed) => {
+      logger.info({ config: options.configPath }, 'config file changed; reloading');
+      loadConfigText(changed, options.configPath, { env, baseDir: dirname(resolve(options.configPath)) })
+        .then((next) => agent.applyConfig(next))
+        .catch((err: unknown) => agent.configRefused(err));
+    },
+  });
+  watcher.initial(text);
+
+  void agent.stopped.then(() => watcher.close());
+  if (options.handleSignals !== false) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals += 1;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal; exiting now');
+        process.exit(130);
+      }
+      logger.info({ signal }, 'stopping; the data plane stays in place');
+      agent.stop().catch((err: unknown) => logger.error({ err: describeError(err) }, 'stop failed'));
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    void agent.stopped.then(() => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    });
+  }
+  return agent;
+}
