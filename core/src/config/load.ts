@@ -30,9 +30,14 @@ export interface WeftConfig {
 
 /** Thrown when a config is refused; `problems` lists every error found, each with file, line and column. */
 export class ConfigError extends WeftError {
-  constructor(readonly problems: readonly ConfigProblem[]) {
-    super('WEFT_CONFIG_INVALID', problems.map(formatProblem).join('\n'));
+  constructor(problems: readonly ConfigProblem[]) {
+    const sorted = [...problems].sort((a, b) => a.line - b.line || a.col - b.col);
+    super('WEFT_CONFIG_INVALID', sorted.map(formatProblem).join('\n'));
+    this.problems = sorted;
   }
+
+  /** Every problem, in file order. */
+  readonly problems: readonly ConfigProblem[];
 }
 
 /** How plugins are found; tests swap it for a fixed table. */
@@ -147,7 +152,7 @@ function formatIssue(issue: z.core.$ZodRawIssue): string | undefined {
 }
 
 function article(type: string): string {
-  if (type === 'object') return 'a map';
+  if (type === 'object' || type === 'record' || type === 'map') return 'a map';
   if (type === 'array') return 'a list';
   if (type === 'int') return 'an integer';
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;

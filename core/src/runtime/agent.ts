@@ -32,6 +32,8 @@ export interface AgentOptions {
   readonly random?: () => number;
   /** Register Node's default process metrics (default true). */
   readonly defaultMetrics?: boolean;
+  /** How long stopping waits for each plugin's run in progress and its `stop` (default 10 s). */
+  readonly stopTimeoutMs?: number;
 }
 
 /** The node name: `node.name`, else `$NODE_NAME`, else the host name. */
@@ -332,7 +334,7 @@ export class Agent {
       for (const timer of this.setupRetryTimers.values()) clearTimeout(timer);
       try {
         await this.serial;
-        for (const host of [...this.hosts].reverse()) await host.stop(options.cleanup ?? false);
+        for (const host of [...this.hosts].reverse()) await host.stop(options.cleanup ?? false, this.options.stopTimeoutMs);
         await this.source?.stop();
         await this.http.close();
         this.logger.info('weft stopped');

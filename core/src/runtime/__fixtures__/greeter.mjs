@@ -1,0 +1,21 @@
+// A third-party plugin fixture, loaded by path like a user's own plugin would be.
+import { definePlugin, port, z } from '@weft/core';
+
+export default definePlugin({
+  name: 'greeter',
+  apiVersion: '1',
+  description: 'test fixture: counts reconciles',
+  config: z.strictObject({ greeting: z.string().default('hello'), port: port().default(8080) }),
+  setup({ config }) {
+    let runs = 0;
+    return {
+      async reconcile() {
+        runs += 1;
+        return undefined;
+      },
+      async stop() {
+        return { runs, greeting: config.greeting };
+      },
+    };
+  },
+});

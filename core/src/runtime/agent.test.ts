@@ -1,0 +1,190 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { TerminalError } from '../api/errors.js';
+import { definePlugin, type PluginDefinition, type ReconcileContext } from '../api/plugin.js';
+import { z } from '../api/schema.js';
+import { buildTestConfig, startTestAgent, type TestAgent } from '../testing/index.js';
+
+/** A plugin that records what happens to it; `behaviour` scripts its reconcile. */
+function recorder(name: string, events: string[], behaviour: (ctx: ReconcileContext) => Promise<unknown> = async () => undefined): PluginDefinition {
+  return definePlugin({
+    name,
+    apiVersion: '1',
+    description: `records ${name}`,
+    config: z.strictObject({ level: z.int().default(1) }),
+    setup({ config }) {
+      events.push(`${name}:setup:${config.level}`);
+      return {
+        reconcile: async (ctx) => {
+          events.push(`${name}:reconcile`);
+          return (await behaviour(ctx)) as undefined;
+        },
+        stop: async ({ cleanup }) => {
+          events.push(`${name}:stop:${cleanup ? 'cleanup' : 'keep'}`);
+          await Promise.resolve();
+        },
+      };
+    },
+  });
+}
+
+let agents: TestAgent[] = [];
+async function start(...args: Parameters<typeof startTestAgent>): Promise<TestAgent> {
+  const t = await startTestAgent(...args);
+  agents.push(t);
+  return t;
+}
+afterEach(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  agents = [];
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('Agent', () => {
+  it('sets plugins up in config order, reconciles each, and becomes ready', async () => {
+    const events: string[] = [];
+    const t = await start({ plugins: [recorder('a', events), recorder('b', events)], http: false });
+    await t.waitFor(() => t.agent.readiness().ready, { what: 'ready' });
+    expect(events.slice(0, 2)).toEqual(['a:setup:1', 'b:setup:1']);
+    expect(events).toContain('a:reconcile');
+    expect(events).toContain('b:reconcile');
+    expect(t.agent.readiness().checks).toMatchObject({ discovery: { ok: true }, 'plugin:a': { ok: true }, 'plugin:b': { ok: true } });
+  });
+
+  it('gives the reconcile the latest view, and reconciles again when the cluster changes', async () => {
+    const seen: number[] = [];
+    const t = await start({
+      plugins: [recorder('a', [], async ({ view }) => void seen.push(view.nodes.length))],
+      nodes: [{ name: 'n1' }],
+      http: false,
+    });
+    await t.waitForReconcile('a');
+    t.cluster.setNode({ name: 'n2' });
+    t.cluster.setNode({ name: 'n3' });
+    await t.waitFor(() => seen.at(-1) === 3, { what: 'a run that sees 3 nodes' });
+    expect(seen[0]).toBe(1);
+  });
+
+  it('stops plugins in reverse order, leaves the data plane by default, and is idempotent', async () => {
+    const events: string[] = [];
+    const t = await start({ plugins: [recorder('a', events), recorder('b', events), recorder('c', events)], http: false });
+    await t.waitFor(() => t.agent.readiness().ready);
+    await Promise.all([t.agent.stop(), t.agent.stop()]);
+    await t.agent.stop();
+    expect(events.filter((e) => e.includes(':stop:'))).toEqual(['c:stop:keep', 'b:stop:keep', 'a:stop:keep']);
+  });
+
+  it('keeps other plugins reconciling while one throws and another hangs', async () => {
+    const t = await start({
+      plugins: [
+        recorder('thrower', [], () => Promise.reject(new Error('broken'))),
+        recorder('hanger', [], () => new Promise(() => undefined)),
+        recorder('healthy', [], async () => ({ requeueAfter: 20 })),
+      ],
+      http: false,
+    });
+    await t.waitForReconcile('healthy', { runs: 5 });
+    expect(t.status('thrower')).toMatchObject({ phase: 'running', lastResult: 'error', lastError: 'broken' });
+    expect(t.status('hanger').runs).toBe(0);
+    expect(t.agent.readiness().ready).toBe(false);
+  });
+
+  it('counts results in weft_reconcile_total and sets weft_plugin_up', async () => {
+    let fail = true;
+    const t = await start({
+      plugins: [recorder('flaky', [], () => (fail ? Promise.reject(new Error('not yet')) : Promise.resolve()))],
+      http: false,
+    });
+    await t.waitForReconcile('flaky');
+    const up = async () => (await t.agent.metrics.core.pluginUp.get()).values.find((v) => v.labels.plugin === 'flaky')?.value;
+    expect(await up()).toBe(0);
+    fail = false;
+    await t.waitFor(() => t.status('flaky').lastResult === 'success', { what: 'a successful retry' });
+    expect(await up()).toBe(1);
+    const totals = (await t.agent.metrics.core.reconcileTotal.get()).values.filter((v) => v.labels.plugin === 'flaky');
+    expect(totals.find((v) => v.labels.result === 'error')?.value).toBeGreaterThanOrEqual(1);
+    expect(totals.find((v) => v.labels.result === 'success')?.value).toBe(1);
+  });
+
+  it('does not retry a terminal error', async () => {
+    const t = await start({ plugins: [recorder('t', [], () => Promise.reject(new TerminalError('never works')))], http: false });
+    await t.waitForReconcile('t');
+    await sleep(300); // backoff is 50 ms in tests: a retry would have run by now
+    expect(t.status('t')).toMatchObject({ runs: 1, lastResult: 'terminal' });
+  });
+
+  describe('boot failures', () => {
+    const failing = (name: string, how: 'throw' | 'hang') =>
+      definePlugin({
+        name,
+        apiVersion: '1',
+        description: 'fails to set up',
+        config: z.strictObject({}),
+        setup: () => (how === 'throw' ? Promise.reject(new Error('no wireguard-go')) : new Promise(() => undefined)),
+      });
+
+    it('aborts the start when a plugin with onBootFailure: abort fails, stopping what had started', async () => {
+      const events: string[] = [];
+      const err = await startTestAgent({ plugins: [recorder('a', events), failing('bad', 'throw')], http: false }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'WEFT_PLUGIN_SETUP_FAILED', message: 'plugin "bad": setup failed: no wireguard-go' });
+      expect(events).toEqual(['a:setup:1', 'a:stop:keep']);
+    });
+
+    it('times a hanging setup out', async () => {
+      const err = await startTestAgent({ plugins: [{ plugin: failing('slow', 'hang'), config: { setupTimeout: '50ms' } }], http: false }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'WEFT_PLUGIN_SETUP_TIMEOUT', message: 'plugin "slow": setup did not finish within 50 ms' });
+    });
+
+    it('runs the others with onBootFailure: continue, reports the failed one, and retries its setup', async () => {
+      let attempts = 0;
+      const flakySetup = definePlugin({
+        name: 'flaky-setup',
+        apiVersion: '1',
+        description: 'fails its first two setups',
+        config: z.strictObject({}),
+        setup: () => {
+          attempts += 1;
+          if (attempts <= 2) throw new Error(`attempt ${attempts} failed`);
+          return { reconcile: async () => undefined };
+        },
+      });
+      const events: string[] = [];
+      const t = await start({ plugins: [{ plugin: flakySetup, config: { onBootFailure: 'continue' } }, recorder('a', events)], http: false });
+      expect(t.status('flaky-setup').phase).toBe('failed');
+      await t.waitForReconcile('a');
+      await t.waitFor(() => t.status('flaky-setup').phase === 'running' && t.status('flaky-setup').reconciled, { what: 'setup retried' });
+      expect(attempts).toBe(3);
+    });
+  });
+
+  describe('applyConfig (hot reload)', () => {
+    it('adds, removes and reconfigures plugins, leaving unchanged ones alone', async () => {
+      const events: string[] = [];
+      const [a, b, c] = [recorder('a', events), recorder('b', events), recorder('c', events)];
+      const t = await start({ plugins: [a, b], http: false });
+      await t.waitFor(() => t.agent.readiness().ready);
+      const next = await buildTestConfig({ plugins: [{ plugin: a, config: { level: 2 } }, c] });
+      events.length = 0;
+      await t.agent.applyConfig({ ...next, core: t.agent.currentConfig.core });
+      await t.waitFor(() => t.agent.readiness().ready, { what: 'ready after reload' });
+      expect(events.slice(0, 4)).toEqual(['b:stop:cleanup', 'a:stop:keep', 'a:setup:2', 'c:setup:1']);
+      expect(t.agent.pluginStatus().map((s) => s.name)).toEqual(['a', 'c']);
+
+      events.length = 0;
+      const same = await buildTestConfig({ plugins: [{ plugin: a, config: { level: 2 } }, c] });
+      await t.agent.applyConfig({ ...same, core: t.agent.currentConfig.core });
+      expect(events.filter((e) => !e.endsWith(':reconcile'))).toEqual([]);
+    });
+
+    it('applies new reconcile settings and log level without touching plugins', async () => {
+      const events: string[] = [];
+      const a = recorder('a', events);
+      const t = await start({ plugins: [a], http: false });
+      await t.waitForReconcile('a');
+      const base = t.agent.currentConfig;
+      await t.agent.applyConfig({ ...base, core: { ...base.core, log: { ...base.core.log, level: 'warn' }, reconcile: { ...base.core.reconcile, resync: 1000 } } });
+      expect(t.agent.logger.level).toBe('warn');
+      expect(events.filter((e) => e.includes('setup'))).toEqual(['a:setup:1']);
+    });
+  });
+});

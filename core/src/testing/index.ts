@@ -1,0 +1,168 @@
+/**
+ * `@weft/core/testing`: run a real agent in-process with chosen plugins and a fake cluster, without root.
+ *
+ * @example
+ * const t = await startTestAgent({ plugins: [myPlugin], nodes: [{ name: 'a' }, { name: 'b' }] });
+ * await t.waitForReconcile('my-plugin');
+ * t.cluster.setNode({ name: 'c' });
+ * await t.waitForReconcile('my-plugin');
+ * await t.stop();
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { WeftError } from '../api/errors.js';
+import type { PluginDefinition } from '../api/plugin.js';
+import { loadConfigText, type WeftConfig } from '../config/load.js';
+import { createLogger } from '../observe/logger.js';
+import { Agent } from '../runtime/agent.js';
+import type { PluginStatus } from '../runtime/plugin-host.js';
+import { FakeCluster, type NodeInit } from './fake-cluster.js';
+
+export { FakeCluster, makeNode, type NodeInit } from './fake-cluster.js';
+export { Agent } from '../runtime/agent.js';
+export type { PluginStatus } from '../runtime/plugin-host.js';
+
+/** A plugin with its config section (as it would be written in weft.yaml, host keys included). */
+export interface TestPlugin {
+  readonly plugin: PluginDefinition;
+  readonly config?: Record<string, unknown>;
+}
+
+export interface StartTestAgentOptions {
+  readonly plugins: readonly (PluginDefinition | TestPlugin)[];
+  /** The cluster's nodes; default one node named after `self`. */
+  readonly nodes?: readonly NodeInit[];
+  /** This agent's node name; default the first node's, else `node-a`. */
+  readonly self?: string;
+  /** Serve HTTP on 127.0.0.1 at a free port (default true). */
+  readonly http?: boolean;
+  /** Core reconcile settings as in weft.yaml (`{ debounce: '10ms' }`); default short ones for tests. */
+  readonly reconcile?: Readonly<Record<string, string>>;
+  /** State directory; default a fresh temporary one, removed by `stop()`. */
+  readonly stateDir?: string;
+  /** Log level of the captured logs (default `debug`). */
+  readonly logLevel?: string;
+}
+
+/** One captured log line. */
+export type LogRecord = Record<string, unknown> & { level: number; msg?: string };
+
+export interface TestAgent {
+  readonly agent: Agent;
+  readonly cluster: FakeCluster;
+  readonly config: WeftConfig;
+  /** `http://127.0.0.1:<port>` when HTTP is on. */
+  readonly url: string | undefined;
+  readonly stateDir: string;
+  /** Every log line, parsed. */
+  readonly logs: LogRecord[];
+  /** Resolves once `plugin` has completed `runs` more reconciles (default 1) than when called. */
+  waitForReconcile(plugin: string, options?: { runs?: number; timeoutMs?: number }): Promise<PluginStatus>;
+  /** Resolves once `predicate` holds, checked after every status or view change. */
+  waitFor(predicate: () => boolean, options?: { timeoutMs?: number; what?: string }): Promise<void>;
+  /** A plugin's status. */
+  status(plugin: string): PluginStatus;
+  /** `fetch` against the agent's HTTP server. */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** Stops the agent (data plane left, as on shutdown) and removes a temporary state directory. */
+  stop(options?: { cleanup?: boolean }): Promise<void>;
+}
+
+/**
+ * Builds the config a test agent runs with (or one to hand to `agent.applyConfig` as a reload); plugin sections
+ * pass through the plugins' own schemas, so a bad section fails here as it would in weft.yaml.
+ */
+export async function buildTestConfig(options: StartTestAgentOptions): Promise<WeftConfig> {
+  const self = options.self ?? options.nodes?.[0]?.name ?? 'node-a';
+  const stateDir = options.stateDir ?? join(tmpdir(), 'weft-test-unused');
+  const specs = options.plugins.map((p) => ('plugin' in p ? p : { plugin: p }));
+  const data = {
+    node: { name: self, stateDir },
+    reconcile: { debounce: '10ms', resync: '1h', timeout: '10s', backoffInitial: '50ms', backoffMax: '1s', ...options.reconcile },
+    http: { listen: options.http === false ? null : '127.0.0.1:0' },
+    log: { level: options.logLevel ?? 'debug', format: 'json' },
+    plugins: Object.fromEntries(specs.map((s) => [s.plugin.name, s.config ?? {}])),
+  };
+  const byName = new Map(specs.map((s) => [s.plugin.name, s.plugin]));
+  return loadConfigText(stringify(data), '<test config>', {
+    env: {},
+    resolvePlugin: async ({ key }) => {
+      const plugin = byName.get(key);
+      if (!plugin) throw new WeftError('WEFT_PLUGIN_UNKNOWN', `unknown plugin "${key}"`);
+      return Promise.resolve(plugin);
+    },
+  });
+}
+
+/** Starts an agent in this process with the given plugins against a {@link FakeCluster}. */
+export async function startTestAgent(options: StartTestAgentOptions): Promise<TestAgent> {
+  const self = options.self ?? options.nodes?.[0]?.name ?? 'node-a';
+  const ownDir = options.stateDir === undefined;
+  const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'weft-test-')));
+  const config = await buildTestConfig({ ...options, self, stateDir });
+  const cluster = new FakeCluster(self, options.nodes ?? [{ name: self }]);
+  const logs: LogRecord[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as LogRecord);
+      done();
+    },
+  });
+  const logger = createLogger(config.core.log, sink);
+  const agent = new Agent(config, { logger, nodeSourceFactory: () => cluster, defaultMetrics: false, stopTimeoutMs: 1_000 });
+  try {
+    await agent.start();
+  } catch (err) {
+    if (ownDir) await rm(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+  const address = agent.http.address();
+  const url = address ? `http://127.0.0.1:${address.port}` : undefined;
+
+  const status = (plugin: string): PluginStatus => {
+    const s = agent.pluginStatus().find((p) => p.name === plugin);
+    if (!s) throw new Error(`no plugin "${plugin}" in this agent`);
+    return s;
+  };
+  const waitFor: TestAgent['waitFor'] = (predicate, { timeoutMs = 5_000, what = 'condition' } = {}) =>
+    new Promise<void>((resolve, reject) => {
+      if (predicate()) return resolve();
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      const off = agent.onChange(() => {
+        if (!predicate()) return;
+        clearTimeout(timer);
+        off();
+        resolve();
+      });
+    });
+
+  return {
+    agent,
+    cluster,
+    config,
+    url,
+    stateDir,
+    logs,
+    status,
+    waitFor,
+    async waitForReconcile(plugin, { runs = 1, timeoutMs = 5_000 } = {}) {
+      const target = status(plugin).runs + runs;
+      await waitFor(() => status(plugin).runs >= target, { timeoutMs, what: `${runs} reconcile(s) of ${plugin}` });
+      return status(plugin);
+    },
+    fetch(path, init) {
+      if (!url) throw new Error('this test agent runs without HTTP');
+      return fetch(`${url}${path}`, init);
+    },
+    async stop(stopOptions) {
+      await agent.stop(stopOptions);
+      if (ownDir) await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
