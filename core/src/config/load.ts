@@ -5,7 +5,7 @@ import { isWeftError, WeftError } from '../api/errors.js';
 import { HOST_KEYS, type PluginDefinition } from '../api/plugin.js';
 import { describeValue } from '../api/schema.js';
 import { loadPlugin, type PluginOrigin } from '../runtime/plugin-loader.js';
-import { type CoreConfig, CoreConfigSchema, type PluginHostSection } from './schema.js';
+import { type CoreConfig, CoreConfigSchema, PLUGIN_KEY, PluginHostSection } from './schema.js';
 import { type ConfigProblem, formatProblem, YamlSource } from './yaml-source.js';
 
 /** An enabled plugin as the config asks for it: its definition, host settings and validated section. */
@@ -69,35 +69,48 @@ export async function loadConfigText(text: string, file: string, options: LoadOp
   const source = parsed.source;
   const data = source.toJS();
 
+  // Core and plugin sections are checked independently, so that one run reports every problem of the file.
   const core = CoreConfigSchema.safeParse(data, { reportInput: true, error: formatIssue });
-  if (!core.success) throw new ConfigError(issuesToProblems(source, [], core.error.issues));
-
-  const rawPlugins = ((data as Record<string, unknown>).plugins ?? {}) as Record<string, unknown>;
-  const problems: ConfigProblem[] = [];
+  const problems: ConfigProblem[] = core.success ? [] : issuesToProblems(source, [], core.error.issues);
+  const rawPlugins = (data as Record<string, unknown> | null)?.plugins;
   const plugins: PluginEntry[] = [];
-  for (const [name, host] of Object.entries(core.data.plugins)) {
-    if (!host.enabled) continue;
-    const at = ['plugins', name];
-    let definition: PluginDefinition;
-    try {
-      definition = await resolvePlugin({ key: name, module: host.module, baseDir: options.baseDir ?? process.cwd() });
-    } catch (err) {
-      if (!isWeftError(err)) throw err;
-      problems.push(source.problemAt(host.module === undefined ? at : [...at, 'module'], err.message, host.module === undefined ? 'key' : 'value'));
-      continue;
+  if (rawPlugins !== null && typeof rawPlugins === 'object' && !Array.isArray(rawPlugins)) {
+    for (const [name, raw] of Object.entries(rawPlugins as Record<string, unknown>)) {
+      if (!PLUGIN_KEY.test(name)) continue; // reported by the core schema
+      const checked = await checkPlugin(source, name, raw, resolvePlugin, options.baseDir ?? process.cwd());
+      if ('problems' in checked) problems.push(...checked.problems);
+      else if (checked.entry) plugins.push(checked.entry);
     }
-    const section = { ...((rawPlugins[name] ?? {}) as Record<string, unknown>) };
-    for (const key of HOST_KEYS) delete section[key];
-    const result = (definition.config as z.ZodType).safeParse(section, { reportInput: true, error: formatIssue });
-    if (!result.success) {
-      problems.push(...issuesToProblems(source, at, result.error.issues));
-      continue;
-    }
-    const fingerprint = stableStringify({ module: host.module ?? null, raw: rawPlugins[name] ?? null });
-    plugins.push({ name, host, definition, config: result.data, fingerprint });
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (!core.success || problems.length > 0) throw new ConfigError(problems);
   return { file, core: core.data, plugins };
+}
+
+/** Loads one plugin section's plugin and validates the section with its schema. Host-key errors are the core's. */
+async function checkPlugin(
+  source: YamlSource,
+  name: string,
+  raw: unknown,
+  resolvePlugin: PluginResolver,
+  baseDir: string,
+): Promise<{ entry?: PluginEntry } | { problems: ConfigProblem[] }> {
+  const host = PluginHostSection.safeParse(raw ?? {});
+  if (!host.success || !host.data.enabled) return {};
+  const at = ['plugins', name];
+  let definition: PluginDefinition;
+  try {
+    definition = await resolvePlugin({ key: name, module: host.data.module, baseDir });
+  } catch (err) {
+    if (!isWeftError(err)) throw err;
+    const onModule = host.data.module !== undefined;
+    return { problems: [source.problemAt(onModule ? [...at, 'module'] : at, err.message, onModule ? 'value' : 'key')] };
+  }
+  const section = { ...((raw ?? {}) as Record<string, unknown>) };
+  for (const key of HOST_KEYS) delete section[key];
+  const result = (definition.config as z.ZodType).safeParse(section, { reportInput: true, error: formatIssue });
+  if (!result.success) return { problems: issuesToProblems(source, at, result.error.issues) };
+  const fingerprint = stableStringify({ module: host.data.module ?? null, raw: raw ?? null });
+  return { entry: { name, host: host.data, definition, config: result.data, fingerprint } };
 }
 
 function issuesToProblems(source: YamlSource, prefix: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {

@@ -112,7 +112,8 @@ export const PluginHostSection = z.looseObject({
 });
 export type PluginHostSection = z.output<typeof PluginHostSection>;
 
-const PLUGIN_KEY = /^[a-z][a-z0-9-]{0,39}$/;
+/** What a key under `plugins:` may look like (as a plugin name). */
+export const PLUGIN_KEY = /^[a-z][a-z0-9-]{0,39}$/;
 
 /** The core part of the config; plugin sections are checked again by each plugin's schema. */
 export const CoreConfigSchema = z.strictObject({

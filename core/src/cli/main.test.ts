@@ -1,0 +1,110 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERROR_CODES } from '../api/errors.js';
+import { configJsonSchema } from '../config/json-schema.js';
+import { main } from './main.js';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(['node', 'weft', ...args], { out: (t) => void (out += t), err: (t) => void (err += t), env: { NODE_NAME: 'n1' } });
+  return { code, out, err };
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weft-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('weft CLI', () => {
+  it('config validate: exits 2 with file:line:col on a broken file', async () => {
+    const file = join(dir, 'weft.yaml');
+    await writeFile(file, 'node:\n  name: n1\nhttp:\n  listen: 0.0.0.0:9471\n  extra: true\nreconcile:\n  resync: often\n');
+    const r = await cli('config', 'validate', file);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(`${file}:5:3 http.extra: unknown key "extra"\n${file}:7:11 reconcile.resync: expected a duration like "10s", "500ms" or "1m30s", got "often"\n`);
+  });
+
+  it('config validate: exits 0 on a good file and names the enabled plugins', async () => {
+    const file = join(repo, 'config/examples/single-node.yaml');
+    const r = await cli('config', 'validate', file);
+    expect(r).toEqual({ code: 0, out: `${file}: valid (1 plugin enabled: node-inventory)\n`, err: '' });
+  });
+
+  it('config validate: exits 2 on a missing file', async () => {
+    const r = await cli('config', 'validate', join(dir, 'absent.yaml'));
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(`${join(dir, 'absent.yaml')}:1:1: cannot read the config file: no such file\n`);
+  });
+
+  it('every example config validates', async () => {
+    const files = (await readdir(join(repo, 'config/examples'))).filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect((await cli('config', 'validate', join(repo, 'config/examples', f))).code, f).toBe(0);
+  });
+
+  it('run: exits 2 before starting when the config is invalid', async () => {
+    const file = join(dir, 'bad-run.yaml');
+    await writeFile(file, 'plugins:\n  nope: {}\n');
+    const r = await cli('run', '--config', file);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/bad-run\.yaml:2:3 plugins\.nope: unknown plugin "nope"/);
+  });
+
+  it('plugins: lists the built-ins with a description, and the plugins a config enables', async () => {
+    const r = await cli('plugins', '--config', join(repo, 'config/examples/single-node.yaml'));
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^NAME\s+SOURCE\s+STATUS\s+DESCRIPTION$/);
+    for (const name of ['wireguard', 'vxlan', 'gre-tunnel', 'mpls-lwtunnel', 'keepalive', 'node-inventory']) {
+      expect(lines.some((l) => l.startsWith(`${name} `))).toBe(true);
+    }
+    expect(r.out).toMatch(/node-inventory\s+@weft-examples\/node-inventory\s+enabled in config\s+example third-party plugin/);
+  });
+
+  it('--version and --help on every command', async () => {
+    expect(await cli('--version')).toEqual({ code: 0, out: '0.1.0\n', err: '' });
+    for (const cmd of [[], ['run'], ['config'], ['config', 'validate'], ['config', 'schema'], ['plugins']]) {
+      const r = await cli(...cmd, '--help');
+      expect(r.code, cmd.join(' ')).toBe(0);
+      expect(r.out).toMatch(/^Usage: weft/);
+    }
+  });
+
+  it('exits 2 on an unknown command or option', async () => {
+    expect((await cli('frobnicate')).code).toBe(2);
+    expect((await cli('run', '--nope')).code).toBe(2);
+  });
+
+  it('the committed JSON Schema is the generated one', async () => {
+    const r = await cli('config', 'schema', '--out', join(repo, 'config/weft.schema.json'), '--check');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('the JSON Schema accepts the example configs and rejects what the loader rejects', async () => {
+    const { Ajv2020 } = await import('ajv/dist/2020.js');
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    const validate = ajv.compile(configJsonSchema([]));
+    const { parse } = await import('yaml');
+    const example = parse(await readFile(join(repo, 'config/examples/single-node.yaml'), 'utf8')) as unknown;
+    expect(validate(example), JSON.stringify(validate.errors)).toBe(true);
+    expect(validate({ http: { listen: 1 } })).toBe(false);
+    expect(validate({ nodes: {} })).toBe(false);
+    expect(validate({ plugins: { acme: { setting: 1 } } })).toBe(false); // a non-built-in needs module:
+    expect(validate({ reconcile: { resync: 'soon' } })).toBe(false);
+  });
+
+  it('every error code is documented in docs/errors.md', async () => {
+    const doc = await readFile(join(repo, 'docs/errors.md'), 'utf8');
+    for (const code of Object.keys(ERROR_CODES)) expect(doc, code).toContain(`\`${code}\``);
+  });
+});

@@ -1,0 +1,141 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { definePlugin } from '../api/plugin.js';
+import { z } from '../api/schema.js';
+import { startTestAgent, type TestAgent } from '../testing/index.js';
+
+let agent: TestAgent | undefined;
+afterEach(async () => {
+  await agent?.stop();
+  agent = undefined;
+});
+
+function apiPlugin(gate: { open: boolean }) {
+  return definePlugin({
+    name: 'echo',
+    apiVersion: '1',
+    description: 'serves a few routes and a metric',
+    config: z.strictObject({}),
+    setup({ http, metrics }) {
+      const hits = metrics.counter({ name: 'weft_echo_hits_total', help: 'requests served', labelNames: ['route'] });
+      http.route('GET', '/status', ({ url }) => {
+        hits.inc({ route: 'status' });
+        return { json: { ok: true, q: url.searchParams.get('q') } };
+      });
+      http.route('POST', '/echo', ({ body, path }) => ({ status: 201, json: { got: body.toString('utf8'), path } }));
+      http.route('GET', '/boom', () => {
+        throw new Error('handler exploded');
+      });
+      http.route('GET', '/', () => ({ body: '<h1>echo</h1>', contentType: 'text/html; charset=utf-8' }));
+      return {
+        reconcile: async () => {
+          if (!gate.open) throw new Error('gate closed');
+          await Promise.resolve();
+        },
+      };
+    },
+  });
+}
+
+describe('HTTP server', () => {
+  it('serves /healthz always, and /readyz 503 until every plugin has reconciled, then 200', async () => {
+    const gate = { open: false };
+    agent = await startTestAgent({ plugins: [apiPlugin(gate)] });
+    const t = agent;
+    expect((await t.fetch('/healthz')).status).toBe(200);
+    await t.waitForReconcile('echo');
+    const notReady = await t.fetch('/readyz');
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toMatchObject({ ready: false, checks: { discovery: { ok: true }, 'plugin:echo': { ok: false, detail: 'not reconciled yet: gate closed' } } });
+    gate.open = true;
+    await t.waitFor(() => t.status('echo').reconciled, { what: 'echo reconciled' });
+    const ready = await t.fetch('/readyz');
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true });
+  });
+
+  it('reports /readyz 503 while discovery is not synced', async () => {
+    agent = await startTestAgent({ plugins: [apiPlugin({ open: true })] });
+    await agent.waitForReconcile('echo');
+    agent.cluster.setSynced(false);
+    const res = await agent.fetch('/readyz');
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ checks: { discovery: { ok: false, detail: 'discovery has not synced' } } });
+  });
+
+  it('routes /api/<plugin>/ to the plugin, with 404, 405 and 500 answers', async () => {
+    agent = await startTestAgent({ plugins: [apiPlugin({ open: true })] });
+    const t = agent;
+    expect(await (await t.fetch('/api/echo/status?q=1')).json()).toEqual({ ok: true, q: '1' });
+    const posted = await t.fetch('/api/echo/echo', { method: 'POST', body: 'hello' });
+    expect(posted.status).toBe(201);
+    expect(await posted.json()).toEqual({ got: 'hello', path: '/echo' });
+    const index = await t.fetch('/api/echo');
+    expect(index.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(await index.text()).toBe('<h1>echo</h1>');
+    expect((await t.fetch('/api/echo/nothing')).status).toBe(404);
+    expect((await t.fetch('/api/other/status')).status).toBe(404);
+    expect((await t.fetch('/api/echo/status', { method: 'DELETE' })).status).toBe(405);
+    const boom = await t.fetch('/api/echo/boom');
+    expect(boom.status).toBe(500);
+    expect(await boom.json()).toEqual({ error: 'handler exploded' });
+    expect(await (await t.fetch('/api')).json()).toEqual({ routes: ['GET /api/echo/', 'GET /api/echo/boom', 'GET /api/echo/status', 'POST /api/echo/echo'] });
+  });
+
+  it('serves the core metrics and the plugin metrics labelled with the plugin', async () => {
+    agent = await startTestAgent({ plugins: [apiPlugin({ open: true })] });
+    await agent.waitForReconcile('echo');
+    await agent.fetch('/api/echo/status');
+    const res = await agent.fetch('/metrics');
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    for (const name of ['weft_reconcile_duration_seconds', 'weft_reconcile_total', 'weft_plugin_up', 'weft_config_last_reload_successful', 'weft_build_info']) {
+      expect(text).toContain(`# TYPE ${name} `);
+    }
+    expect(text).toMatch(/^weft_reconcile_total\{plugin="echo",result="success"\} [1-9]/m);
+    expect(text).toMatch(/^weft_plugin_up\{plugin="echo"\} 1$/m);
+    expect(text).toMatch(/^weft_config_last_reload_successful 1$/m);
+    expect(text).toMatch(/^weft_build_info\{version="0\.1\.0",node="v24\.[0-9.]+"\} 1$/m);
+    expect(text).toMatch(/^weft_echo_hits_total\{route="status",plugin="echo"\} 1$/m);
+    // Every sample line parses as `name{labels} value`.
+    for (const line of text.split('\n').filter((l) => l !== '' && !l.startsWith('#'))) {
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.e+-]+|NaN|[+-]Inf$/);
+    }
+  });
+
+  it('refuses a duplicate route and a metric that clashes with the core', async () => {
+    const clash = (what: 'route' | 'metric') =>
+      definePlugin({
+        name: `clash-${what}`,
+        apiVersion: '1',
+        description: 'registers something twice',
+        config: z.strictObject({}),
+        setup({ http, metrics }) {
+          if (what === 'route') {
+            http.route('GET', '/x', () => ({ json: 1 }));
+            http.route('GET', '/x', () => ({ json: 2 }));
+          } else {
+            metrics.gauge({ name: 'weft_plugin_up', help: 'mine' });
+          }
+          return { reconcile: async () => undefined };
+        },
+      });
+    await expect(startTestAgent({ plugins: [clash('route')], http: false })).rejects.toMatchObject({
+      code: 'WEFT_REGISTRATION_CONFLICT',
+      message: 'plugin "clash-route": route GET /api/clash-route/x is already registered',
+    });
+    await expect(startTestAgent({ plugins: [clash('metric')], http: false })).rejects.toMatchObject({
+      code: 'WEFT_REGISTRATION_CONFLICT',
+      message: 'plugin "clash-metric": metric weft_plugin_up is already registered by the core',
+    });
+  });
+
+  it("drops a stopped plugin's routes and series", async () => {
+    agent = await startTestAgent({ plugins: [apiPlugin({ open: true })] });
+    await agent.waitForReconcile('echo');
+    const base = agent.agent.currentConfig;
+    await agent.agent.applyConfig({ ...base, plugins: [] });
+    expect((await agent.fetch('/api/echo/status')).status).toBe(404);
+    const text = await (await agent.fetch('/metrics')).text();
+    expect(text).not.toContain('plugin="echo"');
+  });
+});
