@@ -83,7 +83,7 @@ export interface PluginDeclaration<S extends z.ZodType> {
   /** What the core must discover for this plugin (`nodes` is always discovered). */
   readonly watches?: readonly Watchable[];
   /** Called once per start or reconfiguration; the host enforces a timeout. */
-  setup(services: PluginServices<z.output<S>>): PluginInstance | Promise<PluginInstance>;
+  readonly setup: (services: PluginServices<z.output<S>>) => PluginInstance | Promise<PluginInstance>;
 }
 
 /** A checked, frozen plugin definition; what a plugin module exports as default. */

@@ -62,7 +62,7 @@ export interface PluginHttp {
    * Serves `handler` for `method` at `/api/<plugin><path>`; `path` starts with `/` (`/` itself serves
    * `/api/<plugin>/`). Registering the same method and path twice throws `WEFT_REGISTRATION_CONFLICT`.
    */
-  route(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: HttpHandler): void;
+  readonly route: (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: HttpHandler) => void;
   /** The base URL path of this plugin's routes, `/api/<plugin>`. */
   readonly basePath: string;
 }

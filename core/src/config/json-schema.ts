@@ -20,7 +20,7 @@ export function configJsonSchema(plugins: readonly PluginDefinition[]): JsonSche
   const hostProps = host.properties ?? {};
   const pluginProps: Record<string, JsonSchema> = {};
   for (const plugin of [...plugins].sort((a, b) => a.name.localeCompare(b.name))) {
-    const own = toJson(plugin.config as z.ZodType);
+    const own = toJson(plugin.config);
     pluginProps[plugin.name] = {
       ...own,
       description: plugin.description,

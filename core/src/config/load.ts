@@ -107,7 +107,7 @@ async function checkPlugin(
   }
   const section = { ...((raw ?? {}) as Record<string, unknown>) };
   for (const key of HOST_KEYS) delete section[key];
-  const result = (definition.config as z.ZodType).safeParse(section, { reportInput: true, error: formatIssue });
+  const result = (definition.config).safeParse(section, { reportInput: true, error: formatIssue });
   if (!result.success) return { problems: issuesToProblems(source, at, result.error.issues) };
   const fingerprint = stableStringify({ module: host.data.module ?? null, raw: raw ?? null });
   return { entry: { name, host: host.data, definition, config: result.data, fingerprint } };

@@ -1,4 +1,4 @@
-import { cidr, describeValue, duration, intInRange, ipAddress, z } from '../api/schema.js';
+import { cidr, describeValue, duration, ipAddress, z } from '../api/schema.js';
 
 /** The default config file; a mounted ConfigMap in a cluster. */
 export const DEFAULT_CONFIG_PATH = '/etc/weft/weft.yaml';

@@ -135,7 +135,7 @@ function pathOf(path: readonly unknown[]): string {
     if (isPair(step) && isScalar(step.key)) keys.push(String(step.key.value));
     else if (isSeq(step)) {
       const next = path[i + 1];
-      const index = step.items.indexOf(next as never);
+      const index = step.items.indexOf(next);
       if (index >= 0) keys.push(index);
     }
   }
