@@ -1,12 +1,11 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ESLint, RuleTester } from 'eslint';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pluginBoundaries } from './plugin-boundaries.js';
 
 RuleTester.describe = describe;
 RuleTester.it = it;
-RuleTester.afterAll = afterAll;
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const inPlugin = (path: string) => join(repo, 'plugins/wireguard', path);
