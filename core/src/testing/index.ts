@@ -61,8 +61,8 @@ export interface TestAgent {
   readonly logs: LogRecord[];
   /** Resolves once `plugin` has completed `runs` more reconciles (default 1) than when called. */
   waitForReconcile(plugin: string, options?: { runs?: number; timeoutMs?: number }): Promise<PluginStatus>;
-  /** Resolves once `predicate` holds, checked after every status or view change. */
-  waitFor(predicate: () => boolean, options?: { timeoutMs?: number; what?: string }): Promise<void>;
+  /** Resolves once `predicate` holds (checked after every status or view change, and every 25 ms). */
+  waitFor(predicate: () => boolean | Promise<boolean>, options?: { timeoutMs?: number; what?: string }): Promise<void>;
   /** A plugin's status. */
   status(plugin: string): PluginStatus;
   /** `fetch` against the agent's HTTP server. */
@@ -127,20 +127,27 @@ export async function startTestAgent(options: StartTestAgentOptions): Promise<Te
     if (!s) throw new Error(`no plugin "${plugin}" in this agent`);
     return s;
   };
-  const waitFor: TestAgent['waitFor'] = (predicate, { timeoutMs = 5_000, what = 'condition' } = {}) =>
-    new Promise<void>((resolve, reject) => {
-      if (predicate()) return resolve();
-      const timer = setTimeout(() => {
-        off();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      const off = agent.onChange(() => {
-        if (!predicate()) return;
-        clearTimeout(timer);
-        off();
-        resolve();
-      });
-    });
+  const waitFor: TestAgent['waitFor'] = async (predicate, { timeoutMs = 5_000, what = 'condition' } = {}) => {
+    const deadline = Date.now() + timeoutMs;
+    // Checked after every status or view change, and every 25 ms for conditions outside the agent (HTTP answers).
+    let wake: () => void = () => undefined;
+    const off = agent.onChange(() => wake());
+    try {
+      while (!(await predicate())) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(25, left));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    } finally {
+      off();
+    }
+  };
 
   return {
     agent,
