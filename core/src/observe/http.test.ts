@@ -139,3 +139,28 @@ describe('HTTP server', () => {
     expect(text).not.toContain('plugin="echo"');
   });
 });
+
+describe('HttpServer.listen', () => {
+  it('moves to a new address, and stays on the old one when the new one is refused', async () => {
+    const { HttpServer } = await import('./http.js');
+    const { createLogger } = await import('./logger.js');
+    const { Writable } = await import('node:stream');
+    const bare = () =>
+      new HttpServer({
+        logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, done) => done() })),
+        metrics: async () => ({ contentType: 'text/plain', body: '' }),
+        readiness: () => ({ ready: true, checks: {} }),
+      });
+    const server = bare();
+    const first = await server.listen('127.0.0.1', 0);
+    const blocker = bare();
+    const taken = await blocker.listen('127.0.0.1', 0);
+    await expect(server.listen('127.0.0.1', taken.port)).rejects.toThrow(/EADDRINUSE/);
+    expect((await fetch(`http://127.0.0.1:${first.port}/healthz`)).status).toBe(200);
+    const moved = await server.listen('127.0.0.1', 0);
+    expect((await fetch(`http://127.0.0.1:${moved.port}/healthz`)).status).toBe(200);
+    await expect(fetch(`http://127.0.0.1:${first.port}/healthz`)).rejects.toThrow();
+    await server.close();
+    await blocker.close();
+  });
+});

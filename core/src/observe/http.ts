@@ -54,9 +54,11 @@ export class HttpServer {
     };
   }
 
-  /** Starts listening (or moves to a new address); resolves with the bound address. */
+  /**
+   * Starts listening, or moves to a new address: the new socket is bound before the old one closes, so a refused
+   * address (in use) leaves the server where it was.
+   */
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    await this.close();
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.deps.logger.error({ err: describeError(err) }, 'http handler failed');
@@ -74,6 +76,7 @@ export class HttpServer {
         resolve();
       });
     });
+    await this.close();
     this.server = server;
     const address = server.address() as AddressInfo;
     return { host: address.address, port: address.port };
