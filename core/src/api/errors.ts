@@ -23,6 +23,12 @@ export const ERROR_CODES = {
   WEFT_RECONCILE_TIMEOUT: 'reconcile timed out',
   /** A plugin registered an HTTP route or metric that clashes with another. */
   WEFT_REGISTRATION_CONFLICT: 'conflicting registration',
+  /** A desired state held a bad value (interface name, CIDR, label, ...); nothing was applied. */
+  WEFT_KERNEL_INPUT: 'invalid desired state',
+  /** A kernel command failed; the error names the object and the kernel's answer. */
+  WEFT_KERNEL_APPLY: 'kernel change failed',
+  /** Two plugins declared overlapping kernel ownership (link prefix, route protocol, rule priorities). */
+  WEFT_KERNEL_OWNERSHIP: 'overlapping kernel ownership',
   /** A service a plugin asked for is not available in this agent. */
   WEFT_SERVICE_UNAVAILABLE: 'service unavailable',
 } as const;

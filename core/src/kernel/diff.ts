@@ -1,0 +1,143 @@
+import type { Address, Change, FdbEntry, Neighbour, Sysctl } from './model.js';
+import { type NLink, type NormalState, type NRoute, routeKey, ruleKey } from './normalize.js';
+
+/** Link attributes that only recreating the link can change, per kind. */
+const IMMUTABLE: Record<string, readonly string[]> = {
+  vxlan: ['vni', 'port', 'local', 'dev', 'learning'],
+  gre: ['remote', 'local', 'key', 'ttl'],
+  ip6gre: ['remote', 'local', 'key', 'ttl'],
+  ipip: ['remote', 'local', 'ttl'],
+  veth: ['peer', 'peerNetns'],
+};
+
+/** The mutable attributes of `desired` that differ from `observed` (`ip link set`). */
+export function linkFieldsToSet(observed: NLink, desired: NLink): string[] {
+  const fields: string[] = [];
+  if (desired.mtu !== undefined && desired.mtu !== observed.mtu) fields.push('mtu');
+  if (desired.address !== undefined && desired.address !== observed.address) fields.push('address');
+  if ((desired.master ?? null) !== (observed.master ?? null)) fields.push('master');
+  if (desired.up !== observed.up) fields.push('up');
+  return fields;
+}
+
+/** Whether the link must be deleted and created again to match. */
+export function linkNeedsRecreate(observed: NLink, desired: NLink): boolean {
+  if (observed.kind !== desired.kind) return true;
+  const o = observed as unknown as Record<string, unknown>;
+  const d = desired as unknown as Record<string, unknown>;
+  // veth: the peer's attributes cannot always be read back (it may live in another namespace); trust the name.
+  const fields = (IMMUTABLE[desired.kind] ?? []).filter((f) => !(desired.kind === 'veth' && o[f] === undefined));
+  return fields.some((f) => JSON.stringify(o[f] ?? null) !== JSON.stringify(d[f] ?? null));
+}
+
+function sameRoute(a: NRoute, b: NRoute): boolean {
+  return (
+    a.dev === b.dev &&
+    a.via === b.via &&
+    a.src === b.src &&
+    a.onlink === b.onlink &&
+    a.mpls.length === b.mpls.length &&
+    a.mpls.every((l, i) => l === b.mpls[i])
+  );
+}
+
+const byKey = <T>(items: readonly T[], key: (t: T) => string) => new Map(items.map((i) => [key(i), i]));
+
+/**
+ * The ordered changes that turn `observed` (the owner's objects as the kernel has them, plus the current values of
+ * the desired sysctls) into `desired`. Pure. Deletions come first, in reverse dependency order (rules, routes, FDB,
+ * neighbours, addresses, links); then additions and in-place changes in dependency order (links, addresses,
+ * routes, rules, neighbours, FDB, sysctls). Replace is preferred over delete + add wherever the kernel allows it.
+ */
+export function diffState(observed: NormalState, desired: NormalState): Change[] {
+  const deletes: Change[] = [];
+  const adds: Change[] = [];
+
+  // Links: recreate when an immutable attribute differs, else `set` what differs.
+  const observedLinks = byKey(observed.links, (l) => l.name);
+  const desiredLinks = byKey(desired.links, (l) => l.name);
+  // The local end of a veth pair is created with it and belongs to it.
+  const peers = new Set(desired.links.flatMap((l) => (l.kind === 'veth' && l.peerNetns === undefined ? [l.peer] : [])));
+  const recreated = new Set<string>();
+  const linkDeletes: Change[] = [];
+  for (const [name, o] of observedLinks) {
+    if (peers.has(name) && !desiredLinks.has(name)) continue;
+    const d = desiredLinks.get(name);
+    if (!d || linkNeedsRecreate(o, d)) {
+      linkDeletes.push({ op: 'delete', kind: 'link', id: `link ${name}`, object: o });
+      if (d) recreated.add(name);
+    }
+  }
+  // Deleting one end of a veth pair deletes the other: keep one delete per pair.
+  const removed = new Set<string>();
+  const pairDeletes = linkDeletes.filter((c) => {
+    const l = c.object as NLink;
+    if (removed.has(l.name)) return false;
+    if (l.kind === 'veth' && l.peer !== undefined) removed.add(l.peer);
+    return true;
+  });
+  // Bridges last among additions' prerequisites: a master must exist before its members are enslaved.
+  const orderedLinks = [...desired.links].sort((a, b) => Number(b.kind === 'bridge') - Number(a.kind === 'bridge'));
+  for (const d of orderedLinks) {
+    const o = observedLinks.get(d.name);
+    if (!o || recreated.has(d.name)) adds.push({ op: 'add', kind: 'link', id: `link ${d.name}`, object: d });
+    else {
+      const fields = linkFieldsToSet(o, d);
+      if (fields.length > 0) adds.push({ op: 'set', kind: 'link', id: `link ${d.name}`, object: d, fields });
+    }
+  }
+  const gone = (dev: string) => !desiredLinks.has(dev) || recreated.has(dev);
+
+  // Addresses on owned links; those on links being deleted go with them.
+  const addrKey = (a: Address) => `${a.dev} ${a.address}`;
+  const observedAddrs = byKey(observed.addresses, addrKey);
+  const desiredAddrs = byKey(desired.addresses, addrKey);
+  const addrDeletes: Change[] = [];
+  for (const [k, o] of observedAddrs) {
+    if (!desiredAddrs.has(k) && !gone(o.dev)) addrDeletes.push({ op: 'delete', kind: 'address', id: `address ${k}`, object: o });
+  }
+  for (const [k, d] of desiredAddrs) {
+    if (!observedAddrs.has(k) || gone(d.dev)) adds.push({ op: 'add', kind: 'address', id: `address ${k}`, object: d });
+  }
+
+  const observedRoutes = byKey(observed.routes, routeKey);
+  const desiredRoutes = byKey(desired.routes, routeKey);
+  const routeDeletes: Change[] = [];
+  for (const [k, o] of observedRoutes) if (!desiredRoutes.has(k)) routeDeletes.push({ op: 'delete', kind: 'route', id: `route ${k}`, object: o });
+  for (const [k, d] of desiredRoutes) {
+    const o = observedRoutes.get(k);
+    // A route through a recreated link vanished with it; `replace` puts it back either way.
+    if (!o || !sameRoute(o, d) || (d.dev !== undefined && recreated.has(d.dev))) adds.push({ op: o ? 'replace' : 'add', kind: 'route', id: `route ${k}`, object: d });
+  }
+
+  const observedRules = byKey(observed.rules, ruleKey);
+  const desiredRules = byKey(desired.rules, ruleKey);
+  const ruleDeletes: Change[] = [];
+  for (const [k, o] of observedRules) if (!desiredRules.has(k)) ruleDeletes.push({ op: 'delete', kind: 'rule', id: `rule ${k}`, object: o });
+  for (const [k, d] of desiredRules) if (!observedRules.has(k)) adds.push({ op: 'add', kind: 'rule', id: `rule ${k}`, object: d });
+
+  const neighKey = (n: Neighbour) => `${n.dev} ${n.address}`;
+  const observedNeigh = byKey(observed.neighbours, neighKey);
+  const desiredNeigh = byKey(desired.neighbours, neighKey);
+  const neighDeletes: Change[] = [];
+  for (const [k, o] of observedNeigh) if (!desiredNeigh.has(k) && !gone(o.dev)) neighDeletes.push({ op: 'delete', kind: 'neighbour', id: `neighbour ${k}`, object: o });
+  for (const [k, d] of desiredNeigh) {
+    const o = observedNeigh.get(k);
+    if (!o || o.lladdr !== d.lladdr || gone(d.dev)) adds.push({ op: o && !gone(d.dev) ? 'replace' : 'add', kind: 'neighbour', id: `neighbour ${k}`, object: d });
+  }
+
+  const fdbKey = (f: FdbEntry) => `${f.dev} ${f.lladdr} dst ${f.dst}`;
+  const observedFdb = byKey(observed.fdb, fdbKey);
+  const desiredFdb = byKey(desired.fdb, fdbKey);
+  const fdbDeletes: Change[] = [];
+  for (const [k, o] of observedFdb) if (!desiredFdb.has(k) && !gone(o.dev)) fdbDeletes.push({ op: 'delete', kind: 'fdb', id: `fdb ${k}`, object: o });
+  for (const [k, d] of desiredFdb) if (!observedFdb.has(k) || gone(d.dev)) adds.push({ op: 'add', kind: 'fdb', id: `fdb ${k}`, object: d });
+
+  const observedSysctls = byKey(observed.sysctls, (s: Sysctl) => s.key);
+  for (const d of desired.sysctls) {
+    if (observedSysctls.get(d.key)?.value !== d.value) adds.push({ op: 'set', kind: 'sysctl', id: `sysctl ${d.key}`, object: d });
+  }
+
+  deletes.push(...ruleDeletes, ...routeDeletes, ...fdbDeletes, ...neighDeletes, ...addrDeletes, ...pairDeletes);
+  return [...deletes, ...adds];
+}

@@ -1,0 +1,55 @@
+import { WeftError } from '../api/errors.js';
+import { diffState } from './diff.js';
+import type { Change, DesiredState, KernelOwner } from './model.js';
+import { checkOwner, normalizeDesired, type NormalState } from './normalize.js';
+
+/** What an apply did. */
+export interface ApplyResult {
+  /** Every change, in the order it was (or, for a plan, would be) made. */
+  readonly changes: readonly Change[];
+  /** Processes spawned (reads and writes), for the benchmark and metrics. */
+  readonly processes: number;
+}
+
+/** Thrown when a kernel command fails: which change, the kernel's answer, and what was applied before it. */
+export class KernelApplyError extends WeftError {
+  constructor(
+    readonly failed: Change,
+    readonly reason: string,
+    readonly applied: readonly Change[],
+  ) {
+    super('WEFT_KERNEL_APPLY', `${failed.id}: ${reason}`);
+  }
+}
+
+/**
+ * One network namespace's kernel, as the diff engine sees it. Implementations: {@link Iproute2Kernel} (the real
+ * one) and {@link MemoryKernel} (tests and the plugin test kit). Both pass the same contract suite.
+ */
+export interface KernelBackend {
+  /** Where this backend acts, for logs (`netns weft-n1`, `own namespace`). */
+  readonly where: string;
+  /** The owner's objects as the kernel has them, plus the current values of the given sysctls. */
+  observe(owner: KernelOwner, sysctlKeys: readonly string[]): Promise<{ state: NormalState; processes: number }>;
+  /** Makes the changes in order; on failure throws {@link KernelApplyError}. Returns processes spawned. */
+  execute(owner: KernelOwner, changes: readonly Change[]): Promise<number>;
+}
+
+/**
+ * Validates `desired`, reads what the kernel has for `owner`, diffs, and (unless `dryRun`) applies the difference in
+ * one batch. An unchanged desired state makes no writes. Equals what `weft plan` prints when `dryRun` is set.
+ */
+export async function applyDesired(
+  backend: KernelBackend,
+  owner: KernelOwner,
+  desired: DesiredState,
+  options: { dryRun?: boolean } = {},
+): Promise<ApplyResult> {
+  checkOwner(owner);
+  const normal = normalizeDesired(owner, desired);
+  const observed = await backend.observe(owner, normal.sysctls.map((s) => s.key));
+  const changes = diffState(observed.state, normal);
+  if (options.dryRun || changes.length === 0) return { changes, processes: observed.processes };
+  const written = await backend.execute(owner, changes);
+  return { changes, processes: observed.processes + written };
+}

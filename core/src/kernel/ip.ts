@@ -1,0 +1,109 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+/** An address family as iproute2 numbers it. */
+export type Family = 4 | 6;
+
+function v6Groups(text: string): number[] | undefined {
+  if (!isIPv6(text)) return undefined;
+  let s = text;
+  // An embedded IPv4 tail (::ffff:192.0.2.1) becomes two groups.
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4) {
+    const b = (v4[1] as string).split('.').map(Number);
+    s = `${s.slice(0, v4.index)}${(((b[0] as number) << 8) | (b[1] as number)).toString(16)}:${(((b[2] as number) << 8) | (b[3] as number)).toString(16)}`;
+  }
+  const [head, tail] = s.split('::') as [string, string | undefined];
+  const h = head === '' ? [] : head.split(':').map((g) => parseInt(g, 16));
+  if (tail === undefined) return h;
+  const t = tail === '' ? [] : tail.split(':').map((g) => parseInt(g, 16));
+  return [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
+}
+
+/** RFC 5952 text of an IPv6 address: lowercase, longest zero run (of 2+) compressed. */
+function formatV6(groups: readonly number[]): string {
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i += 1;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j += 1;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+/** The canonical text of an IP address (IPv6 as RFC 5952), or undefined when `text` is none. */
+export function canonicalIP(text: string): string | undefined {
+  if (isIPv4(text)) return text.split('.').map(Number).join('.');
+  const g = v6Groups(text);
+  return g ? formatV6(g) : undefined;
+}
+
+/** The family of an address, or undefined. */
+export function familyOf(text: string): Family | undefined {
+  if (isIPv4(text)) return 4;
+  if (isIPv6(text)) return 6;
+  return undefined;
+}
+
+function toBits(address: string): { bits: bigint; family: Family } | undefined {
+  if (isIPv4(address)) {
+    return { bits: address.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n), family: 4 };
+  }
+  const g = v6Groups(address);
+  if (!g) return undefined;
+  return { bits: g.reduce((acc, x) => (acc << 16n) | BigInt(x), 0n), family: 6 };
+}
+
+function fromBits(bits: bigint, family: Family): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => Number((bits >> s) & 255n)).join('.');
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((bits >> BigInt(i * 16)) & 0xffffn));
+  return formatV6(groups);
+}
+
+/** A parsed `address/prefix`. */
+export interface Prefix {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: Family;
+}
+
+/** Parses `address/prefix` (or a bare address as a host prefix when `hostDefault`), canonicalising the address. */
+export function parsePrefix(text: string, options: { hostDefault?: boolean } = {}): Prefix | undefined {
+  const slash = text.indexOf('/');
+  const addr = slash < 0 ? text : text.slice(0, slash);
+  const family = familyOf(addr);
+  if (!family) return undefined;
+  let prefix = family === 4 ? 32 : 128;
+  if (slash >= 0) {
+    const p = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(p) || Number(p) > prefix) return undefined;
+    prefix = Number(p);
+  } else if (!options.hostDefault) {
+    return undefined;
+  }
+  return { address: canonicalIP(addr) as string, prefix, family };
+}
+
+/** The network a prefix lies in (`192.0.2.7/24` → `192.0.2.0/24`). */
+export function networkOf(p: Prefix): string {
+  const { bits, family } = toBits(p.address) as { bits: bigint; family: Family };
+  const width = family === 4 ? 32 : 128;
+  const mask = p.prefix === 0 ? 0n : ((1n << BigInt(p.prefix)) - 1n) << BigInt(width - p.prefix);
+  return `${fromBits(bits & mask, family)}/${p.prefix}`;
+}
+
+/** Whether `text` is a MAC address (`aa:bb:cc:dd:ee:ff`). */
+export function isMAC(text: string): boolean {
+  return /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(text);
+}

@@ -1,0 +1,70 @@
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { freshNetns, netnsSkipReason } from '../../../test/support/capabilities.js';
+import { kernelContract, OWNER, contractState } from './contract.testsuite.js';
+import { Iproute2Kernel, type Runner } from './iproute2.js';
+
+const skip = await netnsSkipReason();
+
+/** A runner that counts the processes the driver starts. */
+function countingRunner(): { runner: Runner; count: () => number } {
+  let n = 0;
+  return {
+    count: () => n,
+    runner: async (file, args, input) => {
+      n += 1;
+      const r = await execa(file, args, { input, reject: false, stripFinalNewline: true });
+      return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
+    },
+  };
+}
+
+describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+  kernelContract('iproute2 in a netns', async () => {
+    const ns = await freshNetns('kc');
+    const counting = countingRunner();
+    const ip = (...args: string[]) => execa('ip', ['-n', ns.name, ...args]);
+    return {
+      backend: new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner }),
+      async addForeign() {
+        await ip('link', 'add', 'fx0', 'type', 'bridge');
+        await ip('link', 'set', 'fx0', 'up');
+        await ip('address', 'add', '198.51.100.1/24', 'dev', 'fx0');
+        await ip('route', 'add', '198.51.100.128/25', 'dev', 'fx0', 'proto', 'static');
+        await ip('rule', 'add', 'priority', '900', 'table', '99');
+      },
+      async foreignIntact() {
+        const links = (await ip('-j', 'link', 'show', 'fx0')).stdout;
+        const addrs = (await ip('-j', 'address', 'show', 'dev', 'fx0')).stdout;
+        const routes = (await ip('-j', 'route', 'show', '198.51.100.128/25', 'proto', 'static')).stdout;
+        const rules = (await ip('-j', 'rule', 'show', 'priority', '900')).stdout;
+        return links.includes('"fx0"') && addrs.includes('198.51.100.1') && routes.includes('198.51.100.128/25') && rules.includes('"priority":900');
+      },
+      commands: counting.count,
+      close: () => ns.remove(),
+    };
+  });
+
+  it('reads with a few processes and writes a whole state with one batch per tool', async () => {
+    const ns = await freshNetns('kb');
+    try {
+      const counting = countingRunner();
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
+      const cold = await kernel.apply(OWNER, contractState());
+      // reads: ip -4, ip -6, sysctl; writes: ip -batch, ip -6 -batch (the IPv6 rule), bridge -batch (FDB), sysctl -w.
+      expect(cold.processes).toBe(7);
+      const steady = await kernel.apply(OWNER, contractState());
+      expect(steady.changes).toEqual([]);
+      // reads only: ip -4, ip -6, bridge fdb (a vxlan link exists), sysctl
+      expect(steady.processes).toBe(4);
+      const text = (await execa('ip', ['-n', ns.name, '-d', 'link', 'show', 'wcvx0'])).stdout;
+      expect(text).toMatch(/vxlan id 42 local 192\.0\.2\.1 .*dstport 4789 nolearning/s);
+      const route = (await execa('ip', ['-n', ns.name, 'route', 'show', '198.18.11.0/24', 'table', '100'])).stdout;
+      expect(route.trim()).toBe('198.18.11.0/24 via 192.0.2.2 dev wcbr0 proto 151');
+      const forward = (await execa('ip', ['netns', 'exec', ns.name, 'sysctl', '-n', 'net.ipv4.ip_forward'])).stdout;
+      expect(forward).toBe('1');
+    } finally {
+      await ns.remove();
+    }
+  });
+});

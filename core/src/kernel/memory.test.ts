@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { kernelContract } from './contract.testsuite.js';
+import { MemoryKernel } from './memory.js';
+
+kernelContract('in-memory kernel', async () => {
+  const kernel = new MemoryKernel();
+  const foreign = {
+    links: [{ kind: 'bridge' as const, name: 'fx0' }],
+    addresses: [{ dev: 'fx0', address: '198.51.100.1/24' }],
+    routes: [{ dst: '198.51.100.128/25', dev: 'fx0' }],
+    rules: [{ priority: 900, table: 99 }],
+  };
+  return {
+    backend: kernel,
+    addForeign: async () => kernel.addForeign(foreign),
+    foreignIntact: async () => {
+      const s = kernel.snapshot();
+      return (
+        s.links.some((l) => l.name === 'fx0') &&
+        s.addresses.some((a) => a.address === '198.51.100.1/24') &&
+        s.routes.some((r) => r.dst === '198.51.100.128/25' && r.proto === 4) &&
+        s.rules.some((r) => r.priority === 900)
+      );
+    },
+    commands: () => 0,
+    close: async () => undefined,
+  };
+});
+
+describe('MemoryKernel', () => {
+  it('deletes what a link takes with it, as the kernel does, and a later apply restores all of it', async () => {
+    const kernel = new MemoryKernel();
+    const owner = { name: 't', linkPrefix: 't', routeProtocol: 150 };
+    const desired = { links: [{ kind: 'bridge' as const, name: 'tb0' }], addresses: [{ dev: 'tb0', address: '192.0.2.1/24' }], routes: [{ dst: '198.18.0.0/24', dev: 'tb0' }] };
+    await kernel.apply(owner, desired);
+    const link = (await kernel.observe(owner, [])).state.links[0];
+    await kernel.execute(owner, [{ op: 'delete', kind: 'link', id: 'drift', object: link as never }]);
+    expect((await kernel.observe(owner, [])).state).toMatchObject({ links: [], addresses: [], routes: [] });
+    const r = await kernel.apply(owner, desired);
+    expect(r.changes.map((c) => `${c.op} ${c.id}`)).toEqual(['add link tb0', 'add address tb0 192.0.2.1/24', 'add route 198.18.0.0/24 table 254 metric 0']);
+  });
+
+  it('fails an injected change with the kernel message and keeps what came before', async () => {
+    const kernel = new MemoryKernel();
+    const owner = { name: 't', linkPrefix: 't', routeProtocol: 150 };
+    kernel.failOnce('route 198.18.1.0/24 table 254 metric 0', 'RTNETLINK answers: Network is unreachable');
+    const err = await kernel
+      .apply(owner, { links: [{ kind: 'bridge', name: 'tb0' }], routes: [{ dst: '198.18.1.0/24', dev: 'tb0' }] })
+      .catch((e: unknown) => e as { message: string; applied: { id: string }[] });
+    expect(err).toMatchObject({ code: 'WEFT_KERNEL_APPLY', message: 'route 198.18.1.0/24 table 254 metric 0: RTNETLINK answers: Network is unreachable' });
+    expect((err as { applied: { id: string }[] }).applied.map((c) => c.id)).toEqual(['link tb0']);
+    const again = await kernel.apply(owner, { links: [{ kind: 'bridge', name: 'tb0' }], routes: [{ dst: '198.18.1.0/24', dev: 'tb0' }] });
+    expect(again.changes.map((c) => c.id)).toEqual(['route 198.18.1.0/24 table 254 metric 0']);
+  });
+});

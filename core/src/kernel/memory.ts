@@ -1,0 +1,218 @@
+import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
+import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl } from './model.js';
+import { type NLink, normalizeDesired, type NormalState, type NRoute, type NRule, routeKey, ruleKey } from './normalize.js';
+
+/** A route as the in-memory kernel stores it: with the protocol that marks its owner. */
+export type MemoryRoute = NRoute & { readonly proto: number };
+
+/** Everything in the in-memory kernel, owned or not. */
+export interface MemoryKernelState {
+  readonly links: NLink[];
+  readonly addresses: Address[];
+  readonly routes: MemoryRoute[];
+  readonly rules: NRule[];
+  readonly neighbours: Neighbour[];
+  readonly fdb: FdbEntry[];
+  readonly sysctls: Map<string, string>;
+}
+
+const FOREIGN: KernelOwner = { name: 'foreign', linkPrefix: 'x', routeProtocol: 100 };
+
+/**
+ * An in-memory network namespace that applies the same changes as the real driver, with the kernel's behaviour
+ * where the diff relies on it: deleting a link takes its addresses, routes, neighbours and FDB entries with it;
+ * adding what exists, or deleting what does not, fails with the kernel's message. For unit tests and the plugin
+ * test kit; it passes the same contract suite as {@link Iproute2Kernel}.
+ */
+export class MemoryKernel implements KernelBackend {
+  readonly where = 'in-memory kernel';
+  private s: MemoryKernelState = { links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map() };
+  private failures = new Map<string, string>();
+  /** Every change executed, in order (tests read it to count writes). */
+  readonly log: Change[] = [];
+
+  constructor(sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '0', 'net.ipv6.conf.all.forwarding': '0' }) {
+    for (const [k, v] of Object.entries(sysctls)) this.s.sysctls.set(k, v);
+  }
+
+  /** Everything the kernel holds (a copy). */
+  snapshot(): MemoryKernelState {
+    return structuredClone(this.s);
+  }
+
+  /**
+   * Adds objects nobody owns (another daemon's), validated like a desired state; `routeProtocol` marks their routes.
+   * Used by tests to prove that foreign objects survive.
+   */
+  addForeign(objects: DesiredState, routeProtocol = 4): void {
+    const n = normalizeDesired({ ...FOREIGN, linkPrefix: '', rulePriorities: [1, 32765] }, objects);
+    this.s.links.push(...n.links);
+    this.s.addresses.push(...n.addresses);
+    this.s.routes.push(...n.routes.map((r) => ({ ...r, proto: routeProtocol })));
+    this.s.rules.push(...n.rules);
+    this.s.neighbours.push(...n.neighbours);
+    this.s.fdb.push(...n.fdb);
+  }
+
+  /** Removes objects behind the driver's back (drift), as `ip … del` by another hand would. */
+  drift(edit: (state: MemoryKernelState) => void): void {
+    edit(this.s);
+  }
+
+  /** Makes the change with this id fail once with `message`. */
+  failOnce(id: string, message: string): void {
+    this.failures.set(id, message);
+  }
+
+  /** Diff and apply for an owner, as the real driver does. */
+  apply(owner: KernelOwner, desired: DesiredState, options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
+    return applyDesired(this, owner, desired, options);
+  }
+
+  async observe(owner: KernelOwner, sysctlKeys: readonly string[]): Promise<{ state: NormalState; processes: number }> {
+    await Promise.resolve();
+    const owned = (name: string) => name.startsWith(owner.linkPrefix);
+    const [min, max] = owner.rulePriorities ?? [1, 0];
+    const sysctls: Sysctl[] = [];
+    for (const key of sysctlKeys) {
+      const value = this.s.sysctls.get(key);
+      if (value !== undefined) sysctls.push({ key, value });
+    }
+    const state: NormalState = structuredClone({
+      links: this.s.links.filter((l) => owned(l.name)),
+      addresses: this.s.addresses.filter((a) => owned(a.dev)),
+      routes: this.s.routes.filter((r) => r.proto === owner.routeProtocol).map(({ proto: _proto, ...r }) => r),
+      rules: this.s.rules.filter((r) => r.priority >= min && r.priority <= max),
+      neighbours: this.s.neighbours.filter((n) => owned(n.dev)),
+      fdb: this.s.fdb.filter((f) => owned(f.dev)),
+      sysctls,
+    });
+    return { state, processes: 0 };
+  }
+
+  async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
+    await Promise.resolve();
+    const applied: Change[] = [];
+    for (const change of changes) {
+      const injected = this.failures.get(change.id);
+      if (injected !== undefined) this.failures.delete(change.id);
+      const error = injected ?? this.one(owner, change);
+      if (error !== undefined) throw new KernelApplyError(change, error, applied);
+      applied.push(change);
+      this.log.push(change);
+    }
+    return 0;
+  }
+
+  private link(name: string | undefined): NLink | undefined {
+    return name === undefined ? undefined : this.s.links.find((l) => l.name === name);
+  }
+
+  /** Applies one change; returns the kernel's error message, if any. */
+  private one(owner: KernelOwner, change: Change): string | undefined {
+    const s = this.s;
+    const noDevice = (name: string) => `Cannot find device "${name}"`;
+    switch (change.kind) {
+      case 'link': {
+        const l = change.object as NLink;
+        const existing = this.link(l.name);
+        if (change.op === 'delete') {
+          if (!existing) return noDevice(l.name);
+          const names = new Set([l.name, ...(l.kind === 'veth' && !l.peerNetns ? [l.peer] : [])]);
+          s.links.splice(0, s.links.length, ...s.links.filter((x) => !names.has(x.name)).map((x) => (x.master && names.has(x.master) ? { ...x, master: undefined } : x)));
+          this.dropOn(names);
+          return undefined;
+        }
+        if (l.master !== undefined && !this.link(l.master)) return noDevice(l.master);
+        if (change.op === 'add') {
+          if (existing) return 'RTNETLINK answers: File exists';
+          if (l.kind === 'vxlan' && l.dev !== undefined && !this.link(l.dev)) return noDevice(l.dev);
+          s.links.push(structuredClone(l));
+          if (l.kind === 'veth' && !l.peerNetns) s.links.push({ kind: 'veth', name: l.peer, peer: l.name, up: l.up });
+          return undefined;
+        }
+        if (!existing) return noDevice(l.name);
+        // `set`: mtu and address only when given; master and up as given (no master means none).
+        const updated = { ...existing, up: l.up, master: l.master, mtu: l.mtu ?? existing.mtu, address: l.address ?? existing.address } as NLink;
+        s.links.splice(s.links.indexOf(existing), 1, updated);
+        return undefined;
+      }
+      case 'address': {
+        const a = change.object as Address;
+        const i = s.addresses.findIndex((x) => x.dev === a.dev && x.address === a.address);
+        if (change.op === 'delete') {
+          if (i < 0) return 'RTNETLINK answers: Cannot assign requested address';
+          s.addresses.splice(i, 1);
+        } else {
+          if (!this.link(a.dev)) return noDevice(a.dev);
+          if (i < 0) s.addresses.push({ ...a });
+        }
+        return undefined;
+      }
+      case 'route': {
+        const r = change.object as NRoute;
+        const i = s.routes.findIndex((x) => routeKey(x) === routeKey(r) && x.family === r.family);
+        if (change.op === 'delete') {
+          if (i < 0) return 'RTNETLINK answers: No such process';
+          s.routes.splice(i, 1);
+          return undefined;
+        }
+        if (r.dev !== undefined && !this.link(r.dev)) return noDevice(r.dev);
+        const stored = { ...structuredClone(r), proto: owner.routeProtocol };
+        if (i < 0) s.routes.push(stored);
+        else s.routes.splice(i, 1, stored);
+        return undefined;
+      }
+      case 'rule': {
+        const r = change.object as NRule;
+        const i = s.rules.findIndex((x) => ruleKey(x) === ruleKey(r));
+        if (change.op === 'delete') {
+          if (i < 0) return 'RTNETLINK answers: No such file or directory';
+          s.rules.splice(i, 1);
+        } else s.rules.push({ ...r });
+        return undefined;
+      }
+      case 'neighbour': {
+        const n = change.object as Neighbour;
+        const i = s.neighbours.findIndex((x) => x.dev === n.dev && x.address === n.address);
+        if (change.op === 'delete') {
+          if (i < 0) return 'RTNETLINK answers: No such file or directory';
+          s.neighbours.splice(i, 1);
+          return undefined;
+        }
+        if (!this.link(n.dev)) return noDevice(n.dev);
+        if (i < 0) s.neighbours.push({ ...n });
+        else s.neighbours.splice(i, 1, { ...n });
+        return undefined;
+      }
+      case 'fdb': {
+        const f = change.object as FdbEntry;
+        const i = s.fdb.findIndex((x) => x.dev === f.dev && x.lladdr === f.lladdr && x.dst === f.dst);
+        if (change.op === 'delete') {
+          if (i < 0) return 'RTNETLINK answers: No such file or directory';
+          s.fdb.splice(i, 1);
+          return undefined;
+        }
+        if (!this.link(f.dev)) return noDevice(f.dev);
+        if (i < 0) s.fdb.push({ ...f });
+        return undefined;
+      }
+      case 'sysctl': {
+        const x = change.object as Sysctl;
+        if (!s.sysctls.has(x.key)) return `sysctl: cannot stat /proc/sys/${x.key.replaceAll('.', '/')}: No such file or directory`;
+        s.sysctls.set(x.key, x.value);
+        return undefined;
+      }
+    }
+  }
+
+  /** What the kernel removes with a link: its addresses, routes through it, neighbours and FDB entries. */
+  private dropOn(names: ReadonlySet<string>): void {
+    const s = this.s;
+    const keep = <T>(list: T[], dev: (t: T) => string | undefined) => list.splice(0, list.length, ...list.filter((x) => !names.has(dev(x) ?? '')));
+    keep(s.addresses, (a) => a.dev);
+    keep(s.routes, (r) => r.dev);
+    keep(s.neighbours, (n) => n.dev);
+    keep(s.fdb, (f) => f.dev);
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The typed model of what weft manages in a network namespace, one discriminated union per object kind (after
+ * vishvananda/netlink). Plugins build a {@link DesiredState}; the kernel driver diffs it against what the kernel
+ * has for that owner and applies the difference in one batch.
+ */
+
+/** Attributes every link kind shares. */
+export interface LinkBase {
+  /** Interface name, at most 15 characters; must start with the owner's link prefix. */
+  readonly name: string;
+  readonly mtu?: number;
+  /** Default true. */
+  readonly up?: boolean;
+  /** A bridge (or other master) to enslave the link to. */
+  readonly master?: string;
+  /** MAC address (`aa:bb:cc:dd:ee:ff`). */
+  readonly address?: string;
+}
+
+/** `ip link add NAME type bridge` */
+export interface BridgeLink extends LinkBase {
+  readonly kind: 'bridge';
+}
+/** `ip link add NAME type dummy` */
+export interface DummyLink extends LinkBase {
+  readonly kind: 'dummy';
+}
+/** `ip link add NAME type veth peer name PEER [netns PEER_NETNS]` */
+export interface VethLink extends LinkBase {
+  readonly kind: 'veth';
+  /** The other end's name (also under the owner's prefix when it stays in this namespace). */
+  readonly peer: string;
+  /** Move the peer into this named namespace (a pod's, or another node's in the lab). */
+  readonly peerNetns?: string;
+}
+/** `ip link add NAME type vxlan id VNI dstport PORT [local IP] [dev DEV] [no]learning` */
+export interface VxlanLink extends LinkBase {
+  readonly kind: 'vxlan';
+  readonly vni: number;
+  /** UDP port; default 4789. */
+  readonly port?: number;
+  readonly local?: string;
+  /** Underlay device. */
+  readonly dev?: string;
+  /** Default false (flannel's choice: entries are programmed, not learned). */
+  readonly learning?: boolean;
+}
+/** `ip link add NAME type gre|ip6gre remote IP [local IP] [key KEY] [ttl TTL]` */
+export interface GreLink extends LinkBase {
+  readonly kind: 'gre' | 'ip6gre';
+  readonly remote: string;
+  readonly local?: string;
+  readonly key?: number;
+  readonly ttl?: number;
+}
+/** `ip link add NAME type ipip remote IP [local IP] [ttl TTL]` */
+export interface IpipLink extends LinkBase {
+  readonly kind: 'ipip';
+  readonly remote: string;
+  readonly local?: string;
+  readonly ttl?: number;
+}
+/** `ip link add NAME type wireguard` (the device's keys and peers are a separate object). */
+export interface WireGuardLink extends LinkBase {
+  readonly kind: 'wireguard';
+}
+
+/** Every link kind weft manages. */
+export type Link = BridgeLink | DummyLink | VethLink | VxlanLink | GreLink | IpipLink | WireGuardLink;
+/** The kinds of link. */
+export type LinkKind = Link['kind'];
+
+/** `ip addr replace ADDRESS/PREFIX dev DEV` */
+export interface Address {
+  readonly dev: string;
+  /** Address with prefix length: `192.0.2.1/24`, `fd00::1/64`. */
+  readonly address: string;
+}
+
+/** `ip route replace DST [via VIA] [dev DEV] [src SRC] [metric M] [table T] [onlink] [encap mpls L1/L2] proto P` */
+export interface Route {
+  /** Destination network (`198.18.0.0/24`, `2001:db8::/64`) or `default` / `default6`. */
+  readonly dst: string;
+  /** Routing table; default 254 (main). */
+  readonly table?: number;
+  readonly dev?: string;
+  readonly via?: string;
+  readonly src?: string;
+  /** Default 0 for IPv4, 1024 for IPv6 (what the kernel stores). */
+  readonly metric?: number;
+  readonly onlink?: boolean;
+  /** Push this MPLS label stack (`encap mpls 100/200`). */
+  readonly mpls?: readonly number[];
+}
+
+/** `ip [-6] rule add priority P [fwmark M/MASK] [from SRC] [to DST] table T` */
+export interface Rule {
+  readonly priority: number;
+  readonly table: number;
+  /** Default 4. */
+  readonly family?: 4 | 6;
+  readonly fwmark?: number;
+  readonly fwmask?: number;
+  readonly from?: string;
+  readonly to?: string;
+}
+
+/** `ip neigh replace ADDRESS lladdr MAC dev DEV nud permanent` */
+export interface Neighbour {
+  readonly dev: string;
+  readonly address: string;
+  readonly lladdr: string;
+}
+
+/** `bridge fdb append MAC dev DEV dst IP` */
+export interface FdbEntry {
+  readonly dev: string;
+  readonly lladdr: string;
+  readonly dst: string;
+}
+
+/** `sysctl -w KEY=VALUE` (never removed: an empty desired state leaves sysctls as they are). */
+export interface Sysctl {
+  readonly key: string;
+  readonly value: string;
+}
+
+/** What one owner wants in a namespace. Absent lists mean empty. */
+export interface DesiredState {
+  readonly links?: readonly Link[];
+  readonly addresses?: readonly Address[];
+  readonly routes?: readonly Route[];
+  readonly rules?: readonly Rule[];
+  readonly neighbours?: readonly Neighbour[];
+  readonly fdb?: readonly FdbEntry[];
+  readonly sysctls?: readonly Sysctl[];
+}
+
+/**
+ * What marks an object as an owner's: links by name prefix, routes by route protocol number, rules by priority
+ * range; addresses, neighbour and FDB entries by being on an owned link. Objects outside are never touched.
+ */
+export interface KernelOwner {
+  /** The plugin's name (for logs, metrics and errors). */
+  readonly name: string;
+  /** Every owned link's name starts with this (1-8 characters). */
+  readonly linkPrefix: string;
+  /** The route `proto` number marking the owner's routes, 100-199 (weft's range; see docs). */
+  readonly routeProtocol: number;
+  /** Inclusive range of rule priorities the owner manages; none when absent. */
+  readonly rulePriorities?: readonly [number, number];
+}
+
+/** Kinds of kernel object, as changes and metrics name them. */
+export type ObjectKind = 'link' | 'address' | 'route' | 'rule' | 'neighbour' | 'fdb' | 'sysctl';
+
+/** One step of an apply. `replace` changes an object in place; `set` changes a link's mutable attributes. */
+export interface Change {
+  readonly op: 'add' | 'replace' | 'set' | 'delete';
+  readonly kind: ObjectKind;
+  /** Human-readable identity, e.g. `route 198.18.0.0/24 table 254 metric 0`. */
+  readonly id: string;
+  /** The desired object for add/replace/set, the observed one for delete. */
+  readonly object: Link | Address | Route | Rule | Neighbour | FdbEntry | Sysctl;
+  /** For `set`: which attributes differ. */
+  readonly fields?: readonly string[];
+}

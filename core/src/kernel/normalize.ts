@@ -1,0 +1,311 @@
+import { WeftError } from '../api/errors.js';
+import { canonicalIP, type Family, familyOf, isMAC, networkOf, parsePrefix } from './ip.js';
+import type { Address, DesiredState, FdbEntry, KernelOwner, Link, Neighbour, Route, Rule, Sysctl } from './model.js';
+
+/*
+ * Desired objects are validated and brought into one canonical form (defaults filled, addresses canonical), so that
+ * the diff compares like with like and nothing unchecked ever reaches a command line. Observed objects read from
+ * the kernel are brought into the same form by the readers.
+ */
+
+/** A link with its defaults filled. */
+export type NLink = Link & { readonly up: boolean };
+/** A route in canonical form. */
+export interface NRoute {
+  readonly family: Family;
+  readonly dst: string;
+  readonly table: number;
+  readonly metric: number;
+  readonly dev?: string;
+  readonly via?: string;
+  readonly src?: string;
+  readonly onlink: boolean;
+  readonly mpls: readonly number[];
+}
+/** A rule in canonical form (`from`/`to` absent mean "all"). */
+export interface NRule {
+  readonly family: Family;
+  readonly priority: number;
+  readonly table: number;
+  readonly fwmark?: number;
+  readonly fwmask?: number;
+  readonly from?: string;
+  readonly to?: string;
+}
+
+/** A desired state in canonical form. */
+export interface NormalState {
+  readonly links: readonly NLink[];
+  readonly addresses: readonly Address[];
+  readonly routes: readonly NRoute[];
+  readonly rules: readonly NRule[];
+  readonly neighbours: readonly Neighbour[];
+  readonly fdb: readonly FdbEntry[];
+  readonly sysctls: readonly Sysctl[];
+}
+
+/** Thrown before any command runs when a desired state holds a bad value; `problems` lists every one. */
+export class KernelInputError extends WeftError {
+  constructor(
+    readonly owner: string,
+    readonly problems: readonly string[],
+  ) {
+    super('WEFT_KERNEL_INPUT', `${owner}: refused desired state:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+const SYSCTL_KEY = /^[a-z0-9_]+(\.[A-Za-z0-9_/-]+)+$/;
+const SYSCTL_VALUE = /^[A-Za-z0-9._:/-]+( [A-Za-z0-9._:/-]+)*$/;
+const U32 = 0xffffffff;
+
+/** Whether `name` is a valid interface name (1-15 characters, no slash, space or leading dash). */
+export function isInterfaceName(name: unknown): name is string {
+  return typeof name === 'string' && IFNAME.test(name) && name !== '.' && name !== '..';
+}
+
+/** Validates an owner declaration. */
+export function checkOwner(owner: KernelOwner): void {
+  const problems: string[] = [];
+  if (!/^[a-z][a-z0-9-]{0,7}$/.test(owner.linkPrefix)) problems.push(`linkPrefix ${JSON.stringify(owner.linkPrefix)}: expected 1-8 of a-z, 0-9, -`);
+  if (!Number.isInteger(owner.routeProtocol) || owner.routeProtocol < 100 || owner.routeProtocol > 199) {
+    problems.push(`routeProtocol ${String(owner.routeProtocol)}: expected an integer 100-199 (weft's range)`);
+  }
+  const r = owner.rulePriorities;
+  if (r && !(Number.isInteger(r[0]) && Number.isInteger(r[1]) && r[0] >= 1 && r[0] <= r[1] && r[1] < 32766)) {
+    problems.push(`rulePriorities [${r.join(', ')}]: expected [min, max] with 1 <= min <= max < 32766`);
+  }
+  if (problems.length > 0) throw new KernelInputError(`owner ${owner.name}`, problems);
+}
+
+class Checker {
+  readonly problems: string[] = [];
+
+  constructor(readonly owner: KernelOwner) {}
+
+  fail(what: string, message: string): void {
+    this.problems.push(`${what}: ${message}`);
+  }
+
+  ifname(what: string, field: string, value: unknown, owned: boolean): string | undefined {
+    if (!isInterfaceName(value)) {
+      this.fail(what, `${field} ${JSON.stringify(value)}: expected an interface name (1-15 of A-Z a-z 0-9 _ . -, not starting with - or .)`);
+      return undefined;
+    }
+    if (owned && !value.startsWith(this.owner.linkPrefix)) this.fail(what, `${field} "${value}" must start with the owner's link prefix "${this.owner.linkPrefix}"`);
+    return value;
+  }
+
+  int(what: string, field: string, value: unknown, min: number, max: number): number | undefined {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      this.fail(what, `${field} ${JSON.stringify(value)}: expected an integer ${min}-${max}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  ip(what: string, field: string, value: unknown, family?: Family): string | undefined {
+    const canonical = typeof value === 'string' ? canonicalIP(value) : undefined;
+    if (canonical === undefined || (family !== undefined && familyOf(canonical) !== family)) {
+      this.fail(what, `${field} ${JSON.stringify(value)}: expected an IPv${family ?? '4 or IPv6'} address`);
+      return undefined;
+    }
+    return canonical;
+  }
+
+  network(what: string, field: string, value: unknown): { text: string; family: Family } | undefined {
+    const p = typeof value === 'string' ? parsePrefix(value, { hostDefault: true }) : undefined;
+    if (!p) {
+      this.fail(what, `${field} ${JSON.stringify(value)}: expected a network in CIDR notation`);
+      return undefined;
+    }
+    const net = networkOf(p);
+    if (net !== `${p.address}/${p.prefix}`) {
+      this.fail(what, `${field} ${JSON.stringify(value)} has host bits set; the network is ${net}`);
+      return undefined;
+    }
+    return { text: net, family: p.family };
+  }
+
+  mac(what: string, field: string, value: unknown): string | undefined {
+    if (typeof value !== 'string' || !isMAC(value)) {
+      this.fail(what, `${field} ${JSON.stringify(value)}: expected a MAC address like 02:00:00:00:00:01`);
+      return undefined;
+    }
+    return value.toLowerCase();
+  }
+}
+
+function normalizeLink(c: Checker, link: Link): NLink | undefined {
+  const what = `link ${JSON.stringify(link.name)}`;
+  const before = c.problems.length;
+  c.ifname(what, 'name', link.name, true);
+  if (link.mtu !== undefined) c.int(what, 'mtu', link.mtu, 68, 65535);
+  if (link.master !== undefined) c.ifname(what, 'master', link.master, false);
+  const address = link.address === undefined ? undefined : c.mac(what, 'address', link.address);
+  const base = { ...link, up: link.up ?? true, ...(address ? { address } : {}) };
+  switch (link.kind) {
+    case 'bridge':
+    case 'dummy':
+    case 'wireguard':
+      break;
+    case 'veth':
+      c.ifname(what, 'peer', link.peer, link.peerNetns === undefined);
+      if (link.peerNetns !== undefined && !isInterfaceName(link.peerNetns)) c.fail(what, `peerNetns ${JSON.stringify(link.peerNetns)}: expected a namespace name`);
+      break;
+    case 'vxlan': {
+      c.int(what, 'vni', link.vni, 0, 0xffffff);
+      const port = c.int(what, 'port', link.port ?? 4789, 1, 65535);
+      const local = link.local === undefined ? undefined : c.ip(what, 'local', link.local);
+      if (link.dev !== undefined) c.ifname(what, 'dev', link.dev, false);
+      if (c.problems.length > before) return undefined;
+      return { ...base, kind: 'vxlan', port, learning: link.learning ?? false, ...(local ? { local } : {}) } as NLink;
+    }
+    case 'gre':
+    case 'ip6gre':
+    case 'ipip': {
+      const family = link.kind === 'ip6gre' ? 6 : 4;
+      const remote = c.ip(what, 'remote', link.remote, family);
+      const local = link.local === undefined ? undefined : c.ip(what, 'local', link.local, family);
+      if ('key' in link && link.key !== undefined) c.int(what, 'key', link.key, 0, U32);
+      if (link.ttl !== undefined) c.int(what, 'ttl', link.ttl, 0, 255);
+      if (c.problems.length > before) return undefined;
+      return { ...base, remote, ...(local ? { local } : {}) } as NLink;
+    }
+    default:
+      c.fail(what, `kind ${JSON.stringify((link as { kind: unknown }).kind)}: expected one of bridge, dummy, veth, vxlan, gre, ip6gre, ipip, wireguard`);
+  }
+  return c.problems.length > before ? undefined : (base);
+}
+
+function normalizeRoute(c: Checker, route: Route): NRoute | undefined {
+  const what = `route ${JSON.stringify(route.dst)}`;
+  const before = c.problems.length;
+  const dstText = route.dst === 'default' ? '0.0.0.0/0' : route.dst === 'default6' ? '::/0' : route.dst;
+  const dst = c.network(what, 'dst', dstText);
+  const family = dst?.family;
+  const table = c.int(what, 'table', route.table ?? 254, 1, U32 - 1);
+  const metric = c.int(what, 'metric', route.metric ?? (family === 6 ? 1024 : 0), 0, U32);
+  const via = route.via === undefined ? undefined : c.ip(what, 'via', route.via, family);
+  const src = route.src === undefined ? undefined : c.ip(what, 'src', route.src, family);
+  if (route.dev !== undefined) c.ifname(what, 'dev', route.dev, false);
+  if (route.dev === undefined && route.via === undefined) c.fail(what, 'needs dev or via');
+  const mpls = route.mpls ?? [];
+  if (!Array.isArray(mpls) || mpls.length > 8) c.fail(what, 'mpls: expected a label stack of at most 8 labels');
+  else mpls.forEach((l, i) => c.int(what, `mpls[${i}]`, l, 16, 1_048_575));
+  if (c.problems.length > before || !dst || table === undefined || metric === undefined) return undefined;
+  return {
+    family: dst.family,
+    dst: dst.text,
+    table,
+    metric,
+    onlink: route.onlink ?? false,
+    mpls: [...mpls],
+    ...(route.dev !== undefined ? { dev: route.dev } : {}),
+    ...(via ? { via } : {}),
+    ...(src ? { src } : {}),
+  };
+}
+
+function normalizeRule(c: Checker, rule: Rule): NRule | undefined {
+  const what = `rule priority ${JSON.stringify(rule.priority)}`;
+  const before = c.problems.length;
+  const [min, max] = c.owner.rulePriorities ?? [0, -1];
+  const priority = c.int(what, 'priority', rule.priority, 1, 32765);
+  if (priority !== undefined && (priority < min || priority > max)) {
+    c.fail(what, c.owner.rulePriorities ? `priority outside the owner's range ${min}-${max}` : 'this owner declares no rule priority range');
+  }
+  const family: Family = rule.family ?? 4;
+  if (family !== 4 && family !== 6) c.fail(what, `family ${JSON.stringify(rule.family)}: expected 4 or 6`);
+  const table = c.int(what, 'table', rule.table, 1, U32 - 1);
+  const fwmark = rule.fwmark === undefined ? undefined : c.int(what, 'fwmark', rule.fwmark, 0, U32);
+  const fwmask = rule.fwmask === undefined ? (fwmark === undefined ? undefined : U32) : c.int(what, 'fwmask', rule.fwmask, 0, U32);
+  const from = rule.from === undefined ? undefined : c.network(what, 'from', rule.from);
+  const to = rule.to === undefined ? undefined : c.network(what, 'to', rule.to);
+  for (const [f, n] of [['from', from], ['to', to]] as const) if (n && n.family !== family) c.fail(what, `${f} is not IPv${family}`);
+  if (c.problems.length > before || priority === undefined || table === undefined) return undefined;
+  return {
+    family,
+    priority,
+    table,
+    ...(fwmark !== undefined ? { fwmark, fwmask } : {}),
+    ...(from ? { from: from.text } : {}),
+    ...(to ? { to: to.text } : {}),
+  };
+}
+
+/**
+ * Validates a desired state for `owner` and brings it into canonical form. Throws {@link KernelInputError} naming
+ * every bad value (object and field) before anything touches the kernel.
+ */
+export function normalizeDesired(owner: KernelOwner, desired: DesiredState): NormalState {
+  const c = new Checker(owner);
+  const links = (desired.links ?? []).map((l) => normalizeLink(c, l)).filter((l): l is NLink => l !== undefined);
+  const owned = new Set(links.map((l) => l.name));
+  const onOwnedLink = (what: string, dev: unknown) => {
+    if (c.ifname(what, 'dev', dev, true) !== undefined && !owned.has(dev as string)) c.fail(what, `dev "${String(dev)}" is not a link of this desired state`);
+  };
+
+  const addresses: Address[] = [];
+  for (const a of desired.addresses ?? []) {
+    const what = `address ${JSON.stringify(a.address)}`;
+    onOwnedLink(what, a.dev);
+    const p = typeof a.address === 'string' ? parsePrefix(a.address) : undefined;
+    if (!p) c.fail(what, 'expected address/prefix like 192.0.2.1/24 or fd00::1/64');
+    else addresses.push({ dev: a.dev, address: `${p.address}/${p.prefix}` });
+  }
+  const routes = (desired.routes ?? []).map((r) => normalizeRoute(c, r)).filter((r): r is NRoute => r !== undefined);
+  const rules = (desired.rules ?? []).map((r) => normalizeRule(c, r)).filter((r): r is NRule => r !== undefined);
+  const neighbours: Neighbour[] = [];
+  for (const n of desired.neighbours ?? []) {
+    const what = `neighbour ${JSON.stringify(n.address)}`;
+    onOwnedLink(what, n.dev);
+    const address = c.ip(what, 'address', n.address);
+    const lladdr = c.mac(what, 'lladdr', n.lladdr);
+    if (address && lladdr) neighbours.push({ dev: n.dev, address, lladdr });
+  }
+  const fdb: FdbEntry[] = [];
+  for (const f of desired.fdb ?? []) {
+    const what = `fdb ${JSON.stringify(f.lladdr)}`;
+    onOwnedLink(what, f.dev);
+    const lladdr = c.mac(what, 'lladdr', f.lladdr);
+    const dst = c.ip(what, 'dst', f.dst);
+    if (lladdr && dst) fdb.push({ dev: f.dev, lladdr, dst });
+  }
+  const sysctls: Sysctl[] = [];
+  for (const s of desired.sysctls ?? []) {
+    const what = `sysctl ${JSON.stringify(s.key)}`;
+    if (typeof s.key !== 'string' || !SYSCTL_KEY.test(s.key) || s.key.includes('..')) c.fail(what, 'expected a key like net.ipv4.ip_forward');
+    else if (typeof s.value !== 'string' || !SYSCTL_VALUE.test(s.value)) c.fail(what, `value ${JSON.stringify(s.value)}: expected words of A-Z a-z 0-9 . _ : / - separated by single spaces`);
+    else sysctls.push({ key: s.key, value: s.value });
+  }
+
+  duplicates(c, 'link', links, (l) => l.name);
+  duplicates(c, 'address', addresses, (a) => `${a.dev} ${a.address}`);
+  duplicates(c, 'route', routes, routeKey);
+  duplicates(c, 'rule', rules, ruleKey);
+  duplicates(c, 'neighbour', neighbours, (n) => `${n.dev} ${n.address}`);
+  duplicates(c, 'sysctl', sysctls, (s) => s.key);
+  if (c.problems.length > 0) throw new KernelInputError(owner.name, c.problems);
+  return { links, addresses, routes, rules, neighbours, fdb, sysctls };
+}
+
+function duplicates<T>(c: Checker, kind: string, items: readonly T[], key: (t: T) => string): void {
+  const seen = new Set<string>();
+  for (const item of items) {
+    const k = key(item);
+    if (seen.has(k)) c.fail(`${kind} ${k}`, 'appears twice');
+    seen.add(k);
+  }
+}
+
+/** The identity of a route in the kernel: family, table, destination and metric. */
+export function routeKey(r: NRoute): string {
+  return `${r.dst} table ${r.table} metric ${r.metric}`;
+}
+
+/** The identity of a rule: every selector. */
+export function ruleKey(r: NRule): string {
+  const mark = r.fwmark === undefined ? '' : ` fwmark 0x${r.fwmark.toString(16)}/0x${(r.fwmask ?? U32).toString(16)}`;
+  return `ipv${r.family} priority ${r.priority}${mark}${r.from ? ` from ${r.from}` : ''}${r.to ? ` to ${r.to}` : ''} table ${r.table}`;
+}

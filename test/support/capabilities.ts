@@ -1,0 +1,32 @@
+import { execa } from 'execa';
+
+/**
+ * Why tests that need root and network namespaces cannot run here, or undefined when they can. With
+ * WEFT_E2E_REQUIRED=1 (CI sets it) a missing capability is an error rather than a skip, so CI cannot pass by
+ * skipping.
+ */
+export async function netnsSkipReason(): Promise<string | undefined> {
+  let reason: string | undefined;
+  if (process.getuid?.() !== 0) reason = `needs root (uid 0), running as uid ${process.getuid?.() ?? '?'}`;
+  else {
+    const probe = `weft-cap-${process.pid}`;
+    const add = await execa('ip', ['netns', 'add', probe], { reject: false });
+    if (add.exitCode !== 0) reason = `cannot create a network namespace: ${add.stderr || add.shortMessage}`;
+    await execa('ip', ['netns', 'del', probe], { reject: false });
+  }
+  if (reason && process.env.WEFT_E2E_REQUIRED === '1') throw new Error(`WEFT_E2E_REQUIRED=1 but ${reason}`);
+  return reason;
+}
+
+/** A fresh, uniquely named network namespace with `lo` up; `remove()` deletes it (and every link in it). */
+export async function freshNetns(label: string): Promise<{ name: string; remove(): Promise<void> }> {
+  const name = `weft-${label}-${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
+  await execa('ip', ['netns', 'add', name]);
+  await execa('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return {
+    name,
+    remove: async () => {
+      await execa('ip', ['netns', 'del', name], { reject: false });
+    },
+  };
+}
