@@ -9,12 +9,14 @@ const hello = definePlugin({
   description: 'says hello to every node',
   config: z.strictObject({ greeting: z.string().default('hi'), every: duration().prefault('1m') }),
   watches: ['nodes'],
-  async setup({ config, logger, metrics, cluster, http }) {
+  kernel: { linkPrefix: 'hi', routeProtocol: 150 },
+  async setup({ config, logger, metrics, cluster, kernel, http }) {
     const seen = metrics.gauge({ name: 'weft_hello_nodes', help: 'nodes greeted' });
     http.route('GET', '/status', () => ({ json: { nodes: cluster.current().nodes.length } }));
     return {
       async reconcile({ view }) {
         seen.set(view.nodes.length);
+        await kernel.apply({ links: [{ kind: 'bridge', name: 'hi0' }] });
         logger.info({ nodes: view.nodes.map((n) => n.name) }, config.greeting);
         return { requeueAfter: config.every };
       },
@@ -29,6 +31,7 @@ it('the README plugin example works as the README says', async () => {
   t.cluster.setNode({ name: 'c', internalAddresses: ['192.0.2.3'] });
   await t.waitForReconcile('hello');
   expect(await (await t.fetch('/api/hello/status')).json()).toEqual({ nodes: 3 });
+  expect(t.kernel.snapshot().links.map((l) => l.name)).toEqual(['hi0']);
   expect(t.logs.some((l) => l.msg === 'hi' && l.plugin === 'hello')).toBe(true);
   await t.stop();
 });

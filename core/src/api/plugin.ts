@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { ClusterService, PluginHttp, PluginMetrics, PluginState, PublishService, TriggerService } from './services.js';
+import type { KernelOwner } from '../kernel/model.js';
+import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
+import type { ClusterService, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, TriggerService } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
 
 /**
@@ -68,7 +70,18 @@ export interface PluginServices<C> {
   readonly trigger: TriggerService;
   /** Aborted when this instance is being stopped. */
   readonly lifetime: AbortSignal;
+  /** The kernel, bound to this plugin's ownership. */
+  readonly kernel: KernelService;
+  /** True under `weft plan`: the plugin must change nothing outside `kernel` (which only records). */
+  readonly dryRun: boolean;
 }
+
+/**
+ * What a plugin owns in the kernel: links whose names start with `linkPrefix`, routes with protocol
+ * `routeProtocol` (100-199; each plugin its own), rules with priorities in `rulePriorities`. The core refuses two
+ * plugins whose ownership overlaps, and removes everything owned when the plugin is switched off.
+ */
+export type KernelOwnership = Omit<KernelOwner, 'name'>;
 
 /** What a plugin author declares. */
 export interface PluginDeclaration<S extends z.ZodType> {
@@ -82,6 +95,8 @@ export interface PluginDeclaration<S extends z.ZodType> {
   readonly config: S;
   /** What the core must discover for this plugin (`nodes` is always discovered). */
   readonly watches?: readonly Watchable[];
+  /** What the plugin owns in the kernel; required to use `kernel.apply`. */
+  readonly kernel?: KernelOwnership;
   /** Called once per start or reconfiguration; the host enforces a timeout. */
   readonly setup: (services: PluginServices<z.output<S>>) => PluginInstance | Promise<PluginInstance>;
 }
@@ -116,6 +131,13 @@ export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration
   if (typeof setup !== 'function') throw new TypeError(`${where}: setup must be a function`);
   if (config === null || typeof config !== 'object' || typeof (config as { safeParse?: unknown }).safeParse !== 'function') {
     throw new TypeError(`${where}: config must be a schema made with the z exported by @weft/core`);
+  }
+  if (declaration.kernel !== undefined) {
+    try {
+      checkOwner({ name, ...declaration.kernel });
+    } catch (err) {
+      throw new TypeError(`${where}: kernel ownership: ${(err as KernelInputError).problems.join('; ')}`);
+    }
   }
   const watches = declaration.watches ?? ['nodes'];
   for (const w of watches) {

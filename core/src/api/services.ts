@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogram, HistogramConfiguration } from 'prom-client';
 import type { AnnotationPatch, ClusterView } from './cluster.js';
+import type { ApplyResult } from '../kernel/driver.js';
+import type { Change, DesiredState, KernelOwner } from '../kernel/model.js';
 
 /**
  * A typed reference to a service. The runtime registers each service under `ref.token` in a tsyringe container,
@@ -91,6 +93,23 @@ export type PublishService = (patch: AnnotationPatch) => Promise<void>;
 /** Asks the scheduler for a reconcile of this plugin (merged with other pending triggers). */
 export type TriggerService = (reason: string) => void;
 
+/**
+ * The only path to the kernel. Each plugin's service is bound to its owner (the `kernel` ownership it declares)
+ * and to the agent's network namespace.
+ */
+export interface KernelService {
+  /** This plugin's ownership, or undefined when it declared none (then `apply` and `plan` throw). */
+  readonly owner: KernelOwner | undefined;
+  /**
+   * Validates `desired`, reads what the kernel has for this owner, and applies the difference in one batch;
+   * resolves with the changes made (none when nothing differs). Under `weft plan` it changes nothing and records
+   * the changes. Throws `WEFT_KERNEL_INPUT` (bad value, nothing applied) or `WEFT_KERNEL_APPLY` (a command failed).
+   */
+  apply(desired: DesiredState): Promise<ApplyResult>;
+  /** The changes `apply` would make, without making them. */
+  plan(desired: DesiredState): Promise<readonly Change[]>;
+}
+
 /** The core services every plugin can resolve. */
 export const coreServices = {
   /** The plugin's own pino child logger (`plugin` field set). */
@@ -113,4 +132,8 @@ export const coreServices = {
   pluginName: createServiceRef<string>('core.pluginName'),
   /** Aborted when the plugin is being stopped or reconfigured. */
   lifetime: createServiceRef<AbortSignal>('core.lifetime'),
+  /** The kernel, bound to the plugin's ownership. */
+  kernel: createServiceRef<KernelService>('core.kernel'),
+  /** True under `weft plan`: make no change outside the kernel service (which only records). */
+  dryRun: createServiceRef<boolean>('core.dryRun'),
 } as const;

@@ -7,6 +7,8 @@ import { configJsonSchema } from '../config/json-schema.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
 import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
+import { createLogger } from '../observe/logger.js';
+import { formatPlan, planConfig } from '../runtime/plan.js';
 import { runAgent } from '../runtime/run.js';
 import { WEFT_VERSION } from '../runtime/version.js';
 
@@ -71,6 +73,24 @@ function buildProgram(io: CliIO): Command {
         const agent = await runAgent({ configPath: opts.config, env: io.env });
         await agent.stopped;
       } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('plan')
+    .description('print the kernel changes each plugin would make now, and change nothing')
+    .addOption(configOption())
+    .option('--json', 'print the plan as JSON')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      try {
+        const loaded = await loadConfigFile(opts.config, { env: io.env });
+        const logger = createLogger({ level: 'warn', format: 'json' }, process.stderr);
+        const plans = await planConfig(loaded, { env: io.env, logger });
+        io.out(opts.json ? `${JSON.stringify({ plans }, null, 2)}\n` : formatPlan(plans));
+        if (plans.some((p) => p.error !== undefined)) throw new ExitWith(EXIT.failed);
+      } catch (err) {
+        if (err instanceof ExitWith) throw err;
         fail(err);
       }
     });

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { isWeftError, WeftError } from '../api/errors.js';
 import { HOST_KEYS, type PluginDefinition } from '../api/plugin.js';
 import { describeValue } from '../api/schema.js';
+import { ownershipConflicts } from '../runtime/kernel-service.js';
 import { loadPlugin, type PluginOrigin } from '../runtime/plugin-loader.js';
 import { type CoreConfig, CoreConfigSchema, PLUGIN_KEY, PluginHostSection } from './schema.js';
 import { type ConfigProblem, formatProblem, YamlSource } from './yaml-source.js';
@@ -81,6 +82,10 @@ export async function loadConfigText(text: string, file: string, options: LoadOp
       if ('problems' in checked) problems.push(...checked.problems);
       else if (checked.entry) plugins.push(checked.entry);
     }
+  }
+  const owners = plugins.flatMap((p) => (p.definition.kernel ? [{ name: p.name, ...p.definition.kernel }] : []));
+  for (const conflict of ownershipConflicts(owners)) {
+    problems.push(source.problemAt(['plugins', conflict.plugin], `kernel ownership: ${conflict.message}`, 'key'));
   }
   if (!core.success || problems.length > 0) throw new ConfigError(problems);
   return { file, core: core.data, plugins };

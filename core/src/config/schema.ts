@@ -34,6 +34,19 @@ const DiscoverySection = z
   })
   .prefault({});
 
+const NETNS = /^(\/[^\0\s]+|[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$/;
+
+const KernelSection = z
+  .strictObject({
+    netns: z
+      .string()
+      .regex(NETNS, { error: (iss) => `expected a namespace name (ip netns) or an absolute path like /proc/1234/ns/net, got ${describeValue(iss.input)}` })
+      .nullable()
+      .default(null)
+      .meta({ description: "network namespace the agent manages: a name (ip netns), a path (/proc/PID/ns/net), or null for the agent's own" }),
+  })
+  .prefault({});
+
 const ReconcileSettings = {
   debounce: duration({ max: 60_000 }).meta({ description: 'wait this long after a trigger so that bursts merge' }),
   resync: duration({ min: 1000 }).meta({ description: 'reconcile at least this often, as insurance against drift' }),
@@ -119,6 +132,7 @@ export const PLUGIN_KEY = /^[a-z][a-z0-9-]{0,39}$/;
 export const CoreConfigSchema = z.strictObject({
   node: NodeSection,
   discovery: DiscoverySection,
+  kernel: KernelSection,
   reconcile: ReconcileSection,
   http: HttpSection,
   log: LogSection,

@@ -20,6 +20,7 @@ export interface CoreMetrics {
   readonly configReloadSuccessful: Gauge;
   readonly configReloadTimestamp: Gauge;
   readonly buildInfo: Gauge<'version' | 'node'>;
+  readonly kernelChanges: Counter<'owner' | 'kind' | 'op'>;
 }
 
 type AnyConfig = { name: string; help: string; labelNames?: readonly string[] };
@@ -64,6 +65,12 @@ export class MetricsHub {
       configReloadTimestamp: new Gauge({
         name: 'weft_config_last_reload_success_timestamp_seconds',
         help: 'When the config was last applied, in seconds since the epoch',
+        registers,
+      }),
+      kernelChanges: new Counter({
+        name: 'weft_kernel_changes_total',
+        help: 'Kernel objects changed, by owning plugin, object kind and operation (add, replace, set, delete)',
+        labelNames: ['owner', 'kind', 'op'],
         registers,
       }),
       buildInfo: new Gauge({ name: 'weft_build_info', help: 'Always 1; labels say the weft and Node versions', labelNames: ['version', 'node'], registers }),

@@ -11,6 +11,9 @@ import { agentServices } from './agent-services.js';
 import { createRootContainer, type DependencyContainer, provide } from './container.js';
 import { PluginHost, type PluginStatus } from './plugin-host.js';
 import { WEFT_VERSION } from './version.js';
+import type { KernelBackend } from '../kernel/driver.js';
+import { Iproute2Kernel } from '../kernel/iproute2.js';
+import type { Change } from '../kernel/model.js';
 
 /** Makes the discovery source the config asks for. */
 export type NodeSourceFactory = (core: CoreConfig, selfName: string, logger: Logger) => NodeSource;
@@ -34,6 +37,19 @@ export interface AgentOptions {
   readonly defaultMetrics?: boolean;
   /** How long stopping waits for each plugin's run in progress and its `stop` (default 10 s). */
   readonly stopTimeoutMs?: number;
+  /** The kernel backend; default iproute2 in the namespace `kernel.netns` names. */
+  readonly kernel?: KernelBackend;
+  /** `weft plan`: plugins run against a kernel that only records; nothing outside changes. */
+  readonly dryRun?: boolean;
+  /** Under `dryRun`, receives each plugin's planned kernel changes. */
+  readonly recordPlan?: (plugin: string, changes: readonly Change[]) => void;
+}
+
+/** The iproute2 kernel of the namespace the config names. */
+export function kernelFor(core: CoreConfig): KernelBackend {
+  const netns = core.kernel.netns;
+  if (netns === null) return new Iproute2Kernel({ kind: 'own' });
+  return new Iproute2Kernel(netns.startsWith('/') ? { kind: 'path', path: netns } : { kind: 'named', name: netns });
 }
 
 /** The node name: `node.name`, else `$NODE_NAME`, else the host name. */
@@ -55,6 +71,7 @@ export class Agent {
   readonly http: HttpServer;
   private readonly root: DependencyContainer;
   private config: WeftConfig;
+  private kernel: KernelBackend;
   private source: NodeSource | undefined;
   private hosts: PluginHost[] = [];
   private started = false;
@@ -74,6 +91,7 @@ export class Agent {
     private readonly options: AgentOptions = {},
   ) {
     this.config = config;
+    this.kernel = options.kernel ?? kernelFor(config.core);
     this.logger = options.logger ?? createLogger(config.core.log);
     this.metrics = new MetricsHub(WEFT_VERSION, { defaultMetrics: options.defaultMetrics ?? true });
     this.http = new HttpServer({
@@ -150,7 +168,9 @@ export class Agent {
     }
     if (prev.core.http.listen !== core.http.listen) await this.listen(core.http.listen);
 
-    const stateDirChanged = prev.core.node.stateDir !== core.node.stateDir;
+    const kernelChanged = !sameJSON(prev.core.kernel, core.kernel) && this.options.kernel === undefined;
+    if (kernelChanged) this.kernel = kernelFor(core);
+    const stateDirChanged = prev.core.node.stateDir !== core.node.stateDir || kernelChanged;
     const wanted = new Map(next.plugins.map((p) => [p.name, p]));
     // Removed plugins go first, in reverse order, and clean up after themselves.
     for (const host of [...this.hosts].reverse()) {
@@ -246,6 +266,9 @@ export class Agent {
       publish: (patch) => this.publish(patch),
       ...(this.options.random ? { random: this.options.random } : {}),
       onChange: () => this.notify(),
+      kernel: this.kernel,
+      ...(this.options.dryRun ? { dryRun: true } : {}),
+      ...(this.options.recordPlan ? { recordPlan: this.options.recordPlan } : {}),
     });
   }
 

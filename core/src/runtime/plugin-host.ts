@@ -10,7 +10,11 @@ import type { HttpServer } from '../observe/http.js';
 import { type LoopSettings, ReconcileLoop, type RunReport } from '../reconcile/loop.js';
 import { agentServices } from './agent-services.js';
 import { type DependencyContainer, provide, resolveRef } from './container.js';
-import { pluginState } from './state.js';
+import type { KernelBackend } from '../kernel/driver.js';
+import { applyDesired } from '../kernel/driver.js';
+import type { Change, KernelOwner } from '../kernel/model.js';
+import { createKernelService } from './kernel-service.js';
+import { dryRunState, pluginState } from './state.js';
 
 /** Where a plugin is in its life. */
 export type PluginPhase = 'starting' | 'running' | 'failed' | 'stopped';
@@ -25,6 +29,12 @@ export interface PluginHostContext {
   readonly random?: () => number;
   /** Called whenever phase, readiness or health change. */
   readonly onChange?: () => void;
+  /** The kernel of the agent's namespace. */
+  readonly kernel: KernelBackend;
+  /** `weft plan`: the kernel only records, publish and state writes go nowhere. */
+  readonly dryRun?: boolean;
+  /** Under `weft plan`, receives each plugin's planned changes. */
+  readonly recordPlan?: (plugin: string, changes: readonly Change[]) => void;
 }
 
 /** A plugin's status, for `/readyz`, `weft lab status` and tests. */
@@ -72,11 +82,15 @@ export class PluginHost {
   private setupError: string | undefined;
   private stopping: Promise<void> | undefined;
 
+  /** What this plugin owns in the kernel, when it declares anything. */
+  readonly owner: KernelOwner | undefined;
+
   constructor(
     readonly entry: PluginEntry,
     private readonly ctx: PluginHostContext,
   ) {
     this.name = entry.name;
+    this.owner = entry.definition.kernel ? { name: entry.name, ...entry.definition.kernel } : undefined;
     const root = ctx.root;
     this.log = resolveRef(root, agentServices.rootLogger, this.name).child({ plugin: this.name });
     this.hub = resolveRef(root, agentServices.metricsHub, this.name);
@@ -107,8 +121,23 @@ export class PluginHost {
     provide(child, coreServices.logger, this.log);
     provide(child, coreServices.metrics, this.hub.forPlugin(this.name));
     provide(child, coreServices.cluster, { current: ctx.currentView });
-    provide(child, coreServices.publish, ctx.publish);
-    provide(child, coreServices.state, pluginState(ctx.stateDir, this.name));
+    const dryRun = ctx.dryRun === true;
+    provide(child, coreServices.dryRun, dryRun);
+    provide(child, coreServices.publish, dryRun ? async () => undefined : ctx.publish);
+    provide(child, coreServices.state, dryRun ? dryRunState(pluginState(ctx.stateDir, this.name)) : pluginState(ctx.stateDir, this.name));
+    provide(
+      child,
+      coreServices.kernel,
+      createKernelService({
+        backend: ctx.kernel,
+        plugin: this.name,
+        owner: this.owner,
+        logger: this.log,
+        metrics: this.hub,
+        dryRun,
+        record: (changes) => ctx.recordPlan?.(this.name, changes),
+      }),
+    );
     provide(child, coreServices.http, { basePath: this.http.basePath, route: this.http.route });
     provide(child, coreServices.trigger, (reason: string) => this.loop.trigger(reason));
     provide(child, coreServices.lifetime, this.lifetime.signal);
@@ -124,6 +153,8 @@ export class PluginHost {
       http: resolveRef(child, coreServices.http, this.name),
       trigger: resolveRef(child, coreServices.trigger, this.name),
       lifetime: resolveRef(child, coreServices.lifetime, this.name),
+      kernel: resolveRef(child, coreServices.kernel, this.name),
+      dryRun: resolveRef(child, coreServices.dryRun, this.name),
     };
 
     const timeoutMs = entry.host.setupTimeout;
@@ -216,6 +247,15 @@ export class PluginHost {
         this.log.error({ err: describeError(err) }, 'plugin stop failed');
       } finally {
         clearTimeout(timer);
+      }
+    }
+    if (cleanup && this.owner && !this.ctx.dryRun) {
+      // Switched off: whatever the plugin did, nothing it owns stays in the kernel.
+      try {
+        const { changes } = await applyDesired(this.ctx.kernel, this.owner, {});
+        if (changes.length > 0) this.log.info({ changes: changes.map((c) => `${c.op} ${c.id}`) }, 'removed what the plugin owned in the kernel');
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'removing what the plugin owned in the kernel failed');
       }
     }
     this.http.clear();

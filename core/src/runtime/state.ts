@@ -42,3 +42,26 @@ export function pluginState(stateDir: string, plugin: string): PluginState {
     },
   };
 }
+
+/** A state directory for `weft plan`: reads the real files, keeps writes in memory, so nothing on disk changes. */
+export function dryRunState(real: PluginState): PluginState {
+  const written = new Map<string, Buffer | null>();
+  return {
+    dir: real.dir,
+    async readFile(name) {
+      const overlay = written.get(name);
+      if (overlay === null) return undefined;
+      return overlay ?? real.readFile(name);
+    },
+    async writeFile(name, data) {
+      checkName(name);
+      written.set(name, Buffer.from(data));
+      await Promise.resolve();
+    },
+    async removeFile(name) {
+      checkName(name);
+      written.set(name, null);
+      await Promise.resolve();
+    },
+  };
+}

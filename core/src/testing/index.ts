@@ -1,5 +1,6 @@
 /**
- * `@weft/core/testing`: run a real agent in-process with chosen plugins and a fake cluster, without root.
+ * `@weft/core/testing`: run a real agent in-process with chosen plugins, a fake cluster and the in-memory kernel,
+ * without root.
  *
  * @example
  * const t = await startTestAgent({ plugins: [myPlugin], nodes: [{ name: 'a' }, { name: 'b' }] });
@@ -17,12 +18,14 @@ import { WeftError } from '../api/errors.js';
 import type { PluginDefinition } from '../api/plugin.js';
 import { loadConfigText, type WeftConfig } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
+import { MemoryKernel } from '../kernel/memory.js';
 import { Agent } from '../runtime/agent.js';
 import type { PluginStatus } from '../runtime/plugin-host.js';
 import { FakeCluster, type NodeInit } from './fake-cluster.js';
 
 export { FakeCluster, makeNode, type NodeInit } from './fake-cluster.js';
 export { Agent } from '../runtime/agent.js';
+export { MemoryKernel, type MemoryKernelState, type MemoryRoute } from '../kernel/memory.js';
 export type { PluginStatus } from '../runtime/plugin-host.js';
 
 /** A plugin with its config section (as it would be written in weft.yaml, host keys included). */
@@ -45,6 +48,8 @@ export interface StartTestAgentOptions {
   readonly stateDir?: string;
   /** Log level of the captured logs (default `debug`). */
   readonly logLevel?: string;
+  /** The kernel plugins apply to; default a fresh in-memory kernel. */
+  readonly kernel?: MemoryKernel;
 }
 
 /** One captured log line. */
@@ -53,6 +58,8 @@ export type LogRecord = Record<string, unknown> & { level: number; msg?: string 
 export interface TestAgent {
   readonly agent: Agent;
   readonly cluster: FakeCluster;
+  /** The in-memory kernel the plugins apply to: read it with `snapshot()`, make drift with `drift()`. */
+  readonly kernel: MemoryKernel;
   readonly config: WeftConfig;
   /** `http://127.0.0.1:<port>` when HTTP is on. */
   readonly url: string | undefined;
@@ -112,7 +119,8 @@ export async function startTestAgent(options: StartTestAgentOptions): Promise<Te
     },
   });
   const logger = createLogger(config.core.log, sink);
-  const agent = new Agent(config, { logger, nodeSourceFactory: () => cluster, defaultMetrics: false, stopTimeoutMs: 1_000 });
+  const kernel = options.kernel ?? new MemoryKernel();
+  const agent = new Agent(config, { logger, nodeSourceFactory: () => cluster, defaultMetrics: false, stopTimeoutMs: 1_000, kernel });
   try {
     await agent.start();
   } catch (err) {
@@ -152,6 +160,7 @@ export async function startTestAgent(options: StartTestAgentOptions): Promise<Te
   return {
     agent,
     cluster,
+    kernel,
     config,
     url,
     stateDir,

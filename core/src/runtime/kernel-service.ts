@@ -1,0 +1,61 @@
+import { WeftError } from '../api/errors.js';
+import type { KernelService } from '../api/services.js';
+import { type ApplyResult, applyDesired, type KernelBackend } from '../kernel/driver.js';
+import type { Change, KernelOwner } from '../kernel/model.js';
+import type { Logger } from '../observe/logger.js';
+import type { MetricsHub } from '../observe/metrics.js';
+
+export interface KernelServiceOptions {
+  readonly backend: KernelBackend;
+  readonly plugin: string;
+  readonly owner: KernelOwner | undefined;
+  readonly logger: Logger;
+  readonly metrics: MetricsHub;
+  /** Under `weft plan`: record the changes, make none. */
+  readonly dryRun: boolean;
+  readonly record?: (changes: readonly Change[]) => void;
+}
+
+/** A plugin's kernel service: its ownership, the agent's backend, metrics and logs for every change. */
+export function createKernelService(o: KernelServiceOptions): KernelService {
+  const ownerOrThrow = (): KernelOwner => {
+    if (!o.owner) throw new WeftError('WEFT_SERVICE_UNAVAILABLE', `plugin "${o.plugin}" declares no kernel ownership (definePlugin({ kernel: { linkPrefix, routeProtocol } }))`);
+    return o.owner;
+  };
+  return {
+    owner: o.owner,
+    async apply(desired): Promise<ApplyResult> {
+      const result = await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: o.dryRun });
+      if (o.dryRun) {
+        o.record?.(result.changes);
+        return result;
+      }
+      for (const c of result.changes) o.metrics.core.kernelChanges.inc({ owner: o.plugin, kind: c.kind, op: c.op });
+      if (result.changes.length > 0) {
+        o.logger.info({ where: o.backend.where, changes: result.changes.map((c) => `${c.op} ${c.id}`) }, `kernel: ${result.changes.length} change(s)`);
+      }
+      return result;
+    },
+    async plan(desired) {
+      return (await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: true })).changes;
+    },
+  };
+}
+
+/** Pairs of plugins whose kernel ownership overlaps, as messages; empty when every owner is apart. */
+export function ownershipConflicts(owners: readonly KernelOwner[]): { plugin: string; message: string }[] {
+  const out: { plugin: string; message: string }[] = [];
+  for (const [i, a] of owners.entries()) {
+    for (const b of owners.slice(i + 1)) {
+      if (a.linkPrefix.startsWith(b.linkPrefix) || b.linkPrefix.startsWith(a.linkPrefix)) {
+        out.push({ plugin: b.name, message: `link prefix "${b.linkPrefix}" overlaps plugin "${a.name}"'s "${a.linkPrefix}"` });
+      }
+      if (a.routeProtocol === b.routeProtocol) out.push({ plugin: b.name, message: `route protocol ${b.routeProtocol} is also plugin "${a.name}"'s` });
+      const [ra, rb] = [a.rulePriorities, b.rulePriorities];
+      if (ra && rb && ra[0] <= rb[1] && rb[0] <= ra[1]) {
+        out.push({ plugin: b.name, message: `rule priorities ${rb[0]}-${rb[1]} overlap plugin "${a.name}"'s ${ra[0]}-${ra[1]}` });
+      }
+    }
+  }
+  return out;
+}
