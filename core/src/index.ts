@@ -21,6 +21,7 @@ export {
   type PluginDeclaration,
   type PluginDefinition,
   type PluginInstance,
+  type KernelOwnership,
   type PluginServices,
   type ReconcileContext,
   type ReconcileOutcome,
@@ -34,6 +35,7 @@ export {
   type HttpHandler,
   type HttpReply,
   type HttpRequest,
+  type KernelService,
   type PluginHttp,
   type PluginMetrics,
   type PluginState,
@@ -42,3 +44,29 @@ export {
   type TriggerService,
 } from './api/services.js';
 export type { Logger } from './observe/logger.js';
+export type {
+  Address,
+  BridgeLink,
+  Change,
+  DesiredState,
+  DummyLink,
+  FdbEntry,
+  GreLink,
+  IpipLink,
+  KernelOwner,
+  Link,
+  LinkKind,
+  Neighbour,
+  ObjectKind,
+  Route,
+  Rule,
+  Sysctl,
+  VethLink,
+  VxlanLink,
+  WireGuardDevice,
+  WireGuardLink,
+  WireGuardPeer,
+} from './kernel/model.js';
+export { type ApplyResult, KernelApplyError } from './kernel/driver.js';
+export { canonicalEndpoint, isInterfaceName, isWireGuardKey, KernelInputError } from './kernel/normalize.js';
+export { generateWireGuardKeyPair, wireGuardPublicKey } from './kernel/wgkeys.js';

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
 import type { DesiredState, KernelOwner } from './model.js';
 import { KernelInputError } from './normalize.js';
+import { generateWireGuardKeyPair } from './wgkeys.js';
 
 /** What a backend under test offers the suite. */
 export interface ContractHarness {
@@ -16,6 +17,8 @@ export interface ContractHarness {
   foreignIntact(): Promise<boolean>;
   /** How many commands (processes) the backend has run so far; memory counts none. */
   commands(): number;
+  /** Every argument of every command run so far (to prove that no secret reached a command line). */
+  commandLines(): readonly string[];
   close(): Promise<void>;
 }
 
@@ -52,6 +55,72 @@ export function contractState(variant: { vni?: number; mtu?: number; via?: strin
 const LATER = contractState({ vni: 43, mtu: 1380, via: '192.0.2.3' });
 
 const summary = (r: { changes: readonly { op: string; id: string }[] }) => r.changes.map((c) => `${c.op} ${c.id}`);
+
+const WG_OWNER: KernelOwner = { name: 'contract-wg', linkPrefix: 'wcg', routeProtocol: 152 };
+
+export function wireGuardContract(name: string, makeHarness: () => Promise<ContractHarness>): void {
+  describe(`kernel contract, WireGuard: ${name}`, () => {
+    let h: ContractHarness;
+    const self = generateWireGuardKeyPair();
+    const [a, b, c] = [generateWireGuardKeyPair(), generateWireGuardKeyPair(), generateWireGuardKeyPair()];
+    const psk = generateWireGuardKeyPair().privateKey;
+    const device = (peers: DesiredState['wireguard'] extends readonly (infer D)[] | undefined ? D extends { peers: infer P } ? P : never : never): DesiredState => ({
+      links: [{ kind: 'wireguard', name: 'wcg0', mtu: 1420 }],
+      addresses: [{ dev: 'wcg0', address: '100.64.0.1/32' }],
+      routes: [{ dst: '198.18.20.0/24', dev: 'wcg0' }],
+      wireguard: [{ name: 'wcg0', privateKey: self.privateKey, listenPort: 51820, peers }],
+    });
+    const peerA = { publicKey: a.publicKey, endpoint: '192.0.2.10:51820', allowedIPs: ['198.18.20.0/24', '100.64.0.2/32'], persistentKeepalive: 25 };
+    const peerB = { publicKey: b.publicKey, presharedKey: psk, endpoint: '[2001:db8::b]:51820', allowedIPs: ['100.64.0.3/32'] };
+
+    beforeAll(async () => {
+      h = await makeHarness();
+    });
+    afterAll(async () => {
+      await h?.close();
+    });
+
+    it('creates a device with its peers, then makes zero changes', async () => {
+      const r = await applyDesired(h.backend, WG_OWNER, device([peerA, peerB]));
+      expect(summary(r).sort()).toEqual(
+        ['add link wcg0', 'add address wcg0 100.64.0.1/32', 'add route 198.18.20.0/24 table 254 metric 0', 'set wireguard wcg0', `add wgpeer wcg0 ${a.publicKey}`, `add wgpeer wcg0 ${b.publicKey}`].sort(),
+      );
+      expect(summary(await applyDesired(h.backend, WG_OWNER, device([peerA, peerB])))).toEqual([]);
+      const observed = (await h.backend.observe(WG_OWNER, [])).state.wireguard[0];
+      expect(observed?.listenPort).toBe(51820);
+      expect(observed?.peers.find((p) => p.publicKey === b.publicKey)).toMatchObject({ presharedKey: psk, endpoint: '[2001:db8::b]:51820', allowedIPs: ['100.64.0.3/32'] });
+    });
+
+    it('updates one peer in place and leaves the others alone; adds and removes peers one by one', async () => {
+      const changed = { ...peerA, allowedIPs: ['198.18.20.0/24', '198.18.21.0/24', '100.64.0.2/32'] };
+      const r = await applyDesired(h.backend, WG_OWNER, device([changed, peerB]));
+      expect(summary(r)).toEqual([`replace wgpeer wcg0 ${a.publicKey}`]);
+      expect(r.changes[0]?.fields).toEqual(['allowedIPs']);
+      const peerC = { publicKey: c.publicKey, allowedIPs: ['100.64.0.4/32'] };
+      const r2 = await applyDesired(h.backend, WG_OWNER, device([changed, peerC]));
+      expect(summary(r2)).toEqual([`delete wgpeer wcg0 ${b.publicKey}`, `add wgpeer wcg0 ${c.publicKey}`]);
+      expect(summary(await applyDesired(h.backend, WG_OWNER, device([changed, peerC])))).toEqual([]);
+    });
+
+    it('heals a peer removed behind its back', async () => {
+      const peerC = { publicKey: c.publicKey, allowedIPs: ['100.64.0.4/32'] };
+      const changed = { ...peerA, allowedIPs: ['198.18.20.0/24', '198.18.21.0/24', '100.64.0.2/32'] };
+      await h.backend.execute(WG_OWNER, [{ op: 'delete', kind: 'wgpeer', id: 'drift', object: { ...peerC, persistentKeepalive: 0, device: 'wcg0' } }]);
+      expect(summary(await applyDesired(h.backend, WG_OWNER, device([changed, peerC])))).toEqual([`add wgpeer wcg0 ${c.publicKey}`]);
+    });
+
+    it('never puts a key on a command line', () => {
+      const lines = h.commandLines().join(' ');
+      for (const secret of [self.privateKey, psk]) expect(lines).not.toContain(secret);
+    });
+
+    it('tears the device down with its link', async () => {
+      const r = await applyDesired(h.backend, WG_OWNER, {});
+      expect(summary(r)).toContain('delete link wcg0');
+      expect((await h.backend.observe(WG_OWNER, [])).state).toMatchObject({ links: [], wireguard: [] });
+    });
+  });
+}
 
 export function kernelContract(name: string, makeHarness: () => Promise<ContractHarness>): void {
   describe(`kernel contract: ${name}`, () => {
@@ -180,7 +249,7 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       const r = await applyDesired(h.backend, OWNER, {});
       expect(summary(r).every((s) => s.startsWith('delete '))).toBe(true);
       const left = (await h.backend.observe(OWNER, [])).state;
-      expect({ ...left, sysctls: [] }).toEqual({ links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: [] });
+      expect({ ...left, sysctls: [] }).toEqual({ links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: [], wireguard: [] });
       expect(await h.foreignIntact()).toBe(true);
       expect(summary(await applyDesired(h.backend, OWNER, {}))).toEqual([]);
     });

@@ -1,5 +1,5 @@
 import type { Address, Change, FdbEntry, Neighbour, Sysctl } from './model.js';
-import { type NLink, type NormalState, type NRoute, routeKey, ruleKey } from './normalize.js';
+import { type NLink, type NormalState, type NPeer, type NRoute, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** Link attributes that only recreating the link can change, per kind. */
 const IMMUTABLE: Record<string, readonly string[]> = {
@@ -133,11 +133,53 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
   for (const [k, o] of observedFdb) if (!desiredFdb.has(k) && !gone(o.dev)) fdbDeletes.push({ op: 'delete', kind: 'fdb', id: `fdb ${k}`, object: o });
   for (const [k, d] of desiredFdb) if (!observedFdb.has(k) || gone(d.dev)) adds.push({ op: 'add', kind: 'fdb', id: `fdb ${k}`, object: d });
 
+  // WireGuard: device settings by `set`, peers one by one; unchanged peers are never touched.
+  const wgDeletes: Change[] = [];
+  const observedWg = byKey(observed.wireguard, (d) => d.name);
+  for (const d of desired.wireguard) {
+    const o = gone(d.name) ? undefined : observedWg.get(d.name);
+    const fields = deviceFieldsToSet(o, d);
+    if (fields.length > 0) adds.push({ op: 'set', kind: 'wireguard', id: `wireguard ${d.name}`, object: d, fields });
+    const observedPeers = byKey(o?.peers ?? [], (p) => p.publicKey);
+    const desiredPeers = byKey(d.peers, (p) => p.publicKey);
+    for (const [key, op] of observedPeers) {
+      if (!desiredPeers.has(key)) wgDeletes.push({ op: 'delete', kind: 'wgpeer', id: `wgpeer ${d.name} ${key}`, object: { ...op, device: d.name } });
+    }
+    for (const [key, dp] of desiredPeers) {
+      const op = observedPeers.get(key);
+      if (!op) adds.push({ op: 'add', kind: 'wgpeer', id: `wgpeer ${d.name} ${key}`, object: { ...dp, device: d.name } });
+      else {
+        const changed = peerFieldsToSet(op, dp);
+        if (changed.length > 0) adds.push({ op: 'replace', kind: 'wgpeer', id: `wgpeer ${d.name} ${key}`, object: { ...dp, device: d.name }, fields: changed });
+      }
+    }
+  }
+
   const observedSysctls = byKey(observed.sysctls, (s: Sysctl) => s.key);
   for (const d of desired.sysctls) {
     if (observedSysctls.get(d.key)?.value !== d.value) adds.push({ op: 'set', kind: 'sysctl', id: `sysctl ${d.key}`, object: d });
   }
 
-  deletes.push(...ruleDeletes, ...routeDeletes, ...fdbDeletes, ...neighDeletes, ...addrDeletes, ...pairDeletes);
+  deletes.push(...wgDeletes, ...ruleDeletes, ...routeDeletes, ...fdbDeletes, ...neighDeletes, ...addrDeletes, ...pairDeletes);
   return [...deletes, ...adds];
+}
+
+/** Device settings that differ (`listenPort` only when desired; a new device gets all of them). */
+function deviceFieldsToSet(observed: NWireGuard | undefined, desired: NWireGuard): string[] {
+  if (!observed) return ['privateKey', ...(desired.listenPort !== undefined ? ['listenPort'] : []), ...(desired.fwmark !== 0 ? ['fwmark'] : [])];
+  const fields: string[] = [];
+  if (observed.privateKey !== desired.privateKey) fields.push('privateKey');
+  if (desired.listenPort !== undefined && observed.listenPort !== desired.listenPort) fields.push('listenPort');
+  if (observed.fwmark !== desired.fwmark) fields.push('fwmark');
+  return fields;
+}
+
+/** Peer attributes that differ (`endpoint` only when desired: a roaming peer's observed endpoint is its own). */
+function peerFieldsToSet(observed: NPeer, desired: NPeer): string[] {
+  const fields: string[] = [];
+  if ((observed.presharedKey ?? '') !== (desired.presharedKey ?? '')) fields.push('presharedKey');
+  if (desired.endpoint !== undefined && observed.endpoint !== desired.endpoint) fields.push('endpoint');
+  if (observed.allowedIPs.join(',') !== desired.allowedIPs.join(',')) fields.push('allowedIPs');
+  if (observed.persistentKeepalive !== desired.persistentKeepalive) fields.push('persistentKeepalive');
+  return fields;
 }

@@ -1,27 +1,31 @@
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { freshNetns, netnsSkipReason } from '../../../test/support/capabilities.js';
-import { kernelContract, OWNER, contractState } from './contract.testsuite.js';
+import { type ContractHarness, contractState, kernelContract, OWNER, wireGuardContract } from './contract.testsuite.js';
 import { Iproute2Kernel, type Runner } from './iproute2.js';
 
 const skip = await netnsSkipReason();
+// This machine's kernel has no WireGuard module: the driver then runs wireguard-go (auto mode).
+const wgNote = (await execa('modinfo', ['wireguard'], { reject: false })).exitCode === 0 ? 'kernel module or wireguard-go' : 'wireguard-go';
 
 /** A runner that counts the processes the driver starts. */
-function countingRunner(): { runner: Runner; count: () => number } {
+function countingRunner(): { runner: Runner; count: () => number; lines: () => string[] } {
   let n = 0;
+  const lines: string[] = [];
   return {
     count: () => n,
+    lines: () => lines,
     runner: async (file, args, input) => {
       n += 1;
+      lines.push([file, ...args].join(' '));
       const r = await execa(file, args, { input, reject: false, stripFinalNewline: true });
       return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
     },
   };
 }
 
-describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
-  kernelContract('iproute2 in a netns', async () => {
-    const ns = await freshNetns('kc');
+async function netnsHarness(label: string): Promise<ContractHarness> {
+    const ns = await freshNetns(label);
     const counting = countingRunner();
     const ip = (...args: string[]) => execa('ip', ['-n', ns.name, ...args]);
     return {
@@ -41,9 +45,14 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (S
         return links.includes('"fx0"') && addrs.includes('198.51.100.1') && routes.includes('198.51.100.128/25') && rules.includes('"priority":900');
       },
       commands: counting.count,
+      commandLines: counting.lines,
       close: () => ns.remove(),
     };
-  });
+}
+
+describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+  kernelContract('iproute2 in a netns', () => netnsHarness('kc'));
+  wireGuardContract(`iproute2 in a netns (WireGuard: ${wgNote})`, () => netnsHarness('kw'));
 
   it('reads with a few processes and writes a whole state with one batch per tool', async () => {
     const ns = await freshNetns('kb');

@@ -1,13 +1,21 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
 import { canonicalIP, type Family, parsePrefix } from './ip.js';
-import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl } from './model.js';
-import type { NLink, NormalState, NRoute, NRule } from './normalize.js';
+import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import type { NLink, NormalState, NPeer, NRoute, NRule, NWireGuard } from './normalize.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
+
+/** The programs the driver runs. */
+type ExecTool = 'ip' | 'bridge' | 'sysctl' | 'wg' | 'wireguard-go';
+
+/** How WireGuard links are made: the kernel module, `wireguard-go`, or whichever this kernel supports. */
+export type WireGuardImplementation = 'auto' | 'kernel' | 'userspace';
 
 /** Runs a program with arguments (never a shell); stdin optional. Swappable for tests. */
 export type Runner = (file: string, args: readonly string[], input?: string) => Promise<{ stdout: string; stderr: string; exitCode: number }>;
@@ -24,7 +32,7 @@ const tableNumber = (t: unknown): number => (typeof t === 'string' && t in TABLE
 type Json = Record<string, unknown>;
 
 /** Renders one change as `ip -batch` lines (without the leading `ip`). */
-export function ipLines(owner: KernelOwner, change: Change): string[][] {
+export function ipLines(owner: KernelOwner, change: Change, options: { userspaceWireGuard?: boolean } = {}): string[][] {
   const o = change.object;
   switch (change.kind) {
     case 'link': {
@@ -36,7 +44,8 @@ export function ipLines(owner: KernelOwner, change: Change): string[][] {
       if (fields.includes('address') && l.address !== undefined) set.push('address', l.address);
       if (fields.includes('master')) set.push(...(l.master !== undefined ? ['master', l.master] : change.op === 'set' ? ['nomaster'] : []));
       if (fields.includes('up')) set.push(l.up ? 'up' : 'down');
-      const lines = change.op === 'add' ? [linkAdd(l)] : [];
+      // A userspace WireGuard link is created by wireguard-go before the batch runs.
+      const lines = change.op === 'add' && !(l.kind === 'wireguard' && options.userspaceWireGuard) ? [linkAdd(l)] : [];
       if (set.length > 4) lines.push(set);
       // The local end of a new veth pair comes up with it.
       if (change.op === 'add' && l.kind === 'veth' && l.peerNetns === undefined && l.up) lines.push(['link', 'set', 'dev', l.peer, 'up']);
@@ -78,9 +87,69 @@ export function ipLines(owner: KernelOwner, change: Change): string[][] {
       return [['fdb', change.op === 'delete' ? 'del' : 'append', f.lladdr, 'dev', f.dev, 'dst', f.dst]];
     }
     case 'sysctl':
+    case 'wireguard':
+    case 'wgpeer':
       return [];
   }
 }
+
+/**
+ * The `wg set` arguments for one device's changes. Keys never appear on the command line: `secretFile` writes each
+ * to a private file and returns its path.
+ */
+export function wgSetArgs(device: string, changes: readonly Change[], secretFile: (secret: string) => string): string[] {
+  const args = ['set', device];
+  for (const change of changes) {
+    const fields = new Set(change.fields ?? []);
+    if (change.kind === 'wireguard') {
+      const d = change.object as WireGuardDevice;
+      if (fields.has('privateKey')) args.push('private-key', secretFile(d.privateKey));
+      if (fields.has('listenPort') && d.listenPort !== undefined) args.push('listen-port', String(d.listenPort));
+      if (fields.has('fwmark')) args.push('fwmark', d.fwmark ? String(d.fwmark) : 'off');
+      continue;
+    }
+    const p = change.object as NPeer & { device: string };
+    args.push('peer', p.publicKey);
+    if (change.op === 'delete') {
+      args.push('remove');
+      continue;
+    }
+    const all = change.op === 'add';
+    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) args.push('preshared-key', p.presharedKey ? secretFile(p.presharedKey) : '/dev/null');
+    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) args.push('endpoint', p.endpoint);
+    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) args.push('allowed-ips', p.allowedIPs.join(','));
+    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) args.push('persistent-keepalive', p.persistentKeepalive ? String(p.persistentKeepalive) : 'off');
+  }
+  return args;
+}
+
+/** Parses `wg show all dump` into devices, keeping only the given names. */
+export function parseWgDump(text: string, names: ReadonlySet<string>): NWireGuard[] {
+  const devices = new Map<string, { name: string; privateKey: string; listenPort?: number; fwmark: number; peers: NPeer[] }>();
+  for (const line of text.split('\n')) {
+    const f = line.split('\t');
+    const name = f[0] as string;
+    if (!names.has(name)) continue;
+    if (f.length === 5) {
+      const port = Number(f[3]);
+      devices.set(name, { name, privateKey: f[1] === '(none)' ? '' : (f[1] as string), fwmark: f[4] === 'off' ? 0 : Number(f[4]), peers: [], ...(port ? { listenPort: port } : {}) });
+    } else if (f.length === 9) {
+      const d = devices.get(name);
+      if (!d) continue;
+      d.peers.push({
+        publicKey: f[1] as string,
+        allowedIPs: f[4] === '(none)' ? [] : (f[4] as string).split(',').sort(),
+        persistentKeepalive: f[8] === 'off' ? 0 : Number(f[8]),
+        ...(f[2] !== '(none)' ? { presharedKey: f[2] } : {}),
+        ...(f[3] !== '(none)' ? { endpoint: f[3] } : {}),
+      });
+    }
+  }
+  return [...devices.values()].map((d) => ({ ...d, peers: d.peers.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) }));
+}
+
+/** Where wireguard-go keeps its control sockets (one directory for all namespaces of a mount namespace). */
+export const WIREGUARD_SOCKET_DIR = '/var/run/wireguard';
 
 function linkAdd(l: NLink): string[] {
   const line = ['link', 'add', 'name', l.name, 'type', l.kind];
@@ -108,7 +177,7 @@ function linkAdd(l: NLink): string[] {
   return line;
 }
 
-type Tool = 'ip' | 'ip6' | 'bridge' | 'sysctl';
+type Tool = 'ip' | 'ip6' | 'bridge' | 'wg' | 'sysctl';
 
 /**
  * Which tool runs a change: `ip`; `ip -6` for IPv6 rules (`ip rule` assumes IPv4 unless told, even for an IPv6
@@ -117,6 +186,7 @@ type Tool = 'ip' | 'ip6' | 'bridge' | 'sysctl';
 function toolOf(change: Change): Tool {
   if (change.kind === 'fdb') return 'bridge';
   if (change.kind === 'sysctl') return 'sysctl';
+  if (change.kind === 'wireguard' || change.kind === 'wgpeer') return 'wg';
   if (change.kind === 'rule' && (change.object as NRule).family === 6) return 'ip6';
   return 'ip';
 }
@@ -128,11 +198,13 @@ function toolOf(change: Change): Tool {
  */
 export function batches(changes: readonly Change[]): { tool: Tool; changes: Change[] }[] {
   const order: [boolean, Tool][] = [
+    [true, 'wg'],
     [true, 'bridge'],
     [true, 'ip6'],
     [true, 'ip'],
     [false, 'ip'],
     [false, 'ip6'],
+    [false, 'wg'],
     [false, 'bridge'],
     [false, 'sysctl'],
   ];
@@ -247,12 +319,15 @@ export function sysctlPath(key: string): string {
 export class Iproute2Kernel implements KernelBackend {
   readonly where: string;
   private readonly run: Runner;
+  private readonly wireguard: WireGuardImplementation;
+  private wireguardResolved: Promise<'kernel' | 'userspace'> | undefined;
 
   constructor(
     readonly netns: NetnsRef = { kind: 'own' },
-    options: { runner?: Runner } = {},
+    options: { runner?: Runner; wireguard?: WireGuardImplementation } = {},
   ) {
     this.run = options.runner ?? defaultRunner;
+    this.wireguard = options.wireguard ?? 'auto';
     this.where = netns.kind === 'own' ? 'own namespace' : netns.kind === 'named' ? `netns ${netns.name}` : `netns ${netns.path}`;
   }
 
@@ -261,15 +336,19 @@ export class Iproute2Kernel implements KernelBackend {
     return applyDesired(this, owner, desired, options);
   }
 
-  /** The command line of `tool` in this namespace: `ip -n NAME …`, or `nsenter --net=PATH ip …`. */
-  command(tool: 'ip' | 'bridge' | 'sysctl', args: readonly string[]): [string, string[]] {
+  /**
+   * The command line of `tool` in this namespace: `ip -n NAME …` for the tools that take a namespace, `ip netns exec
+   * NAME tool …` for the others, `nsenter --net=PATH tool …` for a namespace given by path.
+   */
+  command(tool: ExecTool, args: readonly string[]): [string, string[]] {
     const ns = this.netns;
     if (ns.kind === 'path') return ['nsenter', [`--net=${ns.path}`, tool, ...args]];
-    if (tool === 'sysctl') return ns.kind === 'named' ? ['ip', ['netns', 'exec', ns.name, 'sysctl', ...args]] : ['sysctl', [...args]];
-    return [tool, ns.kind === 'named' ? ['-n', ns.name, ...args] : [...args]];
+    if (ns.kind === 'own') return [tool, [...args]];
+    if (tool === 'ip' || tool === 'bridge') return [tool, ['-n', ns.name, ...args]];
+    return ['ip', ['netns', 'exec', ns.name, tool, ...args]];
   }
 
-  private async exec(tool: 'ip' | 'bridge' | 'sysctl', args: readonly string[], input?: string) {
+  private async exec(tool: ExecTool, args: readonly string[], input?: string) {
     const [file, argv] = this.command(tool, args);
     return this.run(file, argv, input);
   }
@@ -294,7 +373,17 @@ export class Iproute2Kernel implements KernelBackend {
     let processes = 2;
     const owned = (name: unknown): name is string => typeof name === 'string' && name.startsWith(owner.linkPrefix);
 
-    const links = (links4 ?? []).filter((j) => owned(j.ifname)).map(parseLink).filter((l): l is NLink => l !== undefined);
+    const links: NLink[] = [];
+    for (const j of (links4 ?? []).filter((x) => owned(x.ifname))) {
+      const info = (j.linkinfo ?? {}) as Json;
+      // A wireguard-go device is a TUN device with a control socket.
+      if (info.info_kind === 'tun' && (await exists(join(WIREGUARD_SOCKET_DIR, `${j.ifname as string}.sock`)))) {
+        links.push({ ...(parseLink({ ...j, linkinfo: { info_kind: 'wireguard' } }) as NLink) });
+        continue;
+      }
+      const link = parseLink(j);
+      if (link) links.push(link);
+    }
     const linkNames = new Set(links.map((l) => l.name));
     const addresses: Address[] = [];
     for (const j of [...(addrs4 ?? []), ...(addrs6 ?? [])]) {
@@ -328,6 +417,15 @@ export class Iproute2Kernel implements KernelBackend {
         .map((j) => ({ dev: (j.ifname ?? j.dev) as string, lladdr: (j.mac as string).toLowerCase(), dst: canonicalIP(j.dst as string) as string }));
     }
 
+    let wireguard: NWireGuard[] = [];
+    const wgNames = new Set(links.filter((l) => l.kind === 'wireguard').map((l) => l.name));
+    if (wgNames.size > 0) {
+      const r = await this.exec('wg', ['show', 'all', 'dump']);
+      processes += 1;
+      if (r.exitCode !== 0) throw new Error(`wg show all dump (${this.where}): ${r.stderr}`);
+      wireguard = parseWgDump(r.stdout, wgNames);
+    }
+
     const sysctls: Sysctl[] = [];
     if (sysctlKeys.length > 0) {
       if (this.netns.kind === 'own') {
@@ -344,22 +442,34 @@ export class Iproute2Kernel implements KernelBackend {
         }
       }
     }
-    return { state: { links, addresses, routes, rules, neighbours, fdb, sysctls }, processes };
+    return { state: { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard }, processes };
   }
 
   async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
     const segments = batches(changes);
     const applied: Change[] = [];
     let processes = 0;
+    const newWireGuard = changes.filter((c) => c.kind === 'link' && c.op === 'add' && (c.object as NLink).kind === 'wireguard');
+    const userspace = newWireGuard.length > 0 && (await this.wireguardImplementation()) === 'userspace';
+    let started = false;
     for (const segment of segments) {
+      if (userspace && !started && !segment.changes.some((c) => c.op === 'delete')) {
+        // After the deletions (a recreated device must be gone first), before anything that needs the device.
+        started = true;
+        processes += await this.startWireGuardGo(newWireGuard, applied);
+      }
       if (segment.tool === 'sysctl') {
         processes += await this.writeSysctls(segment.changes, applied);
+        continue;
+      }
+      if (segment.tool === 'wg') {
+        processes += await this.writeWireGuard(segment.changes, applied);
         continue;
       }
       const lines: string[] = [];
       const owners: Change[] = [];
       for (const change of segment.changes) {
-        for (const line of ipLines(owner, change)) {
+        for (const line of ipLines(owner, change, { userspaceWireGuard: userspace })) {
           lines.push(line.join(' '));
           owners.push(change);
         }
@@ -382,6 +492,65 @@ export class Iproute2Kernel implements KernelBackend {
         throw new KernelApplyError(failed, reason, applied);
       }
       applied.push(...segment.changes);
+    }
+    return processes;
+  }
+
+  /** Whether this namespace gets kernel WireGuard or wireguard-go (`auto` probes once with a throwaway link). */
+  wireguardImplementation(): Promise<'kernel' | 'userspace'> {
+    if (this.wireguard !== 'auto') return Promise.resolve(this.wireguard);
+    this.wireguardResolved ??= (async () => {
+      const probe = `weftwgp${process.pid % 100000}`;
+      const r = await this.exec('ip', ['link', 'add', probe, 'type', 'wireguard']);
+      if (r.exitCode !== 0) return 'userspace';
+      await this.exec('ip', ['link', 'del', probe]);
+      return 'kernel';
+    })();
+    return this.wireguardResolved;
+  }
+
+  /** Starts one wireguard-go per new device; it daemonises once its TUN device exists, and outlives the agent. */
+  private async startWireGuardGo(links: readonly Change[], applied: Change[]): Promise<number> {
+    let processes = 0;
+    for (const change of links) {
+      const name = (change.object as NLink).name;
+      // A socket left by a wireguard-go that died would make the new one refuse to start.
+      await rm(join(WIREGUARD_SOCKET_DIR, `${name}.sock`), { force: true });
+      const r = await this.exec('wireguard-go', [name]);
+      processes += 1;
+      if (r.exitCode !== 0) {
+        throw new KernelApplyError(change, `wireguard-go ${name}: ${(r.stderr || r.stdout).trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`, applied);
+      }
+    }
+    return processes;
+  }
+
+  /** One `wg set` per device; keys go through private files, never the command line. */
+  private async writeWireGuard(changes: Change[], applied: Change[]): Promise<number> {
+    const byDevice = new Map<string, Change[]>();
+    for (const c of changes) {
+      const device = c.kind === 'wireguard' ? (c.object as WireGuardDevice).name : (c.object as WireGuardPeer & { device: string }).device;
+      byDevice.set(device, [...(byDevice.get(device) ?? []), c]);
+    }
+    let processes = 0;
+    const dir = await mkdtemp(join(tmpdir(), 'weft-wg-'));
+    try {
+      for (const [device, list] of byDevice) {
+        let n = 0;
+        const secrets: [string, string][] = [];
+        const args = wgSetArgs(device, list, (secret) => {
+          const path = join(dir, `k${n++}`);
+          secrets.push([path, secret]);
+          return path;
+        });
+        for (const [path, secret] of secrets) await writeFile(path, `${secret}\n`, { mode: 0o600 });
+        const r = await this.exec('wg', args);
+        processes += 1;
+        if (r.exitCode !== 0) throw new KernelApplyError(list[0] as Change, r.stderr.trim() || `wg exit ${r.exitCode}`, applied);
+        applied.push(...list);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
     return processes;
   }
@@ -410,3 +579,12 @@ export class Iproute2Kernel implements KernelBackend {
   }
 }
 
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { kernelContract } from './contract.testsuite.js';
+import { type ContractHarness, kernelContract, wireGuardContract } from './contract.testsuite.js';
 import { MemoryKernel } from './memory.js';
 
-kernelContract('in-memory kernel', async () => {
+function memoryHarness(): ContractHarness {
   const kernel = new MemoryKernel();
   const foreign = {
     links: [{ kind: 'bridge' as const, name: 'fx0' }],
@@ -23,9 +23,13 @@ kernelContract('in-memory kernel', async () => {
       );
     },
     commands: () => 0,
+    commandLines: () => [],
     close: async () => undefined,
   };
-});
+}
+
+kernelContract('in-memory kernel', async () => memoryHarness());
+wireGuardContract('in-memory kernel', async () => memoryHarness());
 
 describe('MemoryKernel', () => {
   it('deletes what a link takes with it, as the kernel does, and a later apply restores all of it', async () => {

@@ -1,6 +1,6 @@
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
-import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl } from './model.js';
-import { type NLink, normalizeDesired, type NormalState, type NRoute, type NRule, routeKey, ruleKey } from './normalize.js';
+import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import { type NLink, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** A route as the in-memory kernel stores it: with the protocol that marks its owner. */
 export type MemoryRoute = NRoute & { readonly proto: number };
@@ -14,6 +14,8 @@ export interface MemoryKernelState {
   readonly neighbours: Neighbour[];
   readonly fdb: FdbEntry[];
   readonly sysctls: Map<string, string>;
+  /** WireGuard devices by link name (a new wireguard link starts with no key and no peers). */
+  readonly wireguard: Map<string, NWireGuard>;
 }
 
 const FOREIGN: KernelOwner = { name: 'foreign', linkPrefix: 'x', routeProtocol: 100 };
@@ -26,7 +28,7 @@ const FOREIGN: KernelOwner = { name: 'foreign', linkPrefix: 'x', routeProtocol: 
  */
 export class MemoryKernel implements KernelBackend {
   readonly where = 'in-memory kernel';
-  private s: MemoryKernelState = { links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map() };
+  private s: MemoryKernelState = { links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map(), wireguard: new Map() };
   private failures = new Map<string, string>();
   /** Every change executed, in order (tests read it to count writes). */
   readonly log: Change[] = [];
@@ -86,6 +88,7 @@ export class MemoryKernel implements KernelBackend {
       neighbours: this.s.neighbours.filter((n) => owned(n.dev)),
       fdb: this.s.fdb.filter((f) => owned(f.dev)),
       sysctls,
+      wireguard: [...this.s.wireguard.values()].filter((d) => owned(d.name)),
     });
     return { state, processes: 0 };
   }
@@ -128,6 +131,7 @@ export class MemoryKernel implements KernelBackend {
           if (existing) return 'RTNETLINK answers: File exists';
           if (l.kind === 'vxlan' && l.dev !== undefined && !this.link(l.dev)) return noDevice(l.dev);
           s.links.push(structuredClone(l));
+          if (l.kind === 'wireguard') s.wireguard.set(l.name, { name: l.name, privateKey: '', fwmark: 0, peers: [] });
           if (l.kind === 'veth' && !l.peerNetns) s.links.push({ kind: 'veth', name: l.peer, peer: l.name, up: l.up });
           return undefined;
         }
@@ -197,6 +201,28 @@ export class MemoryKernel implements KernelBackend {
         if (i < 0) s.fdb.push({ ...f });
         return undefined;
       }
+      case 'wireguard': {
+        const d = change.object as WireGuardDevice;
+        const o = s.wireguard.get(d.name);
+        if (!o) return `Unable to access interface: No such device`;
+        const f = new Set(change.fields ?? []);
+        s.wireguard.set(d.name, {
+          ...o,
+          ...(f.has('privateKey') ? { privateKey: d.privateKey } : {}),
+          ...(f.has('listenPort') && d.listenPort !== undefined ? { listenPort: d.listenPort } : {}),
+          ...(f.has('fwmark') ? { fwmark: d.fwmark ?? 0 } : {}),
+        });
+        return undefined;
+      }
+      case 'wgpeer': {
+        const { device, ...peer } = change.object as WireGuardPeer & { device: string };
+        const o = s.wireguard.get(device);
+        if (!o) return `Unable to access interface: No such device`;
+        const others = o.peers.filter((p) => p.publicKey !== peer.publicKey);
+        const next: NPeer[] = change.op === 'delete' ? others : [...others, { ...(peer as NPeer) }];
+        s.wireguard.set(device, { ...o, peers: next.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) });
+        return undefined;
+      }
       case 'sysctl': {
         const x = change.object as Sysctl;
         if (!s.sysctls.has(x.key)) return `sysctl: cannot stat /proc/sys/${x.key.replaceAll('.', '/')}: No such file or directory`;
@@ -214,5 +240,6 @@ export class MemoryKernel implements KernelBackend {
     keep(s.routes, (r) => r.dev);
     keep(s.neighbours, (n) => n.dev);
     keep(s.fdb, (f) => f.dev);
+    for (const name of names) s.wireguard.delete(name);
   }
 }

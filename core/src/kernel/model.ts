@@ -125,6 +125,33 @@ export interface Sysctl {
   readonly value: string;
 }
 
+/** A peer of a WireGuard device (`wg set DEV peer PUBKEY …`). */
+export interface WireGuardPeer {
+  /** Base64 public key (44 characters). */
+  readonly publicKey: string;
+  /** Base64 preshared key; never logged or printed. */
+  readonly presharedKey?: string;
+  /** `host:port` or `[v6]:port`; host is an IP address. */
+  readonly endpoint?: string;
+  /** Networks routed to this peer (CIDR). */
+  readonly allowedIPs: readonly string[];
+  /** Seconds; 0 or absent is off. */
+  readonly persistentKeepalive?: number;
+}
+
+/**
+ * A WireGuard device's configuration (`wg set DEV private-key FILE listen-port P fwmark M peer …`). The link itself
+ * is a `{ kind: 'wireguard' }` link of the same name. Peers are changed in place: unchanged peers are not touched.
+ */
+export interface WireGuardDevice {
+  readonly name: string;
+  /** Base64 private key; never logged, printed or put on a command line. */
+  readonly privateKey: string;
+  readonly listenPort?: number;
+  readonly fwmark?: number;
+  readonly peers: readonly WireGuardPeer[];
+}
+
 /** What one owner wants in a namespace. Absent lists mean empty. */
 export interface DesiredState {
   readonly links?: readonly Link[];
@@ -134,6 +161,7 @@ export interface DesiredState {
   readonly neighbours?: readonly Neighbour[];
   readonly fdb?: readonly FdbEntry[];
   readonly sysctls?: readonly Sysctl[];
+  readonly wireguard?: readonly WireGuardDevice[];
 }
 
 /**
@@ -152,7 +180,7 @@ export interface KernelOwner {
 }
 
 /** Kinds of kernel object, as changes and metrics name them. */
-export type ObjectKind = 'link' | 'address' | 'route' | 'rule' | 'neighbour' | 'fdb' | 'sysctl';
+export type ObjectKind = 'link' | 'address' | 'route' | 'rule' | 'neighbour' | 'fdb' | 'sysctl' | 'wireguard' | 'wgpeer';
 
 /** One step of an apply. `replace` changes an object in place; `set` changes a link's mutable attributes. */
 export interface Change {
@@ -161,7 +189,7 @@ export interface Change {
   /** Human-readable identity, e.g. `route 198.18.0.0/24 table 254 metric 0`. */
   readonly id: string;
   /** The desired object for add/replace/set, the observed one for delete. */
-  readonly object: Link | Address | Route | Rule | Neighbour | FdbEntry | Sysctl;
+  readonly object: Link | Address | Route | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string });
   /** For `set`: which attributes differ. */
   readonly fields?: readonly string[];
 }

@@ -1,6 +1,6 @@
 import { WeftError } from '../api/errors.js';
 import { canonicalIP, type Family, familyOf, isMAC, networkOf, parsePrefix } from './ip.js';
-import type { Address, DesiredState, FdbEntry, KernelOwner, Link, Neighbour, Route, Rule, Sysctl } from './model.js';
+import type { Address, DesiredState, FdbEntry, KernelOwner, Link, Neighbour, Route, Rule, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
 
 /*
  * Desired objects are validated and brought into one canonical form (defaults filled, addresses canonical), so that
@@ -33,6 +33,23 @@ export interface NRule {
   readonly to?: string;
 }
 
+/** A WireGuard peer in canonical form: allowed IPs sorted, keepalive 0 when off. */
+export interface NPeer {
+  readonly publicKey: string;
+  readonly presharedKey?: string;
+  readonly endpoint?: string;
+  readonly allowedIPs: readonly string[];
+  readonly persistentKeepalive: number;
+}
+/** A WireGuard device in canonical form: peers sorted by public key, fwmark 0 when off. */
+export interface NWireGuard {
+  readonly name: string;
+  readonly privateKey: string;
+  readonly listenPort?: number;
+  readonly fwmark: number;
+  readonly peers: readonly NPeer[];
+}
+
 /** A desired state in canonical form. */
 export interface NormalState {
   readonly links: readonly NLink[];
@@ -42,6 +59,7 @@ export interface NormalState {
   readonly neighbours: readonly Neighbour[];
   readonly fdb: readonly FdbEntry[];
   readonly sysctls: readonly Sysctl[];
+  readonly wireguard: readonly NWireGuard[];
 }
 
 /** Thrown before any command runs when a desired state holds a bad value; `problems` lists every one. */
@@ -280,14 +298,75 @@ export function normalizeDesired(owner: KernelOwner, desired: DesiredState): Nor
     else sysctls.push({ key: s.key, value: s.value });
   }
 
+  const wireguard = (desired.wireguard ?? []).map((d) => normalizeWireGuard(c, d, links)).filter((d): d is NWireGuard => d !== undefined);
+
   duplicates(c, 'link', links, (l) => l.name);
+  duplicates(c, 'wireguard device', wireguard, (d) => d.name);
   duplicates(c, 'address', addresses, (a) => `${a.dev} ${a.address}`);
   duplicates(c, 'route', routes, routeKey);
   duplicates(c, 'rule', rules, ruleKey);
   duplicates(c, 'neighbour', neighbours, (n) => `${n.dev} ${n.address}`);
   duplicates(c, 'sysctl', sysctls, (s) => s.key);
   if (c.problems.length > 0) throw new KernelInputError(owner.name, c.problems);
-  return { links, addresses, routes, rules, neighbours, fdb, sysctls };
+  return { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard };
+}
+
+const WG_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+/** Whether `key` is a WireGuard key: base64 of 32 bytes. */
+export function isWireGuardKey(key: unknown): key is string {
+  return typeof key === 'string' && WG_KEY.test(key);
+}
+
+/** Canonical `ip:port` / `[ip6]:port`, or undefined. */
+export function canonicalEndpoint(text: string): string | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) return undefined;
+  const ip = canonicalIP((m[1] ?? m[2]) as string);
+  if (!ip) return undefined;
+  return familyOf(ip) === 6 ? `[${ip}]:${Number(m[3])}` : `${ip}:${Number(m[3])}`;
+}
+
+function normalizeWireGuard(c: Checker, d: WireGuardDevice, links: readonly NLink[]): NWireGuard | undefined {
+  const what = `wireguard ${JSON.stringify(d.name)}`;
+  const before = c.problems.length;
+  if (!links.some((l) => l.name === d.name && l.kind === 'wireguard')) c.fail(what, `needs a link { kind: 'wireguard', name: ${JSON.stringify(d.name)} } in this desired state`);
+  // Never echo a key that may be a real secret; say only what is wrong with it.
+  if (!isWireGuardKey(d.privateKey)) c.fail(what, 'privateKey: expected a base64 WireGuard key (44 characters)');
+  if (d.listenPort !== undefined) c.int(what, 'listenPort', d.listenPort, 1, 65535);
+  const fwmark = d.fwmark === undefined ? 0 : c.int(what, 'fwmark', d.fwmark, 0, U32);
+  const peers: NPeer[] = [];
+  const list: readonly WireGuardPeer[] = Array.isArray(d.peers) ? d.peers : [];
+  for (const [i, p] of list.entries()) {
+    const pw = `${what} peer ${isWireGuardKey(p.publicKey) ? p.publicKey : `[${i}]`}`;
+    if (!isWireGuardKey(p.publicKey)) c.fail(pw, `publicKey ${JSON.stringify(p.publicKey)}: expected a base64 WireGuard key (44 characters)`);
+    if (p.presharedKey !== undefined && !isWireGuardKey(p.presharedKey)) c.fail(pw, 'presharedKey: expected a base64 WireGuard key (44 characters)');
+    const endpoint = p.endpoint === undefined ? undefined : canonicalEndpoint(p.endpoint);
+    if (p.endpoint !== undefined && endpoint === undefined) c.fail(pw, `endpoint ${JSON.stringify(p.endpoint)}: expected ip:port or [ipv6]:port`);
+    const allowed: string[] = [];
+    const allowedList: readonly string[] = Array.isArray(p.allowedIPs) ? p.allowedIPs : [];
+    for (const a of allowedList) {
+      const n = c.network(pw, 'allowedIPs', a);
+      if (n) allowed.push(n.text);
+    }
+    const keepalive = p.persistentKeepalive === undefined ? 0 : c.int(pw, 'persistentKeepalive', p.persistentKeepalive, 0, 65535);
+    peers.push({
+      publicKey: p.publicKey,
+      allowedIPs: [...new Set(allowed)].sort(),
+      persistentKeepalive: keepalive ?? 0,
+      ...(p.presharedKey !== undefined ? { presharedKey: p.presharedKey } : {}),
+      ...(endpoint ? { endpoint } : {}),
+    });
+  }
+  duplicates(c, `${what} peer`, peers, (p) => p.publicKey);
+  if (c.problems.length > before) return undefined;
+  return {
+    name: d.name,
+    privateKey: d.privateKey,
+    fwmark: fwmark ?? 0,
+    peers: peers.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)),
+    ...(d.listenPort !== undefined ? { listenPort: d.listenPort } : {}),
+  };
 }
 
 function duplicates<T>(c: Checker, kind: string, items: readonly T[], key: (t: T) => string): void {
