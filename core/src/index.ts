@@ -57,6 +57,7 @@ export type {
   Link,
   LinkKind,
   Neighbour,
+  NftTable,
   ObjectKind,
   Route,
   Rule,

@@ -86,7 +86,7 @@ export function wireGuardContract(name: string, makeHarness: () => Promise<Contr
         ['add link wcg0', 'add address wcg0 100.64.0.1/32', 'add route 198.18.20.0/24 table 254 metric 0', 'set wireguard wcg0', `add wgpeer wcg0 ${a.publicKey}`, `add wgpeer wcg0 ${b.publicKey}`].sort(),
       );
       expect(summary(await applyDesired(h.backend, WG_OWNER, device([peerA, peerB])))).toEqual([]);
-      const observed = (await h.backend.observe(WG_OWNER, [])).state.wireguard[0];
+      const observed = (await h.backend.observe(WG_OWNER)).state.wireguard[0];
       expect(observed?.listenPort).toBe(51820);
       expect(observed?.peers.find((p) => p.publicKey === b.publicKey)).toMatchObject({ presharedKey: psk, endpoint: '[2001:db8::b]:51820', allowedIPs: ['100.64.0.3/32'] });
     });
@@ -117,7 +117,67 @@ export function wireGuardContract(name: string, makeHarness: () => Promise<Contr
     it('tears the device down with its link', async () => {
       const r = await applyDesired(h.backend, WG_OWNER, {});
       expect(summary(r)).toContain('delete link wcg0');
-      expect((await h.backend.observe(WG_OWNER, [])).state).toMatchObject({ links: [], wireguard: [] });
+      expect((await h.backend.observe(WG_OWNER)).state).toMatchObject({ links: [], wireguard: [] });
+    });
+  });
+}
+
+const NFT_OWNER: KernelOwner = { name: 'cnft', linkPrefix: 'wcn', routeProtocol: 153 };
+const nftState = (port: number): DesiredState => ({
+  nftables: [
+    {
+      family: 'inet',
+      name: 'weft-cnft',
+      body: [
+        'set peers {',
+        '  type ipv4_addr',
+        '  elements = { 192.0.2.1, 192.0.2.2 }',
+        '}',
+        'chain forward {',
+        '  type filter hook forward priority 0; policy accept;',
+        `  ip daddr @peers udp dport ${port} counter accept`,
+        '}',
+      ].join('\n'),
+    },
+  ],
+});
+
+export function nftablesContract(name: string, makeHarness: () => Promise<ContractHarness>): void {
+  describe(`kernel contract, nftables: ${name}`, () => {
+    let h: ContractHarness;
+    beforeAll(async () => {
+      h = await makeHarness();
+    });
+    afterAll(async () => {
+      await h?.close();
+    });
+
+    it('creates a table, replaces it whole when it differs, and makes zero changes otherwise', async () => {
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, nftState(51820)))).toEqual(['add nftables inet weft-cnft']);
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, nftState(51820)))).toEqual([]);
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, nftState(51821)))).toEqual(['replace nftables inet weft-cnft']);
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, nftState(51821)))).toEqual([]);
+    });
+
+    it('refuses a table outside its name or a body that reaches outside the table', async () => {
+      const bad: DesiredState = {
+        nftables: [
+          { family: 'inet', name: 'filter', body: '' },
+          { family: 'inet', name: 'weft-cnft-x', body: 'chain c {\n}\n}\ntable inet evil {' },
+          { family: 'inet', name: 'weft-cnft-y', body: 'flush ruleset' },
+        ],
+      };
+      const err = await applyDesired(h.backend, NFT_OWNER, bad).catch((e: unknown) => e);
+      expect((err as KernelInputError).problems).toEqual([
+        'nftables table "filter": name must be "weft-cnft" or start with "weft-cnft-" (letters, digits, _ and -)',
+        'nftables table "weft-cnft-x": body: unbalanced braces',
+        'nftables table "weft-cnft-y": body: "flush ruleset" reaches outside the table',
+      ]);
+    });
+
+    it('deletes its table on teardown', async () => {
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, {}))).toEqual(['delete nftables inet weft-cnft']);
+      expect((await h.backend.observe(NFT_OWNER, { nftables: true })).state.nftables).toEqual([]);
     });
   });
 }
@@ -168,7 +228,7 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
     });
 
     it('heals drift: what was deleted behind its back comes back, and only that', async () => {
-      const observe = async () => (await h.backend.observe(OWNER, [])).state;
+      const observe = async () => (await h.backend.observe(OWNER)).state;
       const ids = (st: Awaited<ReturnType<typeof observe>>) =>
         new Set([
           ...st.links.map((l) => `link ${l.name}`),
@@ -248,8 +308,8 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       expect(await h.foreignIntact()).toBe(true);
       const r = await applyDesired(h.backend, OWNER, {});
       expect(summary(r).every((s) => s.startsWith('delete '))).toBe(true);
-      const left = (await h.backend.observe(OWNER, [])).state;
-      expect({ ...left, sysctls: [] }).toEqual({ links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: [], wireguard: [] });
+      const left = (await h.backend.observe(OWNER)).state;
+      expect({ ...left, sysctls: [] }).toEqual({ links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: [], wireguard: [], nftables: [] });
       expect(await h.foreignIntact()).toBe(true);
       expect(summary(await applyDesired(h.backend, OWNER, {}))).toEqual([]);
     });

@@ -155,12 +155,23 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
     }
   }
 
+  // nftables: a table that differs is replaced whole (atomically); one no longer wanted is deleted.
+  const nftKey = (t: { family: string; name: string }) => `${t.family} ${t.name}`;
+  const observedNft = byKey(observed.nftables, nftKey);
+  const desiredNft = byKey(desired.nftables, nftKey);
+  const nftDeletes: Change[] = [];
+  for (const [k, o] of observedNft) if (!desiredNft.has(k)) nftDeletes.push({ op: 'delete', kind: 'nftables', id: `nftables ${k}`, object: o });
+  for (const [k, d] of desiredNft) {
+    const o = observedNft.get(k);
+    if (!o || o.body !== d.body) adds.push({ op: o ? 'replace' : 'add', kind: 'nftables', id: `nftables ${k}`, object: d });
+  }
+
   const observedSysctls = byKey(observed.sysctls, (s: Sysctl) => s.key);
   for (const d of desired.sysctls) {
     if (observedSysctls.get(d.key)?.value !== d.value) adds.push({ op: 'set', kind: 'sysctl', id: `sysctl ${d.key}`, object: d });
   }
 
-  deletes.push(...wgDeletes, ...ruleDeletes, ...routeDeletes, ...fdbDeletes, ...neighDeletes, ...addrDeletes, ...pairDeletes);
+  deletes.push(...nftDeletes, ...wgDeletes, ...ruleDeletes, ...routeDeletes, ...fdbDeletes, ...neighDeletes, ...addrDeletes, ...pairDeletes);
   return [...deletes, ...adds];
 }
 

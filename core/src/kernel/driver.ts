@@ -22,6 +22,14 @@ export class KernelApplyError extends WeftError {
   }
 }
 
+/** What a read should include beyond the owner's objects. */
+export interface ObserveHints {
+  /** Sysctls whose values to read. */
+  readonly sysctlKeys?: readonly string[];
+  /** The desired state has nftables tables (a backend may skip reading nftables for owners that never had any). */
+  readonly nftables?: boolean;
+}
+
 /**
  * One network namespace's kernel, as the diff engine sees it. Implementations: {@link Iproute2Kernel} (the real
  * one) and {@link MemoryKernel} (tests and the plugin test kit). Both pass the same contract suite.
@@ -30,7 +38,7 @@ export interface KernelBackend {
   /** Where this backend acts, for logs (`netns weft-n1`, `own namespace`). */
   readonly where: string;
   /** The owner's objects as the kernel has them, plus the current values of the given sysctls. */
-  observe(owner: KernelOwner, sysctlKeys: readonly string[]): Promise<{ state: NormalState; processes: number }>;
+  observe(owner: KernelOwner, hints?: ObserveHints): Promise<{ state: NormalState; processes: number }>;
   /** Makes the changes in order; on failure throws {@link KernelApplyError}. Returns processes spawned. */
   execute(owner: KernelOwner, changes: readonly Change[]): Promise<number>;
 }
@@ -47,7 +55,7 @@ export async function applyDesired(
 ): Promise<ApplyResult> {
   checkOwner(owner);
   const normal = normalizeDesired(owner, desired);
-  const observed = await backend.observe(owner, normal.sysctls.map((s) => s.key));
+  const observed = await backend.observe(owner, { sysctlKeys: normal.sysctls.map((s) => s.key), nftables: normal.nftables.length > 0 });
   const changes = diffState(observed.state, normal);
   if (options.dryRun || changes.length === 0) return { changes, processes: observed.processes };
   const written = await backend.execute(owner, changes);

@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { freshNetns, netnsSkipReason } from '../../../test/support/capabilities.js';
-import { type ContractHarness, contractState, kernelContract, OWNER, wireGuardContract } from './contract.testsuite.js';
+import { type ContractHarness, contractState, kernelContract, nftablesContract, OWNER, wireGuardContract } from './contract.testsuite.js';
 import { Iproute2Kernel, type Runner } from './iproute2.js';
 
 const skip = await netnsSkipReason();
@@ -53,6 +53,32 @@ async function netnsHarness(label: string): Promise<ContractHarness> {
 describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
   kernelContract('iproute2 in a netns', () => netnsHarness('kc'));
   wireGuardContract(`iproute2 in a netns (WireGuard: ${wgNote})`, () => netnsHarness('kw'));
+  nftablesContract('iproute2 in a netns', () => netnsHarness('kn'));
+
+  it('replaces an nftables table edited by hand, and leaves a foreign table alone', async () => {
+    const ns = await freshNetns('kn2');
+    try {
+      const owner = { name: 'nx', linkPrefix: 'wnx', routeProtocol: 160 };
+      const nft = (input: string) => execa('ip', ['netns', 'exec', ns.name, 'nft', '-f', '-'], { input });
+      await nft('table ip other {\n chain c {\n  type filter hook input priority 0;\n }\n}\n');
+      const desired = { nftables: [{ family: 'inet' as const, name: 'weft-nx', body: 'chain c {\n  type filter hook forward priority 0; policy accept;\n  counter\n}' }] };
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name });
+      expect((await kernel.apply(owner, desired)).changes.map((c) => c.id)).toEqual(['nftables inet weft-nx']);
+      expect((await kernel.apply(owner, desired)).changes).toEqual([]);
+      await execa('ip', ['netns', 'exec', ns.name, 'nft', 'add', 'rule', 'inet', 'weft-nx', 'c', 'ip', 'daddr', '198.18.0.1', 'drop']);
+      expect((await kernel.apply(owner, desired)).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['replace nftables inet weft-nx']);
+      const listing = (await execa('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'ruleset'])).stdout;
+      expect(listing).not.toContain('198.18.0.1');
+      // A fresh driver (a restarted agent) replaces once, then is steady.
+      const restarted = new Iproute2Kernel({ kind: 'named', name: ns.name });
+      expect((await restarted.apply(owner, desired)).changes.map((c) => c.op)).toEqual(['replace']);
+      expect((await restarted.apply(owner, desired)).changes).toEqual([]);
+      await restarted.apply(owner, {});
+      expect((await execa('ip', ['netns', 'exec', ns.name, 'nft', 'list', 'tables'])).stdout.trim()).toBe('table ip other');
+    } finally {
+      await ns.remove();
+    }
+  });
 
   it('reads with a few processes and writes a whole state with one batch per tool', async () => {
     const ns = await freshNetns('kb');
@@ -60,8 +86,9 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (S
       const counting = countingRunner();
       const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
       const cold = await kernel.apply(OWNER, contractState());
-      // reads: ip -4, ip -6, sysctl; writes: ip -batch, ip -6 -batch (the IPv6 rule), bridge -batch (FDB), sysctl -w.
-      expect(cold.processes).toBe(7);
+      // reads: ip -4, ip -6, sysctl, and nft once (the first read of an owner looks for tables a past run left);
+      // writes: ip -batch, ip -6 -batch (the IPv6 rule), bridge -batch (FDB), sysctl -w.
+      expect(cold.processes).toBe(8);
       const steady = await kernel.apply(OWNER, contractState());
       expect(steady.changes).toEqual([]);
       // reads only: ip -4, ip -6, bridge fdb (a vxlan link exists), sysctl

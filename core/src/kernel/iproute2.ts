@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
-import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
+import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import { canonicalIP, type Family, parsePrefix } from './ip.js';
-import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
-import type { NLink, NormalState, NPeer, NRoute, NRule, NWireGuard } from './normalize.js';
+import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import { type NLink, nftPrefix, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard } from './normalize.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
 
 /** The programs the driver runs. */
-type ExecTool = 'ip' | 'bridge' | 'sysctl' | 'wg' | 'wireguard-go';
+type ExecTool = 'ip' | 'bridge' | 'sysctl' | 'wg' | 'wireguard-go' | 'nft';
 
 /** How WireGuard links are made: the kernel module, `wireguard-go`, or whichever this kernel supports. */
 export type WireGuardImplementation = 'auto' | 'kernel' | 'userspace';
@@ -89,6 +89,7 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
     case 'sysctl':
     case 'wireguard':
     case 'wgpeer':
+    case 'nftables':
       return [];
   }
 }
@@ -177,7 +178,7 @@ function linkAdd(l: NLink): string[] {
   return line;
 }
 
-type Tool = 'ip' | 'ip6' | 'bridge' | 'wg' | 'sysctl';
+type Tool = 'ip' | 'ip6' | 'bridge' | 'wg' | 'nft' | 'sysctl';
 
 /**
  * Which tool runs a change: `ip`; `ip -6` for IPv6 rules (`ip rule` assumes IPv4 unless told, even for an IPv6
@@ -187,6 +188,7 @@ function toolOf(change: Change): Tool {
   if (change.kind === 'fdb') return 'bridge';
   if (change.kind === 'sysctl') return 'sysctl';
   if (change.kind === 'wireguard' || change.kind === 'wgpeer') return 'wg';
+  if (change.kind === 'nftables') return 'nft';
   if (change.kind === 'rule' && (change.object as NRule).family === 6) return 'ip6';
   return 'ip';
 }
@@ -198,6 +200,7 @@ function toolOf(change: Change): Tool {
  */
 export function batches(changes: readonly Change[]): { tool: Tool; changes: Change[] }[] {
   const order: [boolean, Tool][] = [
+    [true, 'nft'],
     [true, 'wg'],
     [true, 'bridge'],
     [true, 'ip6'],
@@ -206,6 +209,7 @@ export function batches(changes: readonly Change[]): { tool: Tool; changes: Chan
     [false, 'ip6'],
     [false, 'wg'],
     [false, 'bridge'],
+    [false, 'nft'],
     [false, 'sysctl'],
   ];
   return order
@@ -320,6 +324,12 @@ export class Iproute2Kernel implements KernelBackend {
   readonly where: string;
   private readonly run: Runner;
   private readonly wireguard: WireGuardImplementation;
+  /** Owners known to have nftables tables, and owners read at least once (to find tables left from a past run). */
+  private readonly nftOwners = new Set<string>();
+  private readonly nftSeen = new Set<string>();
+  /** Per table: the body last applied and the kernel's listing of it right after, to tell drift from change. */
+  private readonly nftApplied = new Map<string, { body: string; listing: string }>();
+  private nftMissing: boolean | undefined;
   private wireguardResolved: Promise<'kernel' | 'userspace'> | undefined;
 
   constructor(
@@ -364,7 +374,8 @@ export class Iproute2Kernel implements KernelBackend {
     return out;
   }
 
-  async observe(owner: KernelOwner, sysctlKeys: readonly string[]): Promise<{ state: NormalState; processes: number }> {
+  async observe(owner: KernelOwner, hints: ObserveHints = {}): Promise<{ state: NormalState; processes: number }> {
+    const sysctlKeys = hints.sysctlKeys ?? [];
     const proto = String(owner.routeProtocol);
     const [[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6]] = await Promise.all([
       this.readBatch(4, ['link show', 'address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
@@ -442,7 +453,16 @@ export class Iproute2Kernel implements KernelBackend {
         }
       }
     }
-    return { state: { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard }, processes };
+    let nftables: NftTable[] = [];
+    if (hints.nftables || this.nftOwners.has(owner.name) || !this.nftSeen.has(owner.name)) {
+      this.nftSeen.add(owner.name);
+      const listed = await this.listNftTables(owner);
+      processes += listed.processes;
+      nftables = listed.tables;
+      if (nftables.length > 0) this.nftOwners.add(owner.name);
+      else this.nftOwners.delete(owner.name);
+    }
+    return { state: { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard, nftables }, processes };
   }
 
   async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
@@ -460,6 +480,10 @@ export class Iproute2Kernel implements KernelBackend {
       }
       if (segment.tool === 'sysctl') {
         processes += await this.writeSysctls(segment.changes, applied);
+        continue;
+      }
+      if (segment.tool === 'nft') {
+        processes += await this.writeNftables(segment.changes, applied);
         continue;
       }
       if (segment.tool === 'wg') {
@@ -555,6 +579,69 @@ export class Iproute2Kernel implements KernelBackend {
     return processes;
   }
 
+  /**
+   * The owner's tables as the kernel lists them (`nft list ruleset`, one process). A table whose listing is what it
+   * was right after weft applied it reports the body weft applied; any other (changed by hand, or left from a past
+   * run) reports a body that matches nothing, so the diff replaces it.
+   */
+  private async listNftTables(owner: KernelOwner): Promise<{ tables: NftTable[]; processes: number }> {
+    if (this.nftMissing === undefined) {
+      const probe = await this.run('nft', ['--version']).catch(() => ({ exitCode: 127, stdout: '', stderr: '' }));
+      this.nftMissing = probe.exitCode !== 0;
+    }
+    if (this.nftMissing) return { tables: [], processes: 0 };
+    const r = await this.exec('nft', ['list', 'ruleset']);
+    if (r.exitCode !== 0) throw new Error(`nft list ruleset (${this.where}): ${r.stderr}`);
+    const prefix = nftPrefix(owner);
+    const tables: NftTable[] = [];
+    for (const [key, listing] of splitRuleset(r.stdout)) {
+      const [family, name] = key.split(' ') as [NftTable['family'], string];
+      if (name !== prefix && !name.startsWith(`${prefix}-`)) continue;
+      const applied = this.nftApplied.get(key);
+      tables.push({ family, name, body: applied && applied.listing === listing ? applied.body : '\0changed outside weft' });
+    }
+    return { tables, processes: 1 };
+  }
+
+  /** All table changes in one `nft -f -` transaction: each table deleted and created again whole. */
+  private async writeNftables(changes: Change[], applied: Change[]): Promise<number> {
+    if (this.nftMissing) throw new KernelApplyError(changes[0] as Change, 'nft is not installed (Debian: apt-get install nftables)', applied);
+    const lines: string[] = [];
+    const owners: Change[] = [];
+    const push = (change: Change, text: string) => {
+      for (const line of text.split('\n')) {
+        lines.push(line);
+        owners.push(change);
+      }
+    };
+    for (const change of changes) {
+      const t = change.object as NftTable;
+      // `table … {}` first, so that `delete` finds a table whether or not one exists.
+      push(change, `table ${t.family} ${t.name} {}\ndelete table ${t.family} ${t.name}`);
+      if (change.op !== 'delete') push(change, `table ${t.family} ${t.name} {\n${t.body}\n}`);
+    }
+    const r = await this.exec('nft', ['-f', '-'], `${lines.join('\n')}\n`);
+    let processes = 1;
+    if (r.exitCode !== 0) {
+      const m = /\/dev\/stdin:(\d+):/.exec(r.stderr);
+      const failed = owners[m ? Number(m[1]) - 1 : 0] ?? changes[0];
+      if (!failed) throw new Error(`nft -f (${this.where}): ${r.stderr}`);
+      throw new KernelApplyError(failed, r.stderr.split('\n')[0]?.replace(/^\/dev\/stdin:[\d:-]+ /, '') ?? 'nft failed', applied);
+    }
+    // Remember what the kernel lists for each table now, to tell later drift from our own state.
+    const listed = await this.exec('nft', ['list', 'ruleset']);
+    processes += 1;
+    const now = splitRuleset(listed.stdout);
+    for (const change of changes) {
+      const t = change.object as NftTable;
+      const key = `${t.family} ${t.name}`;
+      if (change.op === 'delete') this.nftApplied.delete(key);
+      else this.nftApplied.set(key, { body: t.body, listing: now.get(key) ?? '' });
+    }
+    applied.push(...changes);
+    return processes;
+  }
+
   private async writeSysctls(changes: Change[], applied: Change[]): Promise<number> {
     if (this.netns.kind === 'own') {
       for (const change of changes) {
@@ -587,4 +674,22 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Splits `nft list ruleset` into tables (`family name` → listing, counters zeroed so that traffic is no drift). */
+export function splitRuleset(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let key: string | undefined;
+  let body: string[] = [];
+  for (const line of text.split('\n')) {
+    const start = /^table (\S+) (\S+) \{$/.exec(line);
+    if (start) {
+      key = `${start[1]} ${start[2]}`;
+      body = [];
+    } else if (line === '}' && key !== undefined) {
+      out.set(key, body.join('\n').replace(/counter packets \d+ bytes \d+/g, 'counter'));
+      key = undefined;
+    } else if (key !== undefined) body.push(line);
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type ContractHarness, kernelContract, wireGuardContract } from './contract.testsuite.js';
+import { type ContractHarness, kernelContract, nftablesContract, wireGuardContract } from './contract.testsuite.js';
 import { MemoryKernel } from './memory.js';
 
 function memoryHarness(): ContractHarness {
@@ -30,6 +30,7 @@ function memoryHarness(): ContractHarness {
 
 kernelContract('in-memory kernel', async () => memoryHarness());
 wireGuardContract('in-memory kernel', async () => memoryHarness());
+nftablesContract('in-memory kernel', async () => memoryHarness());
 
 describe('MemoryKernel', () => {
   it('deletes what a link takes with it, as the kernel does, and a later apply restores all of it', async () => {
@@ -37,9 +38,9 @@ describe('MemoryKernel', () => {
     const owner = { name: 't', linkPrefix: 't', routeProtocol: 150 };
     const desired = { links: [{ kind: 'bridge' as const, name: 'tb0' }], addresses: [{ dev: 'tb0', address: '192.0.2.1/24' }], routes: [{ dst: '198.18.0.0/24', dev: 'tb0' }] };
     await kernel.apply(owner, desired);
-    const link = (await kernel.observe(owner, [])).state.links[0];
+    const link = (await kernel.observe(owner)).state.links[0];
     await kernel.execute(owner, [{ op: 'delete', kind: 'link', id: 'drift', object: link as never }]);
-    expect((await kernel.observe(owner, [])).state).toMatchObject({ links: [], addresses: [], routes: [] });
+    expect((await kernel.observe(owner)).state).toMatchObject({ links: [], addresses: [], routes: [] });
     const r = await kernel.apply(owner, desired);
     expect(r.changes.map((c) => `${c.op} ${c.id}`)).toEqual(['add link tb0', 'add address tb0 192.0.2.1/24', 'add route 198.18.0.0/24 table 254 metric 0']);
   });

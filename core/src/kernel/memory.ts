@@ -1,6 +1,6 @@
-import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
-import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
-import { type NLink, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
+import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
+import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import { type NLink, nftPrefix, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** A route as the in-memory kernel stores it: with the protocol that marks its owner. */
 export type MemoryRoute = NRoute & { readonly proto: number };
@@ -16,6 +16,8 @@ export interface MemoryKernelState {
   readonly sysctls: Map<string, string>;
   /** WireGuard devices by link name (a new wireguard link starts with no key and no peers). */
   readonly wireguard: Map<string, NWireGuard>;
+  /** nftables tables by `family name`. */
+  readonly nftables: Map<string, NftTable>;
 }
 
 const FOREIGN: KernelOwner = { name: 'foreign', linkPrefix: 'x', routeProtocol: 100 };
@@ -28,7 +30,7 @@ const FOREIGN: KernelOwner = { name: 'foreign', linkPrefix: 'x', routeProtocol: 
  */
 export class MemoryKernel implements KernelBackend {
   readonly where = 'in-memory kernel';
-  private s: MemoryKernelState = { links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map(), wireguard: new Map() };
+  private s: MemoryKernelState = { links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map(), wireguard: new Map(), nftables: new Map() };
   private failures = new Map<string, string>();
   /** Every change executed, in order (tests read it to count writes). */
   readonly log: Change[] = [];
@@ -71,7 +73,8 @@ export class MemoryKernel implements KernelBackend {
     return applyDesired(this, owner, desired, options);
   }
 
-  async observe(owner: KernelOwner, sysctlKeys: readonly string[]): Promise<{ state: NormalState; processes: number }> {
+  async observe(owner: KernelOwner, hints: ObserveHints = {}): Promise<{ state: NormalState; processes: number }> {
+    const sysctlKeys = hints.sysctlKeys ?? [];
     await Promise.resolve();
     const owned = (name: string) => name.startsWith(owner.linkPrefix);
     const [min, max] = owner.rulePriorities ?? [1, 0];
@@ -89,6 +92,7 @@ export class MemoryKernel implements KernelBackend {
       fdb: this.s.fdb.filter((f) => owned(f.dev)),
       sysctls,
       wireguard: [...this.s.wireguard.values()].filter((d) => owned(d.name)),
+      nftables: [...this.s.nftables.values()].filter((t) => t.name === nftPrefix(owner) || t.name.startsWith(`${nftPrefix(owner)}-`)),
     });
     return { state, processes: 0 };
   }
@@ -221,6 +225,14 @@ export class MemoryKernel implements KernelBackend {
         const others = o.peers.filter((p) => p.publicKey !== peer.publicKey);
         const next: NPeer[] = change.op === 'delete' ? others : [...others, { ...(peer as NPeer) }];
         s.wireguard.set(device, { ...o, peers: next.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) });
+        return undefined;
+      }
+      case 'nftables': {
+        const t = change.object as NftTable;
+        const key = `${t.family} ${t.name}`;
+        if (change.op === 'delete') {
+          if (!s.nftables.delete(key)) return `Error: No such file or directory; did you mean table ‘${t.name}’?`;
+        } else s.nftables.set(key, { ...t });
         return undefined;
       }
       case 'sysctl': {

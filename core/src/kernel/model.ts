@@ -152,6 +152,17 @@ export interface WireGuardDevice {
   readonly peers: readonly WireGuardPeer[];
 }
 
+/**
+ * An nftables table, replaced atomically whenever it differs (`nft -f -`: `delete table …; table … { body }` in one
+ * transaction). Its name is `weft-<owner>` or starts with `weft-<owner>-`.
+ */
+export interface NftTable {
+  readonly family: 'ip' | 'ip6' | 'inet' | 'arp' | 'bridge' | 'netdev';
+  readonly name: string;
+  /** Everything between the table's braces, in nft syntax: sets, maps, chains and their rules. */
+  readonly body: string;
+}
+
 /** What one owner wants in a namespace. Absent lists mean empty. */
 export interface DesiredState {
   readonly links?: readonly Link[];
@@ -162,6 +173,7 @@ export interface DesiredState {
   readonly fdb?: readonly FdbEntry[];
   readonly sysctls?: readonly Sysctl[];
   readonly wireguard?: readonly WireGuardDevice[];
+  readonly nftables?: readonly NftTable[];
 }
 
 /**
@@ -180,7 +192,7 @@ export interface KernelOwner {
 }
 
 /** Kinds of kernel object, as changes and metrics name them. */
-export type ObjectKind = 'link' | 'address' | 'route' | 'rule' | 'neighbour' | 'fdb' | 'sysctl' | 'wireguard' | 'wgpeer';
+export type ObjectKind = 'link' | 'address' | 'route' | 'rule' | 'neighbour' | 'fdb' | 'sysctl' | 'wireguard' | 'wgpeer' | 'nftables';
 
 /** One step of an apply. `replace` changes an object in place; `set` changes a link's mutable attributes. */
 export interface Change {
@@ -189,7 +201,7 @@ export interface Change {
   /** Human-readable identity, e.g. `route 198.18.0.0/24 table 254 metric 0`. */
   readonly id: string;
   /** The desired object for add/replace/set, the observed one for delete. */
-  readonly object: Link | Address | Route | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string });
+  readonly object: Link | Address | Route | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string }) | NftTable;
   /** For `set`: which attributes differ. */
   readonly fields?: readonly string[];
 }

@@ -1,6 +1,6 @@
 import { WeftError } from '../api/errors.js';
 import { canonicalIP, type Family, familyOf, isMAC, networkOf, parsePrefix } from './ip.js';
-import type { Address, DesiredState, FdbEntry, KernelOwner, Link, Neighbour, Route, Rule, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import type { Address, DesiredState, FdbEntry, KernelOwner, Link, Neighbour, NftTable, Route, Rule, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
 
 /*
  * Desired objects are validated and brought into one canonical form (defaults filled, addresses canonical), so that
@@ -60,6 +60,7 @@ export interface NormalState {
   readonly fdb: readonly FdbEntry[];
   readonly sysctls: readonly Sysctl[];
   readonly wireguard: readonly NWireGuard[];
+  readonly nftables: readonly NftTable[];
 }
 
 /** Thrown before any command runs when a desired state holds a bad value; `problems` lists every one. */
@@ -300,6 +301,15 @@ export function normalizeDesired(owner: KernelOwner, desired: DesiredState): Nor
 
   const wireguard = (desired.wireguard ?? []).map((d) => normalizeWireGuard(c, d, links)).filter((d): d is NWireGuard => d !== undefined);
 
+  const nftables: NftTable[] = [];
+  for (const t of desired.nftables ?? []) {
+    const what = `nftables table ${JSON.stringify(t.name)}`;
+    const problem = nftProblem(owner, t);
+    if (problem) c.fail(what, problem);
+    else nftables.push({ family: t.family, name: t.name, body: t.body.trim() });
+  }
+  duplicates(c, 'nftables table', nftables, (t) => `${t.family} ${t.name}`);
+
   duplicates(c, 'link', links, (l) => l.name);
   duplicates(c, 'wireguard device', wireguard, (d) => d.name);
   duplicates(c, 'address', addresses, (a) => `${a.dev} ${a.address}`);
@@ -308,7 +318,36 @@ export function normalizeDesired(owner: KernelOwner, desired: DesiredState): Nor
   duplicates(c, 'neighbour', neighbours, (n) => `${n.dev} ${n.address}`);
   duplicates(c, 'sysctl', sysctls, (s) => s.key);
   if (c.problems.length > 0) throw new KernelInputError(owner.name, c.problems);
-  return { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard };
+  return { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard, nftables };
+}
+
+const NFT_FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);
+/** Statements that reach outside a table; a table body never holds them. */
+const NFT_OUTSIDE = /^\s*(table|include|flush|delete|destroy|reset|rename|define|add\s+table|create\s+table|list|monitor|export|import)\b/;
+
+/** The name prefix of an owner's nftables tables. */
+export function nftPrefix(owner: KernelOwner): string {
+  return `weft-${owner.name}`;
+}
+
+/** Why an nftables table cannot be the owner's, or undefined when it can. */
+function nftProblem(owner: KernelOwner, t: NftTable): string | undefined {
+  if (!NFT_FAMILIES.has(t.family)) return `family ${JSON.stringify(t.family)}: expected one of ${[...NFT_FAMILIES].join(', ')}`;
+  const prefix = nftPrefix(owner);
+  if (typeof t.name !== 'string' || !(t.name === prefix || (t.name.startsWith(`${prefix}-`) && /^[A-Za-z0-9_-]{1,64}$/.test(t.name)))) {
+    return `name must be "${prefix}" or start with "${prefix}-" (letters, digits, _ and -)`;
+  }
+  if (typeof t.body !== 'string' || t.body.includes('\0')) return 'body: expected nft text';
+  let depth = 0;
+  for (const line of t.body.split('\n')) {
+    if (depth === 0 && NFT_OUTSIDE.test(line)) return `body: ${JSON.stringify(line.trim())} reaches outside the table`;
+    for (const ch of line.replace(/"[^"]*"/g, '').replace(/#.*$/, '')) {
+      if (ch === '{') depth += 1;
+      if (ch === '}') depth -= 1;
+      if (depth < 0) return 'body: unbalanced braces';
+    }
+  }
+  return depth === 0 ? undefined : 'body: unbalanced braces';
 }
 
 const WG_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
