@@ -5,6 +5,9 @@ if (major < 24) {
   throw new Error(`weft's tests need Node >= 24, got ${process.version} (${process.execPath}); run them with npm test or npx vitest`);
 }
 
+// The VM suite (*.vm.test.ts) runs only inside the VM that test/vm.e2e.test.ts boots.
+const inVm = process.env.WEFT_IN_VM === '1';
+
 export default defineConfig({
   resolve: { conditions: ['weft-source'] },
   ssr: { resolve: { conditions: ['weft-source'], externalConditions: ['weft-source'] } },
@@ -14,7 +17,7 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['core/src/**/*.test.ts', 'plugins/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'], exclude: ['**/*.e2e.test.ts', '**/node_modules/**'] },
+        test: { name: 'unit', include: ['core/src/**/*.test.ts', 'plugins/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'], exclude: ['**/*.e2e.test.ts', '**/*.vm.test.ts', '**/node_modules/**'] },
       },
       {
         extends: true,
@@ -26,6 +29,9 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      ...(inVm
+        ? [{ extends: true, test: { name: 'vm', include: ['core/src/**/*.vm.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000 } }]
+        : []),
     ],
   },
 });

@@ -30,3 +30,19 @@ export async function freshNetns(label: string): Promise<{ name: string; remove(
     },
   };
 }
+
+/**
+ * Why the VM suite cannot run here, or undefined when it can: it needs root, qemu-system-x86_64, a Debian kernel
+ * image under /boot and a static busybox (see tools/vm/README.md). WEFT_E2E_REQUIRED=1 turns a skip into an error.
+ */
+export async function vmSkipReason(): Promise<string | undefined> {
+  const { readdir } = await import('node:fs/promises');
+  let reason: string | undefined;
+  const has = async (cmd: string) => (await execa('sh', ['-c', 'command -v "$0"', cmd], { reject: false })).exitCode === 0;
+  if (process.getuid?.() !== 0) reason = 'needs root';
+  else if (!(await has('qemu-system-x86_64'))) reason = 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)';
+  else if (!(await readdir('/boot').catch(() => [])).some((f) => f.startsWith('vmlinuz-'))) reason = 'no kernel image in /boot (apt-get install linux-image-6.12-amd64)';
+  else if (!(await has('busybox')) && !process.env.VM_RUN_BUSYBOX) reason = 'no static busybox (apt-get install busybox-static)';
+  if (reason && process.env.WEFT_E2E_REQUIRED === '1') throw new Error(`WEFT_E2E_REQUIRED=1 but the VM suite cannot run: ${reason}`);
+  return reason;
+}

@@ -309,7 +309,7 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       const r = await applyDesired(h.backend, OWNER, {});
       expect(summary(r).every((s) => s.startsWith('delete '))).toBe(true);
       const left = (await h.backend.observe(OWNER)).state;
-      expect({ ...left, sysctls: [] }).toEqual({ links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: [], wireguard: [], nftables: [] });
+      expect({ ...left, sysctls: [] }).toEqual({ links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: [], wireguard: [], nftables: [], mplsRoutes: [] });
       expect(await h.foreignIntact()).toBe(true);
       expect(summary(await applyDesired(h.backend, OWNER, {}))).toEqual([]);
     });

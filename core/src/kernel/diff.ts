@@ -1,5 +1,5 @@
 import type { Address, Change, FdbEntry, Neighbour, Sysctl } from './model.js';
-import { type NLink, type NormalState, type NPeer, type NRoute, type NWireGuard, routeKey, ruleKey } from './normalize.js';
+import { type NLink, type NMplsRoute, type NormalState, type NPeer, type NRoute, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** Link attributes that only recreating the link can change, per kind. */
 const IMMUTABLE: Record<string, readonly string[]> = {
@@ -25,8 +25,9 @@ export function linkNeedsRecreate(observed: NLink, desired: NLink): boolean {
   if (observed.kind !== desired.kind) return true;
   const o = observed as unknown as Record<string, unknown>;
   const d = desired as unknown as Record<string, unknown>;
-  // veth: the peer's attributes cannot always be read back (it may live in another namespace); trust the name.
-  const fields = (IMMUTABLE[desired.kind] ?? []).filter((f) => !(desired.kind === 'veth' && o[f] === undefined));
+  // Unset desired attributes are the kernel's to choose (ip6gre's default hop limit reads back as 64); a veth
+  // peer in another namespace cannot be read back at all.
+  const fields = (IMMUTABLE[desired.kind] ?? []).filter((f) => d[f] !== undefined && !(desired.kind === 'veth' && o[f] === undefined));
   return fields.some((f) => JSON.stringify(o[f] ?? null) !== JSON.stringify(d[f] ?? null));
 }
 
@@ -108,6 +109,16 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
     const o = observedRoutes.get(k);
     // A route through a recreated link vanished with it; `replace` puts it back either way.
     if (!o || !sameRoute(o, d) || (d.dev !== undefined && recreated.has(d.dev))) adds.push({ op: o ? 'replace' : 'add', kind: 'route', id: `route ${k}`, object: d });
+  }
+
+  // MPLS routes: one per label, replaced in place.
+  const sameMpls = (a: NMplsRoute, b: NMplsRoute) => a.dev === b.dev && a.via === b.via && a.as.join('/') === b.as.join('/');
+  const observedMpls = byKey(observed.mplsRoutes, (m) => String(m.label));
+  const desiredMpls = byKey(desired.mplsRoutes, (m) => String(m.label));
+  for (const [k, o] of observedMpls) if (!desiredMpls.has(k)) routeDeletes.push({ op: 'delete', kind: 'mpls', id: `mpls route ${k}`, object: o });
+  for (const [k, d] of desiredMpls) {
+    const o = observedMpls.get(k);
+    if (!o || !sameMpls(o, d) || (d.dev !== undefined && recreated.has(d.dev))) adds.push({ op: o ? 'replace' : 'add', kind: 'mpls', id: `mpls route ${k}`, object: d });
   }
 
   const observedRules = byKey(observed.rules, ruleKey);

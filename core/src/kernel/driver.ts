@@ -28,6 +28,8 @@ export interface ObserveHints {
   readonly sysctlKeys?: readonly string[];
   /** The desired state has nftables tables (a backend may skip reading nftables for owners that never had any). */
   readonly nftables?: boolean;
+  /** The desired state has MPLS routes (likewise). */
+  readonly mpls?: boolean;
 }
 
 /**
@@ -55,7 +57,7 @@ export async function applyDesired(
 ): Promise<ApplyResult> {
   checkOwner(owner);
   const normal = normalizeDesired(owner, desired);
-  const observed = await backend.observe(owner, { sysctlKeys: normal.sysctls.map((s) => s.key), nftables: normal.nftables.length > 0 });
+  const observed = await backend.observe(owner, { sysctlKeys: normal.sysctls.map((s) => s.key), nftables: normal.nftables.length > 0, mpls: normal.mplsRoutes.length > 0 });
   const changes = diffState(observed.state, normal);
   if (options.dryRun || changes.length === 0) return { changes, processes: observed.processes };
   const written = await backend.execute(owner, changes);

@@ -86,9 +86,9 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (S
       const counting = countingRunner();
       const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
       const cold = await kernel.apply(OWNER, contractState());
-      // reads: ip -4, ip -6, sysctl, and nft once (the first read of an owner looks for tables a past run left);
-      // writes: ip -batch, ip -6 -batch (the IPv6 rule), bridge -batch (FDB), sysctl -w.
-      expect(cold.processes).toBe(8);
+      // reads: ip -4, ip -6, sysctl, and once ip -f mpls and nft (the first read of an owner looks for MPLS routes and
+      // tables a past run left); writes: ip -batch, ip -6 -batch (the IPv6 rule), bridge -batch (FDB), sysctl -w.
+      expect(cold.processes).toBe(9);
       const steady = await kernel.apply(OWNER, contractState());
       expect(steady.changes).toEqual([]);
       // reads only: ip -4, ip -6, bridge fdb (a vxlan link exists), sysctl

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
-import { canonicalIP, type Family, parsePrefix } from './ip.js';
+import { canonicalIP, type Family, familyOf, parsePrefix } from './ip.js';
 import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
-import { type NLink, nftPrefix, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard } from './normalize.js';
+import { type NLink, type NMplsRoute, nftPrefix, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard } from './normalize.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
@@ -85,6 +85,16 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
     case 'fdb': {
       const f = o as FdbEntry;
       return [['fdb', change.op === 'delete' ? 'del' : 'append', f.lladdr, 'dev', f.dev, 'dst', f.dst]];
+    }
+    case 'mpls': {
+      const m = o as NMplsRoute;
+      if (change.op === 'delete') return [['route', 'del', String(m.label), 'proto', String(owner.routeProtocol)]];
+      const line = ['route', 'replace', String(m.label)];
+      if (m.as.length > 0) line.push('as', m.as.join('/'));
+      if (m.via !== undefined) line.push('via', familyOf(m.via) === 6 ? 'inet6' : 'inet', m.via);
+      if (m.dev !== undefined) line.push('dev', m.dev);
+      line.push('proto', String(owner.routeProtocol));
+      return [line];
     }
     case 'sysctl':
     case 'wireguard':
@@ -178,7 +188,7 @@ function linkAdd(l: NLink): string[] {
   return line;
 }
 
-type Tool = 'ip' | 'ip6' | 'bridge' | 'wg' | 'nft' | 'sysctl';
+type Tool = 'ip' | 'ip6' | 'mpls' | 'bridge' | 'wg' | 'nft' | 'sysctl';
 
 /**
  * Which tool runs a change: `ip`; `ip -6` for IPv6 rules (`ip rule` assumes IPv4 unless told, even for an IPv6
@@ -189,6 +199,7 @@ function toolOf(change: Change): Tool {
   if (change.kind === 'sysctl') return 'sysctl';
   if (change.kind === 'wireguard' || change.kind === 'wgpeer') return 'wg';
   if (change.kind === 'nftables') return 'nft';
+  if (change.kind === 'mpls') return 'mpls';
   if (change.kind === 'rule' && (change.object as NRule).family === 6) return 'ip6';
   return 'ip';
 }
@@ -199,18 +210,21 @@ function toolOf(change: Change): Tool {
  * and FDB additions and sysctls after the `ip` additions.
  */
 export function batches(changes: readonly Change[]): { tool: Tool; changes: Change[] }[] {
+  // Sysctls go before MPLS routes: a label needs net.mpls.platform_labels above it and input on its link.
   const order: [boolean, Tool][] = [
     [true, 'nft'],
     [true, 'wg'],
     [true, 'bridge'],
+    [true, 'mpls'],
     [true, 'ip6'],
     [true, 'ip'],
     [false, 'ip'],
     [false, 'ip6'],
+    [false, 'sysctl'],
+    [false, 'mpls'],
     [false, 'wg'],
     [false, 'bridge'],
     [false, 'nft'],
-    [false, 'sysctl'],
   ];
   return order
     .map(([deleting, tool]) => ({ tool, changes: changes.filter((c) => (c.op === 'delete') === deleting && toolOf(c) === tool) }))
@@ -274,7 +288,7 @@ function parseRoute(j: Json, family: Family): NRoute | undefined {
   const p = parsePrefix(dst, { hostDefault: true });
   if (!p) return undefined;
   const flags = (j.flags ?? []) as string[];
-  const encap = j.encap === 'mpls' && typeof j.as === 'string' ? j.as : undefined;
+  const encap = j.encap === 'mpls' && typeof j.labels === 'string' ? j.labels : undefined;
   return {
     family,
     dst: `${p.address}/${p.prefix}`,
@@ -285,6 +299,20 @@ function parseRoute(j: Json, family: Family): NRoute | undefined {
     ...(typeof j.dev === 'string' ? { dev: j.dev } : {}),
     ...(typeof j.gateway === 'string' ? { via: canonicalIP(j.gateway) } : {}),
     ...(typeof j.prefsrc === 'string' ? { src: canonicalIP(j.prefsrc) } : {}),
+  };
+}
+
+function parseMpls(j: Json): NMplsRoute | undefined {
+  const label = Number(j.dst);
+  if (!Number.isInteger(label)) return undefined;
+  // `ip -f mpls -json` names the swapped stack `to` and the next hop `via: { family, host }`.
+  const as = j.to;
+  const via = typeof j.via === 'object' && j.via !== null ? (j.via as Json).host : j.gateway;
+  return {
+    label,
+    as: typeof as === 'string' ? as.split('/').map(Number) : [],
+    ...(typeof j.dev === 'string' ? { dev: j.dev } : {}),
+    ...(typeof via === 'string' ? { via: canonicalIP(via) } : {}),
   };
 }
 
@@ -324,9 +352,11 @@ export class Iproute2Kernel implements KernelBackend {
   readonly where: string;
   private readonly run: Runner;
   private readonly wireguard: WireGuardImplementation;
-  /** Owners known to have nftables tables, and owners read at least once (to find tables left from a past run). */
+  /** Owners read at least once (the first read also looks for what a past run left). */
+  private readonly seen = new Set<string>();
+  /** Owners known to have nftables tables, or MPLS routes: only those are read when the desired state has none. */
   private readonly nftOwners = new Set<string>();
-  private readonly nftSeen = new Set<string>();
+  private readonly mplsOwners = new Set<string>();
   /** Per table: the body last applied and the kernel's listing of it right after, to tell drift from change. */
   private readonly nftApplied = new Map<string, { body: string; listing: string }>();
   private nftMissing: boolean | undefined;
@@ -369,7 +399,8 @@ export class Iproute2Kernel implements KernelBackend {
     const out = r.stdout
       .split('\n')
       .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Json[]);
+      // iproute2 prints an MPLS-encapsulated route's label stack as a second "dst" key; keep both apart.
+      .map((l) => JSON.parse(l.replaceAll('"encap":"mpls","dst":', '"encap":"mpls","labels":')) as Json[]);
     if (out.length !== lines.length) throw new Error(`ip -${family} -json -batch (${this.where}): expected ${lines.length} answers, got ${out.length}`);
     return out;
   }
@@ -453,16 +484,28 @@ export class Iproute2Kernel implements KernelBackend {
         }
       }
     }
+    // The first read of an owner also looks for MPLS routes and nftables tables that a past run left.
+    const first = !this.seen.has(owner.name);
+    this.seen.add(owner.name);
+    let mplsRoutes: NMplsRoute[] = [];
+    if (hints.mpls || first || this.mplsOwners.has(owner.name)) {
+      const r = await this.exec('ip', ['-f', 'mpls', '-json', 'route', 'show', 'proto', proto]);
+      processes += 1;
+      // A kernel without MPLS holds no MPLS routes; applying one then fails with the kernel's own message.
+      if (r.exitCode === 0) mplsRoutes = (JSON.parse(r.stdout || '[]') as Json[]).map(parseMpls).filter((m): m is NMplsRoute => m !== undefined);
+      if (mplsRoutes.length > 0) this.mplsOwners.add(owner.name);
+      else this.mplsOwners.delete(owner.name);
+    }
+
     let nftables: NftTable[] = [];
-    if (hints.nftables || this.nftOwners.has(owner.name) || !this.nftSeen.has(owner.name)) {
-      this.nftSeen.add(owner.name);
+    if (hints.nftables || first || this.nftOwners.has(owner.name)) {
       const listed = await this.listNftTables(owner);
       processes += listed.processes;
       nftables = listed.tables;
       if (nftables.length > 0) this.nftOwners.add(owner.name);
       else this.nftOwners.delete(owner.name);
     }
-    return { state: { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard, nftables }, processes };
+    return { state: { links, addresses, routes, mplsRoutes, rules, neighbours, fdb, sysctls, wireguard, nftables }, processes };
   }
 
   async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
@@ -503,7 +546,7 @@ export class Iproute2Kernel implements KernelBackend {
         continue;
       }
       const tool = segment.tool === 'bridge' ? 'bridge' : 'ip';
-      const args = segment.tool === 'ip6' ? ['-6', '-batch', '-'] : ['-batch', '-'];
+      const args = segment.tool === 'ip6' ? ['-6', '-batch', '-'] : segment.tool === 'mpls' ? ['-f', 'mpls', '-batch', '-'] : ['-batch', '-'];
       const r = await this.exec(tool, args, `${lines.join('\n')}\n`);
       processes += 1;
       if (r.exitCode !== 0) {

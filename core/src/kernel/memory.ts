@@ -1,6 +1,6 @@
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
-import { type NLink, nftPrefix, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
+import { type NLink, type NMplsRoute, nftPrefix, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** A route as the in-memory kernel stores it: with the protocol that marks its owner. */
 export type MemoryRoute = NRoute & { readonly proto: number };
@@ -10,6 +10,7 @@ export interface MemoryKernelState {
   readonly links: NLink[];
   readonly addresses: Address[];
   readonly routes: MemoryRoute[];
+  readonly mplsRoutes: (NMplsRoute & { readonly proto: number })[];
   readonly rules: NRule[];
   readonly neighbours: Neighbour[];
   readonly fdb: FdbEntry[];
@@ -30,7 +31,7 @@ const FOREIGN: KernelOwner = { name: 'foreign', linkPrefix: 'x', routeProtocol: 
  */
 export class MemoryKernel implements KernelBackend {
   readonly where = 'in-memory kernel';
-  private s: MemoryKernelState = { links: [], addresses: [], routes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map(), wireguard: new Map(), nftables: new Map() };
+  private s: MemoryKernelState = { links: [], addresses: [], routes: [], mplsRoutes: [], rules: [], neighbours: [], fdb: [], sysctls: new Map(), wireguard: new Map(), nftables: new Map() };
   private failures = new Map<string, string>();
   /** Every change executed, in order (tests read it to count writes). */
   readonly log: Change[] = [];
@@ -87,6 +88,7 @@ export class MemoryKernel implements KernelBackend {
       links: this.s.links.filter((l) => owned(l.name)),
       addresses: this.s.addresses.filter((a) => owned(a.dev)),
       routes: this.s.routes.filter((r) => r.proto === owner.routeProtocol).map(({ proto: _proto, ...r }) => r),
+      mplsRoutes: this.s.mplsRoutes.filter((r) => r.proto === owner.routeProtocol).map(({ proto: _proto, ...r }) => r),
       rules: this.s.rules.filter((r) => r.priority >= min && r.priority <= max),
       neighbours: this.s.neighbours.filter((n) => owned(n.dev)),
       fdb: this.s.fdb.filter((f) => owned(f.dev)),
@@ -171,6 +173,20 @@ export class MemoryKernel implements KernelBackend {
         else s.routes.splice(i, 1, stored);
         return undefined;
       }
+      case 'mpls': {
+        const m = change.object as NMplsRoute;
+        const i = s.mplsRoutes.findIndex((x) => x.label === m.label);
+        if (change.op === 'delete') {
+          if (i < 0) return 'RTNETLINK answers: No such process';
+          s.mplsRoutes.splice(i, 1);
+          return undefined;
+        }
+        if (m.dev !== undefined && !this.link(m.dev) && m.dev !== 'lo') return noDevice(m.dev);
+        const stored = { ...structuredClone(m), proto: owner.routeProtocol };
+        if (i < 0) s.mplsRoutes.push(stored);
+        else s.mplsRoutes.splice(i, 1, stored);
+        return undefined;
+      }
       case 'rule': {
         const r = change.object as NRule;
         const i = s.rules.findIndex((x) => ruleKey(x) === ruleKey(r));
@@ -250,6 +266,7 @@ export class MemoryKernel implements KernelBackend {
     const keep = <T>(list: T[], dev: (t: T) => string | undefined) => list.splice(0, list.length, ...list.filter((x) => !names.has(dev(x) ?? '')));
     keep(s.addresses, (a) => a.dev);
     keep(s.routes, (r) => r.dev);
+    keep(s.mplsRoutes, (r) => r.dev);
     keep(s.neighbours, (n) => n.dev);
     keep(s.fdb, (f) => f.dev);
     for (const name of names) s.wireguard.delete(name);

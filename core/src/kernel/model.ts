@@ -93,6 +93,20 @@ export interface Route {
   readonly mpls?: readonly number[];
 }
 
+/**
+ * An MPLS route (`ip -f mpls route replace LABEL …`): pop the label and deliver locally (`dev`, usually `lo`), or
+ * swap it for the `as` stack and forward `via` a neighbour. Needs `net.mpls.platform_labels` > LABEL and
+ * `net.mpls.conf.<dev>.input=1` on the receiving link (sysctls in the same desired state).
+ */
+export interface MplsRoute {
+  readonly label: number;
+  readonly dev?: string;
+  /** Next hop for a swap (IPv4 or IPv6). */
+  readonly via?: string;
+  /** The labels that replace `label` (swap); absent to pop. */
+  readonly as?: readonly number[];
+}
+
 /** `ip [-6] rule add priority P [fwmark M/MASK] [from SRC] [to DST] table T` */
 export interface Rule {
   readonly priority: number;
@@ -168,6 +182,7 @@ export interface DesiredState {
   readonly links?: readonly Link[];
   readonly addresses?: readonly Address[];
   readonly routes?: readonly Route[];
+  readonly mplsRoutes?: readonly MplsRoute[];
   readonly rules?: readonly Rule[];
   readonly neighbours?: readonly Neighbour[];
   readonly fdb?: readonly FdbEntry[];
@@ -192,7 +207,7 @@ export interface KernelOwner {
 }
 
 /** Kinds of kernel object, as changes and metrics name them. */
-export type ObjectKind = 'link' | 'address' | 'route' | 'rule' | 'neighbour' | 'fdb' | 'sysctl' | 'wireguard' | 'wgpeer' | 'nftables';
+export type ObjectKind = 'link' | 'address' | 'route' | 'mpls' | 'rule' | 'neighbour' | 'fdb' | 'sysctl' | 'wireguard' | 'wgpeer' | 'nftables';
 
 /** One step of an apply. `replace` changes an object in place; `set` changes a link's mutable attributes. */
 export interface Change {
@@ -201,7 +216,7 @@ export interface Change {
   /** Human-readable identity, e.g. `route 198.18.0.0/24 table 254 metric 0`. */
   readonly id: string;
   /** The desired object for add/replace/set, the observed one for delete. */
-  readonly object: Link | Address | Route | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string }) | NftTable;
+  readonly object: Link | Address | Route | MplsRoute | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string }) | NftTable;
   /** For `set`: which attributes differ. */
   readonly fields?: readonly string[];
 }

@@ -22,6 +22,13 @@ export interface NRoute {
   readonly onlink: boolean;
   readonly mpls: readonly number[];
 }
+/** An MPLS route in canonical form (`as` empty to pop). */
+export interface NMplsRoute {
+  readonly label: number;
+  readonly dev?: string;
+  readonly via?: string;
+  readonly as: readonly number[];
+}
 /** A rule in canonical form (`from`/`to` absent mean "all"). */
 export interface NRule {
   readonly family: Family;
@@ -55,6 +62,7 @@ export interface NormalState {
   readonly links: readonly NLink[];
   readonly addresses: readonly Address[];
   readonly routes: readonly NRoute[];
+  readonly mplsRoutes: readonly NMplsRoute[];
   readonly rules: readonly NRule[];
   readonly neighbours: readonly Neighbour[];
   readonly fdb: readonly FdbEntry[];
@@ -274,6 +282,20 @@ export function normalizeDesired(owner: KernelOwner, desired: DesiredState): Nor
     else addresses.push({ dev: a.dev, address: `${p.address}/${p.prefix}` });
   }
   const routes = (desired.routes ?? []).map((r) => normalizeRoute(c, r)).filter((r): r is NRoute => r !== undefined);
+  const mplsRoutes: NMplsRoute[] = [];
+  for (const m of desired.mplsRoutes ?? []) {
+    const what = `mpls route ${JSON.stringify(m.label)}`;
+    const before = c.problems.length;
+    c.int(what, 'label', m.label, 16, 1_048_575);
+    if (m.dev !== undefined) c.ifname(what, 'dev', m.dev, false);
+    const via = m.via === undefined ? undefined : c.ip(what, 'via', m.via);
+    const stack = m.as ?? [];
+    if (!Array.isArray(stack) || stack.length > 8) c.fail(what, 'as: expected a label stack of at most 8 labels');
+    else stack.forEach((l, i) => c.int(what, `as[${i}]`, l, 16, 1_048_575));
+    if (m.dev === undefined && via === undefined) c.fail(what, 'needs dev (pop and deliver) or via (swap and forward)');
+    if (c.problems.length === before) mplsRoutes.push({ label: m.label, as: [...stack], ...(m.dev !== undefined ? { dev: m.dev } : {}), ...(via ? { via } : {}) });
+  }
+  duplicates(c, 'mpls route', mplsRoutes, (m) => String(m.label));
   const rules = (desired.rules ?? []).map((r) => normalizeRule(c, r)).filter((r): r is NRule => r !== undefined);
   const neighbours: Neighbour[] = [];
   for (const n of desired.neighbours ?? []) {
@@ -318,7 +340,7 @@ export function normalizeDesired(owner: KernelOwner, desired: DesiredState): Nor
   duplicates(c, 'neighbour', neighbours, (n) => `${n.dev} ${n.address}`);
   duplicates(c, 'sysctl', sysctls, (s) => s.key);
   if (c.problems.length > 0) throw new KernelInputError(owner.name, c.problems);
-  return { links, addresses, routes, rules, neighbours, fdb, sysctls, wireguard, nftables };
+  return { links, addresses, routes, mplsRoutes, rules, neighbours, fdb, sysctls, wireguard, nftables };
 }
 
 const NFT_FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);

@@ -1,0 +1,104 @@
+/**
+ * The kernel driver on a stock Debian kernel, inside the VM (tools/vm/vm-run; started by test/vm.e2e.test.ts): the
+ * link kinds, MPLS and kernel WireGuard that the host kernel lacks, plus the whole contract on a second kernel.
+ */
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { freshNetns } from '../../../test/support/capabilities.js';
+import { type ContractHarness, kernelContract, nftablesContract, wireGuardContract } from './contract.testsuite.js';
+import { applyDesired } from './driver.js';
+import { Iproute2Kernel } from './iproute2.js';
+import type { DesiredState, KernelOwner } from './model.js';
+
+async function vmHarness(label: string, wireguard: 'kernel' | 'auto' = 'auto'): Promise<ContractHarness> {
+  const ns = await freshNetns(label);
+  const lines: string[] = [];
+  const ip = (...args: string[]) => execa('ip', ['-n', ns.name, ...args]);
+  return {
+    backend: new Iproute2Kernel(
+      { kind: 'named', name: ns.name },
+      {
+        wireguard,
+        runner: async (file, args, input) => {
+          lines.push([file, ...args].join(' '));
+          const r = await execa(file, args, { input, reject: false, stripFinalNewline: true });
+          return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
+        },
+      },
+    ),
+    async addForeign() {
+      await ip('link', 'add', 'fx0', 'type', 'bridge');
+      await ip('link', 'set', 'fx0', 'up');
+      await ip('address', 'add', '198.51.100.1/24', 'dev', 'fx0');
+      await ip('route', 'add', '198.51.100.128/25', 'dev', 'fx0', 'proto', 'static');
+      await ip('rule', 'add', 'priority', '900', 'table', '99');
+    },
+    async foreignIntact() {
+      const out = [(await ip('-j', 'link', 'show', 'fx0')).stdout, (await ip('-j', 'route', 'show', '198.51.100.128/25', 'proto', 'static')).stdout, (await ip('-j', 'rule', 'show', 'priority', '900')).stdout].join();
+      return out.includes('"fx0"') && out.includes('198.51.100.128/25') && out.includes('"priority":900');
+    },
+    commands: () => lines.length,
+    commandLines: () => lines,
+    close: () => ns.remove(),
+  };
+}
+
+kernelContract('iproute2 on the VM kernel', () => vmHarness('vk'));
+wireGuardContract('iproute2 on the VM kernel (kernel WireGuard)', () => vmHarness('vw', 'kernel'));
+nftablesContract('iproute2 on the VM kernel', () => vmHarness('vn'));
+
+const TUNNELS: KernelOwner = { name: 'tunnels', linkPrefix: 'wt', routeProtocol: 154 };
+const tunnelState = (greKey: number): DesiredState => ({
+  links: [
+    { kind: 'dummy', name: 'wtd0', mtu: 1500 },
+    { kind: 'gre', name: 'wtg0', remote: '198.51.100.2', local: '192.0.2.1', key: greKey, ttl: 64 },
+    { kind: 'ip6gre', name: 'wtg6', remote: '2001:db8::2', local: '2001:db8::1', key: 9 },
+    { kind: 'ipip', name: 'wti0', remote: '198.51.100.3' },
+  ],
+  addresses: [{ dev: 'wtd0', address: '192.0.2.1/24' }],
+  routes: [{ dst: '198.18.30.0/24', via: '192.0.2.2', dev: 'wtd0', mpls: [100, 200] }],
+  mplsRoutes: [
+    { label: 100, dev: 'lo' },
+    { label: 101, as: [200, 300], via: '192.0.2.2', dev: 'wtd0' },
+  ],
+  sysctls: [
+    { key: 'net.mpls.platform_labels', value: '1000' },
+    { key: 'net.mpls.conf.wtd0.input', value: '1' },
+  ],
+});
+
+describe('tunnels, dummy and MPLS on the VM kernel', () => {
+  it('creates, keeps steady, recreates on a changed GRE key, heals an MPLS route, and tears down', async () => {
+    const h = await vmHarness('vt');
+    try {
+      const summary = async (state: DesiredState) => (await applyDesired(h.backend, TUNNELS, state)).changes.map((c) => `${c.op} ${c.id}`);
+      expect(await summary(tunnelState(7))).toEqual([
+        'add link wtd0',
+        'add link wtg0',
+        'add link wtg6',
+        'add link wti0',
+        'add address wtd0 192.0.2.1/24',
+        'add route 198.18.30.0/24 table 254 metric 0',
+        'add mpls route 100',
+        'add mpls route 101',
+        'set sysctl net.mpls.platform_labels',
+        'set sysctl net.mpls.conf.wtd0.input',
+      ]);
+      expect(await summary(tunnelState(7))).toEqual([]);
+      expect(await summary(tunnelState(8))).toEqual(['delete link wtg0', 'add link wtg0']);
+      const observed = (await h.backend.observe(TUNNELS, { mpls: true })).state;
+      expect(observed.routes[0]).toMatchObject({ dst: '198.18.30.0/24', mpls: [100, 200], via: '192.0.2.2' });
+      expect(observed.mplsRoutes).toEqual([
+        { label: 100, as: [], dev: 'lo' },
+        { label: 101, as: [200, 300], dev: 'wtd0', via: '192.0.2.2' },
+      ]);
+      await h.backend.execute(TUNNELS, [{ op: 'delete', kind: 'mpls', id: 'drift', object: observed.mplsRoutes[0] as never }]);
+      expect(await summary(tunnelState(8))).toEqual(['add mpls route 100']);
+      const torn = await summary({});
+      expect(torn.every((c) => c.startsWith('delete '))).toBe(true);
+      expect(await summary({})).toEqual([]);
+    } finally {
+      await h.close();
+    }
+  });
+});
