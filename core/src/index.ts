@@ -71,3 +71,4 @@ export type {
 export { type ApplyResult, KernelApplyError } from './kernel/driver.js';
 export { canonicalEndpoint, isInterfaceName, isWireGuardKey, KernelInputError } from './kernel/normalize.js';
 export { generateWireGuardKeyPair, wireGuardPublicKey } from './kernel/wgkeys.js';
+export type { Capability } from './kernel/capabilities.js';

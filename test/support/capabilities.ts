@@ -26,6 +26,10 @@ export async function freshNetns(label: string): Promise<{ name: string; remove(
   return {
     name,
     remove: async () => {
+      // Delete the links first: a wireguard-go device keeps its process, and with it the namespace, alive.
+      const links = await execa('ip', ['-n', name, '-j', 'link', 'show'], { reject: false });
+      const names = links.exitCode === 0 ? (JSON.parse(links.stdout || '[]') as { ifname: string }[]).map((l) => l.ifname).filter((n) => n !== 'lo') : [];
+      for (const link of names) await execa('ip', ['-n', name, 'link', 'del', link], { reject: false });
       await execa('ip', ['netns', 'del', name], { reject: false });
     },
   };

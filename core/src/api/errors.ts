@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   WEFT_KERNEL_INPUT: 'invalid desired state',
   /** A kernel command failed; the error names the object and the kernel's answer. */
   WEFT_KERNEL_APPLY: 'kernel change failed',
+  /** The kernel or machine lacks what a plugin needs (a link kind, MPLS, nftables, a tool). */
+  WEFT_KERNEL_UNSUPPORTED: 'kernel lacks a capability',
   /** Two plugins declared overlapping kernel ownership (link prefix, route protocol, rule priorities). */
   WEFT_KERNEL_OWNERSHIP: 'overlapping kernel ownership',
   /** A service a plugin asked for is not available in this agent. */

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogram, HistogramConfiguration } from 'prom-client';
 import type { AnnotationPatch, ClusterView } from './cluster.js';
 import type { ApplyResult } from '../kernel/driver.js';
+import type { Capability } from '../kernel/capabilities.js';
 import type { Change, DesiredState, KernelOwner } from '../kernel/model.js';
 
 /**
@@ -108,6 +109,11 @@ export interface KernelService {
   apply(desired: DesiredState): Promise<ApplyResult>;
   /** The changes `apply` would make, without making them. */
   plan(desired: DesiredState): Promise<readonly Change[]>;
+  /**
+   * Resolves when this kernel and machine have every capability; otherwise throws `WEFT_KERNEL_UNSUPPORTED` with
+   * what is missing and how to fix it (as `weft doctor` says). Call it in `setup`.
+   */
+  require(...needs: Capability[]): Promise<void>;
 }
 
 /** The core services every plugin can resolve. */

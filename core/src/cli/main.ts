@@ -7,6 +7,7 @@ import { configJsonSchema } from '../config/json-schema.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
 import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
+import { formatDoctor, probeMachine } from '../kernel/capabilities.js';
 import { createLogger } from '../observe/logger.js';
 import { formatPlan, planConfig } from '../runtime/plan.js';
 import { runAgent } from '../runtime/run.js';
@@ -93,6 +94,15 @@ function buildProgram(io: CliIO): Command {
         if (err instanceof ExitWith) throw err;
         fail(err);
       }
+    });
+
+  program
+    .command('doctor')
+    .description('report what this kernel and machine support (link kinds, MPLS, nftables, tools) and how to fix what is missing')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const report = await probeMachine();
+      io.out(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
     });
 
   const config = program.command('config').description('check and describe config files');

@@ -1,4 +1,5 @@
 import { WeftError } from '../api/errors.js';
+import type { DoctorReport } from './capabilities.js';
 import { diffState } from './diff.js';
 import type { Change, DesiredState, KernelOwner } from './model.js';
 import { checkOwner, normalizeDesired, type NormalState } from './normalize.js';
@@ -43,6 +44,8 @@ export interface KernelBackend {
   observe(owner: KernelOwner, hints?: ObserveHints): Promise<{ state: NormalState; processes: number }>;
   /** Makes the changes in order; on failure throws {@link KernelApplyError}. Returns processes spawned. */
   execute(owner: KernelOwner, changes: readonly Change[]): Promise<number>;
+  /** What this kernel and machine support (`weft doctor`). */
+  probe(): Promise<DoctorReport>;
 }
 
 /**

@@ -97,6 +97,12 @@ export function parsePrefix(text: string, options: { hostDefault?: boolean } = {
 
 /** The network a prefix lies in (`192.0.2.7/24` → `192.0.2.0/24`). */
 export function networkOf(p: Prefix): string {
+  if (p.family === 4) {
+    // 32-bit arithmetic: this runs for every route and allowed IP of a large desired state.
+    const o = p.address.split('.').map(Number) as [number, number, number, number];
+    const n = (((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0) & (p.prefix === 0 ? 0 : (0xffffffff << (32 - p.prefix)) >>> 0);
+    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/${p.prefix}`;
+  }
   const { bits, family } = toBits(p.address) as { bits: bigint; family: Family };
   const width = family === 4 ? 32 : 128;
   const mask = p.prefix === 0 ? 0n : ((1n << BigInt(p.prefix)) - 1n) << BigInt(width - p.prefix);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
+import { type DoctorReport, probeMachine, which } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import { canonicalIP, type Family, familyOf, parsePrefix } from './ip.js';
 import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
@@ -408,11 +409,21 @@ export class Iproute2Kernel implements KernelBackend {
   async observe(owner: KernelOwner, hints: ObserveHints = {}): Promise<{ state: NormalState; processes: number }> {
     const sysctlKeys = hints.sysctlKeys ?? [];
     const proto = String(owner.routeProtocol);
-    const [[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6]] = await Promise.all([
+    // The first read of an owner also looks for MPLS routes and nftables tables that a past run left.
+    const first = !this.seen.has(owner.name);
+    this.seen.add(owner.name);
+    // Without the MPLS module loaded no namespace can hold an MPLS route: no need to ask.
+    const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && (await exists('/proc/sys/net/mpls')));
+    const wantNft = hints.nftables === true || first || this.nftOwners.has(owner.name);
+    const [[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6], mplsRead, nftRead] = await Promise.all([
       this.readBatch(4, ['link show', 'address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
       this.readBatch(6, ['address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
+      wantMpls ? this.readMpls(proto) : undefined,
+      wantNft ? this.listNftTables(owner) : undefined,
     ]);
     let processes = 2;
+    let mplsRoutes: NMplsRoute[] = [];
+    let nftables: NftTable[] = [];
     const owned = (name: unknown): name is string => typeof name === 'string' && name.startsWith(owner.linkPrefix);
 
     const links: NLink[] = [];
@@ -484,24 +495,15 @@ export class Iproute2Kernel implements KernelBackend {
         }
       }
     }
-    // The first read of an owner also looks for MPLS routes and nftables tables that a past run left.
-    const first = !this.seen.has(owner.name);
-    this.seen.add(owner.name);
-    let mplsRoutes: NMplsRoute[] = [];
-    if (hints.mpls || first || this.mplsOwners.has(owner.name)) {
-      const r = await this.exec('ip', ['-f', 'mpls', '-json', 'route', 'show', 'proto', proto]);
+    if (mplsRead) {
       processes += 1;
-      // A kernel without MPLS holds no MPLS routes; applying one then fails with the kernel's own message.
-      if (r.exitCode === 0) mplsRoutes = (JSON.parse(r.stdout || '[]') as Json[]).map(parseMpls).filter((m): m is NMplsRoute => m !== undefined);
+      mplsRoutes = mplsRead;
       if (mplsRoutes.length > 0) this.mplsOwners.add(owner.name);
       else this.mplsOwners.delete(owner.name);
     }
-
-    let nftables: NftTable[] = [];
-    if (hints.nftables || first || this.nftOwners.has(owner.name)) {
-      const listed = await this.listNftTables(owner);
-      processes += listed.processes;
-      nftables = listed.tables;
+    if (nftRead) {
+      processes += nftRead.processes;
+      nftables = nftRead.tables;
       if (nftables.length > 0) this.nftOwners.add(owner.name);
       else this.nftOwners.delete(owner.name);
     }
@@ -515,52 +517,78 @@ export class Iproute2Kernel implements KernelBackend {
     const newWireGuard = changes.filter((c) => c.kind === 'link' && c.op === 'add' && (c.object as NLink).kind === 'wireguard');
     const userspace = newWireGuard.length > 0 && (await this.wireguardImplementation()) === 'userspace';
     let started = false;
+    // WireGuard peers do not wait for the `ip` batch when the device already exists (or wireguard-go made it):
+    // the two run side by side. A kernel WireGuard link made by this batch must exist first.
+    const kernelWgCreated = newWireGuard.length > 0 && !userspace;
+    const wgAdds = segments.find((x) => x.tool === 'wg' && !x.changes.some((c) => c.op === 'delete'));
+    const runSegment = async (segment: (typeof segments)[number]): Promise<number> => {
+      if (segment.tool === 'sysctl') return this.writeSysctls(segment.changes, applied);
+      if (segment.tool === 'nft') return this.writeNftables(segment.changes, applied);
+      if (segment.tool === 'wg') return this.writeWireGuard(segment.changes, applied);
+      return this.writeBatch(owner, segment, applied, userspace);
+    };
     for (const segment of segments) {
       if (userspace && !started && !segment.changes.some((c) => c.op === 'delete')) {
         // After the deletions (a recreated device must be gone first), before anything that needs the device.
         started = true;
         processes += await this.startWireGuardGo(newWireGuard, applied);
       }
-      if (segment.tool === 'sysctl') {
-        processes += await this.writeSysctls(segment.changes, applied);
+      const adding = !segment.changes.some((c) => c.op === 'delete');
+      const besideIp = wgAdds !== undefined && !kernelWgCreated && segments.some((x) => x.tool === 'ip' && !x.changes.some((c) => c.op === 'delete'));
+      if (segment === wgAdds && besideIp) continue; // already run beside the ip batch
+      if (segment.tool === 'ip' && adding && besideIp) {
+        const [a, b] = await Promise.all([runSegment(segment), runSegment(wgAdds)]);
+        processes += a + b;
         continue;
       }
-      if (segment.tool === 'nft') {
-        processes += await this.writeNftables(segment.changes, applied);
-        continue;
-      }
-      if (segment.tool === 'wg') {
-        processes += await this.writeWireGuard(segment.changes, applied);
-        continue;
-      }
-      const lines: string[] = [];
-      const owners: Change[] = [];
-      for (const change of segment.changes) {
-        for (const line of ipLines(owner, change, { userspaceWireGuard: userspace })) {
-          lines.push(line.join(' '));
-          owners.push(change);
-        }
-      }
-      if (lines.length === 0) {
-        applied.push(...segment.changes);
-        continue;
-      }
-      const tool = segment.tool === 'bridge' ? 'bridge' : 'ip';
-      const args = segment.tool === 'ip6' ? ['-6', '-batch', '-'] : segment.tool === 'mpls' ? ['-f', 'mpls', '-batch', '-'] : ['-batch', '-'];
-      const r = await this.exec(tool, args, `${lines.join('\n')}\n`);
-      processes += 1;
-      if (r.exitCode !== 0) {
-        const m = /Command failed -:(\d+)/.exec(r.stderr);
-        const index = m ? Number(m[1]) - 1 : 0;
-        const failed = owners[index] ?? owners[0];
-        if (!failed) throw new Error(`${tool} -batch (${this.where}): ${r.stderr}`);
-        applied.push(...new Set(owners.slice(0, index).filter((c) => c !== failed)));
-        const reason = r.stderr.replace(/\n?Command failed -:\d+\s*$/, '').trim() || `exit ${r.exitCode}`;
-        throw new KernelApplyError(failed, reason, applied);
-      }
-      applied.push(...segment.changes);
+      processes += await runSegment(segment);
     }
     return processes;
+  }
+
+  /** One `ip -batch -` (or `ip -6`, `ip -f mpls`, `bridge`) for a segment; maps a failing line to its change. */
+  private async writeBatch(owner: KernelOwner, segment: { tool: Tool; changes: Change[] }, applied: Change[], userspace: boolean): Promise<number> {
+    const lines: string[] = [];
+    const owners: Change[] = [];
+    for (const change of segment.changes) {
+      for (const line of ipLines(owner, change, { userspaceWireGuard: userspace })) {
+        lines.push(line.join(' '));
+        owners.push(change);
+      }
+    }
+    if (lines.length === 0) {
+      applied.push(...segment.changes);
+      return 0;
+    }
+    const tool = segment.tool === 'bridge' ? 'bridge' : 'ip';
+    const args = segment.tool === 'ip6' ? ['-6', '-batch', '-'] : segment.tool === 'mpls' ? ['-f', 'mpls', '-batch', '-'] : ['-batch', '-'];
+    const r = await this.exec(tool, args, `${lines.join('\n')}\n`);
+    if (r.exitCode !== 0) {
+      const m = /Command failed -:(\d+)/.exec(r.stderr);
+      const index = m ? Number(m[1]) - 1 : 0;
+      const failed = owners[index] ?? owners[0];
+      if (!failed) throw new Error(`${tool} -batch (${this.where}): ${r.stderr}`);
+      applied.push(...new Set(owners.slice(0, index).filter((c) => c !== failed)));
+      const reason = r.stderr.replace(/\n?Command failed -:\d+\s*$/, '').trim() || `exit ${r.exitCode}`;
+      throw new KernelApplyError(failed, reason, applied);
+    }
+    applied.push(...segment.changes);
+    return 1;
+  }
+
+  /** The owner's MPLS routes; a kernel without MPLS has none (applying one then fails with the kernel's message). */
+  private async readMpls(proto: string): Promise<NMplsRoute[]> {
+    const r = await this.exec('ip', ['-f', 'mpls', '-json', 'route', 'show', 'proto', proto]);
+    if (r.exitCode !== 0) return [];
+    return (JSON.parse(r.stdout || '[]') as Json[]).map(parseMpls).filter((m): m is NMplsRoute => m !== undefined);
+  }
+
+  private probed: Promise<DoctorReport> | undefined;
+
+  /** What this machine supports; probed once, in a throwaway namespace. */
+  probe(): Promise<DoctorReport> {
+    this.probed ??= probeMachine();
+    return this.probed;
   }
 
   /** Whether this namespace gets kernel WireGuard or wireguard-go (`auto` probes once with a throwaway link). */
@@ -628,10 +656,7 @@ export class Iproute2Kernel implements KernelBackend {
    * run) reports a body that matches nothing, so the diff replaces it.
    */
   private async listNftTables(owner: KernelOwner): Promise<{ tables: NftTable[]; processes: number }> {
-    if (this.nftMissing === undefined) {
-      const probe = await this.run('nft', ['--version']).catch(() => ({ exitCode: 127, stdout: '', stderr: '' }));
-      this.nftMissing = probe.exitCode !== 0;
-    }
+    this.nftMissing ??= (await which('nft')) === undefined;
     if (this.nftMissing) return { tables: [], processes: 0 };
     const r = await this.exec('nft', ['list', 'ruleset']);
     if (r.exitCode !== 0) throw new Error(`nft list ruleset (${this.where}): ${r.stderr}`);

@@ -1,3 +1,4 @@
+import type { Capability, DoctorReport } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
 import { type NLink, type NMplsRoute, nftPrefix, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
@@ -67,6 +68,21 @@ export class MemoryKernel implements KernelBackend {
   /** Makes the change with this id fail once with `message`. */
   failOnce(id: string, message: string): void {
     this.failures.set(id, message);
+  }
+
+  /** Everything is supported, unless a test says otherwise with `unsupported`. */
+  unsupported = new Set<Capability>();
+
+  async probe(): Promise<DoctorReport> {
+    await Promise.resolve();
+    const all: Capability[] = ['bridge', 'veth', 'vxlan', 'dummy', 'gre', 'ip6gre', 'ipip', 'wireguard', 'mpls', 'nftables', 'netns'];
+    return {
+      kernel: 'in-memory',
+      checks: all.map((c) => {
+        const name = ['mpls', 'nftables'].includes(c) ? c : c === 'netns' ? 'network namespaces' : `link ${c}`;
+        return this.unsupported.has(c) ? { name, ok: false, detail: 'unsupported (test)', fix: `provide ${c}` } : { name, ok: true, detail: 'in-memory' };
+      }),
+    };
   }
 
   /** Diff and apply for an owner, as the real driver does. */

@@ -102,3 +102,13 @@ describe('tunnels, dummy and MPLS on the VM kernel', () => {
     }
   });
 });
+
+describe('weft doctor on the VM kernel', () => {
+  it('finds every link kind, MPLS and kernel WireGuard', async () => {
+    const { probeMachine } = await import('./capabilities.js');
+    const report = await probeMachine();
+    const missing = report.checks.filter((c) => !c.ok && !c.name.startsWith('tool ')).map((c) => `${c.name}: ${c.detail}`);
+    expect(missing).toEqual([]);
+    expect(report.checks.find((c) => c.name === 'link wireguard')?.detail).toBe('supported');
+  });
+});

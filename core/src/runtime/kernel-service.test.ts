@@ -108,3 +108,26 @@ describe('weft plan', () => {
     expect(kernel.log).toHaveLength(2);
   });
 });
+
+describe('kernel.require', () => {
+  it('names what the machine lacks and how to fix it', async () => {
+    const needy = definePlugin({
+      name: 'needy',
+      apiVersion: '1',
+      description: 'needs GRE and MPLS',
+      config: z.strictObject({}),
+      kernel: { linkPrefix: 'wn', routeProtocol: 170 },
+      async setup({ kernel }) {
+        await kernel.require('gre', 'mpls', 'bridge');
+        return { reconcile: async () => undefined };
+      },
+    });
+    const kernel = new MemoryKernel();
+    kernel.unsupported = new Set(['gre', 'mpls']);
+    await expect(startTestAgent({ plugins: [needy], kernel })).rejects.toMatchObject({
+      code: 'WEFT_KERNEL_UNSUPPORTED',
+      message:
+        'plugin "needy" needs what this machine lacks (kernel in-memory; see weft doctor):\n  link gre: unsupported (test) (fix: provide gre)\n  mpls: unsupported (test) (fix: provide mpls)',
+    });
+  });
+});

@@ -1,5 +1,6 @@
 import { WeftError } from '../api/errors.js';
 import type { KernelService } from '../api/services.js';
+import { requireCapabilities } from '../kernel/capabilities.js';
 import { type ApplyResult, applyDesired, type KernelBackend } from '../kernel/driver.js';
 import type { Change, KernelOwner } from '../kernel/model.js';
 import type { Logger } from '../observe/logger.js';
@@ -38,6 +39,9 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
     },
     async plan(desired) {
       return (await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: true })).changes;
+    },
+    async require(...needs) {
+      requireCapabilities(await o.backend.probe(), o.plugin, needs);
     },
   };
 }

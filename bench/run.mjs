@@ -1,0 +1,28 @@
+// `npm run bench [-- --json]`: every benchmark, as a table or as one JSON object ({"kernel": {...}, ...}).
+import { kernelBenchmark } from './kernel.mjs';
+
+const json = process.argv.includes('--json');
+const results = { kernel: await kernelBenchmark() };
+
+if (json) {
+  process.stdout.write(`${JSON.stringify(results)}\n`);
+} else {
+  const k = results.kernel;
+  if (k.skipped) {
+    console.log(`kernel: skipped (${k.skipped})`);
+  } else {
+    const rows = [
+      ['kernel driver', `${k.objects.routes} routes + WireGuard (${k.wireguard}) with ${k.objects.peers} peers; medians of ${k.rounds} rounds`, '', ''],
+      ['step', 'wall ms', 'processes', 'kernel writes'],
+      ['cold apply (weft)', k.coldApplyMs, k.processesCold, k.writesCold],
+      ['  floor: one ip -batch + one wg setconf', k.floorMs, 3, '-'],
+      ['  baseline: one process per object', k.perObjectMs, 2 * k.objects.routes + 5, '-'],
+      ['unchanged re-apply', k.unchangedMs, k.processesUnchanged, k.unchangedWrites],
+      ['1 peer + 1 route changed', k.oneChangeMs, k.processesOneChange, k.oneChangeWrites],
+      ['cold / floor', `${k.coldVsFloor}x (target <= 1.3x)`, '', ''],
+      ['per-object / cold', `${k.perObjectVsCold}x`, '', ''],
+    ];
+    const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => String(r[i]).length)));
+    for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(w[i])).join('  '));
+  }
+}

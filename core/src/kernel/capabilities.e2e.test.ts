@@ -1,0 +1,18 @@
+import { describe, expect, it } from 'vitest';
+import { netnsSkipReason } from '../../../test/support/capabilities.js';
+import { formatDoctor, probeMachine } from './capabilities.js';
+
+const skip = await netnsSkipReason();
+
+describe.skipIf(skip)(`weft doctor on this machine${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+  it('reports every link kind, MPLS, nftables and the tools, with a fix for each thing missing', async () => {
+    const report = await probeMachine();
+    const names = report.checks.map((c) => c.name);
+    for (const n of ['tool ip', 'tool wg', 'tool nft', 'network namespaces', 'link bridge', 'link veth', 'link vxlan', 'link dummy', 'link gre', 'link ip6gre', 'link ipip', 'link wireguard', 'mpls', 'nftables']) {
+      expect(names).toContain(n);
+    }
+    for (const c of report.checks.filter((x) => !x.ok)) expect(c.fix, c.name).toBeTruthy();
+    expect(report.checks.filter((c) => ['link bridge', 'link veth', 'link vxlan', 'network namespaces'].includes(c.name)).every((c) => c.ok)).toBe(true);
+    expect(formatDoctor(report)).toMatch(/^kernel \S+\n/);
+  });
+});
