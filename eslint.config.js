@@ -24,4 +24,5 @@ export default tseslint.config(
     rules: { 'weft/plugin-boundaries': 'error' },
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  { files: ['bench/**/*.mjs'], languageOptions: { globals: { console: 'readonly', process: 'readonly' } } },
 );

@@ -5,6 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import process from 'node:process';
 import { execa } from 'execa';
 import { Iproute2Kernel } from '../core/dist/kernel/iproute2.js';
 import { generateWireGuardKeyPair } from '../core/dist/kernel/wgkeys.js';

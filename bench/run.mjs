@@ -1,4 +1,5 @@
 // `npm run bench [-- --json]`: every benchmark, as a table or as one JSON object ({"kernel": {...}, ...}).
+import process from 'node:process';
 import { kernelBenchmark } from './kernel.mjs';
 
 const json = process.argv.includes('--json');

@@ -106,3 +106,53 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (S
     }
   });
 });
+
+describe.skipIf(skip)(`wireguard-go sockets shared across namespaces${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+  it("refuses to take over another namespace's live device socket, and clears a dead one", async () => {
+    const [a, b] = [await freshNetns('wsa'), await freshNetns('wsb')];
+    const owner = { name: 'wsock', linkPrefix: 'wsk', routeProtocol: 161 };
+    const state = { links: [{ kind: 'wireguard' as const, name: 'wsk0' }] };
+    try {
+      const ka = new Iproute2Kernel({ kind: 'named', name: a.name }, { wireguard: 'userspace' });
+      const kb = new Iproute2Kernel({ kind: 'named', name: b.name }, { wireguard: 'userspace' });
+      await ka.apply(owner, state);
+      const err = await kb.apply(owner, state).catch((e: unknown) => e as Error);
+      expect((err as Error).message).toMatch(/^link wsk0: \/var\/run\/wireguard\/wsk0\.sock is in use by a wireguard-go of another network namespace/);
+      // a's device still answers.
+      expect((await execa('ip', ['netns', 'exec', a.name, 'wg', 'show', 'wsk0'])).exitCode).toBe(0);
+      await ka.apply(owner, {});
+      expect((await kb.apply(owner, state)).changes.map((c) => c.id)).toEqual(['link wsk0']);
+      await kb.apply(owner, {});
+    } finally {
+      await a.remove();
+      await b.remove();
+    }
+  });
+});
+
+describe.skipIf(skip)(`wireguard-go that dies${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+  it('is started again, with its keys and peers, at the next apply', async () => {
+    const { generateWireGuardKeyPair } = await import('./wgkeys.js');
+    const ns = await freshNetns('wdie');
+    const owner = { name: 'wdie', linkPrefix: 'wdi', routeProtocol: 162 };
+    const peer = generateWireGuardKeyPair();
+    const state = {
+      links: [{ kind: 'wireguard' as const, name: 'wdi0' }],
+      wireguard: [{ name: 'wdi0', privateKey: generateWireGuardKeyPair().privateKey, peers: [{ publicKey: peer.publicKey, allowedIPs: ['100.64.9.0/24'] }] }],
+    };
+    try {
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { wireguard: 'userspace' });
+      await kernel.apply(owner, state);
+      // The only process in this fresh namespace is the wireguard-go this test made the driver start.
+      const pids = (await execa('ip', ['netns', 'pids', ns.name])).stdout.split('\n').filter(Boolean).map(Number);
+      expect(pids).toHaveLength(1);
+      process.kill(pids[0] as number, 'SIGKILL');
+      for (let i = 0; i < 50 && (await execa('ip', ['-n', ns.name, 'link', 'show', 'wdi0'], { reject: false })).exitCode === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const healed = await kernel.apply(owner, state);
+      expect(healed.changes.map((c) => `${c.op} ${c.id}`)).toEqual(['add link wdi0', 'set wireguard wdi0', `add wgpeer wdi0 ${peer.publicKey}`]);
+      expect((await kernel.apply(owner, state)).changes).toEqual([]);
+    } finally {
+      await ns.remove();
+    }
+  });
+});

@@ -1,4 +1,5 @@
 import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -609,8 +610,17 @@ export class Iproute2Kernel implements KernelBackend {
     let processes = 0;
     for (const change of links) {
       const name = (change.object as NLink).name;
-      // A socket left by a wireguard-go that died would make the new one refuse to start.
-      await rm(join(WIREGUARD_SOCKET_DIR, `${name}.sock`), { force: true });
+      const socket = join(WIREGUARD_SOCKET_DIR, `${name}.sock`);
+      // wireguard-go's control sockets share one directory across namespaces. A live one here belongs to a device of
+      // the same name in another namespace: never take it over. A dead one (its wireguard-go died) is cleared.
+      if (await socketAnswers(socket)) {
+        throw new KernelApplyError(
+          change,
+          `${socket} is in use by a wireguard-go of another network namespace; give each namespace's device its own name, or run each agent in its own mount namespace`,
+          applied,
+        );
+      }
+      await rm(socket, { force: true });
       const r = await this.exec('wireguard-go', [name]);
       processes += 1;
       if (r.exitCode !== 0) {
@@ -760,4 +770,19 @@ export function splitRuleset(text: string): Map<string, string> {
     } else if (key !== undefined) body.push(line);
   }
   return out;
+}
+
+/** Whether a unix socket accepts a connection (a live wireguard-go), within a second. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const client = connect(path);
+    const done = (answer: boolean) => {
+      clearTimeout(timer);
+      client.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done(false), 1_000);
+    client.once('connect', () => done(true));
+    client.once('error', () => done(false));
+  });
 }
