@@ -23,6 +23,7 @@ export function linkFieldsToSet(observed: NLink, desired: NLink): string[] {
 /** Whether the link must be deleted and created again to match. */
 export function linkNeedsRecreate(observed: NLink, desired: NLink): boolean {
   if (observed.kind !== desired.kind) return true;
+  if ((observed.netns ?? null) !== (desired.netns ?? null)) return true;
   const o = observed as unknown as Record<string, unknown>;
   const d = desired as unknown as Record<string, unknown>;
   // Unset desired attributes are the kernel's to choose (ip6gre's default hop limit reads back as 64); a veth

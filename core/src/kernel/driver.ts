@@ -31,6 +31,8 @@ export interface ObserveHints {
   readonly nftables?: boolean;
   /** The desired state has MPLS routes (likewise). */
   readonly mpls?: boolean;
+  /** Other namespaces the desired state moves links into: their owned links are read too. */
+  readonly linkNetns?: readonly string[];
 }
 
 /**
@@ -60,7 +62,10 @@ export async function applyDesired(
 ): Promise<ApplyResult> {
   checkOwner(owner);
   const normal = normalizeDesired(owner, desired);
-  const observed = await backend.observe(owner, { sysctlKeys: normal.sysctls.map((s) => s.key), nftables: normal.nftables.length > 0, mpls: normal.mplsRoutes.length > 0 });
+  const observed = await backend.observe(owner, { sysctlKeys: normal.sysctls.map((s) => s.key), nftables: normal.nftables.length > 0,
+    mpls: normal.mplsRoutes.length > 0,
+    linkNetns: [...new Set(normal.links.flatMap((l) => (l.netns !== undefined ? [l.netns] : [])))],
+  });
   const changes = diffState(observed.state, normal);
   if (options.dryRun || changes.length === 0) return { changes, processes: observed.processes };
   const written = await backend.execute(owner, changes);

@@ -156,3 +156,34 @@ describe.skipIf(skip)(`wireguard-go that dies${skip ? ` (SKIPPED: ${skip})` : ''
     }
   });
 });
+
+describe.skipIf(skip)(`links moved into another namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+  it('creates the link here, moves it, configures it there, and tears it down there', async () => {
+    const [host, pod] = [await freshNetns('mvh'), await freshNetns('mvp')];
+    const owner = { name: 'mover', linkPrefix: 'wmv', routeProtocol: 163 };
+    const state = (mtu: number) => ({
+      links: [
+        { kind: 'bridge' as const, name: 'wmvbr' },
+        { kind: 'vxlan' as const, name: 'wmv0', vni: 77, local: '192.0.2.1', mtu, netns: pod.name },
+      ],
+    });
+    const links = async (ns: string) => (JSON.parse((await execa('ip', ['-n', ns, '-j', '-d', 'link', 'show'])).stdout) as { ifname: string; mtu: number }[]).filter((l) => l.ifname.startsWith('wmv'));
+    try {
+      const kernel = new Iproute2Kernel({ kind: 'named', name: host.name });
+      expect((await kernel.apply(owner, state(1400))).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['add link wmvbr', 'add link wmv0']);
+      expect((await links(host.name)).map((l) => l.ifname)).toEqual(['wmvbr']);
+      expect(await links(pod.name)).toMatchObject([{ ifname: 'wmv0', mtu: 1400 }]);
+      expect((await kernel.apply(owner, state(1400))).changes).toEqual([]);
+      expect((await kernel.apply(owner, state(1380))).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['set link wmv0']);
+      expect(await links(pod.name)).toMatchObject([{ ifname: 'wmv0', mtu: 1380 }]);
+      // A restarted driver finds the moved link again through the desired state.
+      expect((await new Iproute2Kernel({ kind: 'named', name: host.name }).apply(owner, state(1380))).changes).toEqual([]);
+      expect((await kernel.apply(owner, {})).changes.map((c) => `${c.op} ${c.id}`).sort()).toEqual(['delete link wmv0', 'delete link wmvbr']);
+      expect(await links(pod.name)).toEqual([]);
+      expect(await links(host.name)).toEqual([]);
+    } finally {
+      await host.remove();
+      await pod.remove();
+    }
+  });
+});

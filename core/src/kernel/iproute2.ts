@@ -39,7 +39,9 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
   switch (change.kind) {
     case 'link': {
       const l = o as NLink;
-      if (change.op === 'delete') return [['link', 'del', 'dev', l.name]];
+      // A link moved to another namespace is deleted and configured there; it is created here, then moved.
+      const there = (args: string[]): string[] => (l.netns !== undefined ? [NETNS_MARK, l.netns, ...args] : args);
+      if (change.op === 'delete') return [there(['link', 'del', 'dev', l.name])];
       const set = ['link', 'set', 'dev', l.name];
       const fields = change.op === 'set' ? (change.fields ?? []) : ['mtu', 'address', 'master', 'up'];
       if (fields.includes('mtu') && l.mtu !== undefined) set.push('mtu', String(l.mtu));
@@ -48,7 +50,8 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
       if (fields.includes('up')) set.push(l.up ? 'up' : 'down');
       // A userspace WireGuard link is created by wireguard-go before the batch runs.
       const lines = change.op === 'add' && !(l.kind === 'wireguard' && options.userspaceWireGuard) ? [linkAdd(l)] : [];
-      if (set.length > 4) lines.push(set);
+      if (change.op === 'add' && l.netns !== undefined) lines.push(['link', 'set', 'dev', l.name, 'netns', l.netns]);
+      if (set.length > 4) lines.push(there(set));
       // The local end of a new veth pair comes up with it.
       if (change.op === 'add' && l.kind === 'veth' && l.peerNetns === undefined && l.up) lines.push(['link', 'set', 'dev', l.peer, 'up']);
       return lines;
@@ -105,6 +108,9 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
       return [];
   }
 }
+
+/** Marks a line that runs in another namespace: `[NETNS_MARK, ns, ...args]`. */
+export const NETNS_MARK = '\0netns';
 
 /**
  * The `wg set` arguments for one device's changes. Keys never appear on the command line: `secretFile` writes each
@@ -359,6 +365,8 @@ export class Iproute2Kernel implements KernelBackend {
   /** Owners known to have nftables tables, or MPLS routes: only those are read when the desired state has none. */
   private readonly nftOwners = new Set<string>();
   private readonly mplsOwners = new Set<string>();
+  /** Per owner, the namespaces it moved links into. */
+  private readonly movedTo = new Map<string, Set<string>>();
   /** Per table: the body last applied and the kernel's listing of it right after, to tell drift from change. */
   private readonly nftApplied = new Map<string, { body: string; listing: string }>();
   private nftMissing: boolean | undefined;
@@ -423,6 +431,19 @@ export class Iproute2Kernel implements KernelBackend {
       wantNft ? this.listNftTables(owner) : undefined,
     ]);
     let processes = 2;
+    // Links the owner moved into other namespaces (the desired ones, and those seen there before).
+    const elsewhere = new Set([...(hints.linkNetns ?? []), ...(this.movedTo.get(owner.name) ?? [])]);
+    const movedLinks: NLink[] = [];
+    for (const ns of elsewhere) {
+      const r = await this.run('ip', ['-n', ns, '-json', '-details', 'link', 'show']);
+      processes += 1;
+      if (r.exitCode !== 0) continue; // the namespace is gone, and its links with it
+      for (const j of JSON.parse(r.stdout || '[]') as Json[]) {
+        const link = typeof j.ifname === 'string' && j.ifname.startsWith(owner.linkPrefix) ? parseLink(j) : undefined;
+        if (link) movedLinks.push({ ...link, netns: ns });
+      }
+    }
+    this.movedTo.set(owner.name, new Set(movedLinks.map((l) => l.netns as string)));
     let mplsRoutes: NMplsRoute[] = [];
     let nftables: NftTable[] = [];
     const owned = (name: unknown): name is string => typeof name === 'string' && name.startsWith(owner.linkPrefix);
@@ -508,6 +529,7 @@ export class Iproute2Kernel implements KernelBackend {
       if (nftables.length > 0) this.nftOwners.add(owner.name);
       else this.nftOwners.delete(owner.name);
     }
+    links.push(...movedLinks);
     return { state: { links, addresses, routes, mplsRoutes, rules, neighbours, fdb, sysctls, wireguard, nftables }, processes };
   }
 
@@ -549,32 +571,37 @@ export class Iproute2Kernel implements KernelBackend {
 
   /** One `ip -batch -` (or `ip -6`, `ip -f mpls`, `bridge`) for a segment; maps a failing line to its change. */
   private async writeBatch(owner: KernelOwner, segment: { tool: Tool; changes: Change[] }, applied: Change[], userspace: boolean): Promise<number> {
-    const lines: string[] = [];
-    const owners: Change[] = [];
+    // Lines for this namespace first, then those for links that live in another (created here, then moved there).
+    const groups = new Map<string | undefined, { lines: string[]; owners: Change[] }>([[undefined, { lines: [], owners: [] }]]);
     for (const change of segment.changes) {
       for (const line of ipLines(owner, change, { userspaceWireGuard: userspace })) {
-        lines.push(line.join(' '));
-        owners.push(change);
+        const ns = line[0] === NETNS_MARK ? line[1] : undefined;
+        const group = groups.get(ns) ?? { lines: [], owners: [] };
+        groups.set(ns, group);
+        group.lines.push((ns === undefined ? line : line.slice(2)).join(' '));
+        group.owners.push(change);
       }
     }
-    if (lines.length === 0) {
-      applied.push(...segment.changes);
-      return 0;
-    }
-    const tool = segment.tool === 'bridge' ? 'bridge' : 'ip';
-    const args = segment.tool === 'ip6' ? ['-6', '-batch', '-'] : segment.tool === 'mpls' ? ['-f', 'mpls', '-batch', '-'] : ['-batch', '-'];
-    const r = await this.exec(tool, args, `${lines.join('\n')}\n`);
-    if (r.exitCode !== 0) {
-      const m = /Command failed -:(\d+)/.exec(r.stderr);
-      const index = m ? Number(m[1]) - 1 : 0;
-      const failed = owners[index] ?? owners[0];
-      if (!failed) throw new Error(`${tool} -batch (${this.where}): ${r.stderr}`);
-      applied.push(...new Set(owners.slice(0, index).filter((c) => c !== failed)));
-      const reason = r.stderr.replace(/\n?Command failed -:\d+\s*$/, '').trim() || `exit ${r.exitCode}`;
-      throw new KernelApplyError(failed, reason, applied);
+    let processes = 0;
+    for (const [ns, { lines, owners }] of groups) {
+      if (lines.length === 0) continue;
+      const tool = segment.tool === 'bridge' ? 'bridge' : 'ip';
+      const args = segment.tool === 'ip6' ? ['-6', '-batch', '-'] : segment.tool === 'mpls' ? ['-f', 'mpls', '-batch', '-'] : ['-batch', '-'];
+      const input = `${lines.join('\n')}\n`;
+      const r = ns === undefined ? await this.exec(tool, args, input) : await this.run(tool, ['-n', ns, ...args], input);
+      processes += 1;
+      if (r.exitCode !== 0) {
+        const m = /Command failed -:(\d+)/.exec(r.stderr);
+        const index = m ? Number(m[1]) - 1 : 0;
+        const failed = owners[index] ?? owners[0];
+        if (!failed) throw new Error(`${tool} -batch (${ns ?? this.where}): ${r.stderr}`);
+        applied.push(...new Set(owners.slice(0, index).filter((c) => c !== failed)));
+        const reason = r.stderr.replace(/\n?Command failed -:\d+\s*$/, '').trim() || `exit ${r.exitCode}`;
+        throw new KernelApplyError(failed, reason, applied);
+      }
     }
     applied.push(...segment.changes);
-    return 1;
+    return processes;
   }
 
   /** The owner's MPLS routes; a kernel without MPLS has none (applying one then fails with the kernel's message). */

@@ -58,3 +58,17 @@ describe('MemoryKernel', () => {
     expect(again.changes.map((c) => c.id)).toEqual(['route 198.18.1.0/24 table 254 metric 0']);
   });
 });
+
+describe('links moved into another namespace (memory)', () => {
+  it('keeps them under the owner, and refuses addresses on them here', async () => {
+    const kernel = new MemoryKernel();
+    const owner = { name: 't', linkPrefix: 't', routeProtocol: 150 };
+    const state = { links: [{ kind: 'vxlan' as const, name: 'tv0', vni: 5, netns: 'pod-1' }] };
+    expect((await kernel.apply(owner, state)).changes.map((c) => c.id)).toEqual(['link tv0']);
+    expect((await kernel.apply(owner, state)).changes).toEqual([]);
+    expect((await kernel.apply(owner, { links: [{ ...state.links[0], netns: 'pod-2' }] })).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['delete link tv0', 'add link tv0']);
+    await expect(kernel.apply(owner, { ...state, addresses: [{ dev: 'tv0', address: '192.0.2.1/24' }] })).rejects.toThrow(
+      'link "tv0" lives in netns pod-1: a driver bound to that namespace manages what is on it',
+    );
+  });
+});

@@ -15,6 +15,12 @@ export interface LinkBase {
   readonly master?: string;
   /** MAC address (`aa:bb:cc:dd:ee:ff`). */
   readonly address?: string;
+  /**
+   * Create the link here, then move it into this named namespace (`ip link set dev NAME netns NS`): a tunnel's
+   * underlay stays in this namespace while the device lives in the other (a pod's). Its addresses and routes there
+   * belong to a driver bound to that namespace.
+   */
+  readonly netns?: string;
 }
 
 /** `ip link add NAME type bridge` */

@@ -91,6 +91,13 @@ export function isInterfaceName(name: unknown): name is string {
   return typeof name === 'string' && IFNAME.test(name) && name !== '.' && name !== '..';
 }
 
+const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+
+/** Whether `name` is a valid network namespace name (`ip netns`): up to 64 of A-Z a-z 0-9 _ . -. */
+export function isNetnsName(name: unknown): name is string {
+  return typeof name === 'string' && NETNS_NAME.test(name) && name !== '.' && name !== '..';
+}
+
 /** Validates an owner declaration. */
 export function checkOwner(owner: KernelOwner): void {
   const problems: string[] = [];
@@ -169,6 +176,8 @@ function normalizeLink(c: Checker, link: Link): NLink | undefined {
   c.ifname(what, 'name', link.name, true);
   if (link.mtu !== undefined) c.int(what, 'mtu', link.mtu, 68, 65535);
   if (link.master !== undefined) c.ifname(what, 'master', link.master, false);
+  if (link.netns !== undefined && !isNetnsName(link.netns)) c.fail(what, `netns ${JSON.stringify(link.netns)}: expected a namespace name`);
+  if (link.netns !== undefined && link.master !== undefined) c.fail(what, 'a link moved to another namespace cannot have a master here');
   const address = link.address === undefined ? undefined : c.mac(what, 'address', link.address);
   const base = { ...link, up: link.up ?? true, ...(address ? { address } : {}) };
   switch (link.kind) {
@@ -178,7 +187,7 @@ function normalizeLink(c: Checker, link: Link): NLink | undefined {
       break;
     case 'veth':
       c.ifname(what, 'peer', link.peer, link.peerNetns === undefined);
-      if (link.peerNetns !== undefined && !isInterfaceName(link.peerNetns)) c.fail(what, `peerNetns ${JSON.stringify(link.peerNetns)}: expected a namespace name`);
+      if (link.peerNetns !== undefined && !isNetnsName(link.peerNetns)) c.fail(what, `peerNetns ${JSON.stringify(link.peerNetns)}: expected a namespace name`);
       break;
     case 'vxlan': {
       c.int(what, 'vni', link.vni, 0, 0xffffff);
@@ -268,9 +277,13 @@ function normalizeRule(c: Checker, rule: Rule): NRule | undefined {
 export function normalizeDesired(owner: KernelOwner, desired: DesiredState): NormalState {
   const c = new Checker(owner);
   const links = (desired.links ?? []).map((l) => normalizeLink(c, l)).filter((l): l is NLink => l !== undefined);
-  const owned = new Set(links.map((l) => l.name));
+  const owned = new Set(links.filter((l) => l.netns === undefined).map((l) => l.name));
+  const moved = new Map(links.filter((l) => l.netns !== undefined).map((l) => [l.name, l.netns as string]));
   const onOwnedLink = (what: string, dev: unknown) => {
-    if (c.ifname(what, 'dev', dev, true) !== undefined && !owned.has(dev as string)) c.fail(what, `dev "${String(dev)}" is not a link of this desired state`);
+    if (c.ifname(what, 'dev', dev, true) === undefined) return;
+    const elsewhere = moved.get(dev as string);
+    if (elsewhere !== undefined) c.fail(what, `link "${String(dev)}" lives in netns ${elsewhere}: a driver bound to that namespace manages what is on it`);
+    else if (!owned.has(dev as string)) c.fail(what, `dev "${String(dev)}" is not a link of this desired state`);
   };
 
   const addresses: Address[] = [];
