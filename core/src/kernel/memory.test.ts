@@ -63,10 +63,11 @@ describe('links moved into another namespace (memory)', () => {
   it('keeps them under the owner, and refuses addresses on them here', async () => {
     const kernel = new MemoryKernel();
     const owner = { name: 't', linkPrefix: 't', routeProtocol: 150 };
-    const state = { links: [{ kind: 'vxlan' as const, name: 'tv0', vni: 5, netns: 'pod-1' }] };
+    const link = { kind: 'vxlan' as const, name: 'tv0', vni: 5, netns: 'pod-1' };
+    const state = { links: [link] };
     expect((await kernel.apply(owner, state)).changes.map((c) => c.id)).toEqual(['link tv0']);
     expect((await kernel.apply(owner, state)).changes).toEqual([]);
-    expect((await kernel.apply(owner, { links: [{ ...state.links[0], netns: 'pod-2' }] })).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['delete link tv0', 'add link tv0']);
+    expect((await kernel.apply(owner, { links: [{ ...link, netns: 'pod-2' }] })).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['delete link tv0', 'add link tv0']);
     await expect(kernel.apply(owner, { ...state, addresses: [{ dev: 'tv0', address: '192.0.2.1/24' }] })).rejects.toThrow(
       'link "tv0" lives in netns pod-1: a driver bound to that namespace manages what is on it',
     );
