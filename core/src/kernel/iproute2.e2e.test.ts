@@ -2,54 +2,13 @@ import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { freshNetns, netnsSkipReason } from '../../../test/support/capabilities.js';
-import { type ContractHarness, contractState, kernelContract, nftablesContract, OWNER, wireGuardContract } from './contract.testsuite.js';
-import { Iproute2Kernel, type Runner } from './iproute2.js';
+import { contractState, kernelContract, nftablesContract, OWNER, wireGuardContract } from './contract.testsuite.js';
+import { Iproute2Kernel } from './iproute2.js';
+import { countingRunner, netnsHarness } from './netns-harness.testsuite.js';
 
 const skip = await netnsSkipReason();
 // This machine's kernel has no WireGuard module: the driver then runs wireguard-go (auto mode).
 const wgNote = (await execa('modinfo', ['wireguard'], { reject: false })).exitCode === 0 ? 'kernel module or wireguard-go' : 'wireguard-go';
-
-/** A runner that counts the processes the driver starts. */
-function countingRunner(): { runner: Runner; count: () => number; lines: () => string[] } {
-  let n = 0;
-  const lines: string[] = [];
-  return {
-    count: () => n,
-    lines: () => lines,
-    runner: async (file, args, input) => {
-      n += 1;
-      lines.push([file, ...args].join(' '));
-      const r = await execa(file, args, { input, reject: false, stripFinalNewline: true });
-      return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
-    },
-  };
-}
-
-async function netnsHarness(label: string): Promise<ContractHarness> {
-    const ns = await freshNetns(label);
-    const counting = countingRunner();
-    const ip = (...args: string[]) => execa('ip', ['-n', ns.name, ...args]);
-    return {
-      backend: new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner }),
-      async addForeign() {
-        await ip('link', 'add', 'fx0', 'type', 'bridge');
-        await ip('link', 'set', 'fx0', 'up');
-        await ip('address', 'add', '198.51.100.1/24', 'dev', 'fx0');
-        await ip('route', 'add', '198.51.100.128/25', 'dev', 'fx0', 'proto', 'static');
-        await ip('rule', 'add', 'priority', '900', 'table', '99');
-      },
-      async foreignIntact() {
-        const links = (await ip('-j', 'link', 'show', 'fx0')).stdout;
-        const addrs = (await ip('-j', 'address', 'show', 'dev', 'fx0')).stdout;
-        const routes = (await ip('-j', 'route', 'show', '198.51.100.128/25', 'proto', 'static')).stdout;
-        const rules = (await ip('-j', 'rule', 'show', 'priority', '900')).stdout;
-        return links.includes('"fx0"') && addrs.includes('198.51.100.1') && routes.includes('198.51.100.128/25') && rules.includes('"priority":900');
-      },
-      commands: counting.count,
-      commandLines: counting.lines,
-      close: () => ns.remove(),
-    };
-}
 
 describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
   kernelContract('iproute2 in a netns', () => netnsHarness('kc'));

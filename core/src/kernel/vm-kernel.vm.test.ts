@@ -2,46 +2,13 @@
  * The kernel driver on a stock Debian kernel, inside the VM (tools/vm/vm-run; started by test/vm.e2e.test.ts): the
  * link kinds, MPLS and kernel WireGuard that the host kernel lacks, plus the whole contract on a second kernel.
  */
-import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { freshNetns } from '../../../test/support/capabilities.js';
-import { type ContractHarness, kernelContract, nftablesContract, wireGuardContract } from './contract.testsuite.js';
+import { kernelContract, nftablesContract, wireGuardContract } from './contract.testsuite.js';
 import { applyDesired } from './driver.js';
-import { Iproute2Kernel } from './iproute2.js';
+import { netnsHarness } from './netns-harness.testsuite.js';
 import type { DesiredState, KernelOwner } from './model.js';
 
-async function vmHarness(label: string, wireguard: 'kernel' | 'auto' = 'auto'): Promise<ContractHarness> {
-  const ns = await freshNetns(label);
-  const lines: string[] = [];
-  const ip = (...args: string[]) => execa('ip', ['-n', ns.name, ...args]);
-  return {
-    backend: new Iproute2Kernel(
-      { kind: 'named', name: ns.name },
-      {
-        wireguard,
-        runner: async (file, args, input) => {
-          lines.push([file, ...args].join(' '));
-          const r = await execa(file, args, { input, reject: false, stripFinalNewline: true });
-          return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
-        },
-      },
-    ),
-    async addForeign() {
-      await ip('link', 'add', 'fx0', 'type', 'bridge');
-      await ip('link', 'set', 'fx0', 'up');
-      await ip('address', 'add', '198.51.100.1/24', 'dev', 'fx0');
-      await ip('route', 'add', '198.51.100.128/25', 'dev', 'fx0', 'proto', 'static');
-      await ip('rule', 'add', 'priority', '900', 'table', '99');
-    },
-    async foreignIntact() {
-      const out = [(await ip('-j', 'link', 'show', 'fx0')).stdout, (await ip('-j', 'route', 'show', '198.51.100.128/25', 'proto', 'static')).stdout, (await ip('-j', 'rule', 'show', 'priority', '900')).stdout].join();
-      return out.includes('"fx0"') && out.includes('198.51.100.128/25') && out.includes('"priority":900');
-    },
-    commands: () => lines.length,
-    commandLines: () => lines,
-    close: () => ns.remove(),
-  };
-}
+const vmHarness = (label: string, wireguard: 'kernel' | 'auto' = 'auto') => netnsHarness(label, { wireguard });
 
 kernelContract('iproute2 on the VM kernel', () => vmHarness('vk'));
 wireGuardContract('iproute2 on the VM kernel (kernel WireGuard)', () => vmHarness('vw', 'kernel'));

@@ -1,0 +1,76 @@
+import { connect } from 'node:net';
+import type { Change, WireGuardDevice } from './model.js';
+import type { NPeer, NWireGuard } from './normalize.js';
+
+/**
+ * The `wg set` arguments for one device's changes. Keys never appear on the command line: `secretFile` writes each
+ * to a private file and returns its path.
+ */
+export function wgSetArgs(device: string, changes: readonly Change[], secretFile: (secret: string) => string): string[] {
+  const args = ['set', device];
+  for (const change of changes) {
+    const fields = new Set(change.fields ?? []);
+    if (change.kind === 'wireguard') {
+      const d = change.object as WireGuardDevice;
+      if (fields.has('privateKey')) args.push('private-key', secretFile(d.privateKey));
+      if (fields.has('listenPort') && d.listenPort !== undefined) args.push('listen-port', String(d.listenPort));
+      if (fields.has('fwmark')) args.push('fwmark', d.fwmark ? String(d.fwmark) : 'off');
+      continue;
+    }
+    const p = change.object as NPeer & { device: string };
+    args.push('peer', p.publicKey);
+    if (change.op === 'delete') {
+      args.push('remove');
+      continue;
+    }
+    const all = change.op === 'add';
+    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) args.push('preshared-key', p.presharedKey ? secretFile(p.presharedKey) : '/dev/null');
+    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) args.push('endpoint', p.endpoint);
+    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) args.push('allowed-ips', p.allowedIPs.join(','));
+    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) args.push('persistent-keepalive', p.persistentKeepalive ? String(p.persistentKeepalive) : 'off');
+  }
+  return args;
+}
+
+/** Parses `wg show all dump` into devices, keeping only the given names. */
+export function parseWgDump(text: string, names: ReadonlySet<string>): NWireGuard[] {
+  const devices = new Map<string, { name: string; privateKey: string; listenPort?: number; fwmark: number; peers: NPeer[] }>();
+  for (const line of text.split('\n')) {
+    const f = line.split('\t');
+    const name = f[0] as string;
+    if (!names.has(name)) continue;
+    if (f.length === 5) {
+      const port = Number(f[3]);
+      devices.set(name, { name, privateKey: f[1] === '(none)' ? '' : (f[1] as string), fwmark: f[4] === 'off' ? 0 : Number(f[4]), peers: [], ...(port ? { listenPort: port } : {}) });
+    } else if (f.length === 9) {
+      const d = devices.get(name);
+      if (!d) continue;
+      d.peers.push({
+        publicKey: f[1] as string,
+        allowedIPs: f[4] === '(none)' ? [] : (f[4] as string).split(',').sort(),
+        persistentKeepalive: f[8] === 'off' ? 0 : Number(f[8]),
+        ...(f[2] !== '(none)' ? { presharedKey: f[2] } : {}),
+        ...(f[3] !== '(none)' ? { endpoint: f[3] } : {}),
+      });
+    }
+  }
+  return [...devices.values()].map((d) => ({ ...d, peers: d.peers.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) }));
+}
+
+/** Where wireguard-go keeps its control sockets (one directory for all namespaces of a mount namespace). */
+export const WIREGUARD_SOCKET_DIR = '/var/run/wireguard';
+
+/** Whether a unix socket accepts a connection (a live wireguard-go), within a second. */
+export function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const client = connect(path);
+    const done = (answer: boolean) => {
+      clearTimeout(timer);
+      client.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done(false), 1_000);
+    client.once('connect', () => done(true));
+    client.once('error', () => done(false));
+  });
+}
