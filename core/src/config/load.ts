@@ -118,7 +118,8 @@ async function checkPlugin(
   return { entry: { name, host: host.data, definition, config: result.data, fingerprint } };
 }
 
-function issuesToProblems(source: YamlSource, prefix: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+/** Locates zod issues in the YAML they came from. */
+export function issuesToProblems(source: YamlSource, prefix: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];
@@ -146,7 +147,7 @@ function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
 }
 
 /** Turns zod's raw issues into weft's "expected X, got Y" messages; schema-level messages take precedence. */
-function formatIssue(issue: z.core.$ZodRawIssue): string | undefined {
+export function formatIssue(issue: z.core.$ZodRawIssue): string | undefined {
   const got = describeValue(issue.input);
   switch (issue.code) {
     case 'invalid_type':

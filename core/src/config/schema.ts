@@ -1,4 +1,4 @@
-import { cidr, describeValue, duration, ipAddress, z } from '../api/schema.js';
+import { cidr, describeValue, duration, ipAddress, port, z } from '../api/schema.js';
 
 /** The default config file; a mounted ConfigMap in a cluster. */
 export const DEFAULT_CONFIG_PATH = '/etc/weft/weft.yaml';
@@ -24,13 +24,68 @@ export const StaticNode = z.strictObject({
 });
 export type StaticNode = z.output<typeof StaticNode>;
 
+const ServicePort = z.strictObject({ name: z.string().optional(), protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'), port: port() });
+/** A Service as a node document carries it (the tunnel plugins read these). */
+export const ServiceDoc = z.strictObject({
+  namespace: z.string().min(1).default('default'),
+  name: z.string().min(1),
+  annotations: LABELS.default({}),
+  clusterIPs: z.array(ipAddress()).default([]),
+  externalIPs: z.array(ipAddress()).default([]),
+  loadBalancerIPs: z.array(ipAddress()).default([]),
+  ports: z.array(ServicePort).default([]),
+});
+/** An EndpointSlice as a node document carries it. */
+export const EndpointSliceDoc = z.strictObject({
+  namespace: z.string().min(1).default('default'),
+  name: z.string().min(1),
+  serviceName: z.string().min(1),
+  addressType: z.enum(['IPv4', 'IPv6', 'FQDN']).default('IPv4'),
+  endpoints: z
+    .array(
+      z.strictObject({
+        addresses: z.array(z.string().min(1)).min(1),
+        ready: z.boolean().default(true),
+        nodeName: z.string().optional(),
+        targetPod: z.strictObject({ namespace: z.string(), name: z.string() }).optional(),
+      }),
+    )
+    .default([]),
+});
+
+/** What this node says about itself in the `directory` source (its document adds name and annotations). */
+const SelfDoc = z.strictObject({
+  internalAddresses: z.array(ipAddress()).default([]),
+  externalAddresses: z.array(ipAddress()).default([]),
+  podCIDRs: z.array(cidr()).default([]),
+  labels: LABELS.default({}),
+  annotations: LABELS.default({}),
+  ready: z.boolean().default(true),
+  services: z.array(ServiceDoc).default([]),
+  endpointSlices: z.array(EndpointSliceDoc).default([]),
+});
+
+/** One node's document in the `directory` source (`<name>.yaml`). */
+export const NodeDocument = SelfDoc.extend({ name: z.string().min(1) });
+export type NodeDocument = z.output<typeof NodeDocument>;
+
+const DirectorySection = z
+  .strictObject({
+    path: z.string().min(1).default('/var/lib/weft/nodes').meta({ description: 'the folder of node documents, shared by every agent' }),
+    rescan: duration({ min: 100 }).prefault('10s').meta({ description: 'read the folder at least this often, in case a change event was missed' }),
+    self: SelfDoc.prefault({}).meta({ description: "this node's document: addresses, pod CIDRs, labels (and services for the tunnel plugins)" }),
+  })
+  .prefault({});
+export type DirectorySettings = z.output<typeof DirectorySection>;
+
 const DiscoverySection = z
   .strictObject({
     source: z
-      .enum(['static'], { error: (iss) => `expected one of static, got ${describeValue(iss.input)}` })
+      .enum(['static', 'directory'], { error: (iss) => `expected one of static, directory, got ${describeValue(iss.input)}` })
       .prefault('static')
-      .meta({ description: 'where nodes come from; `static`: the nodes listed here' }),
+      .meta({ description: 'where nodes come from: `static`, the nodes listed here; `directory`, a folder of node documents' }),
     static: z.strictObject({ nodes: z.array(StaticNode).default([]) }).prefault({}),
+    directory: DirectorySection,
   })
   .prefault({});
 

@@ -35,9 +35,9 @@ export class YamlSource {
 
   /**
    * Parses `text`; on syntax errors returns them as problems. Environment references in values are expanded
-   * (see {@link expandEnv}); problems with those are returned too.
+   * (see {@link expandEnv}) unless `env` is null; problems with those are returned too.
    */
-  static parse(file: string, text: string, env: NodeJS.ProcessEnv): { source: YamlSource } | { problems: ConfigProblem[] } {
+  static parse(file: string, text: string, env: NodeJS.ProcessEnv | null): { source: YamlSource } | { problems: ConfigProblem[] } {
     const lines = new LineCounter();
     const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
     const list = Array.isArray(docs) ? docs : [];
@@ -58,7 +58,8 @@ export class YamlSource {
       };
     }
     const source = new YamlSource(file, doc, lines);
-    const problems = source.expandEnv(env);
+    // `null`: a data file (a node document), where `${…}` is text like any other.
+    const problems = env === null ? [] : source.expandEnv(env);
     return problems.length > 0 ? { problems } : { source };
   }
 

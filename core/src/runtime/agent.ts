@@ -1,8 +1,10 @@
 import { hostname } from 'node:os';
-import type { AnnotationPatch, ClusterView, NodeSource, Watchable } from '../api/cluster.js';
+import type { ClusterView, NodeSource, Watchable } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
 import type { PluginEntry, WeftConfig } from '../config/load.js';
 import { type CoreConfig, parseListen } from '../config/schema.js';
+import { DirectoryNodeSource } from '../discovery/directory-source.js';
+import { AnnotationPublisher } from '../discovery/publisher.js';
 import { StaticNodeSource } from '../discovery/static-source.js';
 import { HttpServer, type Readiness } from '../observe/http.js';
 import { createLogger, type Logger } from '../observe/logger.js';
@@ -19,10 +21,12 @@ import type { Change } from '../kernel/model.js';
 export type NodeSourceFactory = (core: CoreConfig, selfName: string, logger: Logger) => NodeSource;
 
 /** The built-in discovery sources. */
-export const defaultNodeSourceFactory: NodeSourceFactory = (core, selfName) => {
+export const defaultNodeSourceFactory: NodeSourceFactory = (core, selfName, logger) => {
   switch (core.discovery.source) {
     case 'static':
       return new StaticNodeSource(selfName, core.discovery.static.nodes);
+    case 'directory':
+      return new DirectoryNodeSource(selfName, core.discovery.directory, logger.child({ discovery: 'directory' }));
   }
 };
 
@@ -73,6 +77,8 @@ export class Agent {
   private config: WeftConfig;
   private kernel: KernelBackend;
   private source: NodeSource | undefined;
+  /** One patch of the own node for what every plugin publishes. */
+  readonly publisher: AnnotationPublisher;
   private hosts: PluginHost[] = [];
   private started = false;
   private stopping: Promise<void> | undefined;
@@ -98,6 +104,14 @@ export class Agent {
       logger: this.logger,
       metrics: () => this.metrics.exposition(),
       readiness: () => this.readiness(),
+    });
+    this.publisher = new AnnotationPublisher({
+      write: (patch) => {
+        if (!this.source) throw new Error('discovery has not started');
+        return this.source.publish(patch);
+      },
+      current: () => (this.source ? this.source.current().self.annotations : {}),
+      logger: this.logger,
     });
     this.root = createRootContainer();
     provide(this.root, agentServices.rootLogger, this.logger);
@@ -263,7 +277,11 @@ export class Agent {
       stateDir: this.config.core.node.stateDir,
       reconcile: this.config.core.reconcile,
       currentView: () => this.view(),
-      publish: (patch) => this.publish(patch),
+      publish: async (patch) => {
+        await Promise.resolve();
+        this.publisher.publish(entry.name, patch);
+      },
+      forgetPublished: () => this.publisher.forget(entry.name),
       ...(this.options.random ? { random: this.options.random } : {}),
       onChange: () => this.notify(),
       kernel: this.kernel,
@@ -302,11 +320,6 @@ export class Agent {
   view(): ClusterView {
     if (!this.source) throw new Error('discovery has not started');
     return this.source.current();
-  }
-
-  private async publish(patch: AnnotationPatch): Promise<void> {
-    if (!this.source) throw new Error('discovery has not started');
-    await this.source.publish(patch);
   }
 
   /** Status of every plugin, in config order. */
@@ -358,6 +371,9 @@ export class Agent {
       try {
         await this.serial;
         for (const host of [...this.hosts].reverse()) await host.stop(options.cleanup ?? false, this.options.stopTimeoutMs);
+        // What the plugins published last gets written before discovery stops (bounded: the API may be down).
+        await this.publisher.flushed(2_000);
+        this.publisher.stop();
         await this.source?.stop();
         await this.http.close();
         this.logger.info('weft stopped');

@@ -26,6 +26,8 @@ export interface PluginHostContext {
   readonly reconcile: ReconcileSettings;
   readonly currentView: () => ClusterView;
   readonly publish: PublishService;
+  /** Removes every annotation this plugin published (when it is switched off). */
+  readonly forgetPublished?: () => void;
   readonly random?: () => number;
   /** Called whenever phase, readiness or health change. */
   readonly onChange?: () => void;
@@ -249,6 +251,7 @@ export class PluginHost {
         clearTimeout(timer);
       }
     }
+    if (cleanup && !this.ctx.dryRun) this.ctx.forgetPublished?.();
     if (cleanup && this.owner && !this.ctx.dryRun) {
       // Switched off: whatever the plugin did, nothing it owns stays in the kernel.
       try {

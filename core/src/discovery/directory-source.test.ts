@@ -1,0 +1,110 @@
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ClusterView } from '../api/cluster.js';
+import { CoreConfigSchema } from '../config/schema.js';
+import { createLogger } from '../observe/logger.js';
+import { DirectoryNodeSource } from './directory-source.js';
+
+let dir: string;
+const sources: DirectoryNodeSource[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weft-dir-'));
+});
+afterEach(async () => {
+  for (const s of sources.splice(0)) await s.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function settings(self: object = {}, rescan = '200ms') {
+  return CoreConfigSchema.parse({ discovery: { source: 'directory', directory: { path: dir, rescan, self } } }).discovery.directory;
+}
+
+async function agent(name: string, self: object = {}, options: { watch?: boolean; rescan?: string } = {}) {
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger({ level: 'debug', format: 'json' }, new Writable({ write: (c: Buffer, _e, d) => (logs.push(JSON.parse(c.toString()) as Record<string, unknown>), d()) }));
+  const views: ClusterView[] = [];
+  const source = new DirectoryNodeSource(name, settings(self, options.rescan), logger, options);
+  sources.push(source);
+  await source.start(new Set(['nodes', 'services']), (v) => views.push(v));
+  return { source, views, logs };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 5_000) {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const names = (s: DirectoryNodeSource) => s.current().nodes.map((n) => n.name);
+
+describe('DirectoryNodeSource', () => {
+  it('writes its own document, sees the others, and their published annotations', async () => {
+    const a = await agent('n1', { internalAddresses: ['192.0.2.1'], podCIDRs: ['198.18.1.0/24'], labels: { 'topology.kubernetes.io/region': 'lab-a' } });
+    const b = await agent('n2', { internalAddresses: ['192.0.2.2'] });
+    await until('n1 sees n2', () => names(a.source).includes('n2'));
+    expect(a.source.synced()).toBe(true);
+    expect(b.source.current().nodes.find((n) => n.name === 'n1')).toMatchObject({ internalAddresses: ['192.0.2.1'], podCIDRs: ['198.18.1.0/24'], location: 'lab-a', ready: true });
+    await a.source.publish({ 'weft.io/wireguard-public-key': 'k1' });
+    await until('n2 sees the key', () => b.source.current().nodes.find((n) => n.name === 'n1')?.annotations['weft.io/wireguard-public-key'] === 'k1');
+    expect(a.source.current().self.annotations).toEqual({ 'weft.io/wireguard-public-key': 'k1' });
+  });
+
+  it('skips a malformed document with a line naming file, line and column; the rest keep working', async () => {
+    const a = await agent('n1');
+    await writeFile(join(dir, 'n3.yaml'), 'name: n3\ninternalAddresses: [192.0.2.3, nope]\n');
+    await writeFile(join(dir, 'n4.yaml'), 'name: n4\n');
+    await until('n4 seen', () => names(a.source).includes('n4'));
+    expect(names(a.source)).toEqual(['n1', 'n4']);
+    const line = a.logs.find((l) => l.msg === 'skipping malformed node document n3.yaml; the node is left out');
+    expect(line?.problems).toEqual([`${join(dir, 'n3.yaml')}:2:32 internalAddresses[1]: expected an IP address, got "nope"`]);
+  });
+
+  it('keeps the last good version of a document that breaks, and drops a node whose document is removed', async () => {
+    const a = await agent('n1');
+    await writeFile(join(dir, 'n5.yaml'), 'name: n5\ninternalAddresses: [192.0.2.5]\n');
+    await until('n5 seen', () => names(a.source).includes('n5'));
+    await writeFile(join(dir, 'n5.yaml'), 'name: n5\ninternalAddresses: [192.0.2.5\n');
+    await until('the break is logged', () => a.logs.some((l) => l.msg === 'skipping malformed node document n5.yaml; its last good version stays'));
+    expect(a.source.current().nodes.find((n) => n.name === 'n5')?.internalAddresses).toEqual(['192.0.2.5']);
+    await writeFile(join(dir, 'n6.yaml'), 'name: other\n');
+    await until('the mismatch is logged', () => a.logs.some((l) => String(l.msg).includes('n6.yaml')));
+    expect((a.logs.find((l) => String(l.msg).includes('n6.yaml'))?.problems as string[])[0]).toMatch(/n6\.yaml:1:7 name: expected "n6" \(the file name\), got "other"/);
+    await unlink(join(dir, 'n5.yaml'));
+    await until('n5 gone', () => !names(a.source).includes('n5'));
+  });
+
+  it('finds changes by its periodic rescan alone', async () => {
+    const a = await agent('n1', {}, { watch: false, rescan: '100ms' });
+    await writeFile(join(dir, 'n7.yaml'), 'name: n7\n');
+    await until('n7 seen by rescan', () => names(a.source).includes('n7'), 2_000);
+  });
+
+  it('keeps its own annotations across a restart, and carries services for the tunnel plugins', async () => {
+    const first = await agent('n1', { services: [{ name: 'web', externalIPs: ['203.0.113.10'], ports: [{ port: 80 }] }] });
+    await first.source.publish({ 'weft.io/vxlan-vtep': '02:00:00:00:00:01' });
+    await first.source.stop();
+    const again = await agent('n1');
+    expect(again.source.current().self.annotations).toEqual({ 'weft.io/vxlan-vtep': '02:00:00:00:00:01' });
+    expect(first.source.current().services).toEqual([
+      { namespace: 'default', name: 'web', annotations: {}, clusterIPs: [], externalIPs: ['203.0.113.10'], loadBalancerIPs: [], ports: [{ protocol: 'TCP', port: 80 }] },
+    ]);
+  });
+
+  it('stays consistent with several agents writing at once', async () => {
+    const agents = await Promise.all(['c1', 'c2', 'c3', 'c4', 'c5'].map((n) => agent(n)));
+    await Promise.all(
+      agents.map(async (x, i) => {
+        for (let round = 0; round < 20; round++) await x.source.publish({ 'weft.io/round': `${i}-${round}` });
+      }),
+    );
+    for (const x of agents) {
+      await until('every final value seen', () => agents.every((y, i) => x.source.current().nodes.find((n) => n.name === `c${i + 1}`)?.annotations['weft.io/round'] === `${i}-19`));
+      expect(x.logs.filter((l) => String(l.msg).startsWith('skipping malformed'))).toEqual([]);
+    }
+  });
+});

@@ -1,0 +1,224 @@
+import { randomBytes } from 'node:crypto';
+import { watch as watchFs, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, ServiceInfo, Watchable } from '../api/cluster.js';
+import { describeError } from '../api/errors.js';
+import { ConfigError, formatIssue, issuesToProblems } from '../config/load.js';
+import { NodeDocument, type DirectorySettings } from '../config/schema.js';
+import { formatProblem, YamlSource } from '../config/yaml-source.js';
+import type { Logger } from '../observe/logger.js';
+import { patchAnnotations } from './memory-source.js';
+import { locationOf, makeView } from './view.js';
+
+/**
+ * The `directory` source: one YAML document per node (`<name>.yaml`) in a folder that every agent can read. Each
+ * agent writes its own document atomically (temp file + rename); all watch the folder (events plus a periodic
+ * rescan). A malformed document is skipped with a log line naming file, line and column; a document that breaks
+ * after it was good keeps its last good version. Used by the local lab and by hosts without Kubernetes.
+ */
+export class DirectoryNodeSource implements NodeSource {
+  private view: ClusterView;
+  private onChange: ((view: ClusterView) => void) | undefined;
+  private watches: ReadonlySet<Watchable> = new Set(['nodes']);
+  private readonly good = new Map<string, NodeDocument>();
+  private readonly reported = new Map<string, string>();
+  private ownAnnotations: Record<string, string> = {};
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private settle: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private again = false;
+  private isSynced = false;
+  private stopped = false;
+
+  constructor(
+    private readonly selfName: string,
+    private readonly settings: DirectorySettings,
+    private readonly logger: Logger,
+    /** `watch: false` leaves only the periodic rescan (tests prove it alone finds every change). */
+    private readonly options: { watch?: boolean } = {},
+  ) {
+    this.view = makeView({ selfName, nodes: [], revision: 0 });
+  }
+
+  async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
+    this.watches = watches;
+    await mkdir(this.settings.path, { recursive: true });
+    // Annotations this node published before a restart stay, as they would on a Node object.
+    const previous = await this.readDocument(`${this.selfName}.yaml`);
+    this.ownAnnotations = { ...(previous?.annotations ?? {}), ...this.settings.self.annotations };
+    await this.writeOwn();
+    try {
+      if (this.options.watch !== false) this.watcher = watchFs(this.settings.path, { persistent: false }, (_e, name) => {
+        if (name === null || (name.endsWith('.yaml') && !name.startsWith('.'))) this.scheduleScan();
+      });
+      this.watcher?.on('error', (err) => this.logger.warn({ err: describeError(err) }, 'watching the node directory failed; rescanning periodically'));
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, 'cannot watch the node directory; rescanning periodically');
+    }
+    this.poll = setInterval(() => this.scheduleScan(0), this.settings.rescan);
+    this.poll.unref();
+    await this.scan();
+    this.onChange = onChange;
+  }
+
+  current(): ClusterView {
+    return this.view;
+  }
+
+  synced(): boolean {
+    return this.isSynced;
+  }
+
+  async publish(patch: AnnotationPatch): Promise<void> {
+    const { annotations, changed } = patchAnnotations(this.ownAnnotations, patch);
+    if (!changed) return;
+    this.ownAnnotations = annotations;
+    await this.writeOwn();
+    await this.scan();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.onChange = undefined;
+    this.watcher?.close();
+    clearInterval(this.poll);
+    clearTimeout(this.settle);
+    await this.scanning;
+  }
+
+  private ownDocument(): NodeDocument {
+    const s = this.settings.self;
+    return {
+      name: this.selfName,
+      internalAddresses: s.internalAddresses,
+      externalAddresses: s.externalAddresses,
+      podCIDRs: s.podCIDRs,
+      labels: s.labels,
+      annotations: this.ownAnnotations,
+      ready: s.ready,
+      services: s.services,
+      endpointSlices: s.endpointSlices,
+    };
+  }
+
+  /** Temp file + rename: readers see the old document or the new one, never half of one. */
+  private async writeOwn(): Promise<void> {
+    const target = join(this.settings.path, `${this.selfName}.yaml`);
+    const temp = join(this.settings.path, `.${this.selfName}.${randomBytes(4).toString('hex')}.tmp`);
+    try {
+      await writeFile(temp, stringify(this.ownDocument()), { mode: 0o644 });
+      await rename(temp, target);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+
+  private scheduleScan(ms = 30): void {
+    if (this.stopped) return;
+    clearTimeout(this.settle);
+    this.settle = setTimeout(() => void this.scan(), ms);
+  }
+
+  private scan(): Promise<void> {
+    if (this.scanning) {
+      this.again = true;
+      return this.scanning;
+    }
+    this.scanning = this.scanOnce()
+      .catch((err: unknown) => this.logger.warn({ err: describeError(err) }, 'scanning the node directory failed; the last view stays'))
+      .finally(() => {
+        this.scanning = undefined;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          void this.scan();
+        }
+      });
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    const files = (await readdir(this.settings.path)).filter((f) => f.endsWith('.yaml') && !f.startsWith('.'));
+    const present = new Set(files);
+    for (const file of [...this.good.keys()]) if (!present.has(file)) this.good.delete(file);
+    for (const file of files) {
+      const doc = await this.readDocument(file);
+      if (doc) this.good.set(file, doc);
+    }
+    this.isSynced = true;
+    const next = this.buildView();
+    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...this.view, revision: 0 })) return;
+    this.view = next;
+    this.onChange?.(next);
+  }
+
+  /** Reads and validates one document; logs (once per content) and returns undefined when it is malformed. */
+  private async readDocument(file: string): Promise<NodeDocument | undefined> {
+    const path = join(this.settings.path, file);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return undefined; // removed between readdir and read
+    }
+    const problems = documentProblems(path, file, text);
+    if ('doc' in problems) {
+      this.reported.delete(file);
+      return problems.doc;
+    }
+    if (this.reported.get(file) !== text) {
+      this.reported.set(file, text);
+      const kept = this.good.has(file) ? '; its last good version stays' : '; the node is left out';
+      this.logger.warn({ file: path, problems: problems.messages }, `skipping malformed node document ${file}${kept}`);
+    }
+    return this.good.get(file);
+  }
+
+  private buildView(): ClusterView {
+    const nodes: NodeInfo[] = [];
+    const services: ServiceInfo[] = [];
+    const slices: EndpointSliceInfo[] = [];
+    for (const doc of this.good.values()) {
+      nodes.push({
+        name: doc.name,
+        internalAddresses: doc.internalAddresses,
+        externalAddresses: doc.externalAddresses,
+        podCIDRs: doc.podCIDRs,
+        labels: doc.labels,
+        annotations: doc.annotations,
+        ready: doc.ready,
+        location: locationOf(doc.labels, doc.annotations),
+      });
+      services.push(...doc.services);
+      slices.push(...doc.endpointSlices);
+    }
+    const byName = (a: { namespace: string; name: string }, b: { namespace: string; name: string }) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`);
+    return makeView({
+      selfName: this.selfName,
+      nodes,
+      services: this.watches.has('services') ? services.sort(byName) : undefined,
+      endpointSlices: this.watches.has('endpointslices') ? slices.sort(byName) : undefined,
+      revision: this.view.revision + 1,
+      fallbackSelf: { ...this.ownAsNode() },
+    });
+  }
+
+  private ownAsNode(): NodeInfo {
+    const d = this.ownDocument();
+    return { ...d, location: locationOf(d.labels, d.annotations) };
+  }
+}
+
+/** Validates a node document; the name inside must match the file name. */
+export function documentProblems(path: string, file: string, text: string): { doc: NodeDocument } | { messages: string[] } {
+  const parsed = YamlSource.parse(path, text, null);
+  if ('problems' in parsed) return { messages: parsed.problems.map(formatProblem) };
+  const result = NodeDocument.safeParse(parsed.source.toJS(), { reportInput: true, error: formatIssue });
+  if (!result.success) return { messages: new ConfigError(issuesToProblems(parsed.source, [], result.error.issues)).problems.map(formatProblem) };
+  const stem = file.replace(/\.yaml$/, '');
+  if (result.data.name !== stem) return { messages: [formatProblem(parsed.source.problemAt(['name'], `expected "${stem}" (the file name), got ${JSON.stringify(result.data.name)}`))] };
+  return { doc: result.data };
+}

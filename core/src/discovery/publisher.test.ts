@@ -1,0 +1,64 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../observe/logger.js';
+import { AnnotationPublisher } from './publisher.js';
+
+function harness(failFirst = 0) {
+  const node: Record<string, string> = { 'weft.io/old': 'x', other: 'kept' };
+  const writes: Record<string, string | null>[] = [];
+  let failures = failFirst;
+  const logs: string[] = [];
+  const publisher = new AnnotationPublisher({
+    write: async (patch) => {
+      await Promise.resolve();
+      if (failures > 0) {
+        failures -= 1;
+        throw new Error('API unreachable');
+      }
+      writes.push({ ...patch });
+      for (const [k, v] of Object.entries(patch)) {
+        if (v === null) delete node[k];
+        else node[k] = v;
+      }
+    },
+    current: () => node,
+    logger: createLogger({ level: 'debug', format: 'json' }, new Writable({ write: (c: Buffer, _e, d) => (logs.push(c.toString()), d()) })),
+    debounceMs: 5,
+    backoffInitialMs: 10,
+    backoffMaxMs: 40,
+  });
+  return { publisher, node, writes, logs };
+}
+
+describe('AnnotationPublisher', () => {
+  it("merges every plugin's values into one patch, and writes nothing when nothing differs", async () => {
+    const h = harness();
+    h.publisher.publish('wireguard', { 'weft.io/wireguard-public-key': 'k1', 'weft.io/old': null });
+    h.publisher.publish('keepalive', { 'weft.io/keepalive-port': '4242' });
+    expect(await h.publisher.flushed()).toBe(true);
+    expect(h.writes).toEqual([{ 'weft.io/wireguard-public-key': 'k1', 'weft.io/old': null, 'weft.io/keepalive-port': '4242' }]);
+    h.publisher.publish('wireguard', { 'weft.io/wireguard-public-key': 'k1' });
+    expect(await h.publisher.flushed()).toBe(true);
+    expect(h.writes).toHaveLength(1);
+    expect(h.node).toEqual({ other: 'kept', 'weft.io/wireguard-public-key': 'k1', 'weft.io/keepalive-port': '4242' });
+  });
+
+  it('retries with backoff until the write lands (an outage delays, never loses)', async () => {
+    const h = harness(3);
+    h.publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });
+    expect(await h.publisher.flushed()).toBe(true);
+    expect(h.writes).toEqual([{ 'weft.io/wireguard-endpoint': '192.0.2.1:51820' }]);
+    expect(h.logs.filter((l) => l.includes('publishing annotations failed'))).toHaveLength(3);
+  });
+
+  it("removes a switched-off plugin's keys, and refuses keys outside weft.io/", async () => {
+    const h = harness();
+    h.publisher.publish('a', { 'weft.io/a': '1' });
+    h.publisher.publish('b', { 'weft.io/b': '2' });
+    await h.publisher.flushed();
+    h.publisher.forget('a');
+    await h.publisher.flushed();
+    expect(h.node).toEqual({ other: 'kept', 'weft.io/old': 'x', 'weft.io/b': '2' });
+    expect(() => h.publisher.publish('a', { 'kubernetes.io/hostname': 'x' })).toThrow('plugin "a": annotation "kubernetes.io/hostname" is not weft.io/<name>');
+  });
+});

@@ -1,0 +1,109 @@
+import type { AnnotationPatch } from '../api/cluster.js';
+import { describeError, WeftError } from '../api/errors.js';
+import type { Logger } from '../observe/logger.js';
+
+/** The annotations weft writes: `weft.io/<name>`. */
+export const ANNOTATION_KEY = /^weft\.io\/[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
+
+export interface PublisherOptions {
+  /** Writes one merge patch of the own node's annotations. */
+  readonly write: (patch: AnnotationPatch) => Promise<void>;
+  /** The own node's annotations as the source last saw them (what is there now). */
+  readonly current: () => Readonly<Record<string, string>>;
+  readonly logger: Logger;
+  /** Wait this long so that publishes from several plugins make one write (default 20 ms). */
+  readonly debounceMs?: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+/**
+ * Merges what every plugin publishes into one patch of the own node, written only when it differs from what the node
+ * has, and retried with backoff until it lands (an API outage delays it; it is not lost). Each plugin's keys are its
+ * own: a plugin switched off has its keys removed.
+ */
+export class AnnotationPublisher {
+  private readonly byPlugin = new Map<string, Map<string, string | null>>();
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private failures = 0;
+  private stopped = false;
+
+  constructor(private readonly o: PublisherOptions) {}
+
+  /** Records a plugin's values (`null` removes a key) and schedules a write. Throws on a key outside `weft.io/`. */
+  publish(plugin: string, patch: AnnotationPatch): void {
+    for (const [key, value] of Object.entries(patch)) {
+      if (!ANNOTATION_KEY.test(key)) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${plugin}": annotation ${JSON.stringify(key)} is not weft.io/<name>`);
+      if (value !== null && typeof value !== 'string') throw new TypeError(`plugin "${plugin}": annotation ${key} must be a string or null`);
+    }
+    const mine = this.byPlugin.get(plugin) ?? new Map<string, string | null>();
+    for (const [key, value] of Object.entries(patch)) mine.set(key, value);
+    this.byPlugin.set(plugin, mine);
+    this.schedule(this.o.debounceMs ?? 20);
+  }
+
+  /** Removes every key the plugin published (it was switched off). */
+  forget(plugin: string): void {
+    const mine = this.byPlugin.get(plugin);
+    if (!mine) return;
+    for (const key of mine.keys()) mine.set(key, null);
+    this.schedule(0);
+  }
+
+  /** The patch that would bring the node to what the plugins published; empty when nothing differs. */
+  pending(): Record<string, string | null> {
+    const want = new Map<string, string | null>();
+    for (const mine of this.byPlugin.values()) for (const [k, v] of mine) if (v !== null || !want.has(k)) want.set(k, v);
+    const have = this.o.current();
+    const patch: Record<string, string | null> = {};
+    for (const [k, v] of want) {
+      if (v === null ? k in have : have[k] !== v) patch[k] = v;
+    }
+    return patch;
+  }
+
+  /** Resolves when nothing is left to write (for shutdown and tests). */
+  async flushed(timeoutMs = 5_000): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if (this.timer === undefined && this.writing === undefined && Object.keys(this.pending()).length === 0) return true;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return false;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped || this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.writing ??= this.write().finally(() => {
+        this.writing = undefined;
+      });
+    }, ms);
+  }
+
+  private async write(): Promise<void> {
+    const patch = this.pending();
+    if (Object.keys(patch).length === 0) return;
+    try {
+      await this.o.write(patch);
+      this.failures = 0;
+      this.o.logger.debug({ annotations: Object.keys(patch) }, 'published annotations');
+      // Something may have been published while this write was under way.
+      if (Object.keys(this.pending()).length > 0) this.schedule(0);
+    } catch (err) {
+      this.failures += 1;
+      const initial = this.o.backoffInitialMs ?? 500;
+      const delay = Math.min(this.o.backoffMaxMs ?? 30_000, initial * 2 ** Math.min(this.failures - 1, 20));
+      this.o.logger.warn({ err: describeError(err), retryInMs: delay, annotations: Object.keys(patch) }, 'publishing annotations failed; retrying');
+      this.schedule(delay);
+    }
+  }
+}
