@@ -9,6 +9,7 @@ import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
 import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
 import { formatDoctor, probeMachine } from '../kernel/capabilities.js';
 import { createLogger } from '../observe/logger.js';
+import { cleanupNode, formatCleanup } from '../runtime/cleanup.js';
 import { formatPlan, planConfig } from '../runtime/plan.js';
 import { runAgent } from '../runtime/run.js';
 import { WEFT_VERSION } from '../runtime/version.js';
@@ -92,6 +93,21 @@ function buildProgram(io: CliIO): Command {
         if (plans.some((p) => p.error !== undefined)) throw new ExitWith(EXIT.failed);
       } catch (err) {
         if (err instanceof ExitWith) throw err;
+        fail(err);
+      }
+    });
+
+  program
+    .command('cleanup')
+    .description("remove weft's annotations from this node and everything the configured plugins own in the kernel")
+    .addOption(configOption())
+    .option('--keep-kernel', 'remove the annotations only; leave the data plane')
+    .action(async (opts: { config: string; keepKernel?: boolean }) => {
+      try {
+        const loaded = await loadConfigFile(opts.config, { env: io.env });
+        const logger = createLogger({ level: 'warn', format: 'json' }, process.stderr);
+        io.out(formatCleanup(await cleanupNode(loaded, { env: io.env, logger, keepKernel: opts.keepKernel === true })));
+      } catch (err) {
         fail(err);
       }
     });
