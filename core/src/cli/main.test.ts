@@ -72,7 +72,7 @@ describe('weft CLI', () => {
 
   it('--version and --help on every command', async () => {
     expect(await cli('--version')).toEqual({ code: 0, out: '0.1.0\n', err: '' });
-    for (const cmd of [[], ['run'], ['config'], ['config', 'validate'], ['config', 'schema'], ['plugins']]) {
+    for (const cmd of [[], ['run'], ['plan'], ['doctor'], ['cleanup'], ['config'], ['config', 'validate'], ['config', 'schema'], ['plugins']]) {
       const r = await cli(...cmd, '--help');
       expect(r.code, cmd.join(' ')).toBe(0);
       expect(r.out).toMatch(/^Usage: weft/);
