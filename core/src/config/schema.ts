@@ -12,9 +12,8 @@ const NodeSection = z
   })
   .prefault({});
 
-/** A node declared in the config (the `static` discovery source). */
-export const StaticNode = z.strictObject({
-  name: z.string().min(1),
+/** What a node says about itself, wherever it is declared: the fields of a Node object weft reads. */
+const NodeFacts = z.strictObject({
   internalAddresses: z.array(ipAddress()).default([]),
   externalAddresses: z.array(ipAddress()).default([]),
   podCIDRs: z.array(cidr()).default([]),
@@ -22,6 +21,9 @@ export const StaticNode = z.strictObject({
   annotations: LABELS.default({}),
   ready: z.boolean().default(true),
 });
+
+/** A node declared in the config (the `static` discovery source). */
+export const StaticNode = NodeFacts.extend({ name: z.string().min(1) });
 export type StaticNode = z.output<typeof StaticNode>;
 
 const ServicePort = z.strictObject({ name: z.string().optional(), protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'), port: port() });
@@ -53,14 +55,8 @@ export const EndpointSliceDoc = z.strictObject({
     .default([]),
 });
 
-/** What this node says about itself in the `directory` source (its document adds name and annotations). */
-const SelfDoc = z.strictObject({
-  internalAddresses: z.array(ipAddress()).default([]),
-  externalAddresses: z.array(ipAddress()).default([]),
-  podCIDRs: z.array(cidr()).default([]),
-  labels: LABELS.default({}),
-  annotations: LABELS.default({}),
-  ready: z.boolean().default(true),
+/** What this node says about itself in the `directory` source (its document adds its name). */
+const SelfDoc = NodeFacts.extend({
   services: z.array(ServiceDoc).default([]),
   endpointSlices: z.array(EndpointSliceDoc).default([]),
 });
