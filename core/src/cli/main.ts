@@ -10,7 +10,7 @@ import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
 import { formatDoctor, probeMachine } from '../kernel/capabilities.js';
 import { createLogger } from '../observe/logger.js';
 import { cleanupNode, formatCleanup } from '../runtime/cleanup.js';
-import { formatPlan, planConfig } from '../runtime/plan.js';
+import { formatPlan, planConfig, planToJson } from '../runtime/plan.js';
 import { runAgent } from '../runtime/run.js';
 import { WEFT_VERSION } from '../runtime/version.js';
 
@@ -89,7 +89,7 @@ function buildProgram(io: CliIO): Command {
         const loaded = await loadConfigFile(opts.config, { env: io.env });
         const logger = createLogger({ level: 'warn', format: 'json' }, process.stderr);
         const plans = await planConfig(loaded, { env: io.env, logger });
-        io.out(opts.json ? `${JSON.stringify({ plans }, null, 2)}\n` : formatPlan(plans));
+        io.out(opts.json ? `${JSON.stringify(planToJson(plans), null, 2)}\n` : formatPlan(plans));
         if (plans.some((p) => p.error !== undefined)) throw new ExitWith(EXIT.failed);
       } catch (err) {
         if (err instanceof ExitWith) throw err;

@@ -6,7 +6,8 @@ import { ConfigError, loadConfigText } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
 import { MemoryKernel } from '../kernel/memory.js';
 import { buildTestConfig, startTestAgent, type TestAgent } from '../testing/index.js';
-import { formatPlan, planConfig } from './plan.js';
+import { formatPlan, planConfig, planToJson } from './plan.js';
+import { generateWireGuardKeyPair } from '../kernel/wgkeys.js';
 import { loadPlugin } from './plugin-loader.js';
 
 const fixtures = fileURLToPath(new URL('./__fixtures__/', import.meta.url));
@@ -129,5 +130,22 @@ describe('kernel.require', () => {
       message:
         'plugin "needy" needs what this machine lacks (kernel in-memory; see weft doctor):\n  link gre: unsupported (test) (fix: provide gre)\n  mpls: unsupported (test) (fix: provide mpls)',
     });
+  });
+});
+
+describe('weft plan --json', () => {
+  it('names each change without its object, so that no key is ever printed', () => {
+    const key = generateWireGuardKeyPair().privateKey;
+    const json = JSON.stringify(
+      planToJson([
+        {
+          plugin: 'wireguard',
+          owns: true,
+          changes: [{ op: 'set', kind: 'wireguard', id: 'wireguard wg0', fields: ['privateKey'], object: { name: 'wg0', privateKey: key, peers: [] } }],
+        },
+      ]),
+    );
+    expect(json).toBe('{"plans":[{"plugin":"wireguard","owns":true,"changes":[{"op":"set","kind":"wireguard","id":"wireguard wg0","fields":["privateKey"]}]}]}');
+    expect(json).not.toContain(key);
   });
 });

@@ -59,3 +59,16 @@ export function formatPlan(plans: readonly PluginPlan[]): string {
   }
   return `${lines.join('\n')}\n`;
 }
+
+/**
+ * The plan as JSON: each change as op, kind, id and the fields it touches. Objects are left out on purpose: a
+ * WireGuard change carries keys, and a plan is printed and pasted.
+ */
+export function planToJson(plans: readonly PluginPlan[]): unknown {
+  return {
+    plans: plans.map((p) => ({
+      ...p,
+      changes: p.changes.map((c) => ({ op: c.op, kind: c.kind, id: c.id, ...(c.fields ? { fields: c.fields } : {}) })),
+    })),
+  };
+}
