@@ -176,6 +176,24 @@ describe('Agent', () => {
       expect(events.filter((e) => !e.endsWith(':reconcile'))).toEqual([]);
     });
 
+    it('keeps the HTTP server on its address when the new one is taken, and applies the rest', async () => {
+      const { createServer } = await import('node:net');
+      const blocker = createServer();
+      await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+      const taken = (blocker.address() as { port: number }).port;
+      const events: string[] = [];
+      const t = await start({ plugins: [recorder('a', events)] });
+      await t.waitForReconcile('a');
+      const base = t.agent.currentConfig;
+      const next = await buildTestConfig({ plugins: [recorder('b', events)] });
+      await t.agent.applyConfig({ ...next, core: { ...base.core, http: { listen: `127.0.0.1:${taken}` } } });
+      expect((await t.fetch('/healthz')).status).toBe(200);
+      expect(t.agent.currentConfig.core.http.listen).toBe(base.core.http.listen);
+      expect(t.agent.pluginStatus().map((s) => s.name)).toEqual(['b']);
+      expect((await t.agent.metrics.core.configReloadSuccessful.get()).values[0]?.value).toBe(0);
+      await new Promise((r) => blocker.close(r));
+    });
+
     it('applies new reconcile settings and log level without touching plugins', async () => {
       const events: string[] = [];
       const a = recorder('a', events);

@@ -180,7 +180,17 @@ export class Agent {
       await this.source?.stop();
       await this.startSource(core);
     }
-    if (prev.core.http.listen !== core.http.listen) await this.listen(core.http.listen);
+    let refused: string | undefined;
+    if (prev.core.http.listen !== core.http.listen) {
+      try {
+        await this.listen(core.http.listen);
+      } catch (err) {
+        // The server stays where it was; the rest of the new config still applies.
+        refused = describeError(err);
+        this.config = { ...next, core: { ...core, http: prev.core.http } };
+        this.logger.error({ err: refused }, 'new http.listen refused; the server stays on its old address');
+      }
+    }
 
     const kernelChanged = !sameJSON(prev.core.kernel, core.kernel) && this.options.kernel === undefined;
     if (kernelChanged) this.kernel = kernelFor(core);
@@ -216,10 +226,10 @@ export class Agent {
       }
     }
     for (const host of fresh) host.start();
-    this.metrics.core.configReloadSuccessful.set(1);
-    this.metrics.core.configReloadTimestamp.set(Date.now() / 1000);
+    this.metrics.core.configReloadSuccessful.set(refused === undefined ? 1 : 0);
+    if (refused === undefined) this.metrics.core.configReloadTimestamp.set(Date.now() / 1000);
     this.notify();
-    this.logger.info({ plugins: this.hosts.map((h) => h.name) }, 'config applied');
+    this.logger.info({ plugins: this.hosts.map((h) => h.name) }, refused === undefined ? 'config applied' : 'config applied in part');
   }
 
   /** Sets up one plugin and adds it to the host list; returns undefined when it failed and may be skipped. */
