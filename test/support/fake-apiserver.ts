@@ -24,6 +24,10 @@ export interface FakeApiServer {
   objects(resource: Resource): KubeObject[];
   /** Forgets the event history and ends every live watch, so that a watch from an older version gets 410. */
   compact(): void;
+  /** Ends every live watch cleanly (as a server's watch timeout does); clients re-watch from their last version. */
+  endWatches(): void;
+  /** A kubeconfig file's text that points at this server. */
+  kubeconfig(): string;
   /** Every request seen: method, path and query, content type. */
   readonly requests: { method: string; url: string; contentType: string | undefined }[];
   stop(): Promise<void>;
@@ -180,6 +184,20 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
       for (const w of watchers) w.res.end();
       watchers.clear();
     },
+    endWatches() {
+      for (const w of watchers) w.res.end();
+      watchers.clear();
+    },
+    kubeconfig: () =>
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters: [{name: fake, cluster: {server: "http://127.0.0.1:' + String(port) + '", insecure-skip-tls-verify: true}}]',
+        'users: [{name: weft, user: {token: fake-token}}]',
+        'contexts: [{name: fake, context: {cluster: fake, user: weft}}]',
+        'current-context: fake',
+        '',
+      ].join('\n'),
     requests,
     stop,
     start: listen,

@@ -74,14 +74,29 @@ const DirectorySection = z
   .prefault({});
 export type DirectorySettings = z.output<typeof DirectorySection>;
 
+const KubernetesSection = z
+  .strictObject({
+    kubeconfig: z
+      .string()
+      .min(1)
+      .nullable()
+      .default(null)
+      .meta({ description: 'a kubeconfig file; null: in-cluster (service account) when in a pod, else $KUBECONFIG or ~/.kube/config' }),
+    backoffInitial: duration({ min: 10 }).prefault('1s').meta({ description: 'first delay before restarting a failed list or watch' }),
+    backoffMax: duration({ min: 10 }).prefault('30s').meta({ description: 'cap of that delay' }),
+  })
+  .prefault({});
+export type KubernetesSettings = z.output<typeof KubernetesSection>;
+
 const DiscoverySection = z
   .strictObject({
     source: z
-      .enum(['static', 'directory'], { error: (iss) => `expected one of static, directory, got ${describeValue(iss.input)}` })
+      .enum(['static', 'directory', 'kubernetes'], { error: (iss) => `expected one of static, directory, kubernetes, got ${describeValue(iss.input)}` })
       .prefault('static')
-      .meta({ description: 'where nodes come from: `static`, the nodes listed here; `directory`, a folder of node documents' }),
+      .meta({ description: 'where nodes come from: `static`, the nodes listed here; `directory`, a folder of node documents; `kubernetes`, the API server' }),
     static: z.strictObject({ nodes: z.array(StaticNode).default([]) }).prefault({}),
     directory: DirectorySection,
+    kubernetes: KubernetesSection,
   })
   .prefault({});
 

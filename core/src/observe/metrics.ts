@@ -21,6 +21,9 @@ export interface CoreMetrics {
   readonly configReloadTimestamp: Gauge;
   readonly buildInfo: Gauge<'version' | 'node'>;
   readonly kernelChanges: Counter<'owner' | 'kind' | 'op'>;
+  readonly discoveryConnected: Gauge;
+  readonly discoveryEvents: Counter<'resource' | 'type'>;
+  readonly discoveryNodes: Gauge;
 }
 
 type AnyConfig = { name: string; help: string; labelNames?: readonly string[] };
@@ -73,6 +76,14 @@ export class MetricsHub {
         labelNames: ['owner', 'kind', 'op'],
         registers,
       }),
+      discoveryConnected: new Gauge({ name: 'weft_discovery_connected', help: '1 while every list and watch of the Kubernetes API is up, else 0', registers }),
+      discoveryEvents: new Counter({
+        name: 'weft_discovery_events_total',
+        help: 'Watch events from the Kubernetes API, by resource and type (add, update, delete)',
+        labelNames: ['resource', 'type'],
+        registers,
+      }),
+      discoveryNodes: new Gauge({ name: 'weft_discovery_nodes', help: 'Nodes in the cluster view', registers }),
       buildInfo: new Gauge({ name: 'weft_build_info', help: 'Always 1; labels say the weft and Node versions', labelNames: ['version', 'node'], registers }),
     };
     this.core.buildInfo.set({ version, node: process.version }, 1);

@@ -4,6 +4,7 @@ import { describeError, WeftError } from '../api/errors.js';
 import type { PluginEntry, WeftConfig } from '../config/load.js';
 import { type CoreConfig, parseListen } from '../config/schema.js';
 import { DirectoryNodeSource } from '../discovery/directory-source.js';
+import { KubernetesNodeSource } from '../discovery/kubernetes-source.js';
 import { AnnotationPublisher } from '../discovery/publisher.js';
 import { StaticNodeSource } from '../discovery/static-source.js';
 import { HttpServer, type Readiness } from '../observe/http.js';
@@ -18,15 +19,17 @@ import { Iproute2Kernel } from '../kernel/iproute2.js';
 import type { Change } from '../kernel/model.js';
 
 /** Makes the discovery source the config asks for. */
-export type NodeSourceFactory = (core: CoreConfig, selfName: string, logger: Logger) => NodeSource;
+export type NodeSourceFactory = (core: CoreConfig, selfName: string, logger: Logger, metrics?: MetricsHub) => NodeSource;
 
 /** The built-in discovery sources. */
-export const defaultNodeSourceFactory: NodeSourceFactory = (core, selfName, logger) => {
+export const defaultNodeSourceFactory: NodeSourceFactory = (core, selfName, logger, metrics) => {
   switch (core.discovery.source) {
     case 'static':
       return new StaticNodeSource(selfName, core.discovery.static.nodes);
     case 'directory':
       return new DirectoryNodeSource(selfName, core.discovery.directory, logger.child({ discovery: 'directory' }));
+    case 'kubernetes':
+      return new KubernetesNodeSource(selfName, core.discovery.kubernetes, logger.child({ discovery: 'kubernetes' }), metrics);
   }
 };
 
@@ -302,7 +305,7 @@ export class Agent {
 
   private async startSource(core: CoreConfig): Promise<void> {
     const factory = this.options.nodeSourceFactory ?? defaultNodeSourceFactory;
-    const source = factory(core, resolveNodeName(core, this.options.env ?? process.env), this.logger);
+    const source = factory(core, resolveNodeName(core, this.options.env ?? process.env), this.logger, this.metrics);
     const watches = new Set<Watchable>(this.config.plugins.flatMap((p) => p.definition.watches));
     await source.start(watches, () => {
       for (const host of this.hosts) host.trigger('cluster');

@@ -1,0 +1,172 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startFakeApiServer } from '../../../test/support/fake-apiserver.js';
+import { CoreConfigSchema } from '../config/schema.js';
+import { createLogger } from '../observe/logger.js';
+import { MetricsHub } from '../observe/metrics.js';
+import { KubernetesNodeSource } from './kubernetes-source.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const k8sNode = (name: string, o: { ready?: boolean; podCIDRs?: string[]; labels?: Record<string, string>; annotations?: Record<string, string> } = {}) => ({
+  metadata: { name, labels: o.labels ?? {}, annotations: o.annotations ?? {} },
+  spec: { podCIDRs: o.podCIDRs ?? [] },
+  status: {
+    addresses: [
+      { type: 'InternalIP', address: '192.0.2.10' },
+      { type: 'InternalIP', address: '2001:db8::10' },
+      { type: 'ExternalIP', address: '203.0.113.10' },
+      { type: 'Hostname', address: name },
+    ],
+    conditions: [{ type: 'Ready', status: o.ready === false ? 'False' : 'True' }],
+  },
+});
+
+async function setup(watches: string[] = ['nodes']) {
+  const server = await startFakeApiServer();
+  cleanups.push(() => server.close());
+  const dir = await mkdtemp(join(tmpdir(), 'weft-k8s-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'kubeconfig'), server.kubeconfig());
+  const settings = CoreConfigSchema.parse({ discovery: { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig'), backoffInitial: '50ms', backoffMax: '200ms' } } }).discovery.kubernetes;
+  const metrics = new MetricsHub('test', { defaultMetrics: false });
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger({ level: 'debug', format: 'json' }, new Writable({ write: (c: Buffer, _e, d) => (logs.push(JSON.parse(c.toString()) as Record<string, unknown>), d()) }));
+  const source = new KubernetesNodeSource('n1', settings, logger, metrics);
+  const changes: number[] = [];
+  return {
+    server,
+    metrics,
+    logs,
+    source,
+    changes,
+    start: async () => {
+      await source.start(new Set(watches as never[]), (v) => changes.push(v.revision));
+      cleanups.push(() => source.stop());
+    },
+  };
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 8_000) {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+const names = (s: KubernetesNodeSource) => s.current().nodes.map((n) => n.name);
+const connected = async (m: MetricsHub) => (await m.core.discoveryConnected.get()).values[0]?.value;
+
+describe('KubernetesNodeSource against a fake API server', () => {
+  it('lists, then follows add, update and delete, converting nodes as plugins see them', async () => {
+    const t = await setup();
+    t.server.put('nodes', k8sNode('n1', { podCIDRs: ['198.18.1.0/24', '2001:db8:1::/64'], labels: { 'topology.kubernetes.io/region': 'eu' } }));
+    await t.start();
+    expect(t.source.synced()).toBe(true);
+    expect(t.source.current().self).toEqual({
+      name: 'n1',
+      internalAddresses: ['192.0.2.10', '2001:db8::10'],
+      externalAddresses: ['203.0.113.10'],
+      podCIDRs: ['198.18.1.0/24', '2001:db8:1::/64'],
+      labels: { 'topology.kubernetes.io/region': 'eu' },
+      annotations: {},
+      ready: true,
+      location: 'eu',
+    });
+    t.server.put('nodes', k8sNode('n2', { ready: false, annotations: { 'weft.io/location': 'us' } }));
+    await until('n2', () => names(t.source).includes('n2'));
+    expect(t.source.current().nodes[1]).toMatchObject({ name: 'n2', ready: false, location: 'us' });
+    t.server.remove('nodes', 'n2');
+    await until('n2 gone', () => !names(t.source).includes('n2'));
+    expect(await connected(t.metrics)).toBe(1);
+    expect(t.source.current().services).toBeUndefined();
+  });
+
+  it('resumes a closed watch from its version without listing again', async () => {
+    const t = await setup();
+    t.server.put('nodes', k8sNode('n1'));
+    await t.start();
+    t.server.endWatches();
+    t.server.put('nodes', k8sNode('n3'));
+    await until('n3 after the watch resumed', () => names(t.source).includes('n3'));
+    expect(t.server.requests.filter((r) => r.url === '/api/v1/nodes')).toHaveLength(1);
+  });
+
+  it('lists again after a 410 for an expired version', async () => {
+    const t = await setup();
+    t.server.put('nodes', k8sNode('n1'));
+    await t.start();
+    t.server.put('nodes', k8sNode('n4'), { unseen: true });
+    t.server.compact();
+    await until('n4 through a relist', () => names(t.source).includes('n4'));
+    expect(t.server.requests.filter((r) => r.url === '/api/v1/nodes').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('keeps the last view while the API is down, and catches up when it returns', async () => {
+    const t = await setup();
+    t.server.put('nodes', k8sNode('n1'));
+    t.server.put('nodes', k8sNode('n2'));
+    await t.start();
+    const before = t.changes.length;
+    await t.server.stop();
+    await until('disconnected', async () => (await connected(t.metrics)) === 0);
+    expect(names(t.source)).toEqual(['n1', 'n2']);
+    expect(t.source.synced()).toBe(true);
+    t.server.put('nodes', k8sNode('n5'));
+    t.server.remove('nodes', 'n2');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(names(t.source)).toEqual(['n1', 'n2']); // still the last view, no change pushed meanwhile
+    expect(t.changes.length).toBe(before);
+    await t.server.start();
+    await until('caught up', () => JSON.stringify(names(t.source)) === '["n1","n5"]');
+    await until('connected again', async () => (await connected(t.metrics)) === 1);
+    expect(t.logs.some((l) => l.msg === 'Kubernetes watch failed; keeping the last view and restarting it')).toBe(true);
+  });
+
+  it('waits for the API at start, retrying the first list', async () => {
+    const t = await setup();
+    t.server.put('nodes', k8sNode('n1'));
+    await t.server.stop();
+    const started = t.start();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(t.source.synced()).toBe(false);
+    await t.server.start();
+    await started;
+    expect(names(t.source)).toEqual(['n1']);
+  });
+
+  it('patches its own node with a JSON merge patch', async () => {
+    const t = await setup();
+    t.server.put('nodes', k8sNode('n1', { annotations: { keep: 'x', 'weft.io/old': '1' } }));
+    await t.start();
+    await t.source.publish({ 'weft.io/wireguard-public-key': 'k', 'weft.io/old': null });
+    expect(t.server.objects('nodes')[0]?.metadata.annotations).toEqual({ keep: 'x', 'weft.io/wireguard-public-key': 'k' });
+    expect(t.server.requests.find((r) => r.method === 'PATCH')?.contentType).toBe('application/merge-patch+json');
+    await until('the view has it', () => t.source.current().self.annotations['weft.io/wireguard-public-key'] === 'k');
+  });
+
+  it('watches services and endpoint slices only when asked', async () => {
+    const t = await setup(['nodes', 'services', 'endpointslices']);
+    t.server.put('nodes', k8sNode('n1'));
+    t.server.put('services', { metadata: { name: 'web', namespace: 'shop', annotations: { 'weft.io/vip': '203.0.113.80' } }, spec: { clusterIPs: ['10.96.0.10'], externalIPs: ['203.0.113.80'], ports: [{ port: 80, protocol: 'TCP' }] } });
+    t.server.put('endpointslices', {
+      metadata: { name: 'web-abc', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['198.18.1.5'], conditions: { ready: true }, nodeName: 'n1', targetRef: { kind: 'Pod', name: 'web-1', namespace: 'shop' } }],
+    });
+    await t.start();
+    expect(t.source.current().services).toEqual([
+      { namespace: 'shop', name: 'web', annotations: { 'weft.io/vip': '203.0.113.80' }, clusterIPs: ['10.96.0.10'], externalIPs: ['203.0.113.80'], loadBalancerIPs: [], ports: [{ protocol: 'TCP', port: 80 }] },
+    ]);
+    expect(t.source.current().endpointSlices).toEqual([
+      { namespace: 'shop', name: 'web-abc', serviceName: 'web', addressType: 'IPv4', endpoints: [{ addresses: ['198.18.1.5'], ready: true, nodeName: 'n1', targetPod: { namespace: 'shop', name: 'web-1' } }] },
+    ]);
+  });
+});
+

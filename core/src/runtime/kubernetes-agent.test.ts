@@ -1,0 +1,82 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startFakeApiServer } from '../../../test/support/fake-apiserver.js';
+import { definePlugin } from '../api/plugin.js';
+import type { TriggerService } from '../api/services.js';
+import { z } from '../api/schema.js';
+import { loadConfigText } from '../config/load.js';
+import { MemoryKernel } from '../kernel/memory.js';
+import { createLogger } from '../observe/logger.js';
+import { Agent } from './agent.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('an agent on the kubernetes source', () => {
+  it('keeps reconciling through an API outage, and a publish made during it lands after it', async () => {
+    const server = await startFakeApiServer();
+    cleanups.push(() => server.close());
+    server.put('nodes', { metadata: { name: 'n1', annotations: {} }, status: { conditions: [{ type: 'Ready', status: 'True' }] } });
+    const dir = await mkdtemp(join(tmpdir(), 'weft-k8s-agent-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'kubeconfig'), server.kubeconfig());
+
+    let value = 'v1';
+    let trigger: TriggerService = () => undefined;
+    const views: number[] = [];
+    const publisher = definePlugin({
+      name: 'publisher',
+      apiVersion: '1',
+      description: 'publishes a value',
+      config: z.strictObject({}),
+      setup(s) {
+        trigger = s.trigger;
+        return {
+          async reconcile({ view }) {
+            views.push(view.nodes.length);
+            await s.publish({ 'weft.io/value': value });
+          },
+        };
+      },
+    });
+    const text = stringify({
+      node: { name: 'n1', stateDir: join(dir, 'state') },
+      discovery: { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig'), backoffInitial: '50ms', backoffMax: '200ms' } },
+      reconcile: { debounce: '10ms', backoffInitial: '50ms', backoffMax: '200ms' },
+      http: { listen: null },
+      plugins: { publisher: {} },
+    });
+    const config = await loadConfigText(text, '<k8s>', { env: {}, resolvePlugin: async () => Promise.resolve(publisher) });
+    const agent = new Agent(config, { logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, d) => d() })), kernel: new MemoryKernel(), defaultMetrics: false });
+    await agent.start();
+    cleanups.push(() => agent.stop());
+    const annotation = () => server.objects('nodes')[0]?.metadata.annotations as Record<string, string> | undefined;
+    const until = async (what: string, check: () => boolean) => {
+      const end = Date.now() + 8_000;
+      while (!check()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await until('v1 published', () => annotation()?.['weft.io/value'] === 'v1');
+
+    await server.stop();
+    value = 'v2';
+    trigger('test');
+    const runs = views.length;
+    await until('a reconcile during the outage', () => views.length > runs);
+    expect(views.at(-1)).toBe(1); // the last view stays
+    expect(agent.readiness().checks.discovery?.ok).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(annotation()?.['weft.io/value']).toBe('v1');
+
+    await server.start();
+    await until('v2 published after the outage', () => annotation()?.['weft.io/value'] === 'v2');
+  });
+});
