@@ -1,15 +1,28 @@
 // `npm run bench [-- --json]`: every benchmark, as a table or as one JSON object ({"kernel": {...}, ...}).
 import process from 'node:process';
 import { kernelBenchmark } from './kernel.mjs';
+import { memoryBenchmark } from './memory.mjs';
 
 const json = process.argv.includes('--json');
-const results = { kernel: await kernelBenchmark() };
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
+const results = {};
+if (!only || only === 'kernel') results.kernel = await kernelBenchmark();
+if (!only || only === 'memory') results.memory = await memoryBenchmark();
 
 if (json) {
   process.stdout.write(`${JSON.stringify(results)}\n`);
 } else {
+  const m = results.memory;
+  if (m) {
+    console.log('agent memory (VmRSS once ready)');
+    console.log(`  bare node process           ${m.bareNodeMiB} MiB`);
+    console.log(`  weft, directory source      ${m.directoryMiB} MiB`);
+    console.log(`  weft, kubernetes source     ${m.kubernetesMiB} MiB   (target <= ${m.targetMiB} MiB)`);
+  }
   const k = results.kernel;
-  if (k.skipped) {
+  if (!k) {
+    // only memory asked for
+  } else if (k.skipped) {
     console.log(`kernel: skipped (${k.skipped})`);
   } else {
     const rows = [

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeApiServer, mergePatch, startFakeApiServer } from './support/fake-apiserver.js';
+import { type FakeApiServer, mergePatch, startFakeApiServer } from '../core/src/testing/fake-apiserver.js';
 
 // The fake API server against the real client library (the wire contract in ../shared/STACK-NOTES.md §4): so that
 // the discovery source's tests fail the way they would against a real API server.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFakeApiServer } from '../../../test/support/fake-apiserver.js';
+import { startFakeApiServer } from '../testing/fake-apiserver.js';
 import { CoreConfigSchema } from '../config/schema.js';
 import { createLogger } from '../observe/logger.js';
 import { MetricsHub } from '../observe/metrics.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFakeApiServer } from '../../../test/support/fake-apiserver.js';
+import { startFakeApiServer } from '../testing/fake-apiserver.js';
 import { definePlugin } from '../api/plugin.js';
 import type { TriggerService } from '../api/services.js';
 import { z } from '../api/schema.js';
