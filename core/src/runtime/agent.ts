@@ -133,7 +133,7 @@ export class Agent {
   }
 
   /**
-   * Starts discovery, the HTTP server and every plugin, in config order. A plugin whose setup fails aborts the
+   * Starts the HTTP server, discovery and every plugin, in config order. A plugin whose setup fails aborts the
    * start (everything started is stopped again) unless it says `onBootFailure: continue`.
    */
   async start(): Promise<void> {
@@ -142,8 +142,9 @@ export class Agent {
     const { core } = this.config;
     this.logger.info({ version: WEFT_VERSION, node: this.nodeName, config: this.config.file, plugins: this.config.plugins.map((p) => p.name) }, 'weft starting');
     try {
-      await this.startSource(core);
+      // HTTP first: /healthz answers (and /readyz says why not ready) while discovery waits for its first view.
       await this.listen(core.http.listen);
+      await this.startSource(core);
       for (const entry of this.config.plugins) await this.addPlugin(entry, 'boot');
       for (const host of this.hosts) host.start();
       this.metrics.core.configReloadSuccessful.set(1);

@@ -80,3 +80,45 @@ describe('an agent on the kubernetes source', () => {
     await until('v2 published after the outage', () => annotation()?.['weft.io/value'] === 'v2');
   });
 });
+
+describe('an agent whose API server is down at boot', () => {
+  it('answers /healthz at once, reports /readyz 503 until the first view, then starts its plugins', async () => {
+    const server = await startFakeApiServer();
+    cleanups.push(() => server.close());
+    server.put('nodes', { metadata: { name: 'n1' }, status: { conditions: [{ type: 'Ready', status: 'True' }] } });
+    await server.stop();
+    const dir = await mkdtemp(join(tmpdir(), 'weft-k8s-boot-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'kubeconfig'), server.kubeconfig());
+    const noop = definePlugin({ name: 'noop', apiVersion: '1', description: 'does nothing', config: z.strictObject({}), setup: () => ({ reconcile: async () => undefined }) });
+    const text = stringify({
+      node: { name: 'n1', stateDir: join(dir, 'state') },
+      discovery: { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig'), backoffInitial: '50ms', backoffMax: '100ms' } },
+      reconcile: { debounce: '10ms' },
+      http: { listen: '127.0.0.1:0' },
+      plugins: { noop: {} },
+    });
+    const config = await loadConfigText(text, '<k8s-boot>', { env: {}, resolvePlugin: async () => Promise.resolve(noop) });
+    const agent = new Agent(config, { logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, d) => d() })), kernel: new MemoryKernel(), defaultMetrics: false });
+    const started = agent.start();
+    cleanups.push(() => agent.stop());
+    let port: number | undefined;
+    for (let i = 0; i < 100 && port === undefined; i++) {
+      port = agent.http.address()?.port;
+      if (port === undefined) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toMatchObject({ checks: { discovery: { ok: false } } });
+    await server.start();
+    await started;
+    const end = Date.now() + 5_000;
+    let status = 503;
+    while (status !== 200 && Date.now() < end) {
+      status = (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(status).toBe(200);
+  });
+});
