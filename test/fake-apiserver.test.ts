@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeApiServer, mergePatch, startFakeApiServer } from '../core/src/testing/fake-apiserver.js';
+import { until } from './support/until.js';
 
 // The fake API server against the real client library (the wire contract in ../shared/STACK-NOTES.md §4): so that
 // the discovery source's tests fail the way they would against a real API server.
@@ -24,13 +25,6 @@ function client(url: string) {
 
 const node = (name: string, extra: object = {}) => ({ metadata: { name, annotations: {} }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] }, ...extra });
 
-async function until(what: string, check: () => boolean, timeoutMs = 5_000) {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('fake API server, with @kubernetes/client-node on the other side', () => {
   it('lists, then streams add, update and delete to an informer', async () => {

@@ -7,6 +7,7 @@ import type { ClusterView } from '../api/cluster.js';
 import { CoreConfigSchema } from '../config/schema.js';
 import { createLogger } from '../observe/logger.js';
 import { DirectoryNodeSource } from './directory-source.js';
+import { until } from '../../../test/support/until.js';
 
 let dir: string;
 const sources: DirectoryNodeSource[] = [];
@@ -32,13 +33,6 @@ async function agent(name: string, self: object = {}, options: { watch?: boolean
   return { source, views, logs };
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 5_000) {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const names = (s: DirectoryNodeSource) => s.current().nodes.map((n) => n.name);
 

@@ -8,6 +8,7 @@ import { CoreConfigSchema } from '../config/schema.js';
 import { createLogger } from '../observe/logger.js';
 import { MetricsHub } from '../observe/metrics.js';
 import { KubernetesNodeSource } from './kubernetes-source.js';
+import { until } from '../../../test/support/until.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -53,13 +54,6 @@ async function setup(watches: string[] = ['nodes']) {
   };
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 8_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 const names = (s: KubernetesNodeSource) => s.current().nodes.map((n) => n.name);
 const connected = async (m: MetricsHub) => (await m.core.discoveryConnected.get()).values[0]?.value;
 

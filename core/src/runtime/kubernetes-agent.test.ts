@@ -12,6 +12,7 @@ import { loadConfigText } from '../config/load.js';
 import { MemoryKernel } from '../kernel/memory.js';
 import { createLogger } from '../observe/logger.js';
 import { Agent } from './agent.js';
+import { until } from '../../../test/support/until.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -57,13 +58,6 @@ describe('an agent on the kubernetes source', () => {
     await agent.start();
     cleanups.push(() => agent.stop());
     const annotation = () => server.objects('nodes')[0]?.metadata.annotations as Record<string, string> | undefined;
-    const until = async (what: string, check: () => boolean) => {
-      const end = Date.now() + 8_000;
-      while (!check()) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
     await until('v1 published', () => annotation()?.['weft.io/value'] === 'v1');
 
     await server.stop();

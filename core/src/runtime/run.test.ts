@@ -9,6 +9,7 @@ import { ConfigError } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
 import type { Agent } from './agent.js';
 import { runAgent } from './run.js';
+import { until } from '../../../test/support/until.js';
 
 const greeter = fileURLToPath(new URL('./__fixtures__/greeter.mjs', import.meta.url));
 const cleanups: (() => unknown)[] = [];
@@ -57,14 +58,6 @@ async function setup(plugins: string[]) {
   return { agent, cm, stateDir, logs };
 }
 
-const until = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5_000) => {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-};
 
 const reloadMetric = async (agent: Agent) => (await agent.metrics.core.configReloadSuccessful.get()).values[0]?.value;
 
