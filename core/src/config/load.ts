@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { isWeftError, WeftError } from '../api/errors.js';
 import { HOST_KEYS, type PluginDefinition } from '../api/plugin.js';
 import { describeValue } from '../api/schema.js';
-import { ownershipConflicts } from '../runtime/kernel-service.js';
+import { ownershipConflicts } from '../kernel/normalize.js';
 import { loadPlugin, type PluginOrigin } from '../runtime/plugin-loader.js';
 import { type CoreConfig, CoreConfigSchema, PLUGIN_KEY, PluginHostSection } from './schema.js';
 import { type ConfigProblem, formatProblem, YamlSource } from './yaml-source.js';
@@ -49,16 +49,19 @@ export interface LoadOptions {
   readonly resolvePlugin?: PluginResolver;
 }
 
-/** Reads, expands, parses and validates a config file; throws {@link ConfigError}. */
-export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<WeftConfig> {
-  let text: string;
+/** Reads a config file's text; a missing or unreadable file is a {@link ConfigError} at line 1. */
+export async function readConfigFile(file: string): Promise<string> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((err as Error).message);
     throw new ConfigError([{ file, line: 1, col: 1, path: '', message: `cannot read the config file: ${reason}` }]);
   }
-  return loadConfigText(text, file, { ...options, baseDir: dirname(resolve(file)) });
+}
+
+/** Reads, expands, parses and validates a config file; throws {@link ConfigError}. */
+export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<WeftConfig> {
+  return loadConfigText(await readConfigFile(file), file, { ...options, baseDir: dirname(resolve(file)) });
 }
 
 /** Like {@link loadConfigFile}, for text already in memory; relative `module:` paths resolve against `baseDir`. */

@@ -1,5 +1,5 @@
 import type * as K8sModule from '@kubernetes/client-node';
-import type { Informer, KubeConfig, KubernetesObject, ObjectCache, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { Informer, KubernetesObject, ObjectCache, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, ServiceInfo, Watchable } from '../api/cluster.js';
 import { describeError } from '../api/errors.js';
 import type { KubernetesSettings } from '../config/schema.js';
@@ -82,7 +82,7 @@ interface Watched {
  */
 export class KubernetesNodeSource implements NodeSource {
   private k8s: K8s | undefined;
-  private kc: KubeConfig | undefined;
+  private core: K8sModule.CoreV1Api | undefined;
   private readonly watched: Watched[] = [];
   private view: ClusterView;
   private onChange: ((view: ClusterView) => void) | undefined;
@@ -107,8 +107,8 @@ export class KubernetesNodeSource implements NodeSource {
     if (this.settings.kubeconfig) kc.loadFromFile(this.settings.kubeconfig);
     else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
     else kc.loadFromDefault();
-    this.kc = kc;
     const core = kc.makeApiClient(k8s.CoreV1Api);
+    this.core = core;
     const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
     const lists: Record<Watchable, () => Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }>> = {
       nodes: () => core.listNode(),
@@ -148,9 +148,8 @@ export class KubernetesNodeSource implements NodeSource {
 
   /** A JSON merge patch of the own Node's annotations (`null` removes a key). Rejects when the API is unreachable. */
   async publish(patch: AnnotationPatch): Promise<void> {
-    if (!this.k8s || !this.kc) throw new Error('the kubernetes source has not started');
-    const core = this.kc.makeApiClient(this.k8s.CoreV1Api);
-    await core.patchNode(
+    if (!this.k8s || !this.core) throw new Error('the kubernetes source has not started');
+    await this.core.patchNode(
       { name: this.selfName, body: { metadata: { annotations: patch } } },
       this.k8s.setHeaderOptions('Content-Type', this.k8s.PatchStrategy.MergePatch),
     );

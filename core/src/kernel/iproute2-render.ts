@@ -128,7 +128,7 @@ function toolOf(change: Change): Tool {
  * tools only links matter (FDB entries and sysctls need their link), so FDB deletions go before the `ip` deletions
  * and FDB additions and sysctls after the `ip` additions.
  */
-export function batches(changes: readonly Change[]): { tool: Tool; changes: Change[] }[] {
+export function batches(changes: readonly Change[]): { tool: Tool; deleting: boolean; changes: Change[] }[] {
   // Sysctls go before MPLS routes: a label needs net.mpls.platform_labels above it and input on its link.
   const order: [boolean, Tool][] = [
     [true, 'nft'],
@@ -146,6 +146,6 @@ export function batches(changes: readonly Change[]): { tool: Tool; changes: Chan
     [false, 'nft'],
   ];
   return order
-    .map(([deleting, tool]) => ({ tool, changes: changes.filter((c) => (c.op === 'delete') === deleting && toolOf(c) === tool) }))
+    .map(([deleting, tool]) => ({ tool, deleting, changes: changes.filter((c) => (c.op === 'delete') === deleting && toolOf(c) === tool) }))
     .filter((b) => b.changes.length > 0);
 }

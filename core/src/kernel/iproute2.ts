@@ -223,8 +223,9 @@ export class Iproute2Kernel implements KernelBackend {
     let started = false;
     // WireGuard peers do not wait for the `ip` batch when the device already exists (or wireguard-go made it):
     // the two run side by side. A kernel WireGuard link made by this batch must exist first.
-    const kernelWgCreated = newWireGuard.length > 0 && !userspace;
-    const wgAdds = segments.find((x) => x.tool === 'wg' && !x.changes.some((c) => c.op === 'delete'));
+    const ipAdds = segments.find((x) => x.tool === 'ip' && !x.deleting);
+    const wgAdds = segments.find((x) => x.tool === 'wg' && !x.deleting);
+    const wgBesideIp = ipAdds && !(newWireGuard.length > 0 && !userspace) ? wgAdds : undefined;
     const runSegment = async (segment: (typeof segments)[number]): Promise<number> => {
       if (segment.tool === 'sysctl') return this.writeSysctls(segment.changes, applied);
       if (segment.tool === 'nft') return this.writeNftables(segment.changes, applied);
@@ -232,20 +233,18 @@ export class Iproute2Kernel implements KernelBackend {
       return this.writeBatch(owner, segment, applied, userspace);
     };
     for (const segment of segments) {
-      if (userspace && !started && !segment.changes.some((c) => c.op === 'delete')) {
+      if (userspace && !started && !segment.deleting) {
         // After the deletions (a recreated device must be gone first), before anything that needs the device.
         started = true;
         processes += await this.startWireGuardGo(newWireGuard, applied);
       }
-      const adding = !segment.changes.some((c) => c.op === 'delete');
-      const besideIp = wgAdds !== undefined && !kernelWgCreated && segments.some((x) => x.tool === 'ip' && !x.changes.some((c) => c.op === 'delete'));
-      if (segment === wgAdds && besideIp) continue; // already run beside the ip batch
-      if (segment.tool === 'ip' && adding && besideIp) {
-        const [a, b] = await Promise.all([runSegment(segment), runSegment(wgAdds)]);
+      if (segment === wgBesideIp) continue; // run beside the ip batch
+      if (segment === ipAdds && wgBesideIp) {
+        const [a, b] = await Promise.all([runSegment(segment), runSegment(wgBesideIp)]);
         processes += a + b;
-        continue;
+      } else {
+        processes += await runSegment(segment);
       }
-      processes += await runSegment(segment);
     }
     return processes;
   }

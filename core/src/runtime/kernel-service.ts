@@ -45,21 +45,3 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
     },
   };
 }
-
-/** Pairs of plugins whose kernel ownership overlaps, as messages; empty when every owner is apart. */
-export function ownershipConflicts(owners: readonly KernelOwner[]): { plugin: string; message: string }[] {
-  const out: { plugin: string; message: string }[] = [];
-  for (const [i, a] of owners.entries()) {
-    for (const b of owners.slice(i + 1)) {
-      if (a.linkPrefix.startsWith(b.linkPrefix) || b.linkPrefix.startsWith(a.linkPrefix)) {
-        out.push({ plugin: b.name, message: `link prefix "${b.linkPrefix}" overlaps plugin "${a.name}"'s "${a.linkPrefix}"` });
-      }
-      if (a.routeProtocol === b.routeProtocol) out.push({ plugin: b.name, message: `route protocol ${b.routeProtocol} is also plugin "${a.name}"'s` });
-      const [ra, rb] = [a.rulePriorities, b.rulePriorities];
-      if (ra && rb && ra[0] <= rb[1] && rb[0] <= ra[1]) {
-        out.push({ plugin: b.name, message: `rule priorities ${rb[0]}-${rb[1]} overlap plugin "${a.name}"'s ${ra[0]}-${ra[1]}` });
-      }
-    }
-  }
-  return out;
-}

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { describeError } from '../api/errors.js';
-import { ConfigError, loadConfigText, type WeftConfig } from '../config/load.js';
+import { loadConfigText, readConfigFile } from '../config/load.js';
 import { watchConfigFile } from '../config/watch.js';
 import { createLogger } from '../observe/logger.js';
 import { Agent, type AgentOptions } from './agent.js';
@@ -14,25 +13,16 @@ export interface RunOptions extends AgentOptions {
   readonly handleSignals?: boolean;
 }
 
-async function readConfig(path: string, env: NodeJS.ProcessEnv): Promise<{ text: string; config: WeftConfig }> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : describeError(err);
-    throw new ConfigError([{ file: path, line: 1, col: 1, path: '', message: `cannot read the config file: ${reason}` }]);
-  }
-  const config = await loadConfigText(text, path, { env, baseDir: dirname(resolve(path)) });
-  return { text, config };
-}
-
 /**
  * `weft run`: loads the config (a {@link ConfigError} is thrown before anything starts), starts the agent, applies
- * config changes as they come, and stops on SIGTERM/SIGINT. Resolves when the agent has stopped.
+ * config changes as they come, and stops on SIGTERM/SIGINT. Resolves with the running agent; `agent.stopped`
+ * settles when it has stopped.
  */
 export async function runAgent(options: RunOptions): Promise<Agent> {
   const env = options.env ?? process.env;
-  const { text, config } = await readConfig(options.configPath, env);
+  const baseDir = dirname(resolve(options.configPath));
+  const text = await readConfigFile(options.configPath);
+  const config = await loadConfigText(text, options.configPath, { env, baseDir });
   const logger = options.logger ?? createLogger(config.core.log);
   const agent = new Agent(config, { ...options, logger });
   await agent.start();
@@ -42,7 +32,7 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
     onWatchError: (err) => logger.warn({ err: describeError(err) }, 'cannot watch the config directory; polling only'),
     onChange: (changed) => {
       logger.info({ config: options.configPath }, 'config file changed; reloading');
-      loadConfigText(changed, options.configPath, { env, baseDir: dirname(resolve(options.configPath)) })
+      loadConfigText(changed, options.configPath, { env, baseDir })
         .then((next) => agent.applyConfig(next))
         .catch((err: unknown) => agent.configRefused(err));
     },
