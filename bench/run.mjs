@@ -14,10 +14,12 @@ if (json) {
 } else {
   const m = results.memory;
   if (m) {
-    console.log('agent memory (VmRSS once ready)');
-    console.log(`  bare node process           ${m.bareNodeMiB} MiB`);
-    console.log(`  weft, directory source      ${m.directoryMiB} MiB`);
-    console.log(`  weft, kubernetes source     ${m.kubernetesMiB} MiB   (target <= ${m.targetMiB} MiB)`);
+    const row = (label, v) => console.log(`  ${label.padEnd(48)} ${String(v.rss).padStart(4)} MiB  ${String(v.anon).padStart(4)} MiB`);
+    console.log(`agent memory once ready (target <= ${m.targetMiB} MiB)           VmRSS  private`);
+    row('bare node process', m.bareNodeMiB);
+    row('weft, directory source', m.directoryMiB);
+    row('weft, kubernetes source', m.kubernetesMiB);
+    row('weft, kubernetes source, --max-semi-space-size=1', m.kubernetesFlagsMiB);
   }
   const k = results.kernel;
   if (!k) {

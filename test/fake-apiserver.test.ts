@@ -12,11 +12,11 @@ afterEach(async () => {
   server = undefined;
 });
 
-function client(url: string) {
+function client(url: string, token = 'fake-token') {
   const kc = new k8s.KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
-    users: [{ name: 'weft' }],
+    users: [{ name: 'weft', token }],
     contexts: [{ name: 'fake', cluster: 'fake', user: 'weft' }],
     currentContext: 'fake',
   });
@@ -51,7 +51,7 @@ describe('fake API server, with @kubernetes/client-node on the other side', () =
     const { kc, core } = client(server.url);
     const informer = k8s.makeInformer(kc, '/api/v1/nodes', () => core.listNode());
     await informer.start();
-    const lists = () => server?.requests.filter((r) => r.url === '/api/v1/nodes').length ?? 0;
+    const lists = () => server?.requests.filter((r) => r.url.startsWith('/api/v1/nodes') && !r.url.includes('watch=true')).length ?? 0;
     expect(lists()).toBe(1);
     // n2 arrives while the watch stream stalls; then history is compacted and the stream ends. The informer
     // re-watches from its last version, gets 410 Expired, lists again, and so learns of n2.
@@ -71,6 +71,11 @@ describe('fake API server, with @kubernetes/client-node on the other side', () =
     await core.patchNode({ name: 'n1', body: { metadata: { annotations: { 'weft.io/a': null, 'weft.io/b': '2' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
     expect(server.objects('nodes')[0]?.metadata.annotations).toEqual({ keep: 'x', 'weft.io/b': '2' });
     expect(mergePatch({ a: { b: 1, c: [1] } }, { a: { b: null, c: [2] }, d: 1 })).toEqual({ a: { c: [2] }, d: 1 });
+  });
+
+  it('refuses a request without the bearer token, as a real server does', async () => {
+    server = await startFakeApiServer();
+    await expect(client(server.url, 'stolen').core.listNode()).rejects.toThrow(/HTTP-Code: 401/);
   });
 
   it('refuses connections while stopped and serves the same state again after start', async () => {

@@ -1,13 +1,11 @@
-import type * as K8sModule from '@kubernetes/client-node';
-import type { Informer, KubernetesObject, ObjectCache, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, ServiceInfo, Watchable } from '../api/cluster.js';
 import { describeError } from '../api/errors.js';
 import type { KubernetesSettings } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
+import { KubeApiError, KubeClient, type KubeObject } from './kube-client.js';
 import { locationOf, makeView } from './view.js';
-
-type K8s = typeof K8sModule;
 
 const RESOURCES: Record<Watchable, string> = {
   nodes: '/api/v1/nodes',
@@ -63,79 +61,66 @@ export function endpointSliceInfo(e: V1EndpointSlice): EndpointSliceInfo {
   };
 }
 
+/** One watched collection: the objects as last listed and watched, by namespace/name. */
 interface Watched {
   readonly resource: Watchable;
-  readonly informer: Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
-  synced: boolean;
-  /** An error reported while the first list was under way (the client resolves `start()` even when it failed). */
-  startError: unknown;
+  readonly objects: Map<string, KubeObject>;
+  resourceVersion: string;
+  /** Consecutive failed requests; 0 while connected. */
   failures: number;
-  restart: NodeJS.Timeout | undefined;
+  /** Aborts the live watch (on stop). */
+  abort: AbortController | undefined;
 }
 
+const keyOf = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+
+/** Ends a watch stream: `closed` resumes from the last version, `expired` relists, an error restarts with backoff. */
+type WatchEnd = 'closed' | 'expired';
+
 /**
- * The `kubernetes` source: informers (list + watch) on Nodes, and on Services and EndpointSlices when a plugin
- * watches them. The client library is imported only when this source is configured. Its informer stops for good on
- * a failed request: each is restarted with capped exponential backoff, keeping its last list meanwhile, so an API
- * outage leaves the view (and the data plane) as it was; when the API returns, the informer relists and the agent
- * reconciles once. Publishing is a JSON merge patch of the own Node's annotations.
+ * The `kubernetes` source: a list + watch loop (a reflector, as client-go calls it) on Nodes, and on Services and
+ * EndpointSlices when a plugin watches them. Only the client library's `Watch` is loaded (see kube-client.ts),
+ * and only when this source is configured. A watch that closes resumes from its last resourceVersion; a `410 Gone`
+ * relists; a failed request (refused connection, non-200 answer) is retried with capped exponential backoff and
+ * then relists, keeping the last view meanwhile, so an API outage leaves the view (and the data plane) as it was;
+ * when the API returns, the changes made meanwhile arrive and the agent reconciles once. Publishing is a JSON merge
+ * patch of the own Node's annotations.
  */
 export class KubernetesNodeSource implements NodeSource {
-  private k8s: K8s | undefined;
-  private core: K8sModule.CoreV1Api | undefined;
+  private client: KubeClient | undefined;
   private readonly watched: Watched[] = [];
   private view: ClusterView;
   private onChange: ((view: ClusterView) => void) | undefined;
   private pending: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly stopping = new AbortController();
   private isSynced = false;
+  private readonly loops: Promise<void>[] = [];
 
   constructor(
     private readonly selfName: string,
     private readonly settings: KubernetesSettings,
     private readonly logger: Logger,
     private readonly metrics?: MetricsHub,
+    /** How long the server keeps one watch open before the source resumes it (client-go picks 5–10 min). */
+    private readonly watchSeconds = 300 + Math.floor(Math.random() * 300),
   ) {
     this.view = makeView({ selfName, nodes: [], revision: 0 });
   }
 
-  /** Resolves once every informer has listed (retrying with backoff while the API is unreachable). */
+  /** Resolves once every collection has listed (retrying with backoff while the API is unreachable). */
   async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
-    const k8s = await import('@kubernetes/client-node');
-    this.k8s = k8s;
-    const kc = new k8s.KubeConfig();
-    if (this.settings.kubeconfig) kc.loadFromFile(this.settings.kubeconfig);
-    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else kc.loadFromDefault();
-    const core = kc.makeApiClient(k8s.CoreV1Api);
-    this.core = core;
-    const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
-    const lists: Record<Watchable, () => Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }>> = {
-      nodes: () => core.listNode(),
-      services: () => core.listServiceForAllNamespaces(),
-      endpointslices: () => discovery.listEndpointSliceForAllNamespaces(),
-    };
+    this.client = await KubeClient.load(this.settings.kubeconfig ?? undefined, this.logger);
+    this.logger.debug({ credentials: this.client.origin, server: this.client.server }, 'kubernetes source');
     for (const resource of ['nodes', 'services', 'endpointslices'] as const) {
-      if (!watches.has(resource)) continue;
-      const informer = k8s.makeInformer(kc, RESOURCES[resource], lists[resource]);
-      const w: Watched = { resource, informer, synced: false, startError: undefined, failures: 0, restart: undefined };
-      for (const verb of ['add', 'update', 'delete'] as const) {
-        informer.on(verb, () => {
-          this.metrics?.core.discoveryEvents.inc({ resource, type: verb });
-          this.changed();
-        });
-      }
-      informer.on('connect', () => {
-        w.failures = 0;
-        this.updateConnected();
-      });
-      informer.on('error', (err: unknown) => this.failed(w, err));
-      this.watched.push(w);
+      if (watches.has(resource)) this.watched.push({ resource, objects: new Map(), resourceVersion: '', failures: 0, abort: undefined });
     }
+    await Promise.all(this.watched.map((w) => this.firstList(w)));
+    if (this.stopped) return;
     this.onChange = onChange;
-    await Promise.all(this.watched.map((w) => this.startInformer(w)));
     this.isSynced = true;
+    this.updateConnected();
     this.rebuild();
+    for (const w of this.watched) this.loops.push(this.run(w));
   }
 
   current(): ClusterView {
@@ -148,70 +133,159 @@ export class KubernetesNodeSource implements NodeSource {
 
   /** A JSON merge patch of the own Node's annotations (`null` removes a key). Rejects when the API is unreachable. */
   async publish(patch: AnnotationPatch): Promise<void> {
-    if (!this.k8s || !this.core) throw new Error('the kubernetes source has not started');
-    await this.core.patchNode(
-      { name: this.selfName, body: { metadata: { annotations: patch } } },
-      this.k8s.setHeaderOptions('Content-Type', this.k8s.PatchStrategy.MergePatch),
-    );
+    if (!this.client) throw new Error('the kubernetes source has not started');
+    await this.client.mergePatch(`/api/v1/nodes/${encodeURIComponent(this.selfName)}`, { metadata: { annotations: patch } });
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopping.abort();
     this.onChange = undefined;
     clearTimeout(this.pending);
-    for (const w of this.watched) {
-      clearTimeout(w.restart);
-      await w.informer.stop().catch(() => undefined);
-    }
+    for (const w of this.watched) w.abort?.abort();
+    await Promise.all(this.loops);
     this.metrics?.core.discoveryConnected.set(0);
   }
 
-  /** Starts (or restarts) one informer; on failure schedules the next try and waits for it. */
-  private async startInformer(w: Watched): Promise<void> {
-    for (;;) {
-      if (this.stopped) return;
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  /** The first list of a collection: the agent waits for it, so keep trying. */
+  private async firstList(w: Watched): Promise<void> {
+    while (!this.stopped) {
       try {
-        w.startError = undefined;
-        await w.informer.start();
-        if (w.startError !== undefined) throw w.startError instanceof Error ? w.startError : new Error(describeError(w.startError));
-        w.synced = true;
+        await this.list(w);
         w.failures = 0;
-        this.updateConnected();
         return;
       } catch (err) {
-        // The first list failed: keep trying, the agent waits for a first view.
+        if (this.stopped) return;
         const delay = this.backoff(++w.failures);
         this.logger.warn({ resource: w.resource, err: describeError(err), retryInMs: delay }, 'listing from the Kubernetes API failed; retrying');
-        this.updateConnected(false);
-        await new Promise((r) => setTimeout(r, delay));
+        this.updateConnected();
+        await this.sleep(delay);
       }
     }
   }
 
-  /** The client's informer stops for good on a failed request or a refused connection: restart it, with backoff. */
-  private failed(w: Watched, err: unknown): void {
-    if (!w.synced) {
-      w.startError = err;
-      return;
+  /** Watch, resume, relist, back off — until stopped. */
+  private async run(w: Watched): Promise<void> {
+    let relist = false;
+    while (!this.stopped) {
+      try {
+        if (relist) {
+          await this.list(w);
+          relist = false;
+          if (w.failures > 0) {
+            this.logger.info({ resource: w.resource }, 'the Kubernetes API is back; relisted');
+            w.failures = 0;
+            this.updateConnected();
+          }
+        }
+        const started = Date.now();
+        const end = await this.watchOnce(w);
+        if (end === 'expired') {
+          this.logger.info({ resource: w.resource }, 'watch version expired (410 Gone); relisting');
+          relist = true;
+        } else if (Date.now() - started < 1000) {
+          // A server that closes every watch at once must not be hammered.
+          await this.sleep(1000);
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        const delay = this.backoff(++w.failures);
+        this.logger.warn({ resource: w.resource, err: describeError(err), retryInMs: delay }, 'Kubernetes watch failed; keeping the last view and retrying');
+        this.updateConnected();
+        relist = true;
+        await this.sleep(delay);
+      }
     }
-    if (this.stopped || w.restart !== undefined) return;
-    const delay = this.backoff(++w.failures);
-    this.logger.warn({ resource: w.resource, err: describeError(err), retryInMs: delay }, 'Kubernetes watch failed; keeping the last view and restarting it');
-    this.updateConnected(false);
-    w.restart = setTimeout(() => {
-      w.restart = undefined;
-      if (this.stopped) return;
-      // The client resolves start() even when the list failed; a failure shows as another scheduled restart.
-      w.informer.start().then(
-        () => {
-          if (w.restart !== undefined) return;
+  }
+
+  /** Lists a collection and replaces what the source holds, counting each difference as an event. */
+  private async list(w: Watched): Promise<void> {
+    const client = this.client as KubeClient;
+    const { items, resourceVersion } = await client.list(RESOURCES[w.resource], this.stopping.signal);
+    const fresh = new Map(items.map((o) => [keyOf(o), o]));
+    for (const [k, o] of fresh) {
+      const old = w.objects.get(k);
+      if (!old) this.event(w, 'add');
+      else if (old.metadata?.resourceVersion !== o.metadata?.resourceVersion) this.event(w, 'update');
+    }
+    for (const k of w.objects.keys()) if (!fresh.has(k)) this.event(w, 'delete');
+    w.objects.clear();
+    for (const [k, o] of fresh) w.objects.set(k, o);
+    w.resourceVersion = resourceVersion;
+  }
+
+  /** One watch stream from the collection's version, applied to what the source holds, until it ends. */
+  private watchOnce(w: Watched): Promise<WatchEnd> {
+    const client = this.client as KubeClient;
+    return new Promise<WatchEnd>((resolve, reject) => {
+      let expired = false;
+      let failure: Error | undefined;
+      const onEvent = (type: string, object: KubeObject) => {
+        const version = object.metadata?.resourceVersion;
+        switch (type) {
+          case 'ADDED':
+          case 'MODIFIED':
+            this.event(w, w.objects.has(keyOf(object)) ? 'update' : 'add');
+            w.objects.set(keyOf(object), object);
+            break;
+          case 'DELETED':
+            if (w.objects.delete(keyOf(object))) this.event(w, 'delete');
+            break;
+          case 'BOOKMARK':
+            break;
+          case 'ERROR': {
+            const code = (object as { code?: unknown }).code;
+            if (code === 410) {
+              expired = true;
+              w.abort?.abort();
+              return;
+            }
+            const message = (object as { message?: unknown }).message;
+            failure = new KubeApiError(typeof code === 'number' ? code : 500, `watch ${RESOURCES[w.resource]}: ${typeof message === 'string' ? message : 'an ERROR event'}`);
+            w.abort?.abort();
+            return;
+          }
+          default:
+            return;
+        }
+        if (version) w.resourceVersion = version;
+        if (w.failures > 0) {
           w.failures = 0;
           this.updateConnected();
-          this.changed();
+        }
+      };
+      const done = (err: unknown) => {
+        w.abort = undefined;
+        if (failure !== undefined) reject(failure);
+        else if (expired) resolve('expired');
+        else if (err && !this.stopped) reject(err instanceof Error ? err : new Error(describeError(err)));
+        else resolve('closed');
+      };
+      client.watch(RESOURCES[w.resource], w.resourceVersion, this.watchSeconds, onEvent, done).then(
+        (controller) => {
+          // done may already have run (a refused connection); only a live stream keeps its controller.
+          if (this.stopped) controller.abort();
+          else if (!controller.signal.aborted) w.abort = controller;
         },
-        (e: unknown) => this.failed(w, e),
+        (err: unknown) => reject(err instanceof Error ? err : new Error(describeError(err))),
       );
-    }, delay);
+    });
+  }
+
+  private event(w: Watched, type: 'add' | 'update' | 'delete'): void {
+    this.metrics?.core.discoveryEvents.inc({ resource: w.resource, type });
+    this.changed();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stopped) return resolve();
+      const t = setTimeout(resolve, ms);
+      this.stopping.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    });
   }
 
   private backoff(n: number): number {
@@ -219,8 +293,8 @@ export class KubernetesNodeSource implements NodeSource {
     return Math.round(base * (0.5 + 0.5 * Math.random()));
   }
 
-  private updateConnected(connected = true): void {
-    this.metrics?.core.discoveryConnected.set(connected && this.watched.every((w) => w.failures === 0) ? 1 : 0);
+  private updateConnected(): void {
+    this.metrics?.core.discoveryConnected.set(this.watched.every((w) => w.failures === 0) ? 1 : 0);
   }
 
   /** Events come in bursts (a relist replays every object): one new snapshot per burst. */
@@ -233,7 +307,7 @@ export class KubernetesNodeSource implements NodeSource {
   }
 
   private rebuild(): void {
-    const list = <T>(resource: Watchable) => (this.watched.find((w) => w.resource === resource)?.informer.list() ?? []) as T[];
+    const list = <T>(resource: Watchable) => [...(this.watched.find((w) => w.resource === resource)?.objects.values() ?? [])] as T[];
     const nodes = list<V1Node>('nodes').map(nodeInfo).filter((n) => n.name !== '');
     const next = makeView({
       selfName: this.selfName,

@@ -9,6 +9,8 @@ import type { AddressInfo, Socket } from 'node:net';
  * - a watch from a version older than the retained history gets an `ERROR` event with status 410 (Expired), as
  *   after an etcd compaction;
  * - `PATCH /api/v1/nodes/NAME` only as `application/merge-patch+json` (415 otherwise), RFC 7386 semantics;
+ * - every request must carry `Authorization: Bearer <token>` (401 otherwise), the token the kubeconfig names;
+ * - a list honours `limit` (capped at `pageSize`) and hands out `continue` tokens, one snapshot across pages;
  * - `stop()` drops every connection and refuses new ones; `start()` serves again on the same port.
  */
 export interface FakeApiServer {
@@ -60,7 +62,18 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-export async function startFakeApiServer(): Promise<FakeApiServer> {
+export interface FakeApiServerOptions {
+  /** The largest page a list returns, whatever `limit` asks (default 500). */
+  readonly pageSize?: number;
+  /** The bearer token requests must carry (default `fake-token`). */
+  readonly token?: string;
+}
+
+export async function startFakeApiServer(options: FakeApiServerOptions = {}): Promise<FakeApiServer> {
+  const token = options.token ?? 'fake-token';
+  const pageSize = options.pageSize ?? 500;
+  /** Snapshots handed out to paged lists, by continue token. */
+  const pages = new Map<string, { rv: number; items: KubeObject[] }>();
   let rv = 100;
   const store: Record<Resource, Map<string, KubeObject>> = { nodes: new Map(), services: new Map(), endpointslices: new Map() };
   let history: { resource: Resource; rv: number; type: string; object: KubeObject }[] = [];
@@ -85,6 +98,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://fake');
     requests.push({ method: req.method ?? 'GET', url: `${url.pathname}${url.search}`, contentType: req.headers['content-type'] });
+    if (req.headers.authorization !== `Bearer ${token}`) return status(res, 401, 'Unauthorized', 'Unauthorized');
     const collection = PATHS[url.pathname];
     if (collection && req.method === 'GET') {
       if (url.searchParams.get('watch') === 'true') {
@@ -103,7 +117,18 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
         return;
       }
       const { kind, apiVersion } = KINDS[collection];
-      return send(res, 200, { kind: `${kind}List`, apiVersion, metadata: { resourceVersion: String(rv) }, items: [...store[collection].values()] });
+      const cont = url.searchParams.get('continue');
+      const snapshot = cont ? pages.get(cont) : { rv, items: [...store[collection].values()] };
+      if (!snapshot) return status(res, 410, 'Expired', 'the provided continue parameter is too old');
+      const limit = Math.min(pageSize, Number(url.searchParams.get('limit') ?? pageSize) || pageSize);
+      const offset = cont ? Number(cont.split(':')[1]) : 0;
+      const page = snapshot.items.slice(offset, offset + limit);
+      const metadata: Record<string, string> = { resourceVersion: String(snapshot.rv) };
+      if (offset + limit < snapshot.items.length) {
+        metadata.continue = `${String(pages.size)}:${String(offset + limit)}`;
+        pages.set(metadata.continue, snapshot);
+      }
+      return send(res, 200, { kind: `${kind}List`, apiVersion, metadata, items: page });
     }
     const nodeMatch = /^\/api\/v1\/nodes\/([^/]+)$/.exec(url.pathname);
     if (nodeMatch && req.method === 'GET') {
@@ -193,7 +218,7 @@ export async function startFakeApiServer(): Promise<FakeApiServer> {
         'apiVersion: v1',
         'kind: Config',
         'clusters: [{name: fake, cluster: {server: "http://127.0.0.1:' + String(port) + '", insecure-skip-tls-verify: true}}]',
-        'users: [{name: weft, user: {token: fake-token}}]',
+        `users: [{name: weft, user: {token: ${token}}}]`,
         'contexts: [{name: fake, context: {cluster: fake, user: weft}}]',
         'current-context: fake',
         '',
