@@ -12,6 +12,8 @@ import { createLogger } from '../observe/logger.js';
 import { cleanupNode, formatCleanup } from '../runtime/cleanup.js';
 import { formatPlan, planConfig, planToJson } from '../runtime/plan.js';
 import { runAgent } from '../runtime/run.js';
+import { registerLabCommands } from './lab.js';
+import { table } from './table.js';
 import { WEFT_VERSION } from '../runtime/version.js';
 
 /** Where the CLI writes; tests capture it. */
@@ -182,12 +184,16 @@ function buildProgram(io: CliIO): Command {
       io.out(table(rows));
     });
 
-  return program;
-}
+  registerLabCommands(program, {
+    out: io.out,
+    err: io.err,
+    fail,
+    exit: (code) => {
+      throw new ExitWith(code);
+    },
+  });
 
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n') + '\n';
+  return program;
 }
 
 /** Runs the CLI with `argv` (as in `process.argv`); resolves with the exit code. */

@@ -161,6 +161,12 @@ const HttpSection = z
       .nullable()
       .default('0.0.0.0:9471')
       .meta({ description: 'address of /metrics, /healthz, /readyz and /api/<plugin>/; null turns the server off' }),
+    socket: z
+      .string()
+      .regex(/^\/[^\0]{1,100}$/, { error: (iss) => `expected an absolute path of at most 100 characters, got ${describeValue(iss.input)}` })
+      .nullable()
+      .default(null)
+      .meta({ description: 'also serve the same routes on this Unix socket (mode 0600); null: none' }),
   })
   .prefault({});
 

@@ -316,7 +316,6 @@ export class KubernetesNodeSource implements NodeSource {
       endpointSlices: this.watched.some((w) => w.resource === 'endpointslices') ? list<V1EndpointSlice>('endpointslices').map(endpointSliceInfo) : undefined,
       revision: this.view.revision + 1,
     });
-    this.metrics?.core.discoveryNodes.set(nodes.length);
     if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...this.view, revision: 0 })) return;
     this.view = next;
     this.onChange?.(next);

@@ -163,4 +163,49 @@ describe('HttpServer.listen', () => {
     await server.close();
     await blocker.close();
   });
+
+  it('also serves on a Unix socket (0600), replacing a stale one and refusing to replace another file', async () => {
+    const { HttpServer } = await import('./http.js');
+    const { createLogger } = await import('./logger.js');
+    const { Writable } = await import('node:stream');
+    const { mkdtemp, rm, stat, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const join = (...parts: string[]) => path.join(...parts);
+    const http = await import('node:http');
+    const { spawnSync } = await import('node:child_process');
+    const dir = await mkdtemp(join(tmpdir(), 'weft-sock-'));
+    const server = new HttpServer({
+      logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, done) => done() })),
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      readiness: () => ({ ready: true, checks: {} }),
+    });
+    const get = (socketPath: string, path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ socketPath, path }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      // A socket file left behind by a killed agent: a process binds it and dies by SIGKILL.
+      const stale = join(dir, 'http.sock');
+      const killed = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+      expect(killed.signal).toBe('SIGKILL');
+      expect((await stat(stale)).isSocket()).toBe(true);
+      await writeFile(join(dir, 'not-a-socket'), 'x');
+      await expect(server.listenSocket(join(dir, 'not-a-socket'))).rejects.toThrow(/exists and is not a socket/);
+      await server.listenSocket(stale);
+      expect(await get(stale, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
+      expect((await stat(stale)).mode & 0o777).toBe(0o600);
+      await server.closeSocket();
+      await expect(stat(stale)).rejects.toThrow(/ENOENT/);
+    } finally {
+      await server.closeSocket();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

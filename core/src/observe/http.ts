@@ -1,10 +1,28 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { describeError, WeftError } from '../api/errors.js';
 import type { HttpHandler, HttpReply, HttpRequest, PluginHttp } from '../api/services.js';
 
 const MAX_BODY = 1 << 20;
+
+function bind(server: Server, options: { host: string; port: number } | { path: string }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function shut(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
 const METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE']);
 
 /** What `/readyz` reports. */
@@ -30,6 +48,7 @@ interface Route {
  */
 export class HttpServer {
   private server: Server | undefined;
+  private socketServer: { server: Server; path: string } | undefined;
   private readonly routes = new Map<string, Route>();
 
   constructor(private readonly deps: HttpServerDeps) {}
@@ -59,6 +78,52 @@ export class HttpServer {
    * address (in use) leaves the server where it was.
    */
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    const server = this.create();
+    await bind(server, { host, port });
+    await this.close();
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    return { host: address.address, port: address.port };
+  }
+
+  /**
+   * Also serves the same routes on a Unix socket (mode 0600: root only), or stops doing so (`null`). A stale socket
+   * file at the path (left by an agent that was killed) is replaced; any other file there is an error.
+   */
+  async listenSocket(path: string | null): Promise<void> {
+    if (this.socketServer?.path === path) return;
+    await this.closeSocket();
+    if (path === null) return;
+    const existing = await lstat(path).catch(() => undefined);
+    if (existing && !existing.isSocket()) throw new Error(`${path} exists and is not a socket`);
+    if (existing) await unlink(path);
+    const server = this.create();
+    await bind(server, { path });
+    await chmod(path, 0o600);
+    this.socketServer = { server, path };
+  }
+
+  /** The bound address, when listening. */
+  address(): { host: string; port: number } | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  /** Stops listening on the TCP address; idempotent. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await shut(server);
+  }
+
+  /** Stops listening on the Unix socket and removes it; idempotent. */
+  async closeSocket(): Promise<void> {
+    const s = this.socketServer;
+    this.socketServer = undefined;
+    if (s) await shut(s.server); // the server unlinks its socket file
+  }
+
+  private create(): Server {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         this.deps.logger.error({ err: describeError(err) }, 'http handler failed');
@@ -69,34 +134,7 @@ export class HttpServer {
     server.keepAliveTimeout = 5_000;
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    await this.close();
-    this.server = server;
-    const address = server.address() as AddressInfo;
-    return { host: address.address, port: address.port };
-  }
-
-  /** The bound address, when listening. */
-  address(): { host: string; port: number } | undefined {
-    const a = this.server?.address();
-    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
-  }
-
-  /** Stops listening; idempotent. */
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    return server;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -144,6 +144,7 @@ export class Agent {
     try {
       // HTTP first: /healthz answers (and /readyz says why not ready) while discovery waits for its first view.
       await this.listen(core.http.listen);
+      await this.listenSocket(core.http.socket);
       await this.startSource(core);
       for (const entry of this.config.plugins) await this.addPlugin(entry, 'boot');
       for (const host of this.hosts) host.start();
@@ -193,6 +194,16 @@ export class Agent {
         refused = describeError(err);
         this.config = { ...next, core: { ...core, http: prev.core.http } };
         this.logger.error({ err: refused }, 'new http.listen refused; the server stays on its old address');
+      }
+    }
+
+    if (prev.core.http.socket !== core.http.socket) {
+      try {
+        await this.listenSocket(core.http.socket);
+      } catch (err) {
+        refused = describeError(err);
+        this.config = { ...this.config, core: { ...this.config.core, http: { ...this.config.core.http, socket: prev.core.http.socket } } };
+        this.logger.error({ err: refused }, 'new http.socket refused; the old socket is gone');
       }
     }
 
@@ -308,11 +319,13 @@ export class Agent {
     const factory = this.options.nodeSourceFactory ?? defaultNodeSourceFactory;
     const source = factory(core, resolveNodeName(core, this.options.env ?? process.env), this.logger, this.metrics);
     const watches = new Set<Watchable>(this.config.plugins.flatMap((p) => p.definition.watches));
-    await source.start(watches, () => {
+    await source.start(watches, (view) => {
+      this.metrics.core.discoveryNodes.set(view.nodes.length);
       for (const host of this.hosts) host.trigger('cluster');
       this.notify();
     });
     this.source = source;
+    this.metrics.core.discoveryNodes.set(source.current().nodes.length);
     provide(this.root, agentServices.nodeSource, source);
     for (const host of this.hosts) host.trigger('cluster');
   }
@@ -327,6 +340,14 @@ export class Agent {
       await this.http.listen(parsed.host, parsed.port);
     } catch (err) {
       throw new WeftError('WEFT_CONFIG_INVALID', `http.listen ${listen}: cannot listen: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  private async listenSocket(path: string | null): Promise<void> {
+    try {
+      await this.http.listenSocket(path);
+    } catch (err) {
+      throw new WeftError('WEFT_CONFIG_INVALID', `http.socket ${String(path)}: cannot listen: ${describeError(err)}`, { cause: err });
     }
   }
 
@@ -390,6 +411,7 @@ export class Agent {
         this.publisher.stop();
         await this.source?.stop();
         await this.http.close();
+        await this.http.closeSocket();
         this.logger.info('weft stopped');
       } finally {
         this.markStopped();

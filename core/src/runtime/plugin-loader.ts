@@ -10,6 +10,8 @@ export interface BuiltinPlugin {
   readonly description: string;
   /** `planned`: the package exists but holds no plugin yet; the issue that builds it. */
   readonly status: 'available' | { readonly planned: string };
+  /** The plugin's section in `weft lab up`'s default config (short intervals, so a lab converges and heals fast). */
+  readonly lab?: Readonly<Record<string, unknown>>;
 }
 
 /** weft's own plugins; each is an ordinary package loaded through the same path as a third-party one. */

@@ -1,0 +1,175 @@
+import { open, stat } from 'node:fs/promises';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { LabStatus } from '../lab/lab.js';
+import { LAB_LIMITS } from '../lab/topology.js';
+import { table } from './table.js';
+
+/** What the lab commands need from the CLI around them. */
+export interface LabCliContext {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  /** Reports an error and ends the command (exit 1). */
+  readonly fail: (err: unknown) => never;
+  /** Ends the command with this exit code. */
+  readonly exit: (code: number) => never;
+}
+
+const int = (name: string, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > max) throw new InvalidArgumentError(`${name}: expected an integer 1-${String(max)}, got "${value}"`);
+  return n;
+};
+
+const nameOption = () => new Option('--name <name>', 'the lab (several can be up side by side)').default('lab');
+
+/** `weft lab up|status|exec|logs|down`. */
+export function registerLabCommands(program: Command, ctx: LabCliContext): void {
+  const lab = program
+    .command('lab')
+    .description('a weft cluster on this machine: a network namespace per node, real links, real agents (root)')
+    .addHelpText('after', '\nSee the README, "The local lab". Everything the lab makes lives in namespaces named wlab-<name>-… and under /run/weft-lab/<name>.');
+
+  lab
+    .command('up')
+    .description('build the lab and start an agent per node; prints the status once converged (again: changes nothing)')
+    .option('--nodes <n>', 'nodes n1…nN', int('--nodes', LAB_LIMITS.nodes), 3)
+    .option('--locations <l>', 'locations, each with its own switch and subnet, joined by a router', int('--locations', LAB_LIMITS.locations), 1)
+    .option('--nat', 'every location but the first behind a NAT router (nftables masquerade)', false)
+    .option('-c, --config <file>', "a weft config whose plugins, reconcile and log sections replace the lab's defaults")
+    .option('--timeout <seconds>', 'how long to wait for the agents to converge', int('--timeout', 3600), 60)
+    .addOption(nameOption())
+    .action(async (opts: { nodes: number; locations: number; nat: boolean; config?: string; timeout: number; name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      let status: LabStatus;
+      try {
+        const l = await Lab.up({ name: opts.name, nodes: opts.nodes, locations: opts.locations, nat: opts.nat, config: opts.config, timeoutMs: opts.timeout * 1000 });
+        status = await l.status();
+      } catch (err) {
+        ctx.fail(err);
+      }
+      ctx.out(formatLabStatus(status));
+      if (!status.converged) {
+        ctx.err(`weft lab: not converged after ${String(opts.timeout)} s (see above); the lab stays up — "weft lab logs NODE", or "weft lab down"\n`);
+        ctx.exit(1);
+      }
+    });
+
+  lab
+    .command('status')
+    .description('per node: addresses, pod, agent, what it sees, its plugins; the lab settings')
+    .option('--json', 'as JSON: {"lab", "options", "settings", "converged", "problems", "nodes": [...]}')
+    .addOption(nameOption())
+    .action(async (opts: { json?: boolean; name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      try {
+        const s = await Lab.attach(opts.name).status();
+        ctx.out(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatLabStatus(s));
+      } catch (err) {
+        ctx.fail(err);
+      }
+    });
+
+  lab
+    .command('exec')
+    .description('run a command in a node (NODE) or in its pod (NODE:pod); exits with its exit code')
+    .argument('<target>', 'n1, or n1:pod')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .addOption(nameOption())
+    .action(async (target: string, command: string[], opts: { name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      let code: number;
+      try {
+        code = (await Lab.attach(opts.name).exec(target, command, { stdio: 'inherit', timeoutMs: 0 })).exitCode;
+      } catch (err) {
+        ctx.fail(err);
+      }
+      ctx.exit(code);
+    });
+
+  lab
+    .command('logs')
+    .description("a node's agent log (JSON lines)")
+    .argument('<node>', 'n1, n2, …')
+    .option('-f, --follow', 'keep printing as the log grows (Ctrl-C stops)')
+    .addOption(nameOption())
+    .action(async (node: string, opts: { follow?: boolean; name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      let file: string;
+      try {
+        file = Lab.attach(opts.name).logFile(node);
+      } catch (err) {
+        ctx.fail(err);
+      }
+      await printLog(file, opts.follow === true, ctx.out);
+    });
+
+  lab
+    .command('down')
+    .description('remove the lab: agents, wireguard-go, namespaces, mounts, files (also after a crash; idempotent)')
+    .addOption(nameOption())
+    .action(async (opts: { name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      try {
+        const r = await Lab.down(opts.name);
+        ctx.out(r.namespaces === 0 && r.processes === 0 ? `lab "${opts.name}": nothing to remove\n` : `lab "${opts.name}": removed ${String(r.namespaces)} namespaces and ${String(r.processes)} processes\n`);
+      } catch (err) {
+        ctx.fail(err);
+      }
+    });
+}
+
+/** Prints a file from the start; with `follow`, keeps printing what is appended until the process is stopped. */
+async function printLog(file: string, follow: boolean, out: (text: string) => void): Promise<void> {
+  let offset = 0;
+  for (;;) {
+    const size = (await stat(file).catch(() => undefined))?.size ?? 0;
+    if (size < offset) offset = 0; // truncated
+    if (size > offset) {
+      const fh = await open(file, 'r');
+      try {
+        const buf = Buffer.alloc(size - offset);
+        await fh.read(buf, 0, buf.length, offset);
+        out(buf.toString('utf8'));
+      } finally {
+        await fh.close();
+      }
+      offset = size;
+    }
+    if (!follow) return;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** The status as a table: one row per node, then what keeps the lab from converging. */
+export function formatLabStatus(s: LabStatus): string {
+  const o = s.options;
+  const head =
+    `lab "${s.lab}": ${String(o.nodes)} node${o.nodes === 1 ? '' : 's'}, ${String(o.locations)} location${o.locations === 1 ? '' : 's'}${o.nat ? ', NAT' : ''}` +
+    ` · resync ${String(s.settings.resync)}, directory rescan ${String(s.settings.directoryRescan)}` +
+    ` · ${s.converged ? 'converged' : 'NOT converged'}`;
+  const rows = [['NODE', 'LOCATION', 'UNDERLAY', 'NAT', 'POD CIDR', 'POD', 'AGENT', 'READY', 'SEES', 'HTTP', 'PLUGINS']];
+  for (const n of s.nodes) {
+    const plugins = Object.entries(n.plugins).map(([name, st]) => `${name}: ${summary(st)}`);
+    rows.push([
+      n.name,
+      n.location,
+      n.underlay,
+      n.natAddress ?? '-',
+      n.podCIDR,
+      n.pod,
+      n.agent === 'running' ? `running ${String(n.pid)}` : 'dead',
+      n.agent === 'running' ? (n.ready ? 'yes' : 'no') : '-',
+      n.nodesSeen === null ? '-' : `${String(n.nodesSeen)}/${String(o.nodes)}`,
+      n.http,
+      plugins.length > 0 ? plugins.join('; ') : '-',
+    ]);
+  }
+  const problems = s.problems.map((p) => `  ! ${p}\n`).join('');
+  return `${head}\n${table(rows)}${problems}`;
+}
+
+/** A plugin's status in one cell: its `summary` when it gives one. */
+function summary(status: unknown): string {
+  if (status && typeof status === 'object' && typeof (status as { summary?: unknown }).summary === 'string') return (status as { summary: string }).summary;
+  return 'ok';
+}

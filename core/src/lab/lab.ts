@@ -1,0 +1,520 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, open, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { parseDocument, stringify } from 'yaml';
+import { loadConfigText, readConfigFile } from '../config/load.js';
+import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
+import { cutRuleset, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
+
+/** Where labs keep their files: `<root>/<name>/`. A tmpfs, like the namespaces: a reboot clears both. */
+export const DEFAULT_LAB_ROOT = '/run/weft-lab';
+/** The agent's HTTP port inside each node's namespace. */
+export const LAB_HTTP_PORT = 9471;
+/** The lab's defaults, short so that a lab converges and heals quickly; `weft lab status` shows them. */
+export const LAB_SETTINGS = { resync: '5s', rescan: '2s' } as const;
+
+const BIN = fileURLToPath(new URL('../../bin/weft.js', import.meta.url));
+
+/** What `Lab.up` takes; every field has a default (3 nodes, 1 location, no NAT, the lab named `lab`). */
+export interface LabUpOptions extends Partial<LabOptions> {
+  /** A weft config whose `plugins`, `reconcile` and `log` sections replace the lab's defaults on every node. */
+  readonly config?: string | undefined;
+  /** Where the lab keeps its files (default /run/weft-lab). */
+  readonly root?: string | undefined;
+  /** How long `up` waits for the agents to converge before it reports what has not (default 60 s). */
+  readonly timeoutMs?: number | undefined;
+}
+
+/** One node in `weft lab status`. */
+export interface LabNodeStatus {
+  readonly name: string;
+  readonly location: string;
+  readonly underlay: string;
+  /** The address the node's traffic leaves its location with, when it sits behind NAT. */
+  readonly natAddress: string | null;
+  readonly podCIDR: string;
+  /** The pod's address (in the pod namespace, `weft lab exec NODE:pod`). */
+  readonly pod: string;
+  readonly agent: 'running' | 'dead';
+  readonly pid: number | null;
+  /** The agent's API inside the node's namespace, e.g. `weft lab exec n1 -- curl -s http://198.18.1.11:9471/readyz`. */
+  readonly http: string;
+  /** /readyz answered 200. */
+  readonly ready: boolean;
+  /** Nodes in the agent's cluster view. */
+  readonly nodesSeen: number | null;
+  /** Each enabled plugin's `/api/<plugin>/status`, where it serves one. */
+  readonly plugins: Record<string, unknown>;
+}
+
+export interface LabStatus {
+  readonly lab: string;
+  readonly options: LabOptions;
+  readonly settings: Record<string, unknown>;
+  /** Every agent running, ready, and seeing every node. */
+  readonly converged: boolean;
+  /** What keeps the lab from converging, one line per problem. */
+  readonly problems: readonly string[];
+  readonly nodes: readonly LabNodeStatus[];
+}
+
+/** What the lab records on disk, so that `status`, `exec` and `down` work from another process. */
+interface LabRecord {
+  readonly version: 1;
+  readonly options: LabOptions;
+  readonly config: string | null;
+  complete: boolean;
+  agents: Record<string, { pid: number; startedAt: string }>;
+  cuts: [string, string][];
+}
+
+/**
+ * A weft cluster on this machine: a network namespace per node, switches, routers and NAT routers in their own
+ * namespaces, a pod namespace per node, one real agent per node in its own mount namespace, the `directory`
+ * discovery source. Needs root. `Lab.up` builds (or finds) one; `down` removes everything, also after a crash.
+ */
+export class Lab {
+  private constructor(
+    readonly topology: LabTopology,
+    readonly dir: string,
+    private record: LabRecord,
+  ) {}
+
+  /** The lab's name. */
+  get name(): string {
+    return this.topology.options.name;
+  }
+
+  /**
+   * Builds the lab, starts an agent per node and waits (bounded) for them to converge. On a lab that is already up
+   * with the same options it changes nothing (it starts agents that have died); with other options it refuses.
+   * A lab left half-built by an interrupted `up` is removed and built again.
+   */
+  static async up(options: LabUpOptions = {}): Promise<Lab> {
+    const opts: LabOptions = { name: options.name ?? 'lab', nodes: options.nodes ?? 3, locations: options.locations ?? 1, nat: options.nat ?? false };
+    const topology = labTopology(opts);
+    const root = options.root ?? DEFAULT_LAB_ROOT;
+    const dir = join(root, opts.name);
+    const config = options.config ?? null;
+    const pluginSections = await templateSections(config);
+    // Every node's config is checked before anything is built: bad input changes nothing.
+    for (const n of topology.nodes) await loadConfigText(nodeConfigText(topology, dir, n, pluginSections), join(dir, n.name, 'weft.yaml'));
+
+    const existing = readRecord(dir);
+    if (existing?.complete) {
+      if (JSON.stringify(existing.options) !== JSON.stringify(opts) || existing.config !== config) {
+        throw new Error(`lab "${opts.name}" is already up with ${describeOptions(existing.options)}${existing.config ? ` and --config ${existing.config}` : ''}; run "weft lab down${opts.name === 'lab' ? '' : ` --name ${opts.name}`}" first`);
+      }
+      const lab = new Lab(topology, dir, existing);
+      for (const n of topology.nodes) if (!lab.agentRunning(n.name)) await lab.startAgent(n.name);
+      await lab.waitConverged(options.timeoutMs ?? 60_000);
+      return lab;
+    }
+    await requireTools();
+    await Lab.down(opts.name, root); // whatever an interrupted up left behind
+    const record: LabRecord = { version: 1, options: opts, config, complete: false, agents: {}, cuts: [] };
+    await mkdir(join(dir, 'nodes'), { recursive: true, mode: 0o700 });
+    const lab = new Lab(topology, dir, record);
+    await lab.save();
+    await lab.build(pluginSections);
+    record.complete = true;
+    await lab.save();
+    await lab.waitConverged(options.timeoutMs ?? 60_000);
+    return lab;
+  }
+
+  /** The lab that is up under this name; throws when there is none. */
+  static attach(name = 'lab', root = DEFAULT_LAB_ROOT): Lab {
+    const dir = join(root, name);
+    const record = readRecord(dir);
+    if (!record) throw new Error(`no lab "${name}" is up (nothing at ${dir}); start one with "weft lab up"`);
+    return new Lab(labTopology(record.options), dir, record);
+  }
+
+  /**
+   * Removes a lab: stops its agents and every process left in its namespaces (wireguard-go among them), deletes
+   * its namespaces (and with them their links), unmounts its mount namespaces and removes its files. Works from
+   * what the lab recorded and from the namespace names, so also after a crash. Idempotent.
+   */
+  static async down(name = 'lab', root = DEFAULT_LAB_ROOT): Promise<{ namespaces: number; processes: number }> {
+    const dir = join(root, name);
+    const record = readRecord(dir);
+    const prefix = `wlab-${name}-`;
+    let processes = 0;
+    // The agents first, gracefully: they are told to stop, then killed.
+    const agents = Object.entries(record?.agents ?? {}).filter(([node, a]) => isAgent(a.pid, dir, node));
+    for (const [, a] of agents) processes += signal(a.pid, 'SIGTERM') ? 1 : 0;
+    for (let i = 0; i < 30 && agents.some(([node, a]) => isAgent(a.pid, dir, node)); i++) await sleep(100);
+    for (const [node, a] of agents) if (isAgent(a.pid, dir, node)) signal(a.pid, 'SIGKILL');
+    const namespaces = (await listNetns()).filter((n) => n.startsWith(prefix));
+    // Whatever else runs in the lab's namespaces is the lab's: wireguard-go, commands run by `lab exec`.
+    for (const ns of namespaces) {
+      const pids = await execa('ip', ['netns', 'pids', ns], { reject: false });
+      for (const pid of pids.stdout.split('\n').filter((p) => /^\d+$/.test(p))) processes += signal(Number(pid), 'SIGKILL') ? 1 : 0;
+    }
+    for (const ns of namespaces) await execa('ip', ['netns', 'del', ns], { reject: false });
+    // Mount namespaces bound to files, and the private bind mount that holds them.
+    const mnt = join(dir, 'mnt');
+    for (const line of (await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')).split('\n').reverse()) {
+      const point = line.split(' ')[4];
+      if (point !== undefined && (point === mnt || point.startsWith(`${mnt}/`))) await execa('umount', ['-l', point], { reject: false });
+    }
+    await rm(dir, { recursive: true, force: true });
+    return { namespaces: namespaces.length, processes };
+  }
+
+  /** Runs a command in a node's namespaces (`n1`: its network and mount namespace) or its pod's (`n1:pod`). */
+  async exec(target: string, cmd: readonly string[], options: { timeoutMs?: number; stdio?: 'pipe' | 'inherit' } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const argv = this.enter(target, cmd);
+    const r = await execa(argv[0] as string, argv.slice(1), { reject: false, timeout: options.timeoutMs ?? 60_000, ...(options.stdio === 'inherit' ? { stdio: 'inherit' } : {}) });
+    return { exitCode: r.exitCode ?? 1, stdout: typeof r.stdout === 'string' ? r.stdout : '', stderr: typeof r.stderr === 'string' ? r.stderr : '' };
+  }
+
+  /** The argv that runs `cmd` inside a node (`n1`) or its pod (`n1:pod`). */
+  enter(target: string, cmd: readonly string[]): string[] {
+    const [nodeName, part] = target.split(':');
+    const node = this.node(nodeName ?? '');
+    if (part !== undefined && part !== 'pod') throw new Error(`"${target}": expected NODE or NODE:pod`);
+    if (cmd.length === 0) throw new Error('no command given');
+    if (part === 'pod') return ['nsenter', `--net=/run/netns/${node.podNetns}`, '--', ...cmd];
+    const mount = this.mountFile(node.name);
+    return ['nsenter', `--net=/run/netns/${node.netns}`, ...(existsSync(mount) ? [`--mount=${mount}`] : []), '--', ...cmd];
+  }
+
+  /** Kills a node's agent (SIGKILL unless told otherwise); the lab does not restart it. */
+  async killAgent(node: string, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const a = this.record.agents[this.node(node).name];
+    if (!a || !isAgent(a.pid, this.dir, node)) return;
+    signal(a.pid, sig);
+    for (let i = 0; i < 100 && isAgent(a.pid, this.dir, node); i++) await sleep(50);
+  }
+
+  /** Starts a node's agent (when it is not running) in the node's network and mount namespace. */
+  async startAgent(node: string): Promise<number> {
+    const n = this.node(node);
+    const current = this.record.agents[n.name];
+    if (current && isAgent(current.pid, this.dir, n.name)) return current.pid;
+    const nodeDir = join(this.dir, n.name);
+    const log = await open(join(nodeDir, 'agent.log'), 'a', 0o600);
+    try {
+      const child = spawn(
+        'nsenter',
+        [`--net=/run/netns/${n.netns}`, `--mount=${this.mountFile(n.name)}`, '--', process.execPath, BIN, 'run', '--config', join(nodeDir, 'weft.yaml')],
+        { detached: true, stdio: ['ignore', log.fd, log.fd], env: { ...process.env, NODE_NAME: n.name, NO_COLOR: '1' } },
+      );
+      const pid = await new Promise<number>((resolve, reject) => {
+        child.once('spawn', () => resolve(child.pid as number));
+        child.once('error', reject);
+      });
+      child.unref();
+      this.record.agents[n.name] = { pid, startedAt: new Date().toISOString() };
+      await this.save();
+      return pid;
+    } finally {
+      await log.close();
+    }
+  }
+
+  /**
+   * Breaks the underlay between two nodes: each drops every packet to or from the other's addresses (for a peer
+   * behind NAT in another location, its NAT router's address — which cuts that whole location off the node).
+   */
+  async cut(a: string, b: string): Promise<void> {
+    const [x, y] = [this.node(a).name, this.node(b).name].sort() as [string, string];
+    if (x === y) throw new Error(`cannot cut ${x} from itself`);
+    if (!this.record.cuts.some(([p, q]) => p === x && q === y)) this.record.cuts.push([x, y]);
+    await this.save();
+    await this.applyCuts([x, y]);
+  }
+
+  /** Undoes {@link cut}. */
+  async heal(a: string, b: string): Promise<void> {
+    const [x, y] = [this.node(a).name, this.node(b).name].sort() as [string, string];
+    this.record.cuts = this.record.cuts.filter(([p, q]) => !(p === x && q === y));
+    await this.save();
+    await this.applyCuts([x, y]);
+  }
+
+  /** The path of a node's agent log. */
+  logFile(node: string): string {
+    return join(this.dir, this.node(node).name, 'agent.log');
+  }
+
+  /** Removes this lab. */
+  async down(): Promise<void> {
+    await Lab.down(this.name, join(this.dir, '..'));
+  }
+
+  /** Per node: addresses, agent, readiness, what it sees, its plugins' status. */
+  async status(): Promise<LabStatus> {
+    const plugins = this.pluginNames();
+    const nodes = await Promise.all(
+      this.topology.nodes.map(async (n): Promise<LabNodeStatus> => {
+        const a = this.record.agents[n.name];
+        const running = a !== undefined && isAgent(a.pid, this.dir, n.name);
+        const socket = join(this.dir, n.name, 'http.sock');
+        const ready = running ? (await get(socket, '/readyz')).status === 200 : false;
+        const metrics = running ? await get(socket, '/metrics') : undefined;
+        const seen = metrics ? /^weft_discovery_nodes (\d+)$/m.exec(metrics.body)?.[1] : undefined;
+        const pluginStatus: Record<string, unknown> = {};
+        if (running) {
+          for (const p of plugins) {
+            const r = await get(socket, `/api/${p}/status`);
+            if (r.status === 200) pluginStatus[p] = parseJson(r.body);
+          }
+        }
+        return {
+          name: n.name,
+          location: n.location,
+          underlay: n.underlay,
+          natAddress: n.natAddress ?? null,
+          podCIDR: n.podCIDR,
+          pod: n.pod,
+          agent: running ? 'running' : 'dead',
+          pid: running ? a.pid : null,
+          http: `${n.underlay}:${String(LAB_HTTP_PORT)}`,
+          ready,
+          nodesSeen: seen === undefined ? null : Number(seen),
+          plugins: pluginStatus,
+        };
+      }),
+    );
+    const total = this.topology.nodes.length;
+    const problems = nodes.flatMap((n) => {
+      if (n.agent === 'dead') return [`${n.name}: agent is not running (weft lab logs ${n.name})`];
+      const p: string[] = [];
+      if (!n.ready) p.push(`${n.name}: agent not ready (/readyz)`);
+      if (n.nodesSeen !== total) p.push(`${n.name}: sees ${String(n.nodesSeen ?? 0)} of ${String(total)} nodes`);
+      return p;
+    });
+    return { lab: this.name, options: this.topology.options, settings: this.settings(), converged: problems.length === 0, problems, nodes };
+  }
+
+  /** Waits until {@link status} says converged, or the time is up; returns the last status either way. */
+  async waitConverged(timeoutMs: number): Promise<LabStatus> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.status();
+      if (s.converged || Date.now() >= deadline) return s;
+      await sleep(250);
+    }
+  }
+
+  /** The lab's settings as status shows them. */
+  settings(): Record<string, unknown> {
+    return { resync: LAB_SETTINGS.resync, directoryRescan: LAB_SETTINGS.rescan, plugins: this.pluginNames(), config: this.record.config };
+  }
+
+  private pluginNames(): string[] {
+    const sections = this.record.config ? templateSectionsSync(this.record.config) : undefined;
+    return Object.keys(sections?.plugins ?? labPluginDefaults()).sort();
+  }
+
+  private node(name: string): LabNode {
+    const n = this.topology.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node "${name}" in lab "${this.name}" (nodes: ${this.topology.nodes.map((x) => x.name).join(', ')})`);
+    return n;
+  }
+
+  private mountFile(node: string): string {
+    return join(this.dir, 'mnt', node);
+  }
+
+  private agentRunning(node: string): boolean {
+    const a = this.record.agents[node];
+    return a !== undefined && isAgent(a.pid, this.dir, node);
+  }
+
+  private async save(): Promise<void> {
+    const file = join(this.dir, 'lab.json');
+    await writeFile(`${file}.tmp`, `${JSON.stringify(this.record, null, 2)}\n`, { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+  }
+
+  private async build(sections: TemplateSections): Promise<void> {
+    const t = this.topology;
+    for (const ns of t.namespaces) await run('ip', ['netns', 'add', ns]);
+    for (const step of t.steps) {
+      if (step.kind === 'ip') await run('ip', ['-n', step.netns, '-batch', '-'], `${step.lines.join('\n')}\n`);
+      else if (step.kind === 'sysctl') for (const [k, v] of Object.entries(step.settings)) await run('ip', ['netns', 'exec', step.netns, 'sysctl', '-qw', `${k}=${v}`]);
+      else await this.nft(step.netns, step.ruleset);
+    }
+    // A mount namespace per node, bound to a file so that a restarted agent (and `lab exec`) joins the same one:
+    // its own /run/wireguard, so that every node's wireguard-go socket can have the same interface name.
+    const mnt = join(this.dir, 'mnt');
+    await mkdir(mnt, { recursive: true });
+    await run('mount', ['--bind', mnt, mnt]);
+    await run('mount', ['--make-private', mnt]);
+    await mkdir('/run/wireguard', { recursive: true, mode: 0o755 });
+    for (const n of t.nodes) {
+      const file = this.mountFile(n.name);
+      await writeFile(file, '');
+      await run('unshare', [`--mount=${file}`, '--propagation', 'private', 'true']);
+      await run('nsenter', [`--mount=${file}`, 'mount', '-t', 'tmpfs', '-o', 'mode=0755,size=1m', `wlab-${this.name}-${n.name}`, '/run/wireguard']);
+      const nodeDir = join(this.dir, n.name);
+      await mkdir(join(nodeDir, 'state'), { recursive: true, mode: 0o700 });
+      await writeFile(join(nodeDir, 'weft.yaml'), nodeConfigText(t, this.dir, n, sections), { mode: 0o600 });
+    }
+    for (const n of t.nodes) await this.startAgent(n.name);
+  }
+
+  private async applyCuts(nodes: readonly string[]): Promise<void> {
+    for (const name of nodes) {
+      const self = this.node(name);
+      const addresses = this.record.cuts
+        .filter(([p, q]) => p === name || q === name)
+        .flatMap(([p, q]) => {
+          const peer = this.node(p === name ? q : p);
+          return [peer.underlay, ...(peer.natAddress && peer.locationIndex !== self.locationIndex ? [peer.natAddress] : [])];
+        });
+      await this.nft(self.netns, cutRuleset(addresses));
+    }
+  }
+
+  private async nft(netns: string, ruleset: string): Promise<void> {
+    // nft reads a file: with a socket for stdin, /dev/stdin cannot be opened.
+    const file = join(this.dir, `nft-${netns}.conf`);
+    await writeFile(file, ruleset, { mode: 0o600 });
+    try {
+      await run('ip', ['netns', 'exec', netns, 'nft', '-f', file]);
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+}
+
+/** The sections of a `--config` template the lab takes: `plugins`, `reconcile`, `log`. */
+interface TemplateSections {
+  readonly plugins?: Record<string, unknown>;
+  readonly reconcile?: Record<string, unknown>;
+  readonly log?: Record<string, unknown>;
+}
+
+const TEMPLATE_KEYS = new Set(['plugins', 'reconcile', 'log']);
+
+/** Reads a `--config` template: a weft config of which the lab takes plugins, reconcile and log. */
+async function templateSections(file: string | null): Promise<TemplateSections> {
+  if (file === null) return {};
+  // Valid as a weft config in its own right (errors point at its lines), and nothing the lab sets itself.
+  await loadConfigText(await readConfigFile(file), file);
+  return templateSectionsSync(file);
+}
+
+function templateSectionsSync(file: string): TemplateSections {
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  const value: TemplateSections & Record<string, unknown> = (doc.toJS() ?? {}) as TemplateSections & Record<string, unknown>;
+  const extra = Object.keys(value).filter((k) => !TEMPLATE_KEYS.has(k));
+  if (extra.length > 0) throw new Error(`${file}: the lab sets ${extra.join(', ')} itself; a lab config holds only plugins, reconcile and log`);
+  return value;
+}
+
+/** The built-in plugins that exist, with their lab settings. */
+export function labPluginDefaults(): Record<string, unknown> {
+  return Object.fromEntries(BUILTIN_PLUGINS.filter((p) => p.status === 'available').map((p) => [p.name, p.lab ?? {}]));
+}
+
+/** One node's weft.yaml in the lab. */
+export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections: TemplateSections): string {
+  const config = {
+    node: { name: n.name, stateDir: join(dir, n.name, 'state') },
+    discovery: {
+      source: 'directory',
+      directory: {
+        path: join(dir, 'nodes'),
+        rescan: LAB_SETTINGS.rescan,
+        self: { internalAddresses: [n.underlay], podCIDRs: [n.podCIDR], labels: { 'topology.kubernetes.io/region': n.location } },
+      },
+    },
+    reconcile: { resync: LAB_SETTINGS.resync, ...(sections.reconcile ?? {}) },
+    http: { listen: `0.0.0.0:${String(LAB_HTTP_PORT)}`, socket: join(dir, n.name, 'http.sock') },
+    log: { level: 'info', format: 'json', ...(sections.log ?? {}) },
+    plugins: sections.plugins ?? labPluginDefaults(),
+  };
+  return `# weft lab "${t.options.name}", node ${n.name}: written by weft lab up\n${stringify(config)}`;
+}
+
+function describeOptions(o: LabOptions): string {
+  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''}`;
+}
+
+function readRecord(dir: string): LabRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as LabRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `pid` is this lab's agent for `node` (and not a process that reused the number). */
+function isAgent(pid: number, dir: string, node: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8').split('\0');
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+    return argv.includes(join(dir, node, 'weft.yaml')) && !/\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function listNetns(): Promise<string[]> {
+  const r = await execa('ip', ['-j', 'netns', 'list'], { reject: false });
+  if (r.exitCode !== 0 || r.stdout.trim() === '') return [];
+  return (JSON.parse(r.stdout) as { name: string }[]).map((n) => n.name);
+}
+
+async function run(cmd: string, args: string[], input?: string): Promise<void> {
+  const r = await execa(cmd, args, { reject: false, timeout: 30_000, ...(input !== undefined ? { input } : {}) });
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${String(r.exitCode)}): ${r.stderr.trim() || r.shortMessage}`);
+}
+
+/** The lab's tools: root, iproute2, nftables, util-linux (nsenter, unshare, mount). */
+async function requireTools(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('weft lab needs root (network and mount namespaces)');
+  const missing: string[] = [];
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['nft', 'nftables'], ['nsenter', 'util-linux'], ['unshare', 'util-linux']] as const) {
+    const r = await execa(tool, ['--version'], { reject: false });
+    if (r.failed && (r as { code?: string }).code === 'ENOENT') missing.push(`${tool} (apt-get install ${pkg})`);
+  }
+  if (missing.length > 0) throw new Error(`weft lab needs ${missing.join(', ')}`);
+}
+
+/** GET over the agent's Unix socket: status 0 when it does not answer. */
+function get(socketPath: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path, timeout: 2_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve({ status: 0, body: '' }));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.end();
+  });
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
