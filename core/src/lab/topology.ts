@@ -213,7 +213,7 @@ export function cutRuleset(addresses: readonly string[]): string {
   if (addresses.length > 0) {
     const set = `{ ${[...new Set(addresses)].sort().join(', ')} }`;
     lines.push('table inet wlab-cut {');
-    for (const [chain, hook] of [['in', 'input'], ['out', 'output'], ['fwd', 'forward']] as const) {
+    for (const [chain, hook] of [['cut_in', 'input'], ['cut_out', 'output'], ['cut_forward', 'forward']] as const) {
       lines.push(`  chain ${chain} {`, `    type filter hook ${hook} priority -10;`, `    ip saddr ${set} drop`, `    ip daddr ${set} drop`, '  }');
     }
     lines.push('}');
