@@ -162,4 +162,16 @@ describe.skipIf(skip)(`weft lab${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
     await execa(process.execPath, [bin, 'lab', 'down', '--name', name]);
     expect(await leftovers(name)).toEqual(nothingLeft);
   });
+
+  it("the README's first command (npm start) brings up the default lab's shape, and says how to go on", async () => {
+    const name = labName('q');
+    const r = await execa(process.execPath, [join(repo, 'tools/quickstart.mjs'), '--name', name, '--nodes', '2'], { reject: false, cwd: repo, timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('weft quickstart: building');
+    expect(r.stdout).toContain(`lab "${name}": 2 nodes, 1 location · resync 5s, directory rescan 2s · converged`);
+    expect(r.stdout).toContain('weft quickstart: the lab is up. Try: npx weft lab status');
+    await Lab.down(name);
+    expect(await leftovers(name)).toEqual(nothingLeft);
+  });
 });

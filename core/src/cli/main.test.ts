@@ -107,4 +107,38 @@ describe('weft CLI', () => {
     const doc = await readFile(join(repo, 'docs/errors.md'), 'utf8');
     for (const code of Object.keys(ERROR_CODES)) expect(doc, code).toContain(`\`${code}\``);
   });
+
+  it('lab: bad options exit 2 and say which, before anything is built', async () => {
+    const nodes = await cli('lab', 'up', '--nodes', '0');
+    expect(nodes.code).toBe(2);
+    expect(nodes.err).toContain("error: option '--nodes <n>' argument '0' is invalid. --nodes: expected an integer 1-60, got \"0\"");
+    const locations = await cli('lab', 'up', '--locations', 'two');
+    expect(locations.code).toBe(2);
+    expect(locations.err).toContain('--locations: expected an integer 1-8, got "two"');
+    const nat = await cli('lab', 'up', '--nat', '--name', 'zz9');
+    expect(nat.code).toBe(1);
+    expect(nat.err).toBe('weft: --nat: needs at least 2 locations (the first is never behind NAT)\n');
+    const name = await cli('lab', 'up', '--name', 'Bad_Name');
+    expect(name.err).toContain('lab name: expected 1-10 lowercase letters and digits starting with a letter, got "Bad_Name"');
+  });
+
+  it('lab: a --config that sets what the lab sets is refused, naming the file', async () => {
+    const file = join(dir, 'lab.yaml');
+    await writeFile(file, 'http: {listen: "127.0.0.1:1"}\nplugins: {}\n');
+    const r = await cli('lab', 'up', '--name', 'zz8', '--config', file);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`weft: ${file}: the lab sets http itself; a lab config holds only plugins, reconcile and log\n`);
+    await writeFile(file, 'plugins:\n  nope: {}\n');
+    const bad = await cli('lab', 'up', '--name', 'zz8', '--config', file);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain(`${file}:2:3 plugins.nope: unknown plugin "nope"`);
+  });
+
+  it('lab: status, exec and logs of a lab that is not up say so', async () => {
+    for (const args of [['status'], ['exec', 'n1', '--', 'true'], ['logs', 'n1']]) {
+      const r = await cli('lab', args[0] ?? '', '--name', 'zz7', ...args.slice(1));
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err).toBe('weft: no lab "zz7" is up (nothing at /run/weft-lab/zz7); start one with "weft lab up"\n');
+    }
+  });
 });
