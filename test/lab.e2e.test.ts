@@ -159,6 +159,17 @@ describe.skipIf(skip)(`weft lab${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
     expect(failing.exitCode).toBe(1);
     const logs = await execa(process.execPath, [bin, 'lab', 'logs', '--name', name, 'n2']);
     expect(logs.stdout).toContain('"msg":"weft started"');
+    // --follow prints what is appended: a restarted agent's start.
+    let followed = '';
+    const follow = execa(process.execPath, [bin, 'lab', 'logs', '--follow', '--name', name, 'n2'], { reject: false });
+    follow.stdout?.on('data', (c: Buffer) => (followed += c.toString()));
+    const lab = Lab.attach(name);
+    await until('the log printed', () => followed.includes('"msg":"weft started"'));
+    await lab.killAgent('n2');
+    await lab.startAgent('n2');
+    await until('the new start followed', () => (followed.match(/"msg":"weft started"/g) ?? []).length === 2, 15_000);
+    follow.kill('SIGTERM');
+    await follow;
     await execa(process.execPath, [bin, 'lab', 'down', '--name', name]);
     expect(await leftovers(name)).toEqual(nothingLeft);
   });
