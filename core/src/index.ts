@@ -47,6 +47,9 @@ export type { Logger } from './observe/logger.js';
 export type {
   Address,
   BridgeLink,
+  InterfaceInfo,
+  WireGuardDeviceStatus,
+  WireGuardPeerStatus,
   Change,
   DesiredState,
   DummyLink,

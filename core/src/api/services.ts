@@ -3,7 +3,7 @@ import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogra
 import type { AnnotationPatch, ClusterView } from './cluster.js';
 import type { ApplyResult } from '../kernel/driver.js';
 import type { Capability } from '../kernel/capabilities.js';
-import type { Change, DesiredState, KernelOwner } from '../kernel/model.js';
+import type { Change, DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from '../kernel/model.js';
 
 /**
  * A typed reference to a service. The runtime registers each service under `ref.token` in a tsyringe container,
@@ -114,6 +114,14 @@ export interface KernelService {
    * what is missing and how to fix it (as `weft doctor` says). Call it in `setup`.
    */
   require(...needs: Capability[]): Promise<void>;
+  /**
+   * Run-time state of one of this plugin's WireGuard devices (`wg show DEV dump`): per peer the endpoint its packets
+   * last came from, the latest handshake and the bytes moved; `undefined` when the device does not exist. Read-only;
+   * the device must carry the plugin's link prefix.
+   */
+  wireguardStatus(device: string): Promise<WireGuardDeviceStatus | undefined>;
+  /** The namespace's interfaces, owned or not, with MTU and addresses (what a plugin may need of the underlay). Read-only. */
+  interfaces(): Promise<readonly InterfaceInfo[]>;
 }
 
 /** The core services every plugin can resolve. */

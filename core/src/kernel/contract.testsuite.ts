@@ -91,6 +91,23 @@ export function wireGuardContract(name: string, makeHarness: () => Promise<Contr
       expect(observed?.peers.find((p) => p.publicKey === b.publicKey)).toMatchObject({ presharedKey: psk, endpoint: '[2001:db8::b]:51820', allowedIPs: ['100.64.0.3/32'] });
     });
 
+    it('reports run-time status (public keys only) and the interfaces with their MTU', async () => {
+      const [status] = await h.backend.wireguardStatus(new Set(['wcg0', 'absent0']));
+      expect(status).toEqual({
+        name: 'wcg0',
+        publicKey: self.publicKey,
+        listenPort: 51820,
+        peers: [
+          { publicKey: a.publicKey, endpoint: '192.0.2.10:51820', allowedIPs: ['100.64.0.2/32', '198.18.20.0/24'], latestHandshake: 0, receiveBytes: 0, transmitBytes: 0, persistentKeepalive: 25 },
+          { publicKey: b.publicKey, endpoint: '[2001:db8::b]:51820', allowedIPs: ['100.64.0.3/32'], latestHandshake: 0, receiveBytes: 0, transmitBytes: 0, persistentKeepalive: 0 },
+        ].sort((x, y) => (x.publicKey < y.publicKey ? -1 : 1)),
+      });
+      expect(JSON.stringify(status)).not.toContain(self.privateKey);
+      expect(JSON.stringify(status)).not.toContain(psk);
+      const wg = (await h.backend.interfaces()).find((i) => i.name === 'wcg0');
+      expect(wg).toMatchObject({ name: 'wcg0', mtu: 1420, addresses: ['100.64.0.1/32'] });
+    });
+
     it('updates one peer in place and leaves the others alone; adds and removes peers one by one', async () => {
       const changed = { ...peerA, allowedIPs: ['198.18.20.0/24', '198.18.21.0/24', '100.64.0.2/32'] };
       const r = await applyDesired(h.backend, WG_OWNER, device([changed, peerB]));

@@ -1,7 +1,7 @@
 import { WeftError } from '../api/errors.js';
 import type { DoctorReport } from './capabilities.js';
 import { diffState } from './diff.js';
-import type { Change, DesiredState, KernelOwner } from './model.js';
+import type { Change, DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from './model.js';
 import { checkOwner, normalizeDesired, type NormalState } from './normalize.js';
 
 /** What an apply did. */
@@ -48,6 +48,10 @@ export interface KernelBackend {
   execute(owner: KernelOwner, changes: readonly Change[]): Promise<number>;
   /** What this kernel and machine support (`weft doctor`). */
   probe(): Promise<DoctorReport>;
+  /** Run-time state of these WireGuard devices (those that exist). */
+  wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]>;
+  /** Every interface of the namespace with its MTU and addresses. */
+  interfaces(): Promise<InterfaceInfo[]>;
 }
 
 /**

@@ -8,10 +8,10 @@ import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, t
 import { canonicalIP, type Family } from './ip.js';
 import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
 import { type Json, parseLink, parseMpls, parseRoute, parseRule, sysctlPath } from './iproute2-parse.js';
-import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
 import { splitRuleset } from './nftables.js';
 import { type NLink, type NMplsRoute, nftPrefix, type NormalState, type NRoute, type NWireGuard } from './normalize.js';
-import { parseWgDump, socketAnswers, WIREGUARD_SOCKET_DIR, wgSetArgs } from './wireguard.js';
+import { parseWgDump, parseWgStatus, socketAnswers, WIREGUARD_SOCKET_DIR, wgSetArgs } from './wireguard.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
@@ -94,6 +94,26 @@ export class Iproute2Kernel implements KernelBackend {
       .map((l) => JSON.parse(l.replaceAll('"encap":"mpls","dst":', '"encap":"mpls","labels":')) as Json[]);
     if (out.length !== lines.length) throw new Error(`ip -${family} -json -batch (${this.where}): expected ${lines.length} answers, got ${out.length}`);
     return out;
+  }
+
+  async wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]> {
+    if (names.size === 0) return [];
+    const r = await this.exec('wg', ['show', 'all', 'dump']);
+    if (r.exitCode !== 0) throw new Error(`wg show all dump (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
+    return parseWgStatus(r.stdout, names);
+  }
+
+  async interfaces(): Promise<InterfaceInfo[]> {
+    const r = await this.exec('ip', ['-json', 'address', 'show']);
+    if (r.exitCode !== 0) throw new Error(`ip -json address show (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
+    return (JSON.parse(r.stdout || '[]') as Json[]).map((j) => ({
+      name: j.ifname as string,
+      mtu: Number(j.mtu) || 0,
+      up: Array.isArray(j.flags) && (j.flags as string[]).includes('UP'),
+      addresses: ((j.addr_info ?? []) as Json[])
+        .filter((a) => !(a.scope === 'link' && a.family === 'inet6'))
+        .map((a) => `${canonicalIP(a.local as string) ?? String(a.local)}/${String(a.prefixlen)}`),
+    }));
   }
 
   async observe(owner: KernelOwner, hints: ObserveHints = {}): Promise<{ state: NormalState; processes: number }> {

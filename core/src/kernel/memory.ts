@@ -1,6 +1,7 @@
 import type { Capability, DoctorReport } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
-import type { Address, Change, DesiredState, FdbEntry, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
+import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer, WireGuardPeerStatus } from './model.js';
+import { wireGuardPublicKey } from './wgkeys.js';
 import { type NLink, type NMplsRoute, nftPrefix, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** A route as the in-memory kernel stores it: with the protocol that marks its owner. */
@@ -36,6 +37,8 @@ export class MemoryKernel implements KernelBackend {
   private failures = new Map<string, string>();
   /** Every change executed, in order (tests read it to count writes). */
   readonly log: Change[] = [];
+  /** Run-time WireGuard figures tests set per `device/publicKey` (handshakes, transfer, a roamed endpoint). */
+  private peerStats = new Map<string, Partial<Pick<WireGuardPeerStatus, 'endpoint' | 'latestHandshake' | 'receiveBytes' | 'transmitBytes'>>>();
 
   constructor(sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '0', 'net.ipv6.conf.all.forwarding': '0' }) {
     for (const [k, v] of Object.entries(sysctls)) this.s.sysctls.set(k, v);
@@ -63,6 +66,45 @@ export class MemoryKernel implements KernelBackend {
   /** Removes objects behind the driver's back (drift), as `ip … del` by another hand would. */
   drift(edit: (state: MemoryKernelState) => void): void {
     edit(this.s);
+  }
+
+  /** Sets what `wireguardStatus` reports of one peer, as traffic and handshakes would. */
+  setPeerStatus(device: string, publicKey: string, status: Partial<Pick<WireGuardPeerStatus, 'endpoint' | 'latestHandshake' | 'receiveBytes' | 'transmitBytes'>>): void {
+    this.peerStats.set(`${device}/${publicKey}`, { ...this.peerStats.get(`${device}/${publicKey}`), ...status });
+  }
+
+  async wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]> {
+    await Promise.resolve();
+    return [...this.s.wireguard.values()]
+      .filter((d) => names.has(d.name))
+      .map((d) => ({
+        name: d.name,
+        publicKey: d.privateKey ? wireGuardPublicKey(d.privateKey) : '',
+        listenPort: d.listenPort ?? 0,
+        peers: d.peers.map((p) => {
+          const st = this.peerStats.get(`${d.name}/${p.publicKey}`) ?? {};
+          const endpoint = st.endpoint ?? p.endpoint;
+          return {
+            publicKey: p.publicKey,
+            ...(endpoint !== undefined ? { endpoint } : {}),
+            allowedIPs: [...p.allowedIPs],
+            latestHandshake: st.latestHandshake ?? 0,
+            receiveBytes: st.receiveBytes ?? 0,
+            transmitBytes: st.transmitBytes ?? 0,
+            persistentKeepalive: p.persistentKeepalive,
+          };
+        }),
+      }));
+  }
+
+  async interfaces(): Promise<InterfaceInfo[]> {
+    await Promise.resolve();
+    return this.s.links.map((l) => ({
+      name: l.name,
+      mtu: l.mtu ?? 1500,
+      up: l.up !== false,
+      addresses: this.s.addresses.filter((a) => a.dev === l.name).map((a) => a.address),
+    }));
   }
 
   /** Makes the change with this id fail once with `message`. */

@@ -172,6 +172,36 @@ export interface WireGuardDevice {
   readonly peers: readonly WireGuardPeer[];
 }
 
+/** What a WireGuard device knows of one peer at run time (`wg show DEV dump`). */
+export interface WireGuardPeerStatus {
+  readonly publicKey: string;
+  /** Where the peer's packets last came from (after roaming or NAT), `host:port`; absent before any contact. */
+  readonly endpoint?: string;
+  readonly allowedIPs: readonly string[];
+  /** Unix time (seconds) of the latest handshake; 0 when there has been none. */
+  readonly latestHandshake: number;
+  readonly receiveBytes: number;
+  readonly transmitBytes: number;
+  readonly persistentKeepalive: number;
+}
+
+/** A WireGuard device's run-time state: its listen port and what it knows of each peer. Never holds a key but public ones. */
+export interface WireGuardDeviceStatus {
+  readonly name: string;
+  readonly publicKey: string;
+  readonly listenPort: number;
+  readonly peers: readonly WireGuardPeerStatus[];
+}
+
+/** A network interface of the namespace, owned or not: what a plugin may need to know of the underlay. */
+export interface InterfaceInfo {
+  readonly name: string;
+  readonly mtu: number;
+  readonly up: boolean;
+  /** Addresses with prefix length (no IPv6 link-local ones). */
+  readonly addresses: readonly string[];
+}
+
 /**
  * An nftables table, replaced atomically whenever it differs (`nft -f -`: `delete table …; table … { body }` in one
  * transaction). Its name is `weft-<owner>` or starts with `weft-<owner>-`.

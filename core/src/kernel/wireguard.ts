@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import type { Change, WireGuardDevice } from './model.js';
+import type { Change, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeerStatus } from './model.js';
 import type { NPeer, NWireGuard } from './normalize.js';
 
 /**
@@ -51,6 +51,29 @@ export function parseWgDump(text: string, names: ReadonlySet<string>): NWireGuar
         persistentKeepalive: f[8] === 'off' ? 0 : Number(f[8]),
         ...(f[2] !== '(none)' ? { presharedKey: f[2] } : {}),
         ...(f[3] !== '(none)' ? { endpoint: f[3] } : {}),
+      });
+    }
+  }
+  return [...devices.values()].map((d) => ({ ...d, peers: d.peers.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) }));
+}
+
+/** Parses `wg show all dump` into run-time status (public keys, handshakes, transfer), keeping only the given names. */
+export function parseWgStatus(text: string, names: ReadonlySet<string>): WireGuardDeviceStatus[] {
+  const devices = new Map<string, { name: string; publicKey: string; listenPort: number; peers: WireGuardPeerStatus[] }>();
+  for (const line of text.split('\n')) {
+    const f = line.split('\t');
+    const name = f[0] as string;
+    if (!names.has(name)) continue;
+    if (f.length === 5) devices.set(name, { name, publicKey: f[2] === '(none)' ? '' : (f[2] as string), listenPort: Number(f[3]) || 0, peers: [] });
+    else if (f.length === 9) {
+      devices.get(name)?.peers.push({
+        publicKey: f[1] as string,
+        ...(f[3] !== '(none)' ? { endpoint: f[3] as string } : {}),
+        allowedIPs: f[4] === '(none)' ? [] : (f[4] as string).split(',').sort(),
+        latestHandshake: Number(f[5]) || 0,
+        receiveBytes: Number(f[6]) || 0,
+        transmitBytes: Number(f[7]) || 0,
+        persistentKeepalive: f[8] === 'off' ? 0 : Number(f[8]) || 0,
       });
     }
   }

@@ -43,5 +43,15 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
     async require(...needs) {
       requireCapabilities(await o.backend.probe(), o.plugin, needs);
     },
+    async wireguardStatus(device) {
+      const owner = ownerOrThrow();
+      if (!device.startsWith(owner.linkPrefix)) {
+        throw new WeftError('WEFT_KERNEL_INPUT', `plugin "${o.plugin}": device ${JSON.stringify(device)} is not its own (link prefix "${owner.linkPrefix}")`);
+      }
+      return (await o.backend.wireguardStatus(new Set([device])))[0];
+    },
+    async interfaces() {
+      return o.backend.interfaces();
+    },
   };
 }
