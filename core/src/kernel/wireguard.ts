@@ -68,7 +68,7 @@ export function parseWgStatus(text: string, names: ReadonlySet<string>): WireGua
     else if (f.length === 9) {
       devices.get(name)?.peers.push({
         publicKey: f[1] as string,
-        ...(f[3] !== '(none)' ? { endpoint: f[3] as string } : {}),
+        ...(f[3] !== '(none)' ? { endpoint: f[3] } : {}),
         allowedIPs: f[4] === '(none)' ? [] : (f[4] as string).split(',').sort(),
         latestHandshake: Number(f[5]) || 0,
         receiveBytes: Number(f[6]) || 0,
