@@ -16,7 +16,13 @@ export interface BuiltinPlugin {
 
 /** weft's own plugins; each is an ordinary package loaded through the same path as a third-party one. */
 export const BUILTIN_PLUGINS: readonly BuiltinPlugin[] = [
-  { name: 'wireguard', module: '@weft/plugin-wireguard', description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it', status: { planned: 'issue 6' } },
+  {
+    name: 'wireguard',
+    module: '@weft/plugin-wireguard',
+    description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it',
+    status: 'available',
+    lab: { granularity: 'full', heartbeat: '5s', staleAfter: '15s' },
+  },
   { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'VXLAN overlay between nodes with unicast FDB and neighbour entries', status: { planned: 'a later issue' } },
   { name: 'gre-tunnel', module: '@weft/plugin-gre-tunnel', description: "brings a Service's external IP into its pods through GRE tunnels", status: { planned: 'a later issue' } },
   { name: 'mpls-lwtunnel', module: '@weft/plugin-mpls-lwtunnel', description: "brings a Service's external IP into its pods with per-route MPLS encapsulation", status: { planned: 'a later issue' } },

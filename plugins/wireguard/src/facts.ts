@@ -1,0 +1,171 @@
+import { isIP } from 'node:net';
+import { canonicalEndpoint, isWireGuardKey, type NodeInfo } from '@weft/core';
+import type { WireGuardConfig } from './config.js';
+import { canonicalIp, canonicalNet, joinHostPort, netContains, parseNet } from './ip.js';
+
+/** The annotations this plugin publishes on its own node (and reads from the others). */
+export const PUBLISHED = {
+  publicKey: 'weft.io/wireguard-public-key',
+  endpoint: 'weft.io/wireguard-endpoint',
+  /** The overlay addresses, IPv4 then IPv6: `100.64.12.34,fd77:6566:7400::c:1222`. */
+  overlay: 'weft.io/wireguard-ip',
+  /** When the node claimed its overlay address (unix seconds): the earlier claim keeps a contested address. */
+  overlaySince: 'weft.io/wireguard-ip-since',
+  /** JSON `{ "<public key>": "ip:port" }`: where this node saw its peers' packets come from (behind NAT). */
+  discovered: 'weft.io/wireguard-discovered-endpoints',
+  /** Unix seconds: refreshed every heartbeat while the node's WireGuard is healthy. */
+  lastSeen: 'weft.io/wireguard-last-seen',
+} as const;
+
+/** Annotations an operator sets on a node. */
+export const OPERATOR = {
+  forceEndpoint: 'weft.io/force-endpoint',
+  leader: 'weft.io/leader',
+  persistentKeepalive: 'weft.io/persistent-keepalive',
+} as const;
+
+/** What the mesh needs of one node, read from the view and checked. */
+export interface NodeFacts {
+  readonly name: string;
+  readonly location: string;
+  readonly ready: boolean;
+  readonly publicKey: string;
+  /** Where to reach its WireGuard, as published. */
+  readonly endpoint: string | undefined;
+  readonly overlay4: string | undefined;
+  readonly overlay6: string | undefined;
+  /** Unix seconds. */
+  readonly overlaySince: number;
+  readonly podCIDRs: readonly string[];
+  /** First internal IPv4 and IPv6 addresses (the underlay inside a location). */
+  readonly internal4: string | undefined;
+  readonly internal6: string | undefined;
+  readonly hasExternal: boolean;
+  readonly forcedLeader: boolean;
+  /** Seconds; 0 off. What the node asks for (it sits behind NAT). */
+  readonly keepalive: number;
+  readonly lastSeen: number | undefined;
+  /** Endpoints this node observed, by the peer's public key. */
+  readonly discovered: Readonly<Record<string, string>>;
+}
+
+/** A node the mesh leaves out, and why: `pending` until it publishes, `invalid` for bad data (logged, counted). */
+export type Excluded = { readonly node: string; readonly kind: 'pending' | 'invalid'; readonly reason: string };
+
+/** The location a node is in for the mesh: its location, or `""` for nodes without one. */
+export const locationKey = (n: NodeInfo): string => n.location ?? '';
+
+/**
+ * Reads and checks one node's WireGuard facts. A node that has not published a key yet is `pending`; one whose
+ * annotations hold a bad value is `invalid`, with every problem named, and the mesh leaves it out.
+ */
+export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR' | 'overlayCIDR6'>): NodeFacts | Excluded {
+  const a = n.annotations;
+  const problems: string[] = [];
+  const key = a[PUBLISHED.publicKey];
+  if (key === undefined || key === '') return { node: n.name, kind: 'pending', reason: 'no WireGuard public key published yet' };
+  if (!isWireGuardKey(key)) problems.push(`${PUBLISHED.publicKey}: expected a base64 WireGuard key, got ${JSON.stringify(String(key).slice(0, 60))}`);
+
+  let endpoint: string | undefined;
+  const ep = a[PUBLISHED.endpoint];
+  if (ep !== undefined && ep !== '') {
+    endpoint = canonicalEndpoint(ep);
+    if (!endpoint) problems.push(`${PUBLISHED.endpoint}: expected ip:port or [ipv6]:port, got ${JSON.stringify(ep.slice(0, 60))}`);
+  }
+
+  let overlay4: string | undefined;
+  let overlay6: string | undefined;
+  const ov = a[PUBLISHED.overlay];
+  if (ov !== undefined && ov !== '') {
+    const v4 = parseNet(config.overlayCIDR);
+    const v6 = parseNet(config.overlayCIDR6);
+    for (const part of ov.split(',')) {
+      const ip = canonicalIp(part.trim());
+      if (ip !== undefined && v4 && netContains(v4, ip) && overlay4 === undefined) overlay4 = ip;
+      else if (ip !== undefined && v6 && netContains(v6, ip) && overlay6 === undefined) overlay6 = ip;
+      else problems.push(`${PUBLISHED.overlay}: ${JSON.stringify(part.slice(0, 60))} is not an address of ${config.overlayCIDR} or ${config.overlayCIDR6}`);
+    }
+  }
+  const sinceText = a[PUBLISHED.overlaySince];
+  const overlaySince = sinceText === undefined ? Number.MAX_SAFE_INTEGER : Number(sinceText);
+  if (sinceText !== undefined && !/^\d{1,12}$/.test(sinceText)) problems.push(`${PUBLISHED.overlaySince}: expected unix seconds, got ${JSON.stringify(sinceText.slice(0, 60))}`);
+
+  const podCIDRs: string[] = [];
+  for (const c of n.podCIDRs) {
+    const canonical = canonicalNet(c);
+    if (canonical) podCIDRs.push(canonical);
+    else problems.push(`pod CIDR ${JSON.stringify(c)}: not a CIDR`);
+  }
+
+  const keepaliveText = a[OPERATOR.persistentKeepalive];
+  let keepalive = 0;
+  if (keepaliveText !== undefined) {
+    keepalive = Number(keepaliveText);
+    if (!/^\d{1,5}$/.test(keepaliveText) || keepalive > 65535) problems.push(`${OPERATOR.persistentKeepalive}: expected seconds 0-65535, got ${JSON.stringify(keepaliveText.slice(0, 60))}`);
+  }
+  const lastSeenText = a[PUBLISHED.lastSeen];
+  let lastSeen: number | undefined;
+  if (lastSeenText !== undefined) {
+    lastSeen = Number(lastSeenText);
+    if (!/^\d{1,12}$/.test(lastSeenText)) problems.push(`${PUBLISHED.lastSeen}: expected unix seconds, got ${JSON.stringify(lastSeenText.slice(0, 60))}`);
+  }
+  const discovered: Record<string, string> = {};
+  const discText = a[PUBLISHED.discovered];
+  if (discText !== undefined && discText !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(discText);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) problems.push(`${PUBLISHED.discovered}: expected a JSON object of public key to ip:port`);
+    else {
+      for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+        const e = typeof v === 'string' ? canonicalEndpoint(v) : undefined;
+        if (!isWireGuardKey(k) || !e) problems.push(`${PUBLISHED.discovered}: bad entry ${JSON.stringify(k.slice(0, 60))}: ${JSON.stringify(v)}`);
+        else discovered[k] = e;
+      }
+    }
+  }
+  if (problems.length > 0) return { node: n.name, kind: 'invalid', reason: problems.join('; ') };
+
+  const first = (list: readonly string[], family: 4 | 6) => list.map((x) => canonicalIp(x)).find((x) => x !== undefined && isIP(x) === family);
+  return {
+    name: n.name,
+    location: locationKey(n),
+    ready: n.ready,
+    publicKey: key,
+    endpoint,
+    overlay4,
+    overlay6,
+    overlaySince,
+    podCIDRs,
+    internal4: first(n.internalAddresses, 4),
+    internal6: first(n.internalAddresses, 6),
+    hasExternal: n.externalAddresses.some((x) => canonicalIp(x) !== undefined),
+    forcedLeader: ['true', '1', 'yes'].includes((a[OPERATOR.leader] ?? '').toLowerCase()),
+    keepalive,
+    lastSeen,
+    discovered,
+  };
+}
+
+/**
+ * The endpoint a node publishes: `weft.io/force-endpoint` when set (and valid), else an external address, else an
+ * internal one (IPv4 before IPv6), with the listen port. `problem` says why a forced endpoint was ignored.
+ */
+export function ownEndpoint(n: NodeInfo, port: number): { endpoint: string | undefined; problem?: string } {
+  const forced = n.annotations[OPERATOR.forceEndpoint];
+  let problem: string | undefined;
+  if (forced !== undefined && forced !== '') {
+    const e = canonicalEndpoint(forced) ?? (canonicalIp(forced) !== undefined ? canonicalEndpoint(joinHostPort(canonicalIp(forced) as string, port)) : undefined);
+    if (e) return { endpoint: e };
+    problem = `${OPERATOR.forceEndpoint}: expected ip, ip:port or [ipv6]:port, got ${JSON.stringify(forced.slice(0, 60))}; ignored`;
+  }
+  const pick = (list: readonly string[]) => {
+    const ips = list.map((x) => canonicalIp(x)).filter((x): x is string => x !== undefined);
+    return ips.find((x) => isIP(x) === 4) ?? ips.find((x) => isIP(x) === 6);
+  };
+  const host = pick(n.externalAddresses) ?? pick(n.internalAddresses);
+  return { endpoint: host === undefined ? undefined : joinHostPort(host, port), ...(problem ? { problem } : {}) };
+}

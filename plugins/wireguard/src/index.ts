@@ -1,0 +1,235 @@
+import { definePlugin, describeError, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, generateWireGuardKeyPair, wireGuardPublicKey } from '@weft/core';
+import { LINK_PREFIX, WireGuardConfig } from './config.js';
+import { PUBLISHED, ownEndpoint } from './facts.js';
+import { meshDot } from './graph.js';
+import { canonicalIp, parseNet, netContains } from './ip.js';
+import { type Claim, chooseOverlay } from './overlay.js';
+import { peerConfig } from './peer-config.js';
+import { desiredState, type MeshPlan, planMesh } from './planner.js';
+
+export { WireGuardConfig } from './config.js';
+export { PUBLISHED, OPERATOR, readNode } from './facts.js';
+export { planMesh, desiredState, electLeader, type MeshPlan, type PlannedPeer, type PlanInput, type SelfFacts } from './planner.js';
+export { chooseOverlay, winners } from './overlay.js';
+export { meshDot } from './graph.js';
+export { peerConfig } from './peer-config.js';
+
+/** The route protocol of the mesh's routes (weft's range is 100-199). */
+export const ROUTE_PROTOCOL = 110;
+
+/** The private key in the state directory (mode 0600), made on first start and kept across restarts. */
+async function loadKey(state: PluginState, dryRun: boolean): Promise<{ privateKey: string; publicKey: string; created: boolean }> {
+  const saved = (await state.readFile('private.key'))?.toString('utf8').trim();
+  if (saved !== undefined) {
+    if (!isWireGuardKey(saved)) throw new TerminalError(`${state.dir}/private.key is not a WireGuard private key (base64 of 32 bytes); move it away to make a new one`);
+    return { privateKey: saved, publicKey: wireGuardPublicKey(saved), created: false };
+  }
+  const pair = generateWireGuardKeyPair();
+  if (!dryRun) await state.writeFile('private.key', `${pair.privateKey}\n`, { mode: 0o600 });
+  return { ...pair, created: true };
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+/**
+ * The WireGuard mesh: every node (granularity `full`) or one leader per location (`location`) carries pod traffic
+ * to the others through an encrypted interface; routes for every peer's pod CIDRs and overlay addresses go through
+ * it (or, inside a location, over the underlay). See plugins/wireguard/README.md.
+ */
+export default definePlugin({
+  name: 'wireguard',
+  apiVersion: '1',
+  description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it',
+  config: WireGuardConfig,
+  watches: ['nodes'],
+  kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL },
+  async setup({ config, logger, metrics, cluster, publish, state, http, kernel, dryRun }) {
+    await kernel.require('wireguard');
+    const key = await loadKey(state, dryRun);
+    logger.info({ publicKey: key.publicKey, created: key.created }, key.created ? 'made a new WireGuard key pair' : 'WireGuard key loaded');
+    const savedOverlay = (await state.readFile('overlay.json'))?.toString('utf8');
+    let overlay: { ip4: string; since: number } | undefined;
+    try {
+      const o = savedOverlay ? (JSON.parse(savedOverlay) as { ip4?: unknown; since?: unknown }) : undefined;
+      if (o && typeof o.ip4 === 'string' && canonicalIp(o.ip4) !== undefined && typeof o.since === 'number') overlay = { ip4: o.ip4, since: o.since };
+    } catch {
+      logger.warn({ file: `${state.dir}/overlay.json` }, 'unreadable overlay state; choosing the overlay address again');
+    }
+    const startedAt = now();
+
+    const gPeers = metrics.gauge({ name: 'weft_wireguard_peers', help: 'WireGuard peers configured on this node' });
+    const gLeader = metrics.gauge({ name: 'weft_wireguard_leader', help: '1 when this node leads its location (granularity location)' });
+    const gHandshake = metrics.gauge({ name: 'weft_wireguard_peer_last_handshake_seconds', help: 'Unix time of the latest handshake with a peer (0: none yet)', labelNames: ['peer'] });
+    const cRx = metrics.counter({ name: 'weft_wireguard_peer_receive_bytes_total', help: 'Bytes received from a peer', labelNames: ['peer'] });
+    const cTx = metrics.counter({ name: 'weft_wireguard_peer_transmit_bytes_total', help: 'Bytes sent to a peer', labelNames: ['peer'] });
+    const gInvalid = metrics.gauge({ name: 'weft_wireguard_peer_invalid', help: '1 for a node or external peer left out of the mesh for bad data', labelNames: ['peer'] });
+    const lastBytes = new Map<string, { rx: number; tx: number }>();
+
+    let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
+    let lastSeenPublished = 0;
+    let excludedLogged = '';
+
+    const updateMetrics = (plan: MeshPlan, observed: WireGuardDeviceStatus | undefined) => {
+      gPeers.set(plan.peers.length);
+      gLeader.set(plan.isLeader ? 1 : 0);
+      gHandshake.reset();
+      gInvalid.reset();
+      const byKey = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p]));
+      const seen = new Set<string>();
+      for (const p of plan.peers) {
+        const o = byKey.get(p.publicKey);
+        seen.add(p.name);
+        gHandshake.set({ peer: p.name }, o?.latestHandshake ?? 0);
+        const prev = lastBytes.get(p.name) ?? { rx: 0, tx: 0 };
+        const rx = o?.receiveBytes ?? 0;
+        const tx = o?.transmitBytes ?? 0;
+        // The device's counters restart with it: a drop starts the series again.
+        if (rx < prev.rx || tx < prev.tx) {
+          cRx.remove({ peer: p.name });
+          cTx.remove({ peer: p.name });
+          cRx.inc({ peer: p.name }, rx);
+          cTx.inc({ peer: p.name }, tx);
+        } else {
+          cRx.inc({ peer: p.name }, rx - prev.rx);
+          cTx.inc({ peer: p.name }, tx - prev.tx);
+        }
+        lastBytes.set(p.name, { rx, tx });
+      }
+      for (const name of [...lastBytes.keys()]) {
+        if (seen.has(name)) continue;
+        cRx.remove({ peer: name });
+        cTx.remove({ peer: name });
+        lastBytes.delete(name);
+      }
+      for (const x of plan.excluded) if (x.kind === 'invalid') gInvalid.set({ peer: x.node }, 1);
+    };
+
+    const statusJson = () => {
+      if (!last) return { node: cluster.current().self.name, ready: false, summary: 'not reconciled yet' };
+      const { plan, observed, at } = last;
+      const byKey = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p]));
+      const t = now();
+      const peers = plan.peers.map((p) => {
+        const o = byKey.get(p.publicKey);
+        const hs = o?.latestHandshake ?? 0;
+        return { ...p, latestHandshake: hs, handshakeAgeSeconds: hs > 0 ? t - hs : null, receiveBytes: o?.receiveBytes ?? 0, transmitBytes: o?.transmitBytes ?? 0 };
+      });
+      const fresh = peers.filter((p) => p.handshakeAgeSeconds !== null && p.handshakeAgeSeconds <= config.staleAfter / 1000).length;
+      return {
+        node: plan.self,
+        interface: config.interface,
+        publicKey: key.publicKey,
+        port: config.port,
+        endpoint: ownEndpoint(cluster.current().self, config.port).endpoint ?? null,
+        overlay: overlay ? { ipv4: overlay.ip4, ipv6: plan.addresses[1]?.split('/')[0] ?? null, since: overlay.since } : null,
+        granularity: plan.granularity,
+        location: plan.location,
+        leaders: plan.leaders,
+        isLeader: plan.isLeader,
+        observedAt: at,
+        summary: `${String(peers.length)} peer${peers.length === 1 ? '' : 's'}, ${String(fresh)} with a fresh handshake${plan.isLeader ? ', leader' : ''}`,
+        peers,
+        excluded: plan.excluded,
+      };
+    };
+    const handshakeAges = (): Record<string, number | undefined> => {
+      if (!last) return {};
+      const byKey = new Map((last.observed?.peers ?? []).map((p) => [p.publicKey, p]));
+      const t = now();
+      return Object.fromEntries(last.plan.peers.map((p) => {
+        const hs = byKey.get(p.publicKey)?.latestHandshake ?? 0;
+        return [p.name, hs > 0 ? t - hs : undefined];
+      }));
+    };
+    http.route('GET', '/status', () => ({ json: statusJson() }));
+    http.route('GET', '/graph', () => (last ? { body: meshDot(last.plan, handshakeAges()), contentType: 'text/vnd.graphviz; charset=utf-8' } : { status: 503, json: { error: 'not reconciled yet' } }));
+    http.route('GET', '/peer-config', ({ url }) => {
+      const name = url.searchParams.get('name') ?? '';
+      const peer = config.peers.find((p) => p.name === name);
+      if (!peer) return { status: 404, json: { error: `no external peer ${JSON.stringify(name)}; configured: ${config.peers.map((p) => p.name).join(', ') || 'none'}` } };
+      if (!last) return { status: 503, json: { error: 'not reconciled yet' } };
+      return { body: peerConfig(last.plan, peer, new Date()), contentType: 'text/plain; charset=utf-8' };
+    });
+
+    /** The interface's MTU: configured, else the underlay's (the link holding this node's internal address) minus 80. */
+    const mtuFor = async (internal: readonly string[]): Promise<number> => {
+      if (config.mtu !== null) return config.mtu;
+      const wanted = new Set(internal.map((a) => canonicalIp(a)));
+      const underlay = (await kernel.interfaces()).find((i) => i.addresses.some((a) => wanted.has(canonicalIp(a.split('/')[0] as string))));
+      return Math.max(1280, (underlay?.mtu ?? 1500) - 80);
+    };
+
+    return {
+      async reconcile({ view, reasons }) {
+        const t = now();
+        // Overlay address: kept unless another node's older claim wins it (overlay.ts).
+        const v4 = parseNet(config.overlayCIDR);
+        const claims: Claim[] = view.nodes.flatMap((n) => {
+          if (n.name === view.self.name) return [];
+          const ip4 = n.annotations[PUBLISHED.overlay]?.split(',').map((x) => canonicalIp(x.trim())).find((x) => x !== undefined && v4 !== undefined && netContains(v4, x));
+          const since = Number(n.annotations[PUBLISHED.overlaySince] ?? 'NaN');
+          return ip4 && Number.isFinite(since) ? [{ node: n.name, ip4, since }] : [];
+        });
+        const choice = chooseOverlay({ self: view.self.name, held: overlay, others: claims, overlayCIDR: config.overlayCIDR, overlayCIDR6: config.overlayCIDR6, now: t });
+        if (choice.reason !== undefined) {
+          logger.info({ overlay: [choice.ip4, choice.ip6], reason: choice.reason }, 'overlay address chosen');
+          overlay = { ip4: choice.ip4, since: choice.since };
+          if (!dryRun) await state.writeFile('overlay.json', JSON.stringify(overlay));
+        }
+        const own = ownEndpoint(view.self, config.port);
+        if (own.problem) logger.warn({ node: view.self.name }, own.problem);
+        const self = { publicKey: key.publicKey, endpoint: own.endpoint, overlay4: choice.ip4, overlay6: choice.ip6, overlaySince: choice.since };
+
+        // A reconcile for a cluster change alone plans from the device as last read, and touches the kernel only
+        // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
+        const onlyCluster = last !== undefined && [...reasons].every((r) => r === 'cluster');
+        let observed = onlyCluster ? last?.observed : await kernel.wireguardStatus(config.interface);
+        let plan = planMesh({ view, config, self, observed, now: t });
+        const mtu = await mtuFor(view.self.internalAddresses);
+        const fingerprint = (p: MeshPlan) => JSON.stringify(desiredState(p, config, '', mtu));
+        if (onlyCluster && last && fingerprint(plan) === last.desired) {
+          last = { ...last, plan };
+        } else {
+          if (onlyCluster) {
+            // Something changed: plan again from the device as it is now, so a roamed endpoint is kept.
+            observed = await kernel.wireguardStatus(config.interface);
+            plan = planMesh({ view, config, self, observed, now: t });
+          }
+          if (plan.selfProblem) logger.error({ problem: plan.selfProblem }, "this node's own WireGuard data is invalid; it has no peers until that is fixed");
+          await kernel.apply(desiredState(plan, config, key.privateKey, mtu));
+          last = { plan, observed, desired: fingerprint(plan), at: t };
+        }
+
+        const excluded = JSON.stringify(plan.excluded);
+        if (excluded !== excludedLogged) {
+          for (const x of plan.excluded) (x.kind === 'invalid' ? logger.warn.bind(logger) : logger.info.bind(logger))({ peer: x.node, reason: x.reason }, x.kind === 'invalid' ? 'peer left out of the mesh: invalid data' : 'peer not in the mesh yet');
+          excludedLogged = excluded;
+        }
+        updateMetrics(plan, observed);
+
+        // Publish: identity, what this node saw of its peers, and a heartbeat while its WireGuard is healthy.
+        const fresh = (observed?.peers ?? []).some((p) => p.latestHandshake > 0 && t - p.latestHandshake <= config.staleAfter / 1000);
+        const healthy = observed !== undefined && (plan.peers.length === 0 || fresh || t - startedAt <= config.staleAfter / 1000);
+        const beat = healthy && t - lastSeenPublished >= config.heartbeat / 1000;
+        if (beat) lastSeenPublished = t;
+        if (!dryRun) {
+          await publish({
+            [PUBLISHED.publicKey]: key.publicKey,
+            [PUBLISHED.endpoint]: own.endpoint ?? null,
+            [PUBLISHED.overlay]: `${choice.ip4},${choice.ip6}`,
+            [PUBLISHED.overlaySince]: String(choice.since),
+            [PUBLISHED.discovered]: Object.keys(plan.discovered).length > 0 ? JSON.stringify(plan.discovered) : null,
+            ...(beat ? { [PUBLISHED.lastSeen]: String(t) } : {}),
+          });
+        }
+        return { requeueAfter: config.heartbeat };
+      },
+      async stop({ cleanup }) {
+        if (cleanup && !dryRun) {
+          // Switched off: the core removes the interface and routes; the annotations go too. The key stays.
+          await publish(Object.fromEntries(Object.values(PUBLISHED).map((k) => [k, null]))).catch((err: unknown) => logger.warn({ err: describeError(err) }, 'could not remove the WireGuard annotations'));
+        }
+      },
+    };
+  },
+});

@@ -1,0 +1,315 @@
+import { isIP } from 'node:net';
+import type { ClusterView, DesiredState, NodeInfo, Route, WireGuardDeviceStatus } from '@weft/core';
+import type { ExternalPeer, WireGuardConfig } from './config.js';
+import { type Excluded, type NodeFacts, PUBLISHED, readNode } from './facts.js';
+import { canonicalNet, hostNet, netsOverlap, parseNet, type Net } from './ip.js';
+import { winners } from './overlay.js';
+
+/** What the plugin knows of itself that the view may not show yet (it is being published). */
+export interface SelfFacts {
+  readonly publicKey: string;
+  readonly endpoint: string | undefined;
+  readonly overlay4: string;
+  readonly overlay6: string;
+  readonly overlaySince: number;
+}
+
+export interface PlanInput {
+  readonly view: ClusterView;
+  readonly config: WireGuardConfig;
+  readonly self: SelfFacts;
+  /** The device as it runs (handshakes, roamed endpoints); absent before it exists. */
+  readonly observed?: WireGuardDeviceStatus | undefined;
+  /** Unix seconds. */
+  readonly now: number;
+}
+
+/** One WireGuard peer of this node. */
+export interface PlannedPeer {
+  /** A node's name, or an external peer's. */
+  readonly name: string;
+  readonly kind: 'node' | 'leader' | 'external';
+  readonly publicKey: string;
+  readonly endpoint: string | undefined;
+  /** Where the endpoint came from: as published, as this node last saw the peer (roaming, NAT), as another node saw it. */
+  readonly endpointSource: 'published' | 'observed' | 'discovered' | 'config' | 'none';
+  readonly allowedIPs: readonly string[];
+  readonly persistentKeepalive: number;
+  readonly location: string | undefined;
+  /** The nodes whose traffic goes through this peer (itself; a leader: its location). */
+  readonly carries: readonly string[];
+}
+
+/** A node as the mesh sees it (for status and the graph). */
+export interface MeshNode {
+  readonly name: string;
+  readonly location: string;
+  readonly leader: boolean;
+  readonly ready: boolean;
+  readonly overlay4: string | undefined;
+  readonly endpoint: string | undefined;
+  readonly publicKey: string;
+  /** Its pod CIDRs and overlay addresses (what is routed to it). */
+  readonly networks: readonly string[];
+}
+
+/** Everything this node should have, and what it sees of the mesh. Deterministic: sorted everywhere. */
+export interface MeshPlan {
+  readonly granularity: WireGuardConfig['granularity'];
+  readonly self: string;
+  readonly location: string;
+  readonly isLeader: boolean;
+  /** The leader of each location (location mode; `""` is nodes without a location). */
+  readonly leaders: Readonly<Record<string, string>>;
+  readonly peers: readonly PlannedPeer[];
+  readonly routes: readonly Route[];
+  /** Self's overlay addresses with their prefix, on the interface. */
+  readonly addresses: readonly string[];
+  /** Nodes and external peers left out, and why. */
+  readonly excluded: readonly Excluded[];
+  readonly nodes: readonly MeshNode[];
+  /** External peers in the mesh (by name). */
+  readonly externals: readonly string[];
+  /** Where this node saw peers' packets come from, when that differs from what they publish (to publish). */
+  readonly discovered: Readonly<Record<string, string>>;
+  /** A problem with this node's own data (its annotations), when there is one: it then has no peers. */
+  readonly selfProblem?: string;
+}
+
+const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
+
+/** Leader order: forced by annotation, then a node with a public address, then the name. */
+function leaderOrder(a: NodeFacts, b: NodeFacts): number {
+  if (a.forcedLeader !== b.forcedLeader) return a.forcedLeader ? -1 : 1;
+  if (a.hasExternal !== b.hasExternal) return a.hasExternal ? -1 : 1;
+  return a.name < b.name ? -1 : 1;
+}
+
+/**
+ * The leader of one location: the first by {@link leaderOrder} among nodes that are Ready and whose WireGuard is
+ * not stale (`weft.io/wireguard-last-seen` older than `staleAfter`); when none qualifies, the first of all.
+ */
+export function electLeader(members: readonly NodeFacts[], now: number, staleAfterMs: number): NodeFacts | undefined {
+  const fresh = (n: NodeFacts) => n.lastSeen === undefined || now - n.lastSeen <= staleAfterMs / 1000;
+  const healthy = members.filter((n) => n.ready && fresh(n)).sort(leaderOrder);
+  return healthy[0] ?? [...members].sort(leaderOrder)[0];
+}
+
+/** The annotations self will carry once its publish lands: so that self reasons on what the others will see. */
+function selfNode(view: ClusterView, self: SelfFacts): NodeInfo {
+  const annotations: Record<string, string> = { ...view.self.annotations, [PUBLISHED.publicKey]: self.publicKey, [PUBLISHED.overlay]: `${self.overlay4},${self.overlay6}`, [PUBLISHED.overlaySince]: String(self.overlaySince) };
+  if (self.endpoint) annotations[PUBLISHED.endpoint] = self.endpoint;
+  return { ...view.self, annotations };
+}
+
+/** The mesh for this node: a pure function of the view, the config, what it knows of itself and what its device saw. */
+export function planMesh(input: PlanInput): MeshPlan {
+  const { view, config, self, now } = input;
+  const staleSeconds = config.staleAfter / 1000;
+  const excluded: Excluded[] = [];
+  const me = readNode(selfNode(view, self), config);
+  const others: NodeFacts[] = [];
+  for (const n of view.nodes) {
+    if (n.name === view.self.name) continue;
+    const f = readNode(n, config);
+    if ('kind' in f) excluded.push(f);
+    else others.push(f);
+  }
+  const base = { granularity: config.granularity, self: view.self.name, location: view.self.location ?? '', peers: [], routes: [], discovered: {}, externals: [] };
+  if ('kind' in me) {
+    return { ...base, isLeader: false, leaders: {}, addresses: [], excluded, nodes: [], selfProblem: me.reason };
+  }
+
+  // Conflicts between nodes: a key used twice, overlapping pod CIDRs. The node that sorts later is left out.
+  const valid: NodeFacts[] = [me];
+  const keys = new Map<string, string>([[me.publicKey, me.name]]);
+  const podNets: { node: string; net: Net; text: string }[] = me.podCIDRs.map((c) => ({ node: me.name, net: parseNet(c) as Net, text: c }));
+  for (const n of others.sort(byName)) {
+    const dupKey = keys.get(n.publicKey);
+    const clash = n.podCIDRs.flatMap((c) => podNets.filter((p) => netsOverlap(p.net, parseNet(c) as Net)).map((p) => `pod CIDR ${c} overlaps ${p.node}'s ${p.text}`));
+    if (dupKey !== undefined) excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${dupKey}'s` });
+    else if (clash.length > 0) excluded.push({ node: n.name, kind: 'invalid', reason: clash.join('; ') });
+    else {
+      valid.push(n);
+      keys.set(n.publicKey, n.name);
+      for (const c of n.podCIDRs) podNets.push({ node: n.name, net: parseNet(c) as Net, text: c });
+    }
+  }
+  valid.sort(byName);
+
+  // Overlay addresses: a contested one counts only for the node that keeps it (overlay.ts).
+  const keeper = winners(valid.filter((n) => n.overlay4 !== undefined).map((n) => ({ node: n.name, ip4: n.overlay4 as string, since: n.overlaySince })));
+  const overlayNets = (n: NodeFacts) =>
+    n.overlay4 !== undefined && keeper.get(n.overlay4) === n.name ? [hostNet(n.overlay4), ...(n.overlay6 ? [hostNet(n.overlay6)] : [])] : [];
+  const networksOf = (n: NodeFacts) => [...n.podCIDRs, ...overlayNets(n)];
+
+  const observed = new Map((input.observed?.peers ?? []).map((p) => [p.publicKey, p]));
+  const freshHandshake = (key: string) => {
+    const o = observed.get(key);
+    return o !== undefined && o.latestHandshake > 0 && now - o.latestHandshake <= staleSeconds;
+  };
+  const keepalive = me.keepalive || config.persistentKeepalive;
+  // What other nodes saw of each key (the first by name that saw it), for peers behind NAT.
+  const discoveredBy = new Map<string, string>();
+  for (const x of valid) {
+    if (x.name === me.name) continue;
+    for (const [key, endpoint] of Object.entries(x.discovered)) if (!discoveredBy.has(key) && keys.get(key) !== x.name) discoveredBy.set(key, endpoint);
+  }
+
+  /** Where to send a node's packets: what works now, else what another node saw of it behind NAT, else what it publishes. */
+  const endpointFor = (n: NodeFacts): Pick<PlannedPeer, 'endpoint' | 'endpointSource'> => {
+    const o = observed.get(n.publicKey);
+    if (o?.endpoint && freshHandshake(n.publicKey)) return { endpoint: o.endpoint, endpointSource: o.endpoint === n.endpoint ? 'published' : 'observed' };
+    if (n.keepalive > 0 && n.location !== me.location) {
+      const seen = discoveredBy.get(n.publicKey);
+      if (seen) return { endpoint: seen, endpointSource: 'discovered' };
+    }
+    return { endpoint: n.endpoint, endpointSource: n.endpoint ? 'published' : 'none' };
+  };
+
+  // External peers: checked against the cluster's networks and keys.
+  const clusterNets = [...podNets.map((p) => p.net), parseNet(config.overlayCIDR) as Net, parseNet(config.overlayCIDR6) as Net];
+  const externals: ExternalPeer[] = [];
+  for (const p of [...config.peers].sort(byName)) {
+    const nets = p.allowedIPs.map((c) => parseNet(c) as Net);
+    const clash = nets.find((x) => clusterNets.some((c) => netsOverlap(x, c)));
+    if (keys.has(p.publicKey)) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `its public key is also ${keys.get(p.publicKey) ?? ''}'s` });
+    else if (clash) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `allowed IP ${canonicalNet(p.allowedIPs[nets.indexOf(clash)] as string) ?? ''} overlaps the cluster's pod or overlay networks` });
+    else {
+      externals.push(p);
+      keys.set(p.publicKey, `external:${p.name}`);
+      clusterNets.push(...nets);
+    }
+  }
+  const externalPeer = (p: ExternalPeer): PlannedPeer => {
+    const o = observed.get(p.publicKey);
+    const live = o?.endpoint && freshHandshake(p.publicKey) ? o.endpoint : undefined;
+    return {
+      name: p.name,
+      kind: 'external',
+      publicKey: p.publicKey,
+      endpoint: live ?? p.endpoint,
+      endpointSource: live ? (live === p.endpoint ? 'config' : 'observed') : p.endpoint ? 'config' : 'none',
+      allowedIPs: sorted(p.allowedIPs.map((c) => canonicalNet(c) as string)),
+      persistentKeepalive: p.persistentKeepalive || keepalive,
+      location: undefined,
+      carries: [],
+    };
+  };
+
+  const dev = config.interface;
+  const peers: PlannedPeer[] = [];
+  const routes: Route[] = [];
+  const viaDevice = (nets: readonly string[]) => nets.map((dst) => ({ dst, dev }));
+  /** Routes to `nets` through a node on the underlay (same family only). */
+  const viaUnderlay = (nets: readonly string[], gw: NodeFacts) =>
+    nets.flatMap((dst) => {
+      const v6 = isIP((dst.split('/')[0] as string)) === 6;
+      const via = v6 ? gw.internal6 : gw.internal4;
+      return via ? [{ dst, via }] : [];
+    });
+  const leaders: Record<string, string> = {};
+  let isLeader = false;
+
+  if (config.granularity === 'full') {
+    for (const n of valid) {
+      if (n.name === me.name) continue;
+      const allowedIPs = sorted(networksOf(n));
+      peers.push({ name: n.name, kind: 'node', publicKey: n.publicKey, ...endpointFor(n), allowedIPs, persistentKeepalive: keepalive, location: n.location || undefined, carries: [n.name] });
+      routes.push(...viaDevice(allowedIPs));
+    }
+    for (const p of externals) {
+      peers.push(externalPeer(p));
+      routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNet(c) as string)));
+    }
+  } else {
+    const locations = new Map<string, NodeFacts[]>();
+    for (const n of valid) locations.set(n.location, [...(locations.get(n.location) ?? []), n]);
+    for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const leader = electLeader(members, now, config.staleAfter) as NodeFacts;
+      leaders[loc] = leader.name;
+    }
+
+    const myLeader = valid.find((n) => n.name === leaders[me.location]) as NodeFacts;
+    isLeader = myLeader.name === me.name;
+    // Inside the location: straight over the underlay.
+    for (const m of locations.get(me.location) ?? []) if (m.name !== me.name) routes.push(...viaUnderlay(networksOf(m), m));
+    for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (loc === me.location) continue;
+      const remote = valid.find((n) => n.name === leaders[loc]) as NodeFacts;
+      const nets = sorted(members.flatMap(networksOf));
+      if (isLeader) {
+        peers.push({ name: remote.name, kind: 'leader', publicKey: remote.publicKey, ...endpointFor(remote), allowedIPs: nets, persistentKeepalive: keepalive, location: loc || undefined, carries: members.map((m) => m.name).sort() });
+        routes.push(...viaDevice(nets));
+      } else {
+        routes.push(...viaUnderlay(nets, myLeader));
+      }
+    }
+    for (const p of externals) {
+      if (isLeader) {
+        peers.push(externalPeer(p));
+        routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNet(c) as string)));
+      } else {
+        routes.push(...viaUnderlay(p.allowedIPs.map((c) => canonicalNet(c) as string), myLeader));
+      }
+    }
+  }
+
+  // What this node saw of its peers that differs from what they publish: others behind NAT can use it.
+  const discovered: Record<string, string> = {};
+  for (const p of peers) {
+    const o = observed.get(p.publicKey);
+    const published = valid.find((n) => n.publicKey === p.publicKey)?.endpoint;
+    if (p.kind !== 'external' && o?.endpoint && freshHandshake(p.publicKey) && o.endpoint !== published) discovered[p.publicKey] = o.endpoint;
+  }
+
+  const nodes: MeshNode[] = valid.map((n) => ({
+    name: n.name,
+    location: n.location,
+    leader: config.granularity === 'location' && leaders[n.location] === n.name,
+    ready: n.ready,
+    overlay4: n.overlay4,
+    endpoint: n.endpoint,
+    publicKey: n.publicKey,
+    networks: sorted(networksOf(n)),
+  }));
+  return {
+    ...base,
+    location: me.location,
+    isLeader,
+    leaders,
+    peers: peers.sort(byName),
+    routes: routes.sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0)),
+    addresses: [hostNet(self.overlay4), hostNet(self.overlay6)],
+    excluded: excluded.sort((a, b) => (a.node < b.node ? -1 : 1)),
+    nodes,
+    externals: externals.map((p) => p.name),
+    discovered: Object.fromEntries(Object.entries(discovered).sort(([a], [b]) => (a < b ? -1 : 1))),
+  };
+}
+
+/** The kernel state for a plan: the interface, its overlay addresses, the routes, the device and its peers. */
+export function desiredState(plan: MeshPlan, config: WireGuardConfig, privateKey: string, mtu: number): DesiredState {
+  const ipv6 = plan.routes.some((r) => r.dst.includes(':'));
+  return {
+    links: [{ kind: 'wireguard', name: config.interface, mtu }],
+    addresses: plan.addresses.map((address) => ({ dev: config.interface, address })),
+    routes: plan.routes,
+    wireguard: [
+      {
+        name: config.interface,
+        privateKey,
+        listenPort: config.port,
+        peers: plan.peers.map((p) => ({
+          publicKey: p.publicKey,
+          allowedIPs: p.allowedIPs,
+          ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+          ...(p.persistentKeepalive > 0 ? { persistentKeepalive: p.persistentKeepalive } : {}),
+        })),
+      },
+    ],
+    // Nodes forward pod traffic (and a leader its location's).
+    sysctls: [{ key: 'net.ipv4.ip_forward', value: '1' }, ...(ipv6 ? [{ key: 'net.ipv6.conf.all.forwarding', value: '1' }] : [])],
+  };
+}
