@@ -15,7 +15,7 @@ export const DEFAULT_LAB_ROOT = '/run/weft-lab';
 /** The agent's HTTP port inside each node's namespace. */
 export const LAB_HTTP_PORT = 9471;
 /** The lab's defaults, short so that a lab converges and heals quickly; `weft lab status` shows them. */
-export const LAB_SETTINGS = { resync: '5s', rescan: '2s' } as const;
+export const LAB_SETTINGS = { resync: '5s', rescan: '2s', natKeepalive: 5 } as const;
 
 const BIN = fileURLToPath(new URL('../../bin/weft.js', import.meta.url));
 
@@ -289,6 +289,13 @@ export class Lab {
       const p: string[] = [];
       if (!n.ready) p.push(`${n.name}: agent not ready (/readyz)`);
       if (n.nodesSeen !== total) p.push(`${n.name}: sees ${String(n.nodesSeen ?? 0)} of ${String(total)} nodes`);
+      // A plugin says whether it has converged with `converged` in its status.
+      for (const [plugin, st] of Object.entries(n.plugins)) {
+        if (st && typeof st === 'object' && (st as { converged?: unknown }).converged === false) {
+          const summary = (st as { summary?: unknown }).summary;
+          p.push(`${n.name}: ${plugin} has not converged${typeof summary === 'string' ? ` (${summary})` : ''}`);
+        }
+      }
       return p;
     });
     return { lab: this.name, options: this.topology.options, settings: this.settings(), converged: problems.length === 0, problems, nodes };
@@ -426,7 +433,13 @@ export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections
       directory: {
         path: join(dir, 'nodes'),
         rescan: LAB_SETTINGS.rescan,
-        self: { internalAddresses: [n.underlay], podCIDRs: [n.podCIDR], labels: { 'topology.kubernetes.io/region': n.location } },
+        self: {
+          internalAddresses: [n.underlay],
+          podCIDRs: [n.podCIDR],
+          labels: { 'topology.kubernetes.io/region': n.location },
+          // Behind NAT: what an operator would annotate, so that the node keeps its NAT mapping open.
+          ...(n.natAddress ? { annotations: { 'weft.io/persistent-keepalive': String(LAB_SETTINGS.natKeepalive) } } : {}),
+        },
       },
     },
     reconcile: { resync: LAB_SETTINGS.resync, ...(sections.reconcile ?? {}) },

@@ -127,6 +127,8 @@ export default definePlugin({
         leaders: plan.leaders,
         isLeader: plan.isLeader,
         observedAt: at,
+        // Every node of the view that should be a peer is one (handshakes need traffic, so they are not asked for).
+        converged: plan.selfProblem === undefined && !plan.excluded.some((x) => x.kind === 'pending'),
         summary: `${String(peers.length)} peer${peers.length === 1 ? '' : 's'}, ${String(fresh)} with a fresh handshake${plan.isLeader ? ', leader' : ''}`,
         peers,
         excluded: plan.excluded,
