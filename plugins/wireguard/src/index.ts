@@ -112,7 +112,7 @@ export default definePlugin({
       const peers = plan.peers.map((p) => {
         const o = byKey.get(p.publicKey);
         const hs = o?.latestHandshake ?? 0;
-        return { ...p, latestHandshake: hs, handshakeAgeSeconds: hs > 0 ? t - hs : null, receiveBytes: o?.receiveBytes ?? 0, transmitBytes: o?.transmitBytes ?? 0 };
+        return { ...p, endpoint: p.endpoint ?? null, location: p.location ?? null, latestHandshake: hs, handshakeAgeSeconds: hs > 0 ? t - hs : null, receiveBytes: o?.receiveBytes ?? 0, transmitBytes: o?.transmitBytes ?? 0 };
       });
       const fresh = peers.filter((p) => p.handshakeAgeSeconds !== null && p.handshakeAgeSeconds <= config.staleAfter / 1000).length;
       return {
