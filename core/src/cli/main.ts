@@ -12,6 +12,7 @@ import { createLogger } from '../observe/logger.js';
 import { cleanupNode, formatCleanup } from '../runtime/cleanup.js';
 import { formatPlan, planConfig, planToJson } from '../runtime/plan.js';
 import { runAgent } from '../runtime/run.js';
+import { agentGet, agentTarget } from './agent-api.js';
 import { registerLabCommands } from './lab.js';
 import { table } from './table.js';
 import { WEFT_VERSION } from '../runtime/version.js';
@@ -183,6 +184,37 @@ function buildProgram(io: CliIO): Command {
       }
       io.out(table(rows));
     });
+
+  const agentOptions = (cmd: Command) =>
+    cmd
+      .addOption(configOption())
+      .option('--url <url>', "the agent's API, e.g. http://127.0.0.1:9471 (default: from the config's http.socket or http.listen)")
+      .option('--lab <node>', "a lab node's agent (weft lab), e.g. n1")
+      .option('--lab-name <name>', 'the lab, with --lab', 'lab');
+  agentOptions(
+    program
+      .command('graph')
+      .description("print the WireGuard mesh as Graphviz DOT, as a running agent sees it (pipe into `dot -Tsvg`)"),
+  ).action(async (opts: { config: string; url?: string; lab?: string; labName: string }) => {
+    try {
+      io.out(await agentGet(await agentTarget(opts, io.env), '/api/wireguard/graph'));
+    } catch (err) {
+      fail(err);
+    }
+  });
+  const wg = program.command('wireguard').description('the WireGuard mesh');
+  agentOptions(
+    wg
+      .command('peer-config')
+      .description('print a wg-quick config for an external peer of the config, with the cluster as its peers')
+      .argument('<name>', "the external peer's name (plugins.wireguard.peers[].name)"),
+  ).action(async (name: string, opts: { config: string; url?: string; lab?: string; labName: string }) => {
+    try {
+      io.out(await agentGet(await agentTarget(opts, io.env), `/api/wireguard/peer-config?name=${encodeURIComponent(name)}`));
+    } catch (err) {
+      fail(err);
+    }
+  });
 
   registerLabCommands(program, {
     out: io.out,

@@ -42,8 +42,8 @@ export function meshDot(plan: MeshPlan, handshakes: Readonly<Record<string, numb
     const name = other.startsWith('external:') ? other.slice('external:'.length) : other;
     return `label=${q(age(handshakes[name]))}`;
   };
-  const edge = (a: string, b: string, extra: string[] = []) => {
-    const attrs = [label(a, b), ...extra].filter((x) => x !== '');
+  const edge = (a: string, b: string, underlay = false) => {
+    const attrs = underlay ? ['style=dashed'] : [label(a, b)].filter((x) => x !== '');
     lines.push(`  ${q(a)} -- ${q(b)}${attrs.length > 0 ? ` [${attrs.join(', ')}]` : ''};`);
   };
   const names = plan.nodes.map((n) => n.name);
@@ -52,7 +52,7 @@ export function meshDot(plan: MeshPlan, handshakes: Readonly<Record<string, numb
     for (const e of plan.externals) for (const n of names) edge(n, `external:${e}`);
   } else {
     const leaders = Object.values(plan.leaders).sort();
-    for (const n of plan.nodes) if (!n.leader) edge(n.name, plan.leaders[n.location] as string, ['style=dashed']);
+    for (const n of plan.nodes) if (!n.leader) edge(n.name, plan.leaders[n.location] as string, true);
     for (const [i, a] of leaders.entries()) for (const b of leaders.slice(i + 1)) edge(a, b);
     for (const e of plan.externals) for (const l of leaders) edge(l, `external:${e}`);
   }

@@ -1,0 +1,50 @@
+import { type IncomingMessage, request } from 'node:http';
+import { join } from 'node:path';
+import { loadConfigFile } from '../config/load.js';
+import { parseListen } from '../config/schema.js';
+import { DEFAULT_LAB_ROOT } from '../lab/lab.js';
+
+/** Where a running agent's API is: a Unix socket, or a base URL. */
+export type AgentTarget = { readonly socket: string } | { readonly url: string };
+
+/**
+ * The agent to ask: `--url`, else a lab node's socket (`--lab NODE`), else what the config file says (`http.socket`,
+ * else `http.listen` with a wildcard host read as loopback).
+ */
+export async function agentTarget(opts: { url?: string; lab?: string; labName?: string; config: string }, env: NodeJS.ProcessEnv): Promise<AgentTarget> {
+  if (opts.url) return { url: opts.url.replace(/\/+$/, '') };
+  if (opts.lab) return { socket: join(DEFAULT_LAB_ROOT, opts.labName ?? 'lab', opts.lab, 'http.sock') };
+  const config = await loadConfigFile(opts.config, { env });
+  if (config.core.http.socket) return { socket: config.core.http.socket };
+  const listen = config.core.http.listen ? parseListen(config.core.http.listen) : undefined;
+  if (!listen) throw new Error(`${opts.config}: the agent serves no HTTP (http.listen and http.socket are null)`);
+  const host = listen.host === '0.0.0.0' || listen.host === '' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${String(listen.port)}` };
+}
+
+/** GET a path of the agent's API; rejects with what the agent said when it does not answer 200. */
+export function agentGet(target: AgentTarget, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const where = 'socket' in target ? target.socket : target.url;
+    const onResponse = (res: IncomingMessage) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        if (res.statusCode === 200) return resolve(body);
+        let message = body.trim();
+        try {
+          const e = (JSON.parse(body) as { error?: unknown }).error;
+          if (typeof e === 'string') message = e;
+        } catch {
+          // not JSON
+        }
+        reject(new Error(`${where}${path}: HTTP ${String(res.statusCode)}: ${message}`));
+      });
+    };
+    const req = 'socket' in target ? request({ socketPath: target.socket, path, timeout: 10_000 }, onResponse) : request(new URL(path, `${target.url}/`), { timeout: 10_000 }, onResponse);
+    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+    req.on('error', (err) => reject(new Error(`cannot reach the agent at ${where}: ${err.message}`)));
+    req.end();
+  });
+}

@@ -1,0 +1,58 @@
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { age, meshDot } from './graph.js';
+import type { MeshPlan } from './planner.js';
+
+const node = (name: string, location: string, leader = false, ready = true) => ({ name, location, leader, ready, overlay4: `100.64.0.${name.slice(1)}`, endpoint: `192.0.2.${name.slice(1)}:51820`, publicKey: 'k', networks: [] });
+const plan = (over: Partial<MeshPlan>): MeshPlan => ({
+  granularity: 'location',
+  self: 'n1',
+  location: 'a',
+  isLeader: true,
+  leaders: { a: 'n1', b: 'n3' },
+  peers: [],
+  routes: [],
+  addresses: [],
+  excluded: [],
+  nodes: [node('n1', 'a', true), node('n2', 'a'), node('n3', 'b', true, false), node('n4', 'b')],
+  externals: ['laptop'],
+  discovered: {},
+  ...over,
+});
+
+const hasDot = (await execa('dot', ['-V'], { reject: false })).exitCode === 0;
+if (!hasDot && process.env.WEFT_E2E_REQUIRED === '1') throw new Error('WEFT_E2E_REQUIRED=1 but Graphviz (dot) is not installed (apt-get install graphviz)');
+
+describe('the mesh as Graphviz DOT', () => {
+  it('locations as clusters, leaders bold, a node that is not Ready in red, underlay hops dashed, handshake ages on own edges', () => {
+    const dot = meshDot(plan({}), { n3: 42, laptop: undefined });
+    expect(dot).toContain('subgraph "cluster_0" {\n    label="a";');
+    expect(dot).toContain('"n1" [label="n1\\nleader\\n100.64.0.1\\n192.0.2.1:51820", penwidth=2.5, style="rounded,filled", fillcolor="#eef5ff"];');
+    expect(dot).toContain('"n3" [label="n3\\nleader\\n100.64.0.3\\n192.0.2.3:51820", penwidth=2.5, color=red, fontcolor=red];');
+    expect(dot).toContain('"n2" -- "n1" [style=dashed];');
+    expect(dot).toContain('"n4" -- "n3" [style=dashed];');
+    expect(dot).toContain('"n1" -- "n3" [label="42s"];');
+    expect(dot).toContain('"n1" -- "external:laptop" [label="never"];');
+    expect(dot).toContain('"n3" -- "external:laptop";');
+  });
+
+  it('full: an edge per pair; quotes in names are escaped', () => {
+    const dot = meshDot(plan({ granularity: 'full', leaders: {}, externals: [], nodes: [node('n1', ''), node('n2', 'we"ird')] }), {});
+    expect(dot).toContain('label="(no location)"');
+    expect(dot).toContain('label="we\\"ird"');
+    expect(dot.match(/ -- /g)).toHaveLength(1);
+  });
+
+  it('ages read as people read them', () => {
+    expect([age(undefined), age(3), age(119), age(600), age(10_000)]).toEqual(['never', '3s', '119s', '10m', '3h']);
+  });
+
+  it.skipIf(!hasDot)(`Graphviz renders it without a warning${hasDot ? '' : ' (SKIPPED: dot is not installed)'}`, async () => {
+    for (const p of [plan({}), plan({ granularity: 'full' })]) {
+      const r = await execa('dot', ['-Tsvg'], { input: meshDot(p, { n3: 5 }), reject: false });
+      expect(r.stderr).toBe('');
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toContain('<svg');
+    }
+  });
+});
