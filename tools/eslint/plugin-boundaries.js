@@ -23,7 +23,7 @@ const BUILTINS = new Set(builtinModules);
 const isTestFile = (file) => /\.(e2e\.)?test\.[cm]?[jt]s$/.test(file) || file.includes(`${sep}test${sep}`);
 
 /**
- * A plugin imports only `@weft/core` (its public entry; `@weft/core/testing` in tests), Node's built-ins, packages
+ * A plugin imports only `@weft/core` (its public entry; `@weft/core/testing` and `@weft/core/lab` in tests), Node's built-ins, packages
  * it declares itself, and its own files. Never another plugin, never core internals.
  * @type {import('eslint').Rule.RuleModule}
  */
@@ -36,7 +36,7 @@ export const pluginBoundaries = {
       otherPlugin: "'{{source}}' is another plugin; plugins never import each other (share through annotations or @weft/core)",
       outside: "'{{source}}' leaves this plugin's package; import only its own files and @weft/core",
       undeclared: "'{{source}}' is not a dependency of this plugin; declare it in its package.json",
-      testingInProduction: "'@weft/core/testing' is for tests only",
+      testingInProduction: "'{{source}}' is for tests only",
     },
     schema: [],
   },
@@ -55,7 +55,7 @@ export const pluginBoundaries = {
       }
       if (source.startsWith('node:') || BUILTINS.has(source)) return;
       if (source === '@weft/core') return;
-      if (source === '@weft/core/testing') {
+      if (source === '@weft/core/testing' || source === '@weft/core/lab') {
         if (!isTestFile(file)) context.report({ node, messageId: 'testingInProduction', data: { source } });
         return;
       }

@@ -18,6 +18,7 @@ tester.run('plugin-boundaries', pluginBoundaries, {
     { filename: inPlugin('src/sub/a.ts'), code: "import { x } from '../b.js';" },
     { filename: inPlugin('src/index.ts'), code: "import { readFile } from 'node:fs/promises'; import os from 'os';" },
     { filename: inPlugin('src/topology.test.ts'), code: "import { startTestAgent } from '@weft/core/testing'; import { it } from 'vitest';" },
+    { filename: inPlugin('src/mesh.e2e.test.ts'), code: "import { Lab } from '@weft/core/lab';" },
     { filename: join(repo, 'core/src/x.ts'), code: "import { Agent } from '../runtime/agent.js';" },
   ],
   invalid: [
@@ -26,6 +27,7 @@ tester.run('plugin-boundaries', pluginBoundaries, {
     { filename: inPlugin('src/index.ts'), code: "import vx from '@weft/plugin-vxlan';", errors: [{ messageId: 'otherPlugin' }] },
     { filename: inPlugin('src/index.ts'), code: "const m = await import('../../keepalive/src/index.js');", errors: [{ messageId: 'outside' }] },
     { filename: inPlugin('src/index.ts'), code: "import { startTestAgent } from '@weft/core/testing';", errors: [{ messageId: 'testingInProduction' }] },
+    { filename: inPlugin('src/index.ts'), code: "import { Lab } from '@weft/core/lab';", errors: [{ messageId: 'testingInProduction' }] },
     { filename: inPlugin('src/index.ts'), code: "import left from 'left-pad';", errors: [{ messageId: 'undeclared' }] },
   ],
 });
