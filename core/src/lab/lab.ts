@@ -193,6 +193,16 @@ export class Lab {
     for (let i = 0; i < 100 && isAgent(a.pid, this.dir, node); i++) await sleep(50);
   }
 
+  /**
+   * Takes a node out of the cluster, as deleting a Node object would: its agent is killed and its document removed
+   * from the directory, so every other agent drops it. Its namespaces stay; `startAgent` brings it back (a join).
+   */
+  async leave(node: string): Promise<void> {
+    const n = this.node(node);
+    await this.killAgent(n.name);
+    await rm(join(this.dir, 'nodes', `${n.name}.yaml`), { force: true });
+  }
+
   /** Starts a node's agent (when it is not running) in the node's network and mount namespace. */
   async startAgent(node: string): Promise<number> {
     const n = this.node(node);
