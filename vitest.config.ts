@@ -30,7 +30,7 @@ export default defineConfig({
         },
       },
       ...(inVm
-        ? [{ extends: true, test: { name: 'vm', include: ['core/src/**/*.vm.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000 } }]
+        ? [{ extends: true, test: { name: 'vm', include: ['core/src/**/*.vm.test.ts', 'test/**/*.vm.test.ts'], fileParallelism: false, testTimeout: 300_000, hookTimeout: 300_000 } }]
         : []),
     ],
   },
