@@ -2,12 +2,23 @@
 import process from 'node:process';
 import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
+import { wireguardBenchmark } from './wireguard.mjs';
 
 const json = process.argv.includes('--json');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 const results = {};
 if (!only || only === 'kernel') results.kernel = await kernelBenchmark();
 if (!only || only === 'memory') results.memory = await memoryBenchmark();
+if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark();
+
+function printWireguard(w) {
+  console.log('wireguard planner (median ms; floor = reading and checking every node\'s annotations)');
+  for (const p of w.planner) console.log(`  ${String(p.nodes).padStart(5)} nodes ${p.granularity.padEnd(8)} plan ${String(p.planMs).padStart(8)} ms  floor ${String(p.floorMs).padStart(8)} ms  ${p.ratio}x  (${p.peers} peers)`);
+  const r = w.reconcile;
+  console.log(`wireguard reconcile, ${r.nodes} nodes: cold ${r.coldWrites} kernel writes; ${r.reconciles} unchanged reconciles after it: ${r.unchangedWrites} writes (target 0)`);
+  if (w.lab.skipped) console.log(`wireguard lab join: skipped (${w.lab.skipped})`);
+  else console.log(`wireguard lab join: agent start -> its pod reaches all 3 peers' pods: ${w.lab.joinToAllPeersMs} ms (per peer ${JSON.stringify(w.lab.perPeerMs)}; ${w.lab.handshakes} handshakes)`);
+}
 
 if (json) {
   process.stdout.write(`${JSON.stringify(results)}\n`);
@@ -21,6 +32,7 @@ if (json) {
     row('weft, kubernetes source', m.kubernetesMiB);
     row('weft, kubernetes source, --max-semi-space-size=1', m.kubernetesFlagsMiB);
   }
+  if (results.wireguard) printWireguard(results.wireguard);
   const k = results.kernel;
   if (!k) {
     // only memory asked for

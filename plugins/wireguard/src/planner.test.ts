@@ -291,6 +291,40 @@ describe('planner: invalid peer data', () => {
     expect(good.peers.map((x) => x.name)).toEqual(['n10']);
   });
 
+  it('overlapping pod CIDRs: the same nodes left out as a pairwise check in name order would (random clusters)', () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 30; round++) {
+      const nodes = [node('n1', { pods: ['198.18.200.0/24'] })];
+      for (let i = 2; i <= 12; i++) {
+        const prefix = [22, 23, 24, 25, 26][rand(5)] as number;
+        const third = rand(16);
+        const fourth = prefix >= 25 ? rand(4) * 64 : 0;
+        nodes.push(node(`n${String(i)}`, { pods: [`198.18.${String(third)}.${String(fourth)}/${String(prefix)}`] }));
+      }
+      const p = plan('n1', nodes, { granularity: 'full' });
+      // The naive rule: in name order, a node whose CIDR overlaps one already accepted is left out.
+      const parse = (c: string) => {
+        const [ip, len] = c.split('/') as [string, string];
+        const v = ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+        const size = 2 ** (32 - Number(len));
+        const start = Math.floor(v / size) * size;
+        return [start, start + size] as const;
+      };
+      const accepted: (readonly [number, number])[] = [parse('198.18.200.0/24')];
+      const expected: string[] = [];
+      for (const n of nodes.slice(1).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        const r = parse(n.podCIDRs[0] as string);
+        if (accepted.some(([a, b]) => r[0] < b && a < r[1])) expected.push(n.name);
+        else accepted.push(r);
+      }
+      expect(p.excluded.map((x) => x.node).sort()).toEqual(expected.sort());
+    }
+  });
+
   it("this node's own bad annotation: no peers, and the problem said", () => {
     const p = plan('n1', [node('n1', { annotations: { [OPERATOR.persistentKeepalive]: '-1' } }), node('n2')], { granularity: 'full' });
     expect(p.peers).toEqual([]);

@@ -79,6 +79,25 @@ export interface MeshPlan {
 const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 
+/**
+ * The nodes whose pod CIDRs overlap another node's: every network sorted by start, swept once (O(n log n)); the
+ * pairwise check then runs among these few only.
+ */
+function overlappingNodes(nodes: readonly NodeFacts[], nets: ReadonlyMap<string, readonly { net: Net }[]>): Set<string> {
+  const all = nodes.flatMap((n) => (nets.get(n.name) ?? []).map((x) => ({ node: n.name, family: x.net.family, start: x.net.base, end: x.net.base + (1n << BigInt((x.net.family === 4 ? 32 : 128) - x.net.prefix)) })));
+  all.sort((a, b) => (a.family !== b.family ? a.family - b.family : a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const out = new Set<string>();
+  let reach: (typeof all)[number] | undefined;
+  for (const x of all) {
+    if (reach && reach.family === x.family && x.start < reach.end && reach.node !== x.node) {
+      out.add(x.node);
+      out.add(reach.node);
+    }
+    if (!reach || reach.family !== x.family || x.end > reach.end) reach = x;
+  }
+  return out;
+}
+
 /** Leader order: forced by annotation, then a node with a public address, then the name. */
 function leaderOrder(a: NodeFacts, b: NodeFacts): number {
   if (a.forcedLeader !== b.forcedLeader) return a.forcedLeader ? -1 : 1;
@@ -122,20 +141,28 @@ export function planMesh(input: PlanInput): MeshPlan {
   }
 
   // Conflicts between nodes: a key used twice, overlapping pod CIDRs. The node that sorts later is left out.
+  const sortedOthers = others.sort(byName);
+  const nets = new Map<string, { net: Net; text: string }[]>([me, ...sortedOthers].map((n) => [n.name, n.podCIDRs.map((c) => ({ net: parseNet(c) as Net, text: c }))]));
+  const overlapping = overlappingNodes([me, ...sortedOthers], nets);
   const valid: NodeFacts[] = [me];
   const keys = new Map<string, string>([[me.publicKey, me.name]]);
-  const podNets: { node: string; net: Net; text: string }[] = me.podCIDRs.map((c) => ({ node: me.name, net: parseNet(c) as Net, text: c }));
-  for (const n of others.sort(byName)) {
+  // Only nodes whose pod CIDRs overlap someone's (rare) need the pairwise check, in name order.
+  const acceptedOverlapping: { node: string; net: Net; text: string }[] = overlapping.has(me.name) ? (nets.get(me.name) ?? []).map((x) => ({ node: me.name, ...x })) : [];
+  for (const n of sortedOthers) {
     const dupKey = keys.get(n.publicKey);
-    const clash = n.podCIDRs.flatMap((c) => podNets.filter((p) => netsOverlap(p.net, parseNet(c) as Net)).map((p) => `pod CIDR ${c} overlaps ${p.node}'s ${p.text}`));
+    const mine = nets.get(n.name) ?? [];
+    const clash = overlapping.has(n.name)
+      ? mine.flatMap((c) => acceptedOverlapping.filter((p) => netsOverlap(p.net, c.net)).map((p) => `pod CIDR ${c.text} overlaps ${p.node}'s ${p.text}`))
+      : [];
     if (dupKey !== undefined) excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${dupKey}'s` });
     else if (clash.length > 0) excluded.push({ node: n.name, kind: 'invalid', reason: clash.join('; ') });
     else {
       valid.push(n);
       keys.set(n.publicKey, n.name);
-      for (const c of n.podCIDRs) podNets.push({ node: n.name, net: parseNet(c) as Net, text: c });
+      if (overlapping.has(n.name)) acceptedOverlapping.push(...mine.map((x) => ({ node: n.name, ...x })));
     }
   }
+  const podNets = [...valid.flatMap((n) => nets.get(n.name) ?? [])];
   valid.sort(byName);
 
   // Overlay addresses: a contested one counts only for the node that keeps it (overlay.ts).
@@ -170,6 +197,8 @@ export function planMesh(input: PlanInput): MeshPlan {
 
   // External peers: checked against the cluster's networks and keys.
   const clusterNets = [...podNets.map((p) => p.net), parseNet(config.overlayCIDR) as Net, parseNet(config.overlayCIDR6) as Net];
+  const byNodeName = new Map(valid.map((n) => [n.name, n]));
+  const byKey = new Map(valid.map((n) => [n.publicKey, n]));
   const externals: ExternalPeer[] = [];
   for (const p of [...config.peers].sort(byName)) {
     const nets = p.allowedIPs.map((c) => parseNet(c) as Net);
@@ -231,13 +260,13 @@ export function planMesh(input: PlanInput): MeshPlan {
       leaders[loc] = leader.name;
     }
 
-    const myLeader = valid.find((n) => n.name === leaders[me.location]) as NodeFacts;
+    const myLeader = byNodeName.get(leaders[me.location] as string) as NodeFacts;
     isLeader = myLeader.name === me.name;
     // Inside the location: straight over the underlay.
     for (const m of locations.get(me.location) ?? []) if (m.name !== me.name) routes.push(...viaUnderlay(networksOf(m), m));
     for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (loc === me.location) continue;
-      const remote = valid.find((n) => n.name === leaders[loc]) as NodeFacts;
+      const remote = byNodeName.get(leaders[loc] as string) as NodeFacts;
       const nets = sorted(members.flatMap(networksOf));
       if (isLeader) {
         peers.push({ name: remote.name, kind: 'leader', publicKey: remote.publicKey, ...endpointFor(remote), allowedIPs: nets, persistentKeepalive: keepalive, location: loc || undefined, carries: members.map((m) => m.name).sort() });
@@ -260,7 +289,7 @@ export function planMesh(input: PlanInput): MeshPlan {
   const discovered: Record<string, string> = {};
   for (const p of peers) {
     const o = observed.get(p.publicKey);
-    const published = valid.find((n) => n.publicKey === p.publicKey)?.endpoint;
+    const published = byKey.get(p.publicKey)?.endpoint;
     if (p.kind !== 'external' && o?.endpoint && freshHandshake(p.publicKey) && o.endpoint !== published) discovered[p.publicKey] = o.endpoint;
   }
 
