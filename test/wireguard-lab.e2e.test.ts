@@ -129,6 +129,18 @@ describe.skipIf(skip)(`the WireGuard mesh in the lab${skip ? ` (SKIPPED: ${skip}
     await lab.down();
   });
 
+  it('NAT to NAT: two nodes each behind its own NAT reach each other through what a third node saw of them', async () => {
+    const lab = await Lab.up({ name: name('we'), nodes: 3, locations: 3, nat: true, timeoutMs: 30_000 });
+    const s = await lab.status();
+    expect(s.nodes.map((n) => [n.name, n.natAddress])).toEqual([['n1', null], ['n2', '203.0.113.10'], ['n3', '203.0.113.14']]);
+    await until("n2's pod → n3's pod", () => ping(lab, 'n2:pod', podOf(s, 'n3')), 60_000);
+    await until("n3's pod → n2's pod", () => ping(lab, 'n3:pod', podOf(s, 'n2')), 30_000);
+    const n3key = await publicKeyOf(lab, 'n3');
+    const endpoints = (await lab.exec('n2', ['wg', 'show', 'weft-wg0', 'endpoints'])).stdout;
+    expect(endpoints).toContain(`${n3key}\t203.0.113.14:`);
+    await lab.down();
+  });
+
   it('2 locations behind NAT with granularity location: leaders carry the traffic, pods of non-leaders reach each other', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'weft-wg-lab-'));
     try {

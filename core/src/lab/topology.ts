@@ -199,9 +199,26 @@ export function labTopology(options: LabOptions): LabTopology {
   return { options, prefix, nodes, locations, namespaces, routerNetns, steps };
 }
 
-/** Masquerade what leaves a NAT router's public side. */
+/**
+ * A NAT router: masquerade what leaves its public side, and (as any home router's firewall) drop what arrives there
+ * unsolicited, other than ICMP. Dropped before conntrack confirms it, an unsolicited packet leaves no state behind —
+ * state that would otherwise make the router pick another port when a node behind it answers (breaking NAT
+ * traversal, which real cone NATs allow).
+ */
 export function natRuleset(): string {
-  return ['table ip wlab-nat {', '  chain postrouting {', '    type nat hook postrouting priority srcnat;', '    oifname "wan" masquerade', '  }', '}', ''].join('\n');
+  return [
+    'table ip wlab-nat {',
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat;',
+    '    oifname "wan" masquerade',
+    '  }',
+    '  chain input {',
+    '    type filter hook input priority filter;',
+    '    iifname "wan" ct state new meta l4proto != icmp drop',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
 }
 
 /**

@@ -5,7 +5,7 @@ import { meshDot } from './graph.js';
 import { canonicalIp, parseNet, netContains } from './ip.js';
 import { type Claim, chooseOverlay } from './overlay.js';
 import { peerConfig } from './peer-config.js';
-import { desiredState, type MeshPlan, planMesh } from './planner.js';
+import { desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
 
 export { WireGuardConfig } from './config.js';
 export { PUBLISHED, OPERATOR, readNode } from './facts.js';
@@ -114,7 +114,7 @@ export default definePlugin({
         const hs = o?.latestHandshake ?? 0;
         return { ...p, endpoint: p.endpoint ?? null, location: p.location ?? null, latestHandshake: hs, handshakeAgeSeconds: hs > 0 ? t - hs : null, receiveBytes: o?.receiveBytes ?? 0, transmitBytes: o?.transmitBytes ?? 0 };
       });
-      const fresh = peers.filter((p) => p.handshakeAgeSeconds !== null && p.handshakeAgeSeconds <= config.staleAfter / 1000).length;
+      const fresh = peers.filter((p) => p.handshakeAgeSeconds !== null && p.handshakeAgeSeconds <= HANDSHAKE_FRESH_SECONDS).length;
       return {
         node: plan.self,
         interface: config.interface,
@@ -210,7 +210,7 @@ export default definePlugin({
         updateMetrics(plan, observed);
 
         // Publish: identity, what this node saw of its peers, and a heartbeat while its WireGuard is healthy.
-        const fresh = (observed?.peers ?? []).some((p) => p.latestHandshake > 0 && t - p.latestHandshake <= config.staleAfter / 1000);
+        const fresh = (observed?.peers ?? []).some((p) => p.latestHandshake > 0 && t - p.latestHandshake <= HANDSHAKE_FRESH_SECONDS);
         const healthy = observed !== undefined && (plan.peers.length === 0 || fresh || t - startedAt <= config.staleAfter / 1000);
         const beat = healthy && t - lastSeenPublished >= config.heartbeat / 1000;
         if (beat) lastSeenPublished = t;

@@ -202,6 +202,9 @@ describe('planner: NAT', () => {
     const p = plan('n1', nodes, { granularity: 'full' }, observed);
     expect(p.peers[0]).toMatchObject({ endpoint: '203.0.113.10:51820', endpointSource: 'observed' });
     expect(p.discovered).toEqual({ [pub('n3')]: '203.0.113.10:51820' });
+    // Handshakes renew every two minutes: a 100-s-old one is live whatever staleAfter (a leader's heartbeat) says.
+    const older = { ...observed, peers: observed.peers.map((x) => ({ ...x, latestHandshake: NOW - 100 })) };
+    expect(plan('n1', nodes, { granularity: 'full', staleAfter: '15s' }, older).peers[0]).toMatchObject({ endpoint: '203.0.113.10:51820', endpointSource: 'observed' });
     // A stale handshake: back to what the peer publishes, nothing discovered.
     const stale = { ...observed, peers: observed.peers.map((x) => ({ ...x, latestHandshake: NOW - 600 })) };
     const q = plan('n1', nodes, { granularity: 'full' }, stale);

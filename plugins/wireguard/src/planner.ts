@@ -5,6 +5,12 @@ import { type Excluded, type NodeFacts, PUBLISHED, readNode } from './facts.js';
 import { canonicalNet, hostNet, netsOverlap, parseNet, type Net } from './ip.js';
 import { winners } from './overlay.js';
 
+/**
+ * A handshake is fresh for this long: WireGuard's REJECT_AFTER_TIME. A tunnel that carries traffic (keepalives
+ * included) renews its handshake every two minutes, so a live one is never older.
+ */
+export const HANDSHAKE_FRESH_SECONDS = 180;
+
 /** What the plugin knows of itself that the view may not show yet (it is being published). */
 export interface SelfFacts {
   readonly publicKey: string;
@@ -125,7 +131,6 @@ function selfNode(view: ClusterView, self: SelfFacts): NodeInfo {
 /** The mesh for this node: a pure function of the view, the config, what it knows of itself and what its device saw. */
 export function planMesh(input: PlanInput): MeshPlan {
   const { view, config, self, now } = input;
-  const staleSeconds = config.staleAfter / 1000;
   const excluded: Excluded[] = [];
   const me = readNode(selfNode(view, self), config);
   const others: NodeFacts[] = [];
@@ -174,7 +179,7 @@ export function planMesh(input: PlanInput): MeshPlan {
   const observed = new Map((input.observed?.peers ?? []).map((p) => [p.publicKey, p]));
   const freshHandshake = (key: string) => {
     const o = observed.get(key);
-    return o !== undefined && o.latestHandshake > 0 && now - o.latestHandshake <= staleSeconds;
+    return o !== undefined && o.latestHandshake > 0 && now - o.latestHandshake <= HANDSHAKE_FRESH_SECONDS;
   };
   const keepalive = me.keepalive || config.persistentKeepalive;
   // What other nodes saw of each key (the first by name that saw it), for peers behind NAT.
