@@ -26,7 +26,13 @@ export const BUILTIN_PLUGINS: readonly BuiltinPlugin[] = [
   { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'VXLAN overlay between nodes with unicast FDB and neighbour entries', status: { planned: 'a later issue' } },
   { name: 'gre-tunnel', module: '@weft/plugin-gre-tunnel', description: "brings a Service's external IP into its pods through GRE tunnels", status: { planned: 'a later issue' } },
   { name: 'mpls-lwtunnel', module: '@weft/plugin-mpls-lwtunnel', description: "brings a Service's external IP into its pods with per-route MPLS encapsulation", status: { planned: 'a later issue' } },
-  { name: 'keepalive', module: '@weft/plugin-keepalive', description: 'probes every node on every plane: holds tunnels open, measures latency and loss', status: { planned: 'issue 7' } },
+  {
+    name: 'keepalive',
+    module: '@weft/plugin-keepalive',
+    description: 'probes every node on every plane: holds tunnels open, measures latency and loss',
+    status: 'available',
+    lab: { interval: '2s', timeout: '1s', planes: ['underlay', 'overlay', 'pod'], udp: { enabled: true } },
+  },
 ];
 
 /** Where a plugin comes from: a built-in name, or a `module:` the config names. */
