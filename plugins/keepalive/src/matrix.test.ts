@@ -5,6 +5,8 @@ import { firstHost } from './targets.js';
 
 const r = (target: string, plane: ProbeResult['plane'], up: boolean, extra: Partial<ProbeResult> = {}): ProbeResult => ({ target, plane, up, at: 1, ok: up ? 1 : 0, failed: up ? 0 : 1, result: up ? 'ok' : 'timeout', ...(up ? { rttMs: 0.4 } : {}), ...extra });
 
+const noOverlay: ProbeResult = { target: 'b', plane: 'overlay', up: false, ok: 0, failed: 0, missing: 'no overlay address published' };
+
 describe('diagnosis from the planes together', () => {
   it.each([
     [[r('b', 'underlay', true), r('b', 'overlay', false)], 'tunnel: the underlay answers, the overlay does not — look at WireGuard (handshakes, endpoints, keys)'],
@@ -12,7 +14,7 @@ describe('diagnosis from the planes together', () => {
     [[r('b', 'underlay', false), r('b', 'overlay', true)], 'underlay: its internal address does not answer while the overlay does — a firewall or route on the underlay'],
     [[r('b', 'underlay', false), r('b', 'overlay', false)], 'unreachable: the node does not answer on any plane — is it down, or cut off?'],
     [[r('b', 'underlay', true), r('b', 'overlay', true)], undefined],
-    [[r('b', 'underlay', true), { target: 'b', plane: 'overlay', up: false, ok: 0, failed: 0, missing: 'no overlay address published' }], undefined],
+    [[r('b', 'underlay', true), noOverlay], undefined],
   ])('%j → %s', (results, text) => {
     expect(diagnose(results)).toBe(text);
   });
