@@ -165,7 +165,29 @@ export function formatLabStatus(s: LabStatus): string {
     ]);
   }
   const problems = s.problems.map((p) => `  ! ${p}\n`).join('');
-  return `${head}\n${table(rows)}${problems}`;
+  return `${head}\n${table(rows)}${problems}${matrices(s)}`;
+}
+
+/**
+ * Matrices from plugins whose status carries a `row` (per plane, per target: a short cell), one row per node: the
+ * keepalive probe matrix, for one.
+ */
+function matrices(s: LabStatus): string {
+  const out: string[] = [];
+  const plugins = [...new Set(s.nodes.flatMap((n) => Object.keys(n.plugins)))].sort();
+  for (const plugin of plugins) {
+    const rowOf = (n: LabStatus['nodes'][number]) => (n.plugins[plugin] as { row?: Record<string, Record<string, string>> } | undefined)?.row;
+    const planes = [...new Set(s.nodes.flatMap((n) => Object.keys(rowOf(n) ?? {})))];
+    for (const plane of planes) {
+      const rows = [[`${plugin} ${plane}`, ...s.nodes.map((n) => n.name)]];
+      for (const n of s.nodes) {
+        const row = rowOf(n)?.[plane];
+        rows.push([n.name, ...s.nodes.map((t) => (t.name === n.name ? '—' : row?.[t.name] ?? (row ? '·' : '?')))]);
+      }
+      out.push(table(rows));
+    }
+  }
+  return out.length > 0 ? `\n${out.join('\n')}` : '';
 }
 
 /** A plugin's status in one cell: its `summary` when it gives one. */

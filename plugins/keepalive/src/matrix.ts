@@ -15,6 +15,11 @@ export interface NodeStatus {
   readonly summary: string;
   /** Every probe has run and answered. */
   readonly converged: boolean;
+  /**
+   * This node's row of the probe matrix, per plane: for each target the latest RTT in ms, `✗` failing, `…` not
+   * probed yet, `-` no address on that plane. `weft lab status` prints the rows of all nodes as matrices.
+   */
+  readonly row: Readonly<Record<string, Readonly<Record<string, string>>>>;
 }
 
 /** What the planes of one target say together. */
@@ -43,8 +48,14 @@ export function nodeStatus(base: { node: string; started: string; intervalMs: nu
   }
   const done = results.filter((r) => r.at !== undefined || r.missing !== undefined);
   const up = results.filter((r) => r.up).length;
+  const row: Record<string, Record<string, string>> = {};
+  for (const r of results) {
+    const cell = r.missing !== undefined ? '-' : r.at === undefined ? '…' : r.up ? (r.rttMs !== undefined && r.rttMs < 10 ? r.rttMs.toFixed(1) : String(Math.round(r.rttMs ?? 0))) : '✗';
+    (row[r.plane] ??= {})[r.target] = cell;
+  }
   return {
     ...base,
+    row,
     results,
     diagnosis,
     summary: `${String(up)}/${String(results.length)} probes up${Object.keys(diagnosis).length > 0 ? `, failing: ${Object.keys(diagnosis).join(', ')}` : ''}`,
