@@ -2,6 +2,7 @@
 import process from 'node:process';
 import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
+import { keepaliveBenchmark } from './keepalive.mjs';
 import { wireguardBenchmark } from './wireguard.mjs';
 
 const json = process.argv.includes('--json');
@@ -10,6 +11,7 @@ const results = {};
 if (!only || only === 'kernel') results.kernel = await kernelBenchmark();
 if (!only || only === 'memory') results.memory = await memoryBenchmark();
 if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark();
+if (!only || only === 'keepalive') results.keepalive = await keepaliveBenchmark();
 
 function printWireguard(w) {
   console.log('wireguard planner (median ms; floor = reading and checking every node\'s annotations)');
@@ -33,6 +35,11 @@ if (json) {
     row('weft, kubernetes source, --max-semi-space-size=1', m.kubernetesFlagsMiB);
   }
   if (results.wireguard) printWireguard(results.wireguard);
+  const ka = results.keepalive;
+  if (ka) {
+    console.log(`keepalive, ${ka.peers} peers probed every 10 s (new TCP connection each), ${ka.windowSeconds} s window: ${ka.probes} probes, ${ka.peersUp} peers up`);
+    console.log(`  agent CPU ${ka.agentCpuPercent} % of one core (same agent, same view, nothing to probe: ${ka.idleAgentCpuPercent} %); ${ka.cpuMicrosecondsPerProbe} µs CPU per probe`);
+  }
   const k = results.kernel;
   if (!k) {
     // only memory asked for
