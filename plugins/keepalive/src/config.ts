@@ -23,6 +23,10 @@ export const KeepaliveConfig = z
       .min(1)
       .default(['underlay', 'overlay'])
       .meta({ description: "underlay: the peer's internal address; overlay: its WireGuard overlay address (weft.io/wireguard-ip); pod: the first address of its pod CIDR" }),
+    underlayAcrossLocations: z
+      .boolean()
+      .default(false)
+      .meta({ description: 'probe the underlay of peers in other locations too (by default only within a location: across locations the underlay need not route, the overlay is the path)' }),
     maxPeers: intInRange(1, 100_000).default(100).meta({ description: 'up to this many peers every node probes every other; above it, a subset picked by rendezvous hashing' }),
     minProbers: intInRange(1, 1000).default(3).meta({ description: 'above maxPeers, every node is still probed by at least this many others' }),
     udp: z

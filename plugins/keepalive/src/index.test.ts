@@ -103,6 +103,21 @@ describe('the keepalive plugin in an agent', () => {
     expect(html.match(/https?:\/\/[^'"\s]+/g)).toEqual(['http://www.w3.org/2000/svg']); // an XML namespace name, never fetched
   });
 
+  it("does not probe the underlay of a peer in another location (unless asked to)", async () => {
+    const t = await startTestAgent({
+      plugins: [{ plugin: keepalive, config: { port: PORT, listen: '127.0.0.1', interval: '300ms', timeout: '200ms', planes: ['underlay'] } }],
+      nodes: [
+        { name: 'n1', internalAddresses: ['127.0.0.1'], labels: { 'topology.kubernetes.io/region': 'here' } },
+        { name: 'n9', internalAddresses: ['127.0.0.9'], labels: { 'topology.kubernetes.io/region': 'far' } },
+      ],
+    });
+    cleanups.push(() => t.stop());
+    await t.waitFor(async () => (await status(t)).results.length === 1, { what: 'the target' });
+    const s = (await status(t)) as Status & { converged: boolean; row: Record<string, Record<string, string>> };
+    expect(s.results[0]).toMatchObject({ target: 'n9', plane: 'underlay', up: false, missing: 'in another location (far): the underlay across locations is not probed' });
+    expect([s.summary, s.converged, s.row]).toEqual(['0/0 probes up', true, { underlay: { n9: '-' } }]);
+  });
+
   it('refuses a bad section with the key and what is wrong', async () => {
     await expect(startTestAgent({ plugins: [{ plugin: keepalive, config: { planes: ['tunnel'] } }] })).rejects.toThrow('plugins.keepalive.planes[0]: expected one of underlay, overlay, pod, got "tunnel"');
     await expect(startTestAgent({ plugins: [{ plugin: keepalive, config: { interval: '1s', timeout: '2s' } }] })).rejects.toThrow('plugins.keepalive.timeout: timeout must be shorter than interval');

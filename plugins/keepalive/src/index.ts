@@ -135,9 +135,14 @@ export default definePlugin({
           logger.info({ peers: probing.length, of: ready.length - 1 }, 'probing');
         }
         const byName = new Map(view.nodes.map((n) => [n.name, n]));
+        const across = (n: NodeInfo) => !config.underlayAcrossLocations && n.location !== view.self.location;
         const targets = probing.flatMap((name) => {
           const n = byName.get(name);
-          return n ? [{ name, addresses: Object.fromEntries(config.planes.map((p) => [p, addressOn(n, p)])) }] : [];
+          if (!n) return [];
+          const addresses = Object.fromEntries(
+            config.planes.map((p) => [p, p === 'underlay' && across(n) ? { missing: `in another location (${n.location ?? 'none'}): the underlay across locations is not probed` } : addressOn(n, p)]),
+          );
+          return [{ name, addresses }];
         });
         if (!dryRun) for (const gone of prober.setPeers(targets)) prune(gone);
         peersGauge.set(targets.length);

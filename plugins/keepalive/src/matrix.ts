@@ -13,7 +13,7 @@ export interface NodeStatus {
   /** Per target, what its planes together point at, when something fails. */
   readonly diagnosis: Readonly<Record<string, string>>;
   readonly summary: string;
-  /** Every probe has run and answered. */
+  /** Every probe that has an address has run and answered. */
   readonly converged: boolean;
   /**
    * This node's row of the probe matrix, per plane: for each target the latest RTT in ms, `✗` failing, `…` not
@@ -48,6 +48,7 @@ export function nodeStatus(base: { node: string; started: string; intervalMs: nu
   }
   const done = results.filter((r) => r.at !== undefined || r.missing !== undefined);
   const up = results.filter((r) => r.up).length;
+  const probed = results.filter((r) => r.missing === undefined).length;
   const row: Record<string, Record<string, string>> = {};
   for (const r of results) {
     const cell = r.missing !== undefined ? '-' : r.at === undefined ? '…' : r.up ? (r.rttMs !== undefined && r.rttMs < 10 ? r.rttMs.toFixed(1) : String(Math.round(r.rttMs ?? 0))) : '✗';
@@ -58,8 +59,8 @@ export function nodeStatus(base: { node: string; started: string; intervalMs: nu
     row,
     results,
     diagnosis,
-    summary: `${String(up)}/${String(results.length)} probes up${Object.keys(diagnosis).length > 0 ? `, failing: ${Object.keys(diagnosis).join(', ')}` : ''}`,
-    converged: results.length > 0 ? done.length === results.length && up === results.length : true,
+    summary: `${String(up)}/${String(probed)} probes up${Object.keys(diagnosis).length > 0 ? `, failing: ${Object.keys(diagnosis).join(', ')}` : ''}`,
+    converged: done.length === results.length && results.every((r) => r.up || r.missing !== undefined),
   };
 }
 
