@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Lab } from '../core/src/lab/index.js';
 import { until } from './support/until.js';
@@ -5,7 +8,11 @@ import { until } from './support/until.js';
 // Inside the VM (test/vm.e2e.test.ts boots it): the same mesh as in the lab on the host, on kernel WireGuard.
 describe('the WireGuard mesh on kernel WireGuard', () => {
   it('3 nodes in a lab: the interface is kernel WireGuard; every pod pings every other; handshakes on every pair', async () => {
-    const lab = await Lab.up({ name: 'vmwg', nodes: 3, timeoutMs: 240_000 });
+    // The mesh alone: probing (keepalive) has its own tests, and under TCG its 1 s lab timeout is too short.
+    const dir = await mkdtemp(join(tmpdir(), 'weft-vmwg-'));
+    const config = join(dir, 'lab.yaml');
+    await writeFile(config, 'plugins:\n  wireguard:\n    granularity: full\n    heartbeat: 5s\n    staleAfter: 15s\n');
+    const lab = await Lab.up({ name: 'vmwg', nodes: 3, config, timeoutMs: 240_000 });
     try {
       const s = await lab.status();
       expect(s.problems).toEqual([]);
@@ -24,6 +31,7 @@ describe('the WireGuard mesh on kernel WireGuard', () => {
       }
     } finally {
       await lab.down();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

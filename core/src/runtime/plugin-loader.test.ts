@@ -31,7 +31,7 @@ describe('loadPlugin', () => {
 
   it.each([
     ['an unknown built-in name', 'flannel', undefined, 'WEFT_PLUGIN_UNKNOWN', /unknown plugin "flannel": built-in plugins are wireguard, vxlan/],
-    ['a built-in that is still planned', 'keepalive', undefined, 'WEFT_PLUGIN_UNKNOWN', /built-in plugin "keepalive" is not implemented yet/],
+    ['a built-in that is still planned', 'vxlan', undefined, 'WEFT_PLUGIN_UNKNOWN', /built-in plugin "vxlan" is not implemented yet/],
     ['a module that throws on import', 'x', './throws-on-import.mjs', 'WEFT_PLUGIN_IMPORT_FAILED', /plugin "x": cannot import \.\/throws-on-import\.mjs: kaboom at import/],
     ['a module that does not exist', 'x', './missing.mjs', 'WEFT_PLUGIN_IMPORT_FAILED', /plugin "x": cannot import \.\/missing\.mjs: .*missing\.mjs/],
     ['a package that is not installed', 'x', '@acme/weft-plugin-nope', 'WEFT_PLUGIN_IMPORT_FAILED', /cannot import @acme\/weft-plugin-nope/],

@@ -67,6 +67,7 @@ export default definePlugin({
 
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let lastSeenPublished = 0;
+    let mtuCache: number | undefined;
     let excludedLogged = '';
 
     const updateMetrics = (plan: MeshPlan, observed: WireGuardDeviceStatus | undefined) => {
@@ -187,7 +188,9 @@ export default definePlugin({
         const onlyCluster = last !== undefined && [...reasons].every((r) => r === 'cluster');
         let observed = onlyCluster ? last?.observed : await kernel.wireguardStatus(config.interface);
         let plan = planMesh({ view, config, self, observed, now: t });
-        const mtu = await mtuFor(view.self.internalAddresses);
+        // The underlay's MTU is read with the device (not for a cluster change alone: that costs no process).
+        if (!onlyCluster || mtuCache === undefined) mtuCache = await mtuFor(view.self.internalAddresses);
+        const mtu = mtuCache;
         const fingerprint = (p: MeshPlan) => JSON.stringify(desiredState(p, config, '', mtu));
         if (onlyCluster && last && fingerprint(plan) === last.desired) {
           last = { ...last, plan };
