@@ -2,9 +2,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_LAB_ROOT, Lab } from '../core/src/lab/index.js';
 import { netnsSkipReason } from './support/capabilities.js';
+import { labNames } from './support/labs.js';
 import { until } from './support/until.js';
 
 // `weft lab` for real: namespaces, links, NAT, agents, and a `down` that leaves nothing behind.
@@ -12,15 +13,7 @@ const repo = fileURLToPath(new URL('../', import.meta.url));
 const bin = join(repo, 'core/bin/weft.js');
 if (!existsSync(join(repo, 'core/dist/cli/main.js'))) throw new Error('core/dist is missing: run npm run build (npm test does) first');
 const skip = await netnsSkipReason();
-const names: string[] = [];
-const labName = (tag: string) => {
-  const name = `${tag}${String(process.pid % 100000)}`;
-  names.push(name);
-  return name;
-};
-afterAll(async () => {
-  for (const name of names) await Lab.down(name);
-});
+const labName = labNames();
 
 /** Everything of a lab that could be left behind. */
 async function leftovers(name: string) {

@@ -3,24 +3,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Lab, type LabStatus } from '../core/src/lab/index.js';
 import { netnsSkipReason } from './support/capabilities.js';
+import { labNames } from './support/labs.js';
 import { until } from './support/until.js';
 
 // The WireGuard mesh for real: wireguard-go in the lab's namespaces, pods pinging pods through it.
 const repo = fileURLToPath(new URL('../', import.meta.url));
 if (!existsSync(join(repo, 'core/dist/cli/main.js'))) throw new Error('core/dist is missing: run npm run build (npm test does) first');
 const skip = await netnsSkipReason();
-const labs: string[] = [];
-const name = (tag: string) => {
-  const n = `${tag}${String(process.pid % 100000)}`;
-  labs.push(n);
-  return n;
-};
-afterAll(async () => {
-  for (const n of labs) await Lab.down(n);
-});
+const name = labNames();
 
 const podOf = (s: LabStatus, node: string) => s.nodes.find((n) => n.name === node)?.pod as string;
 const ping = async (lab: Lab, from: string, to: string, count = 1) => {
