@@ -93,8 +93,9 @@ describe.skipIf(skip)(`keepalive in the lab${skip ? ` (SKIPPED: ${skip})` : ''}`
     // The UDP probe counts the cut pair's datagrams as lost, and only theirs.
     const lost = (m: string, target: string) => parseExposition(m).filter((x) => x.name === 'weft_probe_udp_packets_lost_total' && x.labels.target === target).reduce((a, x) => a + x.value, 0);
     const before = (await api('n1', '/metrics')).body;
-    await until('UDP loss towards n2', async () => lost((await api('n1', '/metrics')).body, 'n2') > lost(before, 'n2'), 10_000);
-    expect(lost((await api('n1', '/metrics')).body, 'n3')).toBe(lost(before, 'n3'));
+    await until('UDP loss towards n2 (two rounds of 10 datagrams)', async () => lost((await api('n1', '/metrics')).body, 'n2') >= lost(before, 'n2') + 20, 15_000);
+    // Towards n3, nothing beyond a stray datagram on a busy machine.
+    expect(lost((await api('n1', '/metrics')).body, 'n3') - lost(before, 'n3')).toBeLessThanOrEqual(2);
   });
 
   it.skipIf(noBrowser)(`the page, in headless Chromium, shows every node and marks the cut pair${noBrowser ? ` (SKIPPED: ${noBrowser})` : ''}`, async () => {
