@@ -156,6 +156,30 @@ describe('the wireguard plugin in an agent', () => {
     }
   });
 
+  it('the heartbeat (weft.io/wireguard-last-seen) stops while traffic goes out without a handshake, and an idle mesh keeps it', async () => {
+    const t = await start({ config: { staleAfter: '5s', heartbeat: '1s' } });
+    const seen = () => Number(t.cluster.current().self.annotations[PUBLISHED.lastSeen] ?? 0);
+    await t.waitFor(() => seen() > 0, { what: 'a first heartbeat', timeoutMs: 5000 });
+    // Idle (no bytes go out): the heartbeat goes on past staleAfter.
+    await new Promise((r) => setTimeout(r, 5500));
+    const idle = seen();
+    expect(Math.floor(Date.now() / 1000) - idle).toBeLessThanOrEqual(2);
+    // Bytes go out, no handshake comes back: broken. The heartbeat stops.
+    let tx = 0;
+    const sending = setInterval(() => t.kernel.setPeerStatus('weft-wg0', n2.publicKey, { transmitBytes: (tx += 148) }), 200);
+    try {
+      await new Promise((r) => setTimeout(r, 3000));
+      const stopped = seen();
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(seen()).toBe(stopped);
+      // A handshake: healthy again.
+      t.kernel.setPeerStatus('weft-wg0', n2.publicKey, { latestHandshake: Math.floor(Date.now() / 1000) });
+      await t.waitFor(() => seen() > stopped, { what: 'the heartbeat back', timeoutMs: 4000 });
+    } finally {
+      clearInterval(sending);
+    }
+  }, 30_000);
+
   it('refuses a bad section with the key and what is wrong', async () => {
     await expect(start({ config: { granularity: 'mesh' } })).rejects.toThrow(/plugins\.wireguard\.granularity: expected full or location, got "mesh"/);
     await expect(start({ config: { interface: 'wg0' } })).rejects.toThrow(/plugins\.wireguard\.interface: expected "weft-wg" and up to 8 lowercase letters or digits, got "wg0"/);

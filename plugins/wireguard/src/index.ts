@@ -68,6 +68,7 @@ export default definePlugin({
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let lastSeenPublished = 0;
     let mtuCache: number | undefined;
+    let lastSent = -1;
     let excludedLogged = '';
 
     const updateMetrics = (plan: MeshPlan, observed: WireGuardDeviceStatus | undefined) => {
@@ -213,8 +214,13 @@ export default definePlugin({
         updateMetrics(plan, observed);
 
         // Publish: identity, what this node saw of its peers, and a heartbeat while its WireGuard is healthy.
+        // Healthy: a fresh handshake with some peer — or nothing tried to go out since the last look (an idle mesh
+        // makes no handshakes and is not broken for it), or no peers, or a recent start.
         const fresh = (observed?.peers ?? []).some((p) => p.latestHandshake > 0 && t - p.latestHandshake <= HANDSHAKE_FRESH_SECONDS);
-        const healthy = observed !== undefined && (plan.peers.length === 0 || fresh || t - startedAt <= config.staleAfter / 1000);
+        const sent = (observed?.peers ?? []).reduce((sum, p) => sum + p.transmitBytes, 0);
+        const idle = !onlyCluster && sent === lastSent;
+        if (!onlyCluster) lastSent = sent;
+        const healthy = observed !== undefined && (plan.peers.length === 0 || fresh || idle || t - startedAt <= config.staleAfter / 1000);
         const beat = healthy && t - lastSeenPublished >= config.heartbeat / 1000;
         if (beat) lastSeenPublished = t;
         if (!dryRun) {
