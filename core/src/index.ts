@@ -73,5 +73,23 @@ export type {
 } from './kernel/model.js';
 export { type ApplyResult, KernelApplyError } from './kernel/driver.js';
 export { canonicalEndpoint, isInterfaceName, isWireGuardKey, KernelInputError } from './kernel/normalize.js';
+export {
+  addressAt,
+  bigIntToIp,
+  canonicalIP,
+  canonicalNetwork,
+  type Family,
+  familyOf,
+  formatNetwork,
+  hostNetwork,
+  ipToBigInt,
+  joinHostPort,
+  type Network,
+  networkContains,
+  networkSize,
+  networksOverlap,
+  offsetOf,
+  parseNetwork,
+} from './kernel/ip.js';
 export { generateWireGuardKeyPair, wireGuardPublicKey } from './kernel/wgkeys.js';
 export type { Capability } from './kernel/capabilities.js';

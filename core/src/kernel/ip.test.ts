@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalIP, networkOf, parsePrefix } from './ip.js';
+import { addressAt, bigIntToIp, canonicalIP, canonicalNetwork, hostNetwork, ipToBigInt, joinHostPort, networkContains, networkOf, networkSize, networksOverlap, offsetOf, parseNetwork, parsePrefix } from './ip.js';
 
 describe('ip helpers', () => {
   it.each([
@@ -27,5 +27,33 @@ describe('ip helpers', () => {
 
   it('refuses malformed prefixes', () => {
     for (const bad of ['192.0.2.0/33', '192.0.2.0/', '192.0.2.0/x', 'fd00::/129', 'nope/8']) expect(parsePrefix(bad)).toBeUndefined();
+  });
+});
+
+describe('network arithmetic for plugins', () => {
+  it('canonical forms', () => {
+    expect(canonicalIP('2001:DB8:0:0:0:0:0:1')).toBe('2001:db8::1');
+    expect(canonicalIP('fd00:0:0:1:0:0:0:0')).toBe('fd00:0:0:1::');
+    expect(canonicalIP('::ffff:192.0.2.1')).toBe('::ffff:c000:201');
+    expect(canonicalIP('192.0.2.300')).toBeUndefined();
+    expect([canonicalNetwork('198.19.3.77/26'), canonicalNetwork('2001:DB8:1::5/64'), canonicalNetwork('198.19.3.0')]).toEqual(['198.19.3.64/26', '2001:db8:1::/64', undefined]);
+  });
+
+  it('offsets, containment, overlap, sizes', () => {
+    const v4 = parseNetwork('100.64.0.0/10');
+    const v6 = parseNetwork('fd77:6566:7400::/64');
+    if (!v4 || !v6) throw new Error('parse');
+    expect(networkSize(v4)).toBe(4_194_304n);
+    expect(addressAt(v4, 1799n)).toBe('100.64.7.7');
+    expect(offsetOf(v4, '100.64.7.7')).toBe(1799n);
+    expect(addressAt(v6, 1799n)).toBe('fd77:6566:7400::707');
+    expect([networkContains(v4, '100.127.255.255'), networkContains(v4, '100.128.0.0'), networkContains(v4, 'fd77:6566:7400::1')]).toEqual([true, false, false]);
+    const a = parseNetwork('198.18.0.0/23');
+    const b = parseNetwork('198.18.1.128/25');
+    const c = parseNetwork('198.18.2.0/24');
+    if (!a || !b || !c) throw new Error('parse');
+    expect([networksOverlap(a, b), networksOverlap(a, c), networksOverlap(a, v6)]).toEqual([true, false, false]);
+    expect(bigIntToIp((ipToBigInt('192.0.2.255')?.value ?? 0n) + 1n, 4)).toBe('192.0.3.0');
+    expect([hostNetwork('192.0.2.1'), hostNetwork('2001:db8::1'), joinHostPort('2001:db8::1', 51820), joinHostPort('192.0.2.1', 51820)]).toEqual(['192.0.2.1/32', '2001:db8::1/128', '[2001:db8::1]:51820', '192.0.2.1:51820']);
   });
 });

@@ -109,6 +109,83 @@ export function networkOf(p: Prefix): string {
   return `${fromBits(bits & mask, family)}/${p.prefix}`;
 }
 
+/** An IP network with its first address as a number: what plugins compute address plans with. */
+export interface Network {
+  readonly family: Family;
+  /** The network's first address (host bits cleared). */
+  readonly base: bigint;
+  readonly prefix: number;
+}
+
+const width = (family: Family) => (family === 4 ? 32 : 128);
+
+/** An address as a number with its family; undefined when `text` is not an address. */
+export function ipToBigInt(text: string): { family: Family; value: bigint } | undefined {
+  const b = toBits(text);
+  return b ? { family: b.family, value: b.bits } : undefined;
+}
+
+/** A number as the canonical text of an address (IPv6 as RFC 5952). */
+export function bigIntToIp(value: bigint, family: Family): string {
+  return fromBits(value, family);
+}
+
+/** Parses `address/prefix` into a {@link Network} (host bits cleared); undefined when invalid. */
+export function parseNetwork(text: string): Network | undefined {
+  const p = parsePrefix(text);
+  if (!p) return undefined;
+  const host = BigInt(width(p.family) - p.prefix);
+  return { family: p.family, base: ((toBits(p.address) as { bits: bigint }).bits >> host) << host, prefix: p.prefix };
+}
+
+/** `198.18.1.0/24`: the canonical text of a network. */
+export function formatNetwork(n: Network): string {
+  return `${fromBits(n.base, n.family)}/${String(n.prefix)}`;
+}
+
+/** The canonical text of a CIDR (address canonical, host bits cleared); undefined when invalid. */
+export function canonicalNetwork(text: string): string | undefined {
+  const n = parseNetwork(text);
+  return n ? formatNetwork(n) : undefined;
+}
+
+/** How many addresses a network holds. */
+export function networkSize(n: Network): bigint {
+  return 1n << BigInt(width(n.family) - n.prefix);
+}
+
+/** Whether `ip` lies in `n`. */
+export function networkContains(n: Network, ip: string): boolean {
+  return offsetOf(n, ip) !== undefined;
+}
+
+/** Whether two networks share an address. */
+export function networksOverlap(a: Network, b: Network): boolean {
+  return a.family === b.family && a.base < b.base + networkSize(b) && b.base < a.base + networkSize(a);
+}
+
+/** The address at `offset` in `n` (0 is the network's first address). */
+export function addressAt(n: Network, offset: bigint): string {
+  return fromBits(n.base + offset, n.family);
+}
+
+/** The offset of `ip` in `n`; undefined when outside it (or another family). */
+export function offsetOf(n: Network, ip: string): bigint | undefined {
+  const a = toBits(ip);
+  if (!a || a.family !== n.family || a.bits < n.base || a.bits >= n.base + networkSize(n)) return undefined;
+  return a.bits - n.base;
+}
+
+/** The host network of an address: `/32` or `/128`. */
+export function hostNetwork(ip: string): string {
+  return `${ip}/${familyOf(ip) === 6 ? '128' : '32'}`;
+}
+
+/** `host:port`, an IPv6 host in brackets. */
+export function joinHostPort(host: string, port: number): string {
+  return familyOf(host) === 6 ? `[${host}]:${String(port)}` : `${host}:${String(port)}`;
+}
+
 /** Whether `text` is a MAC address (`aa:bb:cc:dd:ee:ff`). */
 export function isMAC(text: string): boolean {
   return /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(text);

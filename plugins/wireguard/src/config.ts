@@ -1,5 +1,4 @@
-import { cidr, describeValue, duration, intInRange, isWireGuardKey, port, canonicalEndpoint, z } from '@weft/core';
-import { parseNet } from './ip.js';
+import { canonicalEndpoint, cidr, describeValue, duration, intInRange, isWireGuardKey, parseNetwork, port, z } from '@weft/core';
 
 /** The interface's name: it must start with the plugin's link prefix (`weft-wg`), 15 characters at most. */
 export const LINK_PREFIX = 'weft-wg';
@@ -26,11 +25,11 @@ export const ExternalPeer = z.strictObject({
 export type ExternalPeer = z.output<typeof ExternalPeer>;
 
 const ipv4Range = () =>
-  cidr().refine((s) => parseNet(s)?.family === 4 && (parseNet(s)?.prefix ?? 33) <= 30, { error: (iss) => `expected an IPv4 CIDR of /30 or larger, got ${describeValue(iss.input)}` });
+  cidr().refine((s) => parseNetwork(s)?.family === 4 && (parseNetwork(s)?.prefix ?? 33) <= 30, { error: (iss) => `expected an IPv4 CIDR of /30 or larger, got ${describeValue(iss.input)}` });
 const ulaRange = () =>
   cidr().refine(
     (s) => {
-      const n = parseNet(s);
+      const n = parseNetwork(s);
       return n?.family === 6 && n.prefix >= 8 && n.prefix <= 96 && n.base >> 120n === 0xfdn;
     },
     { error: (iss) => `expected an IPv6 ULA CIDR inside fd00::/8 of /96 or larger, got ${describeValue(iss.input)}` },

@@ -1,7 +1,6 @@
 import { isIP } from 'node:net';
-import { canonicalEndpoint, isWireGuardKey, type NodeInfo } from '@weft/core';
+import { canonicalEndpoint, canonicalIP, canonicalNetwork, isWireGuardKey, joinHostPort, networkContains, type NodeInfo, parseNetwork } from '@weft/core';
 import type { WireGuardConfig } from './config.js';
-import { canonicalIp, canonicalNet, joinHostPort, netContains, parseNet } from './ip.js';
 
 /** The annotations this plugin publishes on its own node (and reads from the others). */
 export const PUBLISHED = {
@@ -77,12 +76,12 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   let overlay6: string | undefined;
   const ov = a[PUBLISHED.overlay];
   if (ov !== undefined && ov !== '') {
-    const v4 = parseNet(config.overlayCIDR);
-    const v6 = parseNet(config.overlayCIDR6);
+    const v4 = parseNetwork(config.overlayCIDR);
+    const v6 = parseNetwork(config.overlayCIDR6);
     for (const part of ov.split(',')) {
-      const ip = canonicalIp(part.trim());
-      if (ip !== undefined && v4 && netContains(v4, ip) && overlay4 === undefined) overlay4 = ip;
-      else if (ip !== undefined && v6 && netContains(v6, ip) && overlay6 === undefined) overlay6 = ip;
+      const ip = canonicalIP(part.trim());
+      if (ip !== undefined && v4 && networkContains(v4, ip) && overlay4 === undefined) overlay4 = ip;
+      else if (ip !== undefined && v6 && networkContains(v6, ip) && overlay6 === undefined) overlay6 = ip;
       else problems.push(`${PUBLISHED.overlay}: ${JSON.stringify(part.slice(0, 60))} is not an address of ${config.overlayCIDR} or ${config.overlayCIDR6}`);
     }
   }
@@ -92,7 +91,7 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
 
   const podCIDRs: string[] = [];
   for (const c of n.podCIDRs) {
-    const canonical = canonicalNet(c);
+    const canonical = canonicalNetwork(c);
     if (canonical) podCIDRs.push(canonical);
     else problems.push(`pod CIDR ${JSON.stringify(c)}: not a CIDR`);
   }
@@ -129,7 +128,7 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   }
   if (problems.length > 0) return { node: n.name, kind: 'invalid', reason: problems.join('; ') };
 
-  const first = (list: readonly string[], family: 4 | 6) => list.map((x) => canonicalIp(x)).find((x) => x !== undefined && isIP(x) === family);
+  const first = (list: readonly string[], family: 4 | 6) => list.map((x) => canonicalIP(x)).find((x) => x !== undefined && isIP(x) === family);
   return {
     name: n.name,
     location: locationKey(n),
@@ -142,7 +141,7 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
     podCIDRs,
     internal4: first(n.internalAddresses, 4),
     internal6: first(n.internalAddresses, 6),
-    hasExternal: n.externalAddresses.some((x) => canonicalIp(x) !== undefined),
+    hasExternal: n.externalAddresses.some((x) => canonicalIP(x) !== undefined),
     forcedLeader: ['true', '1', 'yes'].includes((a[OPERATOR.leader] ?? '').toLowerCase()),
     keepalive,
     lastSeen,
@@ -158,12 +157,12 @@ export function ownEndpoint(n: NodeInfo, port: number): { endpoint: string | und
   const forced = n.annotations[OPERATOR.forceEndpoint];
   let problem: string | undefined;
   if (forced !== undefined && forced !== '') {
-    const e = canonicalEndpoint(forced) ?? (canonicalIp(forced) !== undefined ? canonicalEndpoint(joinHostPort(canonicalIp(forced) as string, port)) : undefined);
+    const e = canonicalEndpoint(forced) ?? (canonicalIP(forced) !== undefined ? canonicalEndpoint(joinHostPort(canonicalIP(forced) as string, port)) : undefined);
     if (e) return { endpoint: e };
     problem = `${OPERATOR.forceEndpoint}: expected ip, ip:port or [ipv6]:port, got ${JSON.stringify(forced.slice(0, 60))}; ignored`;
   }
   const pick = (list: readonly string[]) => {
-    const ips = list.map((x) => canonicalIp(x)).filter((x): x is string => x !== undefined);
+    const ips = list.map((x) => canonicalIP(x)).filter((x): x is string => x !== undefined);
     return ips.find((x) => isIP(x) === 4) ?? ips.find((x) => isIP(x) === 6);
   };
   const host = pick(n.externalAddresses) ?? pick(n.internalAddresses);

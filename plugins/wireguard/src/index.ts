@@ -1,8 +1,7 @@
-import { definePlugin, describeError, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, generateWireGuardKeyPair, wireGuardPublicKey } from '@weft/core';
+import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isWireGuardKey, networkContains, parseNetwork, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { PUBLISHED, ownEndpoint } from './facts.js';
 import { meshDot } from './graph.js';
-import { canonicalIp, parseNet, netContains } from './ip.js';
 import { type Claim, chooseOverlay } from './overlay.js';
 import { peerConfig } from './peer-config.js';
 import { desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
@@ -51,7 +50,7 @@ export default definePlugin({
     let overlay: { ip4: string; since: number } | undefined;
     try {
       const o = savedOverlay ? (JSON.parse(savedOverlay) as { ip4?: unknown; since?: unknown }) : undefined;
-      if (o && typeof o.ip4 === 'string' && canonicalIp(o.ip4) !== undefined && typeof o.since === 'number') overlay = { ip4: o.ip4, since: o.since };
+      if (o && typeof o.ip4 === 'string' && canonicalIP(o.ip4) !== undefined && typeof o.since === 'number') overlay = { ip4: o.ip4, since: o.since };
     } catch {
       logger.warn({ file: `${state.dir}/overlay.json` }, 'unreadable overlay state; choosing the overlay address again');
     }
@@ -158,8 +157,8 @@ export default definePlugin({
     /** The interface's MTU: configured, else the underlay's (the link holding this node's internal address) minus 80. */
     const mtuFor = async (internal: readonly string[]): Promise<number> => {
       if (config.mtu !== null) return config.mtu;
-      const wanted = new Set(internal.map((a) => canonicalIp(a)));
-      const underlay = (await kernel.interfaces()).find((i) => i.addresses.some((a) => wanted.has(canonicalIp(a.split('/')[0] as string))));
+      const wanted = new Set(internal.map((a) => canonicalIP(a)));
+      const underlay = (await kernel.interfaces()).find((i) => i.addresses.some((a) => wanted.has(canonicalIP(a.split('/')[0] as string))));
       return Math.max(1280, (underlay?.mtu ?? 1500) - 80);
     };
 
@@ -167,10 +166,10 @@ export default definePlugin({
       async reconcile({ view, reasons }) {
         const t = now();
         // Overlay address: kept unless another node's older claim wins it (overlay.ts).
-        const v4 = parseNet(config.overlayCIDR);
+        const v4 = parseNetwork(config.overlayCIDR);
         const claims: Claim[] = view.nodes.flatMap((n) => {
           if (n.name === view.self.name) return [];
-          const ip4 = n.annotations[PUBLISHED.overlay]?.split(',').map((x) => canonicalIp(x.trim())).find((x) => x !== undefined && v4 !== undefined && netContains(v4, x));
+          const ip4 = n.annotations[PUBLISHED.overlay]?.split(',').map((x) => canonicalIP(x.trim())).find((x) => x !== undefined && v4 !== undefined && networkContains(v4, x));
           const since = Number(n.annotations[PUBLISHED.overlaySince] ?? 'NaN');
           return ip4 && Number.isFinite(since) ? [{ node: n.name, ip4, since }] : [];
         });

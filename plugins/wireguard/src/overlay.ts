@@ -1,5 +1,5 @@
+import { addressAt, networkContains, networkSize, offsetOf, parseNetwork } from '@weft/core';
 import { createHash } from 'node:crypto';
-import { addressAt, netContains, netSize, offsetOf, parseNet } from './ip.js';
 
 /**
  * Overlay addresses: one IPv4 address per node from `overlayCIDR`, and the IPv6 address at the same offset in
@@ -65,13 +65,13 @@ export function chooseOverlay(input: {
   readonly overlayCIDR6: string;
   readonly now: number;
 }): OverlayChoice {
-  const v4 = parseNet(input.overlayCIDR);
-  const v6 = parseNet(input.overlayCIDR6);
+  const v4 = parseNetwork(input.overlayCIDR);
+  const v6 = parseNetwork(input.overlayCIDR6);
   if (!v4 || !v6) throw new Error(`bad overlay ranges ${input.overlayCIDR}, ${input.overlayCIDR6}`);
   const six = (ip4: string) => addressAt(v6, offsetOf(v4, ip4) as bigint);
   const others = input.others.filter((c) => c.node !== input.self);
   let reason: string;
-  if (input.held && netContains(v4, input.held.ip4)) {
+  if (input.held && networkContains(v4, input.held.ip4)) {
     const mine: Claim = { node: input.self, ip4: input.held.ip4, since: input.held.since };
     const rival = others.find((c) => c.ip4 === mine.ip4 && beats(c, mine));
     if (!rival) return { ip4: mine.ip4, ip6: six(mine.ip4), since: mine.since };
@@ -80,7 +80,7 @@ export function chooseOverlay(input: {
     reason = input.held ? `${input.held.ip4} is outside ${input.overlayCIDR}` : 'first start';
   }
   const taken = new Set(others.map((c) => c.ip4));
-  const size = netSize(v4);
+  const size = networkSize(v4);
   const tries = size < 100_000n ? Number(size) * 8 : 100_000;
   const candidates = candidateOffsets(input.self, size);
   for (let i = 0; i < tries; i++) {

@@ -1,8 +1,7 @@
 import { isIP } from 'node:net';
-import type { ClusterView, DesiredState, NodeInfo, Route, WireGuardDeviceStatus } from '@weft/core';
+import { canonicalNetwork, type ClusterView, type DesiredState, hostNetwork, type Network, networkSize, networksOverlap, type NodeInfo, parseNetwork, type Route, type WireGuardDeviceStatus } from '@weft/core';
 import type { ExternalPeer, WireGuardConfig } from './config.js';
 import { type Excluded, type NodeFacts, PUBLISHED, readNode } from './facts.js';
-import { canonicalNet, hostNet, netsOverlap, parseNet, type Net } from './ip.js';
 import { winners } from './overlay.js';
 
 /**
@@ -89,8 +88,8 @@ const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
  * The nodes whose pod CIDRs overlap another node's: every network sorted by start, swept once (O(n log n)); the
  * pairwise check then runs among these few only.
  */
-function overlappingNodes(nodes: readonly NodeFacts[], nets: ReadonlyMap<string, readonly { net: Net }[]>): Set<string> {
-  const all = nodes.flatMap((n) => (nets.get(n.name) ?? []).map((x) => ({ node: n.name, family: x.net.family, start: x.net.base, end: x.net.base + (1n << BigInt((x.net.family === 4 ? 32 : 128) - x.net.prefix)) })));
+function overlappingNodes(nodes: readonly NodeFacts[], nets: ReadonlyMap<string, readonly { net: Network }[]>): Set<string> {
+  const all = nodes.flatMap((n) => (nets.get(n.name) ?? []).map((x) => ({ node: n.name, family: x.net.family, start: x.net.base, end: x.net.base + networkSize(x.net) })));
   all.sort((a, b) => (a.family !== b.family ? a.family - b.family : a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const out = new Set<string>();
   let reach: (typeof all)[number] | undefined;
@@ -147,17 +146,17 @@ export function planMesh(input: PlanInput): MeshPlan {
 
   // Conflicts between nodes: a key used twice, overlapping pod CIDRs. The node that sorts later is left out.
   const sortedOthers = others.sort(byName);
-  const nets = new Map<string, { net: Net; text: string }[]>([me, ...sortedOthers].map((n) => [n.name, n.podCIDRs.map((c) => ({ net: parseNet(c) as Net, text: c }))]));
+  const nets = new Map<string, { net: Network; text: string }[]>([me, ...sortedOthers].map((n) => [n.name, n.podCIDRs.map((c) => ({ net: parseNetwork(c) as Network, text: c }))]));
   const overlapping = overlappingNodes([me, ...sortedOthers], nets);
   const valid: NodeFacts[] = [me];
   const keys = new Map<string, string>([[me.publicKey, me.name]]);
   // Only nodes whose pod CIDRs overlap someone's (rare) need the pairwise check, in name order.
-  const acceptedOverlapping: { node: string; net: Net; text: string }[] = overlapping.has(me.name) ? (nets.get(me.name) ?? []).map((x) => ({ node: me.name, ...x })) : [];
+  const acceptedOverlapping: { node: string; net: Network; text: string }[] = overlapping.has(me.name) ? (nets.get(me.name) ?? []).map((x) => ({ node: me.name, ...x })) : [];
   for (const n of sortedOthers) {
     const dupKey = keys.get(n.publicKey);
     const mine = nets.get(n.name) ?? [];
     const clash = overlapping.has(n.name)
-      ? mine.flatMap((c) => acceptedOverlapping.filter((p) => netsOverlap(p.net, c.net)).map((p) => `pod CIDR ${c.text} overlaps ${p.node}'s ${p.text}`))
+      ? mine.flatMap((c) => acceptedOverlapping.filter((p) => networksOverlap(p.net, c.net)).map((p) => `pod CIDR ${c.text} overlaps ${p.node}'s ${p.text}`))
       : [];
     if (dupKey !== undefined) excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${dupKey}'s` });
     else if (clash.length > 0) excluded.push({ node: n.name, kind: 'invalid', reason: clash.join('; ') });
@@ -173,7 +172,7 @@ export function planMesh(input: PlanInput): MeshPlan {
   // Overlay addresses: a contested one counts only for the node that keeps it (overlay.ts).
   const keeper = winners(valid.filter((n) => n.overlay4 !== undefined).map((n) => ({ node: n.name, ip4: n.overlay4 as string, since: n.overlaySince })));
   const overlayNets = (n: NodeFacts) =>
-    n.overlay4 !== undefined && keeper.get(n.overlay4) === n.name ? [hostNet(n.overlay4), ...(n.overlay6 ? [hostNet(n.overlay6)] : [])] : [];
+    n.overlay4 !== undefined && keeper.get(n.overlay4) === n.name ? [hostNetwork(n.overlay4), ...(n.overlay6 ? [hostNetwork(n.overlay6)] : [])] : [];
   const networksOf = (n: NodeFacts) => [...n.podCIDRs, ...overlayNets(n)];
 
   const observed = new Map((input.observed?.peers ?? []).map((p) => [p.publicKey, p]));
@@ -201,15 +200,15 @@ export function planMesh(input: PlanInput): MeshPlan {
   };
 
   // External peers: checked against the cluster's networks and keys.
-  const clusterNets = [...podNets.map((p) => p.net), parseNet(config.overlayCIDR) as Net, parseNet(config.overlayCIDR6) as Net];
+  const clusterNets = [...podNets.map((p) => p.net), parseNetwork(config.overlayCIDR) as Network, parseNetwork(config.overlayCIDR6) as Network];
   const byNodeName = new Map(valid.map((n) => [n.name, n]));
   const byKey = new Map(valid.map((n) => [n.publicKey, n]));
   const externals: ExternalPeer[] = [];
   for (const p of [...config.peers].sort(byName)) {
-    const nets = p.allowedIPs.map((c) => parseNet(c) as Net);
-    const clash = nets.find((x) => clusterNets.some((c) => netsOverlap(x, c)));
+    const nets = p.allowedIPs.map((c) => parseNetwork(c) as Network);
+    const clash = nets.find((x) => clusterNets.some((c) => networksOverlap(x, c)));
     if (keys.has(p.publicKey)) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `its public key is also ${keys.get(p.publicKey) ?? ''}'s` });
-    else if (clash) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `allowed IP ${canonicalNet(p.allowedIPs[nets.indexOf(clash)] as string) ?? ''} overlaps the cluster's pod or overlay networks` });
+    else if (clash) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `allowed IP ${canonicalNetwork(p.allowedIPs[nets.indexOf(clash)] as string) ?? ''} overlaps the cluster's pod or overlay networks` });
     else {
       externals.push(p);
       keys.set(p.publicKey, `external:${p.name}`);
@@ -225,7 +224,7 @@ export function planMesh(input: PlanInput): MeshPlan {
       publicKey: p.publicKey,
       endpoint: live ?? p.endpoint,
       endpointSource: live ? (live === p.endpoint ? 'config' : 'observed') : p.endpoint ? 'config' : 'none',
-      allowedIPs: sorted(p.allowedIPs.map((c) => canonicalNet(c) as string)),
+      allowedIPs: sorted(p.allowedIPs.map((c) => canonicalNetwork(c) as string)),
       persistentKeepalive: p.persistentKeepalive || keepalive,
       location: undefined,
       carries: [],
@@ -255,7 +254,7 @@ export function planMesh(input: PlanInput): MeshPlan {
     }
     for (const p of externals) {
       peers.push(externalPeer(p));
-      routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNet(c) as string)));
+      routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNetwork(c) as string)));
     }
   } else {
     const locations = new Map<string, NodeFacts[]>();
@@ -283,9 +282,9 @@ export function planMesh(input: PlanInput): MeshPlan {
     for (const p of externals) {
       if (isLeader) {
         peers.push(externalPeer(p));
-        routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNet(c) as string)));
+        routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNetwork(c) as string)));
       } else {
-        routes.push(...viaUnderlay(p.allowedIPs.map((c) => canonicalNet(c) as string), myLeader));
+        routes.push(...viaUnderlay(p.allowedIPs.map((c) => canonicalNetwork(c) as string), myLeader));
       }
     }
   }
@@ -315,7 +314,7 @@ export function planMesh(input: PlanInput): MeshPlan {
     leaders,
     peers: peers.sort(byName),
     routes: routes.sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0)),
-    addresses: [hostNet(self.overlay4), hostNet(self.overlay6)],
+    addresses: [hostNetwork(self.overlay4), hostNetwork(self.overlay6)],
     excluded: excluded.sort((a, b) => (a.node < b.node ? -1 : 1)),
     nodes,
     externals: externals.map((p) => p.name),
