@@ -55,6 +55,34 @@ export type Excluded = { readonly node: string; readonly kind: 'pending' | 'inva
 export const locationKey = (n: NodeInfo): string => n.location ?? '';
 
 /**
+ * A node's published overlay addresses (the first inside each range) and when it claimed them (`since`: unix
+ * seconds, undefined when not published or unreadable), with what is wrong with them.
+ */
+export function readOverlay(
+  annotations: Readonly<Record<string, string>>,
+  config: Pick<WireGuardConfig, 'overlayCIDR' | 'overlayCIDR6'>,
+): { overlay4: string | undefined; overlay6: string | undefined; since: number | undefined; problems: string[] } {
+  const problems: string[] = [];
+  let overlay4: string | undefined;
+  let overlay6: string | undefined;
+  const ov = annotations[PUBLISHED.overlay];
+  if (ov !== undefined && ov !== '') {
+    const v4 = parseNetwork(config.overlayCIDR);
+    const v6 = parseNetwork(config.overlayCIDR6);
+    for (const part of ov.split(',')) {
+      const ip = canonicalIP(part.trim());
+      if (ip !== undefined && v4 && networkContains(v4, ip) && overlay4 === undefined) overlay4 = ip;
+      else if (ip !== undefined && v6 && networkContains(v6, ip) && overlay6 === undefined) overlay6 = ip;
+      else problems.push(`${PUBLISHED.overlay}: ${JSON.stringify(part.slice(0, 60))} is not an address of ${config.overlayCIDR} or ${config.overlayCIDR6}`);
+    }
+  }
+  const sinceText = annotations[PUBLISHED.overlaySince];
+  const valid = sinceText !== undefined && /^\d{1,12}$/.test(sinceText);
+  if (sinceText !== undefined && !valid) problems.push(`${PUBLISHED.overlaySince}: expected unix seconds, got ${JSON.stringify(sinceText.slice(0, 60))}`);
+  return { overlay4, overlay6, since: valid ? Number(sinceText) : undefined, problems };
+}
+
+/**
  * Reads and checks one node's WireGuard facts. A node that has not published a key yet is `pending`; one whose
  * annotations hold a bad value is `invalid`, with every problem named, and the mesh leaves it out.
  */
@@ -72,22 +100,10 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
     if (!endpoint) problems.push(`${PUBLISHED.endpoint}: expected ip:port or [ipv6]:port, got ${JSON.stringify(ep.slice(0, 60))}`);
   }
 
-  let overlay4: string | undefined;
-  let overlay6: string | undefined;
-  const ov = a[PUBLISHED.overlay];
-  if (ov !== undefined && ov !== '') {
-    const v4 = parseNetwork(config.overlayCIDR);
-    const v6 = parseNetwork(config.overlayCIDR6);
-    for (const part of ov.split(',')) {
-      const ip = canonicalIP(part.trim());
-      if (ip !== undefined && v4 && networkContains(v4, ip) && overlay4 === undefined) overlay4 = ip;
-      else if (ip !== undefined && v6 && networkContains(v6, ip) && overlay6 === undefined) overlay6 = ip;
-      else problems.push(`${PUBLISHED.overlay}: ${JSON.stringify(part.slice(0, 60))} is not an address of ${config.overlayCIDR} or ${config.overlayCIDR6}`);
-    }
-  }
-  const sinceText = a[PUBLISHED.overlaySince];
-  const overlaySince = sinceText === undefined ? Number.MAX_SAFE_INTEGER : Number(sinceText);
-  if (sinceText !== undefined && !/^\d{1,12}$/.test(sinceText)) problems.push(`${PUBLISHED.overlaySince}: expected unix seconds, got ${JSON.stringify(sinceText.slice(0, 60))}`);
+  const overlay = readOverlay(a, config);
+  problems.push(...overlay.problems);
+  const { overlay4, overlay6 } = overlay;
+  const overlaySince = overlay.since ?? Number.MAX_SAFE_INTEGER;
 
   const podCIDRs: string[] = [];
   for (const c of n.podCIDRs) {

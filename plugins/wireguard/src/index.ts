@@ -1,6 +1,6 @@
-import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isWireGuardKey, networkContains, parseNetwork, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
+import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
-import { PUBLISHED, ownEndpoint } from './facts.js';
+import { PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay } from './overlay.js';
 import { peerConfig } from './peer-config.js';
@@ -166,12 +166,11 @@ export default definePlugin({
       async reconcile({ view, reasons }) {
         const t = now();
         // Overlay address: kept unless another node's older claim wins it (overlay.ts).
-        const v4 = parseNetwork(config.overlayCIDR);
+        // Every other node's claim counts, even one the mesh leaves out for another bad value.
         const claims: Claim[] = view.nodes.flatMap((n) => {
           if (n.name === view.self.name) return [];
-          const ip4 = n.annotations[PUBLISHED.overlay]?.split(',').map((x) => canonicalIP(x.trim())).find((x) => x !== undefined && v4 !== undefined && networkContains(v4, x));
-          const since = Number(n.annotations[PUBLISHED.overlaySince] ?? 'NaN');
-          return ip4 && Number.isFinite(since) ? [{ node: n.name, ip4, since }] : [];
+          const o = readOverlay(n.annotations, config);
+          return o.overlay4 !== undefined && o.since !== undefined ? [{ node: n.name, ip4: o.overlay4, since: o.since }] : [];
         });
         const choice = chooseOverlay({ self: view.self.name, held: overlay, others: claims, overlayCIDR: config.overlayCIDR, overlayCIDR6: config.overlayCIDR6, now: t });
         if (choice.reason !== undefined) {
