@@ -1,11 +1,10 @@
-import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { parseListen } from '../config/schema.js';
 import { DEFAULT_LAB_ROOT } from '../lab/lab.js';
+import { type AgentTarget, httpGet } from '../observe/http-get.js';
 
-/** Where a running agent's API is: a Unix socket, or a base URL. */
-export type AgentTarget = { readonly socket: string } | { readonly url: string };
+export type { AgentTarget };
 
 /**
  * The agent to ask: `--url`, else a lab node's socket (`--lab NODE`), else what the config file says (`http.socket`,
@@ -23,28 +22,21 @@ export async function agentTarget(opts: { url?: string; lab?: string; labName?: 
 }
 
 /** GET a path of the agent's API; rejects with what the agent said when it does not answer 200. */
-export function agentGet(target: AgentTarget, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const where = 'socket' in target ? target.socket : target.url;
-    const onResponse = (res: IncomingMessage) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        if (res.statusCode === 200) return resolve(body);
-        let message = body.trim();
-        try {
-          const e = (JSON.parse(body) as { error?: unknown }).error;
-          if (typeof e === 'string') message = e;
-        } catch {
-          // not JSON
-        }
-        reject(new Error(`${where}${path}: HTTP ${String(res.statusCode)}: ${message}`));
-      });
-    };
-    const req = 'socket' in target ? request({ socketPath: target.socket, path, timeout: 10_000 }, onResponse) : request(new URL(path, `${target.url}/`), { timeout: 10_000 }, onResponse);
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
-    req.on('error', (err) => reject(new Error(`cannot reach the agent at ${where}: ${err.message}`)));
-    req.end();
-  });
+export async function agentGet(target: AgentTarget, path: string): Promise<string> {
+  const where = 'socket' in target ? target.socket : target.url;
+  let res: { status: number; body: string };
+  try {
+    res = await httpGet(target, path, 10_000);
+  } catch (err) {
+    throw new Error(`cannot reach the agent at ${where}: ${(err as Error).message}`);
+  }
+  if (res.status === 200) return res.body;
+  let message = res.body.trim();
+  try {
+    const e = (JSON.parse(res.body) as { error?: unknown }).error;
+    if (typeof e === 'string') message = e;
+  } catch {
+    // not JSON
+  }
+  throw new Error(`${where}${path}: HTTP ${String(res.status)}: ${message}`);
 }

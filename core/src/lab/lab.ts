@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile, rename } from 'node:fs/promises';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parseDocument, stringify } from 'yaml';
 import { loadConfigText, readConfigFile } from '../config/load.js';
+import { httpGet } from '../observe/http-get.js';
 import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
 import { cutRuleset, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
 
@@ -78,6 +78,8 @@ interface LabRecord {
  * discovery source. Needs root. `Lab.up` builds (or finds) one; `down` removes everything, also after a crash.
  */
 export class Lab {
+  private plugins: string[] | undefined;
+
   private constructor(
     readonly topology: LabTopology,
     readonly dir: string,
@@ -326,9 +328,13 @@ export class Lab {
     return { resync: LAB_SETTINGS.resync, directoryRescan: LAB_SETTINGS.rescan, plugins: this.pluginNames(), config: this.record.config };
   }
 
+  /** The plugins every node runs: the `--config` file's, else the lab's defaults (read once). */
   private pluginNames(): string[] {
-    const sections = this.record.config ? templateSectionsSync(this.record.config) : undefined;
-    return Object.keys(sections?.plugins ?? labPluginDefaults()).sort();
+    if (!this.plugins) {
+      const sections = this.record.config ? templateSectionsSync(this.record.config) : undefined;
+      this.plugins = Object.keys(sections?.plugins ?? labPluginDefaults()).sort();
+    }
+    return this.plugins;
   }
 
   private node(name: string): LabNode {
@@ -516,18 +522,7 @@ async function requireTools(): Promise<void> {
 
 /** GET over the agent's Unix socket: status 0 when it does not answer. */
 function get(socketPath: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath, path, timeout: 2_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve({ status: 0, body: '' }));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve({ status: 0, body: '' }));
-    req.end();
-  });
+  return httpGet({ socket: socketPath }, path, 2_000).catch(() => ({ status: 0, body: '' }));
 }
 
 function parseJson(text: string): unknown {

@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { isIP } from 'node:net';
 import { definePlugin, describeError, type NodeInfo } from '@weft/core';
-import { KeepaliveConfig, type Plane } from './config.js';
+import { KeepaliveConfig, PLANES } from './config.js';
 import { assembleMatrix, health, type NodeStatus, nodeStatus } from './matrix.js';
 import { keepalivePage } from './page.js';
 import { Prober, RESULTS } from './prober.js';
@@ -83,7 +83,7 @@ export default definePlugin({
     });
     /** Removes every series of a target that is no longer probed. */
     const prune = (target: string) => {
-      for (const plane of ['underlay', 'overlay', 'pod'] as Plane[]) {
+      for (const plane of PLANES) {
         duration.remove({ target, plane });
         up.remove({ target, plane });
         for (const result of RESULTS) total.remove({ target, plane, result });
