@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshNetns, netnsSkipReason } from './support/capabilities.js';
+import { freshNetns, netnsSkipReason, skipNote } from './support/capabilities.js';
 
 // The real binary against a real network namespace: `weft plan` changes nothing, `weft run` converges the
 // kernel and leaves it in place on SIGTERM.
@@ -15,7 +15,7 @@ const fixture = join(repo, 'core/src/runtime/__fixtures__/pod-routes.mjs');
 if (!existsSync(join(repo, 'core/dist/cli/main.js'))) throw new Error('core/dist is missing: run npm run build (npm test does) first');
 const skip = await netnsSkipReason();
 
-describe.skipIf(skip)(`weft plan and run on a real namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`weft plan and run on a real namespace${skipNote(skip)}`, () => {
   let ns: Awaited<ReturnType<typeof freshNetns>>;
   let dir: string;
   let config: string;

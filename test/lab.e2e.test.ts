@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LAB_ROOT, Lab } from '../core/src/lab/index.js';
-import { netnsSkipReason } from './support/capabilities.js';
+import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
 import { until } from './support/until.js';
 
@@ -48,7 +48,7 @@ async function snapshot(lab: Lab) {
 
 const pings = async (lab: Lab, from: string, to: string) => (await lab.exec(from, ['ping', '-c', '1', '-W', '1', to], { timeoutMs: 5_000 })).exitCode === 0;
 
-describe.skipIf(skip)(`weft lab${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
   it('builds 3 nodes whose agents discover each other; up again changes nothing; agents die and restart; cut and heal; down leaves nothing', async () => {
     const name = labName('a');
     const lab = await Lab.up({ name, nodes: 3, timeoutMs: 30_000 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { vmSkipReason } from './support/capabilities.js';
+import { skipNote, vmSkipReason } from './support/capabilities.js';
 
 /*
  * Boots a stock Debian kernel under qemu (tools/vm/vm-run) once, runs the whole VM suite (*.vm.test.ts: GRE, ip6gre,
@@ -38,7 +38,7 @@ async function runVmSuite(): Promise<{ tests: VmTest[]; output: string; exitCode
 
 const suite = skip ? undefined : await runVmSuite();
 
-describe.skipIf(skip)(`kernel suite in a VM${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`kernel suite in a VM${skipNote(skip)}`, () => {
   it('ran, and reported its tests', () => {
     expect(suite?.tests.length, suite?.output.slice(-4000)).toBeGreaterThan(10);
     expect(suite?.exitCode, suite?.output.slice(-4000)).toBe(0);

@@ -15,23 +15,23 @@ it('weft graph and weft wireguard peer-config print what the agent serves, and s
   });
   try {
     await t.waitForReconcile('wireguard');
-    const run = async (...args: string[]) => {
+    const weft = async (...args: string[]) => {
       let out = '';
       let err = '';
       const code = await main(['node', 'weft', ...args], { out: (x) => void (out += x), err: (x) => void (err += x), env: {} });
       return { code, out, err };
     };
-    const graph = await run('graph', '--url', t.url as string);
+    const graph = await weft('graph', '--url', t.url as string);
     expect(graph.code).toBe(0);
     expect(graph.out).toContain('label="eu";');
     expect(graph.out).toContain('"n1" -- "external:laptop" [label="never"];');
-    const conf = await run('wireguard', 'peer-config', 'laptop', '--url', t.url as string);
+    const conf = await weft('wireguard', 'peer-config', 'laptop', '--url', t.url as string);
     expect(conf.code).toBe(0);
     expect(conf.out).toContain('# n1 (leader of eu)');
-    const missing = await run('wireguard', 'peer-config', 'phone', '--url', t.url as string);
+    const missing = await weft('wireguard', 'peer-config', 'phone', '--url', t.url as string);
     expect(missing.code).toBe(1);
     expect(missing.err).toBe(`weft: ${t.url ?? ''}/api/wireguard/peer-config?name=phone: HTTP 404: no external peer "phone"; configured: laptop\n`);
-    const down = await run('graph', '--url', 'http://127.0.0.1:9');
+    const down = await weft('graph', '--url', 'http://127.0.0.1:9');
     expect(down.code).toBe(1);
     expect(down.err).toMatch(/^weft: cannot reach the agent at http:\/\/127\.0\.0\.1:9: connect ECONNREFUSED/);
   } finally {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Lab, type LabStatus } from '../core/src/lab/index.js';
-import { netnsSkipReason } from './support/capabilities.js';
+import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
 import { until } from './support/until.js';
 
@@ -42,7 +42,7 @@ const allPodsPing = async (lab: Lab, s: LabStatus, timeoutMs = 30_000) => {
   }
 };
 
-describe.skipIf(skip)(`the WireGuard mesh in the lab${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`the WireGuard mesh in the lab${skipNote(skip)}`, () => {
   it('3 nodes, full mesh: every pod pings every other, handshakes on every pair; a peer removed by hand comes back; kill -9 and restart lose no ping and keep the key', async () => {
     const lab = await Lab.up({ name: name('wa'), nodes: 3, timeoutMs: 30_000 });
     const s = await lab.status();

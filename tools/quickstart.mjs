@@ -10,6 +10,7 @@ import process from 'node:process';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describeMissing, missingPrograms, QUICKSTART_GROUPS } from './programs.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const say = (text) => process.stdout.write(`weft quickstart: ${text}\n`);
@@ -32,22 +33,17 @@ const has = (cmd) => {
 if (process.platform !== 'linux') fail('the lab needs Linux (network namespaces)');
 if (process.getuid?.() !== 0) fail('the lab needs root (network and mount namespaces): run it as root, e.g. sudo npm start');
 
-// The lab's tools, by the Debian package that has them.
-const TOOLS = [
-  ['ip', 'iproute2'],
-  ['nft', 'nftables'],
-  ['wg', 'wireguard-tools'],
-  ['wireguard-go', 'wireguard-go'],
-  ['nsenter', 'util-linux'],
-  ['sysctl', 'procps'],
-];
-const missing = [...new Set(TOOLS.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
+// What the agents, the lab and the commands of the closing hint run (tools/programs.mjs), by Debian package.
+const missing = missingPrograms(QUICKSTART_GROUPS);
 if (missing.length > 0) {
-  if (!has('apt-get')) fail(`missing ${missing.join(', ')}, and there is no apt-get to install them`);
-  say(`installing ${missing.join(' ')} (apt-get)`);
+  const packages = [...new Set(missing.map((m) => m.package))];
+  if (!has('apt-get')) fail(`${describeMissing(missing)}; there is no apt-get here to install them`);
+  say(`installing ${packages.join(' ')} (apt-get)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   run('apt-get', ['update', '-qq'], { env });
-  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { env });
+  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env });
+  const still = missingPrograms(QUICKSTART_GROUPS);
+  if (still.length > 0) fail(`installed, yet: ${describeMissing(still)}`);
 }
 
 // npm dependencies (Node 24 among them), when missing or older than the lockfile.
@@ -63,8 +59,27 @@ say('building');
 run(node, [join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.build.json']);
 
 say('weft lab up');
-const lab = spawnSync(node, [join(repo, 'core/bin/weft.js'), 'lab', 'up', ...process.argv.slice(2)], { cwd: repo, stdio: 'inherit' });
-if (lab.status === 0) {
-  say('the lab is up. Try: npx weft lab status | npx weft lab exec n1 -- ping -c1 198.18.1.12 | npx weft lab logs n1 | npx weft lab down');
-}
+const weft = (args, options) => spawnSync(node, [join(repo, 'core/bin/weft.js'), ...args], { cwd: repo, ...options });
+const lab = weft(['lab', 'up', ...process.argv.slice(2)], { stdio: 'inherit' });
+if (lab.status === 0) say(`the lab is up. Try:\n${hint().map((line) => `  ${line}`).join('\n')}`);
 process.exit(lab.status ?? 1);
+
+/** Commands to go on with, one per line (a shell takes each as it is), with the lab's own names and addresses. */
+function hint() {
+  const args = process.argv.slice(2);
+  const at = args.findIndex((a) => a === '--name' || a.startsWith('--name='));
+  const name = at < 0 ? undefined : args[at].includes('=') ? args[at].slice('--name='.length) : args[at + 1];
+  const named = name ? ` --name ${name}` : '';
+  const status = weft(['lab', 'status', '--json', ...(name ? ['--name', name] : [])], { encoding: 'utf8' });
+  const nodes = status.status === 0 ? JSON.parse(status.stdout).nodes : [];
+  const [first, second] = nodes;
+  const lines = [`npx weft lab status${named}`];
+  if (first && second) lines.push(`npx weft lab exec${named} ${first.name}:pod -- ping -c1 ${second.pod}   # ${first.name}'s pod to ${second.name}'s, through the mesh`);
+  if (first) {
+    lines.push(`npx weft lab exec${named} ${first.name} -- wg show`);
+    lines.push(`npx weft lab exec${named} ${first.name} -- curl -s http://${first.http}/readyz`);
+    lines.push(`npx weft lab logs${named} ${first.name}`);
+  }
+  lines.push(`npx weft lab down${named}`);
+  return lines;
+}

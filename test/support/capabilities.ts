@@ -1,21 +1,51 @@
+import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
+import { describeMissing, missingPrograms } from '../../tools/programs.mjs';
+
+/** CI sets WEFT_E2E_REQUIRED=1: a missing capability is then an error rather than a skip, so CI cannot pass by skipping. */
+export const E2E_REQUIRED = process.env.WEFT_E2E_REQUIRED === '1';
 
 /**
- * Why tests that need root and network namespaces cannot run here, or undefined when they can. With
- * WEFT_E2E_REQUIRED=1 (CI sets it) a missing capability is an error rather than a skip, so CI cannot pass by
- * skipping.
+ * What a skipped suite or test appends to its name: ` (SKIPPED: reason)`, or '' when it runs. The summary reporter
+ * (test/support/summary-reporter.ts) collects these into the closing line that says what did not run.
+ */
+export function skipNote(reason: string | undefined): string {
+  return reason ? ` (SKIPPED: ${reason})` : '';
+}
+
+/** Returns the reason, or throws it when WEFT_E2E_REQUIRED=1. */
+function skipOrFail(reason: string | undefined, what: string): string | undefined {
+  if (reason && E2E_REQUIRED) throw new Error(`WEFT_E2E_REQUIRED=1 but ${what} cannot run: ${reason}`);
+  return reason;
+}
+
+/**
+ * Why a test that runs the programs of these groups (tools/programs.mjs) cannot run here — each missing program with
+ * its Debian package — or undefined when it can. With WEFT_E2E_REQUIRED=1 a missing program is an error.
+ */
+export function programsSkipReason(groups: readonly string[], what: string): string | undefined {
+  const missing = missingPrograms(groups);
+  return skipOrFail(missing.length > 0 ? describeMissing(missing) : undefined, what);
+}
+
+/**
+ * Why tests that need root, network namespaces and the programs the lab and the end-to-end tests run cannot run here,
+ * or undefined when they can. With WEFT_E2E_REQUIRED=1 a missing capability is an error rather than a skip.
  */
 export async function netnsSkipReason(): Promise<string | undefined> {
   let reason: string | undefined;
   if (process.getuid?.() !== 0) reason = `needs root (uid 0), running as uid ${process.getuid?.() ?? '?'}`;
   else {
-    const probe = `weft-cap-${process.pid}`;
-    const add = await execa('ip', ['netns', 'add', probe], { reject: false });
-    if (add.exitCode !== 0) reason = `cannot create a network namespace: ${add.stderr || add.shortMessage}`;
-    await execa('ip', ['netns', 'del', probe], { reject: false });
+    const missing = missingPrograms(['agent', 'lab', 'try', 'e2e']);
+    if (missing.length > 0) reason = describeMissing(missing);
+    else {
+      const probe = `weft-cap-${process.pid}`;
+      const add = await execa('ip', ['netns', 'add', probe], { reject: false });
+      if (add.exitCode !== 0) reason = `cannot create a network namespace: ${add.stderr || add.shortMessage}`;
+      await execa('ip', ['netns', 'del', probe], { reject: false });
+    }
   }
-  if (reason && process.env.WEFT_E2E_REQUIRED === '1') throw new Error(`WEFT_E2E_REQUIRED=1 but ${reason}`);
-  return reason;
+  return skipOrFail(reason, 'the end-to-end tests');
 }
 
 /** A fresh, uniquely named network namespace with `lo` up; `remove()` deletes it (and every link in it). */
@@ -36,17 +66,15 @@ export async function freshNetns(label: string): Promise<{ name: string; remove(
 }
 
 /**
- * Why the VM suite cannot run here, or undefined when it can: it needs root, qemu-system-x86_64, a Debian kernel
- * image under /boot and a static busybox (see tools/vm/README.md). WEFT_E2E_REQUIRED=1 turns a skip into an error.
+ * Why the VM suite cannot run here, or undefined when it can: it needs root, the programs of tools/vm/vm-run
+ * (qemu-system-x86_64, a static busybox, …) and a Debian kernel image under /boot (see tools/vm/README.md).
+ * WEFT_E2E_REQUIRED=1 turns a skip into an error.
  */
 export async function vmSkipReason(): Promise<string | undefined> {
-  const { readdir } = await import('node:fs/promises');
   let reason: string | undefined;
-  const has = async (cmd: string) => (await execa('sh', ['-c', 'command -v "$0"', cmd], { reject: false })).exitCode === 0;
+  const missing = missingPrograms(['vm']).filter((m) => !(m.program === 'busybox' && process.env.VM_RUN_BUSYBOX));
   if (process.getuid?.() !== 0) reason = 'needs root';
-  else if (!(await has('qemu-system-x86_64'))) reason = 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)';
-  else if (!(await readdir('/boot').catch(() => [])).some((f) => f.startsWith('vmlinuz-'))) reason = 'no kernel image in /boot (apt-get install linux-image-6.12-amd64)';
-  else if (!(await has('busybox')) && !process.env.VM_RUN_BUSYBOX) reason = 'no static busybox (apt-get install busybox-static)';
-  if (reason && process.env.WEFT_E2E_REQUIRED === '1') throw new Error(`WEFT_E2E_REQUIRED=1 but the VM suite cannot run: ${reason}`);
-  return reason;
+  else if (missing.length > 0) reason = describeMissing(missing);
+  else if (!(await readdir('/boot').catch(() => [])).some((f) => f.startsWith('vmlinuz-'))) reason = 'no kernel image in /boot: apt-get install linux-image-6.12-amd64';
+  return skipOrFail(reason, 'the VM suite');
 }

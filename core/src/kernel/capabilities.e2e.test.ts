@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { netnsSkipReason } from '../../../test/support/capabilities.js';
+import { netnsSkipReason, skipNote } from '../../../test/support/capabilities.js';
 import { formatDoctor, probeMachine } from './capabilities.js';
 
 const skip = await netnsSkipReason();
 
-describe.skipIf(skip)(`weft doctor on this machine${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`weft doctor on this machine${skipNote(skip)}`, () => {
   it('reports every link kind, MPLS, nftables and the tools, with a fix for each thing missing', async () => {
     const report = await probeMachine();
     const names = report.checks.map((c) => c.name);

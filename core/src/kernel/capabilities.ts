@@ -33,7 +33,8 @@ export interface DoctorReport {
   readonly checks: readonly Check[];
 }
 
-const TOOLS: readonly [string, string][] = [
+/** The programs `weft doctor` looks for, with how to install each: what the agent runs (tools/programs.mjs, group agent). */
+export const DOCTOR_TOOLS: readonly (readonly [string, string])[] = [
   ['ip', 'apt-get install iproute2'],
   ['bridge', 'apt-get install iproute2'],
   ['sysctl', 'apt-get install procps'],
@@ -79,7 +80,7 @@ const run = (file: string, args: string[], input?: string) => execa(file, args, 
 export async function probeMachine(): Promise<DoctorReport> {
   const checks: Check[] = [];
   const kernel = (await run('uname', ['-r'])).stdout || 'unknown';
-  for (const [tool, fix] of TOOLS) {
+  for (const [tool, fix] of DOCTOR_TOOLS) {
     const path = await which(tool);
     checks.push(path ? { name: `tool ${tool}`, ok: true, detail: path } : { name: `tool ${tool}`, ok: false, detail: 'not found on PATH', fix });
   }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { freshNetns, netnsSkipReason } from '../../../test/support/capabilities.js';
+import { freshNetns, netnsSkipReason, skipNote } from '../../../test/support/capabilities.js';
 import { contractState, kernelContract, nftablesContract, OWNER, wireGuardContract } from './contract.testsuite.js';
 import { Iproute2Kernel } from './iproute2.js';
 import { countingRunner, netnsHarness } from './netns-harness.testsuite.js';
@@ -10,7 +10,7 @@ const skip = await netnsSkipReason();
 // This machine's kernel has no WireGuard module: the driver then runs wireguard-go (auto mode).
 const wgNote = (await execa('modinfo', ['wireguard'], { reject: false })).exitCode === 0 ? 'kernel module or wireguard-go' : 'wireguard-go';
 
-describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(skip)}`, () => {
   kernelContract('iproute2 in a netns', () => netnsHarness('kc'));
   wireGuardContract(`iproute2 in a netns (WireGuard: ${wgNote})`, () => netnsHarness('kw'));
   nftablesContract('iproute2 in a netns', () => netnsHarness('kn'));
@@ -66,7 +66,7 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skip ? ` (S
   });
 });
 
-describe.skipIf(skip)(`wireguard-go sockets shared across namespaces${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`wireguard-go sockets shared across namespaces${skipNote(skip)}`, () => {
   it("refuses to take over another namespace's live device socket, and clears a dead one", async () => {
     const [a, b] = [await freshNetns('wsa'), await freshNetns('wsb')];
     const owner = { name: 'wsock', linkPrefix: 'wsk', routeProtocol: 161 };
@@ -89,7 +89,7 @@ describe.skipIf(skip)(`wireguard-go sockets shared across namespaces${skip ? ` (
   });
 });
 
-describe.skipIf(skip)(`wireguard-go that dies${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`wireguard-go that dies${skipNote(skip)}`, () => {
   it('is started again, with its keys and peers, at the next apply', async () => {
     const { generateWireGuardKeyPair } = await import('./wgkeys.js');
     const ns = await freshNetns('wdie');
@@ -116,7 +116,7 @@ describe.skipIf(skip)(`wireguard-go that dies${skip ? ` (SKIPPED: ${skip})` : ''
   });
 });
 
-describe.skipIf(skip)(`links moved into another namespace${skip ? ` (SKIPPED: ${skip})` : ''}`, () => {
+describe.skipIf(skip)(`links moved into another namespace${skipNote(skip)}`, () => {
   it('creates the link here, moves it, configures it there, and tears it down there', async () => {
     const [host, pod] = [await freshNetns('mvh'), await freshNetns('mvp')];
     const owner = { name: 'mover', linkPrefix: 'wmv', routeProtocol: 163 };

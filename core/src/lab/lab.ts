@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parseDocument, stringify } from 'yaml';
 import { loadConfigText, readConfigFile } from '../config/load.js';
+import { which } from '../kernel/capabilities.js';
 import { httpGet } from '../observe/http-get.js';
 import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
 import { cutRuleset, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
@@ -509,13 +510,23 @@ async function run(cmd: string, args: string[], input?: string): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${String(r.exitCode)}): ${r.stderr.trim() || r.shortMessage}`);
 }
 
-/** The lab's tools: root, iproute2, nftables, util-linux (nsenter, unshare, mount). */
+/** The programs the lab runs itself, with the Debian package of each (the agents need theirs: `weft doctor`). */
+export const LAB_TOOLS: readonly (readonly [string, string])[] = [
+  ['ip', 'iproute2'],
+  ['nft', 'nftables'],
+  ['nsenter', 'util-linux'],
+  ['unshare', 'util-linux'],
+  ['mount', 'mount'],
+  ['umount', 'mount'],
+  ['sysctl', 'procps'],
+];
+
+/** Root and the lab's tools, or an error that names each missing tool and its package. */
 async function requireTools(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('weft lab needs root (network and mount namespaces)');
   const missing: string[] = [];
-  for (const [tool, pkg] of [['ip', 'iproute2'], ['nft', 'nftables'], ['nsenter', 'util-linux'], ['unshare', 'util-linux']] as const) {
-    const r = await execa(tool, ['--version'], { reject: false });
-    if (r.failed && (r as { code?: string }).code === 'ENOENT') missing.push(`${tool} (apt-get install ${pkg})`);
+  for (const [tool, pkg] of LAB_TOOLS) {
+    if ((await which(tool)) === undefined) missing.push(`${tool} (apt-get install ${pkg})`);
   }
   if (missing.length > 0) throw new Error(`weft lab needs ${missing.join(', ')}`);
 }
