@@ -14,7 +14,7 @@ import { planMesh } from '../plugins/wireguard/dist/planner.js';
 import wireguard from '../plugins/wireguard/dist/index.js';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-// Addresses (in memory only; DESIGN.md ranges): underlay 100.64.0.0/11, overlay 100.96.0.0/11, pods /28s of
+// Addresses (in memory only; the ranges of docs/design.md): underlay 100.64.0.0/11, overlay 100.96.0.0/11, pods /28s of
 // 198.18.0.0/15 (8192 of them).
 const OVERLAY = '100.96.0.0/11';
 const b = (i, base) => `${base}.${(i >> 8) & 255}.${i & 255}`;

@@ -2,8 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeApiServer, mergePatch, startFakeApiServer } from '../core/src/testing/fake-apiserver.js';
 import { until } from './support/until.js';
 
-// The fake API server against the real client library (the wire contract in ../shared/STACK-NOTES.md §4): so that
-// the discovery source's tests fail the way they would against a real API server.
+// The fake API server against the real client library (the wire contract: list and watch URLs, resourceVersion resume,
+// 410 relist, merge-patch content type, bearer token): so that the discovery source's tests fail the way they would
+// against a real API server.
 const k8s = await import('@kubernetes/client-node');
 
 let server: FakeApiServer | undefined;

@@ -2,7 +2,7 @@
  * The lab's topology as data: which namespaces, links, addresses and routes a lab of N nodes in L locations has,
  * and the `ip -batch` lines that build it. Pure, so it is tested with tables and `weft lab up` only executes it.
  *
- * Addresses (DESIGN.md, "Addresses in tests and the lab"):
+ * Addresses (docs/design.md, "Addresses in the lab and the tests"):
  * - location k's underlay: 198.18.k.0/24, its gateway (router or NAT router) 198.18.k.1;
  * - node i: 198.18.k.(10+i) on its underlay; pod CIDR 198.19.i.0/24, gateway 198.19.i.1, pod 198.19.i.10;
  * - a NAT router's public side: 203.0.113.(4k+2)/30, the backbone router 203.0.113.(4k+1).
