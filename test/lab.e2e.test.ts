@@ -167,15 +167,35 @@ describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
     expect(await leftovers(name)).toEqual(nothingLeft);
   });
 
-  it("the README's first command (npm start) brings up the default lab's shape, and says how to go on", async () => {
+  it("the README's first command (npm start) brings up the default lab's shape, and every command of its closing hint works", async () => {
     const name = labName('q');
     const r = await execa(process.execPath, [join(repo, 'tools/quickstart.mjs'), '--name', name, '--nodes', '2'], { reject: false, cwd: repo, timeout: 120_000 });
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('weft quickstart: building');
     expect(r.stdout).toContain(`lab "${name}": 2 nodes, 1 location · resync 5s, directory rescan 2s · converged`);
-    expect(r.stdout).toContain('weft quickstart: the lab is up. Try: npx weft lab status');
-    await Lab.down(name);
+    // The hint, as a user copies it: one command per line, a comment after `#`.
+    const hint = r.stdout
+      .slice(r.stdout.indexOf('weft quickstart: the lab is up. Try:\n'))
+      .split('\n')
+      .slice(1)
+      .map((l) => l.replace(/\s+#.*$/, '').trim())
+      .filter((l) => l !== '');
+    expect(hint).toEqual([
+      `npx weft lab status --name ${name}`,
+      `npx weft lab exec --name ${name} n1:pod -- ping -c1 198.19.2.10`,
+      `npx weft lab exec --name ${name} n1 -- wg show`,
+      `npx weft lab exec --name ${name} n1 -- curl -s http://198.18.1.11:9471/readyz`,
+      `npx weft lab logs --name ${name} n1`,
+      `npx weft lab down --name ${name}`,
+    ]);
+    for (const line of hint) {
+      const [cmd, ...args] = line.split(/\s+/) as [string, ...string[]];
+      const run = await execa(cmd, args, { reject: false, cwd: repo, timeout: 60_000 });
+      expect(run.exitCode, `${line}\n${run.stdout.slice(-2000)}\n${run.stderr.slice(-2000)}`).toBe(0);
+      if (line.includes('-- wg show')) expect(run.stdout).toMatch(/^interface: weft-wg0$/m);
+      if (line.includes('/readyz')) expect(run.stdout).toMatch(/"ready": *true/);
+    }
     expect(await leftovers(name)).toEqual(nothingLeft);
   });
 });

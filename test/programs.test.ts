@@ -126,7 +126,8 @@ describe('the listed programs are installed', () => {
   for (const group of Object.keys(GROUPS)) {
     const missing = missingPrograms([group]);
     const reason = !E2E_REQUIRED && missing.length > 0 ? describeMissing(missing) : undefined;
-    it.skipIf(reason)(`${group} (${GROUPS[group] ?? ''}): ${programsOf([group]).join(', ')}${skipNote(reason)}`, () => {
+    // The name lists the programs; GROUPS says who needs them.
+    it.skipIf(reason)(`the ${group} group's programs are installed: ${programsOf([group]).join(', ')}${skipNote(reason)}`, () => {
       expect(missing.map((m) => `${m.program}: ${m.elsewhere ? `not on PATH (at ${m.elsewhere})` : `apt-get install ${m.package}`}`)).toEqual([]);
     });
   }
