@@ -377,7 +377,7 @@ export class Lab {
     for (const n of t.nodes) {
       const file = this.mountFile(n.name);
       await writeFile(file, '');
-      await run('unshare', [`--mount=${file}`, '--propagation', 'private', 'true']);
+      await bindMountNamespace(file);
       await run('nsenter', [`--mount=${file}`, 'mount', '-t', 'tmpfs', '-o', 'mode=0755,size=1m', `wlab-${this.name}-${n.name}`, '/run/wireguard']);
       const nodeDir = join(this.dir, n.name);
       await mkdir(join(nodeDir, 'state'), { recursive: true, mode: 0o700 });
@@ -508,6 +508,23 @@ async function listNetns(): Promise<string[]> {
 async function run(cmd: string, args: string[], input?: string): Promise<void> {
   const r = await execa(cmd, args, { reject: false, timeout: 30_000, ...(input !== undefined ? { input } : {}) });
   if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${String(r.exitCode)}): ${r.stderr.trim() || r.shortMessage}`);
+}
+
+/**
+ * A new mount namespace, bound to `file` (`unshare --mount=FILE`). The kernel refuses (EINVAL) to bind a mount
+ * namespace whose id is not above the caller's, against loops; Linux 6.18 hands ids out in per-CPU batches, so inside
+ * a mount namespace other than the host's (a container, tools/fresh-machine.sh) one made on another CPU can get a
+ * smaller id — seen here: every bind from CPU 0 refused, every one from CPU 1 accepted. Each retry makes a new
+ * namespace with a new id; more than two tries were never needed.
+ */
+async function bindMountNamespace(file: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await execa('unshare', [`--mount=${file}`, '--propagation', 'private', 'true'], { reject: false, timeout: 30_000 });
+    if (r.exitCode === 0) return;
+    if (attempt >= 20 || !r.stderr.includes('Invalid argument')) {
+      throw new Error(`unshare --mount=${file} failed (exit ${String(r.exitCode)}, attempt ${String(attempt)}): ${r.stderr.trim() || r.shortMessage}`);
+    }
+  }
 }
 
 /** The programs the lab runs itself, with the Debian package of each (the agents need theirs: `weft doctor`). */
