@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DOCTOR_TOOLS } from '../core/src/kernel/capabilities.js';
 import { LAB_TOOLS } from '../core/src/lab/lab.js';
-import { describeMissing, findProgram, GROUPS, missingPrograms, PROGRAMS, programsOf, QUICKSTART_GROUPS } from '../tools/programs.mjs';
+import { describeMissing, findProgram, GROUPS, missingPrograms, packagesOf, PROGRAMS, programsOf, QUICKSTART_GROUPS } from '../tools/programs.mjs';
 import { E2E_REQUIRED, skipNote } from './support/capabilities.js';
 import { programsInCode, programsInMarkdown, scanRepository, type ProgramUse } from './support/program-scan.js';
 
@@ -109,6 +109,11 @@ describe('tools/programs.mjs, the list of external programs', () => {
       if (p?.package === 'coreutils' || p?.groups.includes('agent')) continue; // the agents' programs: weft doctor's
       expect(lab.get(program), `weft lab checks ${program}`).toBe(p?.package);
     }
+  });
+
+  it('has npm start install what the end-to-end tests run, so that npm test after npm start runs them', () => {
+    const installed = packagesOf(QUICKSTART_GROUPS);
+    expect(packagesOf(['e2e']).filter((p) => !installed.includes(p))).toEqual([]);
   });
 
   it('is what .ci/run and npm start install from', () => {

@@ -24,6 +24,7 @@ export const GROUPS = Object.freeze({
   vm: 'the VM suite (tools/vm/vm-run: a stock Debian kernel under qemu)',
   browser: "the keepalive page's test in a headless browser",
   graph: 'the Graphviz check of weft graph',
+  fresh: "tools/fresh-machine.sh: the README's quick start on a brand-new Debian 12 (a test runs it)",
   quickstart: 'npm start itself, before anything is installed',
 });
 
@@ -65,6 +66,9 @@ export const PROGRAMS = Object.freeze({
   modprobe: { package: 'kmod', groups: ['vm'], via: 'tools/vm/vm-run' },
   chromium: { package: 'chromium', groups: ['browser'], via: 'test/keepalive-lab.e2e.test.ts' },
   dot: { package: 'graphviz', groups: ['graph'] },
+  mmdebstrap: { package: 'mmdebstrap', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
+  git: { package: 'git', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
+  tar: { package: 'tar', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
   'apt-get': { package: 'apt', groups: ['quickstart'], prerequisite: true },
   npm: { package: 'npm', groups: ['quickstart'], prerequisite: true },
 });

@@ -21,9 +21,11 @@ function skipOrFail(reason: string | undefined, what: string): string | undefine
 
 /**
  * Why a test that runs the programs of these groups (tools/programs.mjs) cannot run here — each missing program with
- * its Debian package — or undefined when it can. With WEFT_E2E_REQUIRED=1 a missing program is an error.
+ * its Debian package, or the missing root when `root` is asked for — or undefined when it can. With
+ * WEFT_E2E_REQUIRED=1 that is an error.
  */
-export function programsSkipReason(groups: readonly string[], what: string): string | undefined {
+export function programsSkipReason(groups: readonly string[], what: string, options: { root?: boolean } = {}): string | undefined {
+  if (options.root && process.getuid?.() !== 0) return skipOrFail(`needs root (uid 0), running as uid ${String(process.getuid?.() ?? '?')}`, what);
   const missing = missingPrograms(groups);
   return skipOrFail(missing.length > 0 ? describeMissing(missing) : undefined, what);
 }
