@@ -71,12 +71,18 @@ function hint() {
   const name = at < 0 ? undefined : args[at].includes('=') ? args[at].slice('--name='.length) : args[at + 1];
   const named = name ? ` --name ${name}` : '';
   const status = weft(['lab', 'status', '--json', ...(name ? ['--name', name] : [])], { encoding: 'utf8' });
-  const nodes = status.status === 0 ? JSON.parse(status.stdout).nodes : [];
-  const [first, second] = nodes;
+  let lab = { nodes: [], settings: { plugins: [] } };
+  try {
+    if (status.status === 0) lab = JSON.parse(status.stdout);
+  } catch {
+    // no addresses to suggest: the commands that need none remain
+  }
+  const [first, second] = lab.nodes;
+  const mesh = lab.settings?.plugins?.includes('wireguard');
   const lines = [`npx weft lab status${named}`];
-  if (first && second) lines.push(`npx weft lab exec${named} ${first.name}:pod -- ping -c1 ${second.pod}   # ${first.name}'s pod to ${second.name}'s, through the mesh`);
+  if (first && second && mesh) lines.push(`npx weft lab exec${named} ${first.name}:pod -- ping -c1 ${second.pod}   # ${first.name}'s pod to ${second.name}'s, through the mesh`);
   if (first) {
-    lines.push(`npx weft lab exec${named} ${first.name} -- wg show`);
+    if (mesh) lines.push(`npx weft lab exec${named} ${first.name} -- wg show`);
     lines.push(`npx weft lab exec${named} ${first.name} -- curl -s http://${first.http}/readyz`);
     lines.push(`npx weft lab logs${named} ${first.name}`);
   }
