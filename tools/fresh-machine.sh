@@ -66,8 +66,13 @@ mkdir -p "$ROOT/usr/lib/node_modules"
 cp -a "$NPM_DIR" "$ROOT/usr/lib/node_modules/npm"
 ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$ROOT/usr/bin/npm"
 ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$ROOT/usr/bin/npx"
-for f in /etc/npmrc /usr/etc/npmrc /root/.npmrc /etc/ssl/certs/ca-certificates.crt /etc/resolv.conf; do
+for f in /etc/npmrc /usr/etc/npmrc /root/.npmrc /etc/ssl/certs/ca-certificates.crt /etc/resolv.conf ${NODE_EXTRA_CA_CERTS:-}; do
   [ -f "$f" ] && { mkdir -p "$ROOT$(dirname "$f")"; cp -L "$f" "$ROOT$f"; }
+done
+# The machine's way out, when it is set in the environment rather than in files (nothing else of it goes in).
+PASS=()
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY NODE_EXTRA_CA_CERTS; do
+  [ -n "${!v:-}" ] && PASS+=("$v=${!v}")
 done
 mkdir -p "$ROOT/root/weft"
 git -C "$REPO" ls-files -z --cached --others --exclude-standard | (cd "$REPO" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$ROOT/root/weft"
@@ -86,7 +91,7 @@ unshare --mount="$NS" --propagation private -- /bin/sh -euc '
 ' fresh "$ROOT"
 # /boot and /lib/modules of the host are what a VM suite would boot; the quick start never needs them.
 
-inside() { nsenter --mount="$NS" -- /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb /bin/bash -c "cd /root/weft && $1"; }
+inside() { nsenter --mount="$NS" -- /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb "${PASS[@]}" /bin/bash -c "cd /root/weft && $1"; }
 
 say "npm start"
 if ! inside 'npm start' | tee "$ROOT/quickstart.log"; then
