@@ -2,16 +2,19 @@
  * `@weft/core`: the public API for weft plugins. Everything a plugin may use is exported here by name; nothing
  * else in this package is public.
  */
-export type {
-  AnnotationPatch,
-  ClusterView,
-  EndpointInfo,
-  EndpointSliceInfo,
-  NodeInfo,
-  NodeSource,
-  ServiceInfo,
-  ServicePort,
-  Watchable,
+export {
+  type AddressPlan,
+  type AnnotationPatch,
+  type ClaimProblem,
+  type ClusterView,
+  type EndpointInfo,
+  type EndpointSliceInfo,
+  type NodeInfo,
+  type NodeSource,
+  olderClaim,
+  type ServiceInfo,
+  type ServicePort,
+  type Watchable,
 } from './api/cluster.js';
 export { describeError, ERROR_CODES, isWeftError, TerminalError, WeftError, type WeftErrorCode } from './api/errors.js';
 export {

@@ -16,6 +16,42 @@ export interface NodeInfo {
   readonly ready: boolean;
   /** `weft.io/location` annotation, else the `topology.kubernetes.io/region` label, else undefined. */
   readonly location: string | undefined;
+  /**
+   * When the cluster first knew this node, in milliseconds since the epoch: the API server's
+   * `metadata.creationTimestamp` (which no node can set); in the `directory` source, when this agent first saw the
+   * node's document (persisted in its state directory); `0` for nodes the config declares. Between two nodes that
+   * claim the same thing, the older keeps it ({@link olderClaim}); never the name that sorts first.
+   */
+  readonly createdAt: number;
+}
+
+/**
+ * The cluster's declared address plan (the `cluster` section of the config), as canonical CIDRs. A node's claims are
+ * checked against it before any plugin sees them.
+ */
+export interface AddressPlan {
+  /** Where every pod CIDR must lie (kube-controller-manager's `--cluster-cidr`); empty: not declared. */
+  readonly podNetworks: readonly string[];
+  /** Service networks (`--service-cluster-ip-range`): no pod CIDR may overlap them. */
+  readonly serviceNetworks: readonly string[];
+  /** The nodes' own networks, where known: no pod CIDR may overlap them. */
+  readonly underlayNetworks: readonly string[];
+}
+
+/**
+ * A node's claim that the core refused, or kept against another node's. Plugins see only what was not refused
+ * (a refused pod CIDR is not in the node's `podCIDRs`); these say what was left out and why.
+ */
+export interface ClaimProblem {
+  /** The node that made the claim. */
+  readonly node: string;
+  /** What it claimed: one of its pod CIDRs, one of its addresses, or a place in the view at all (over the limit). */
+  readonly field: 'podCIDR' | 'address' | 'node';
+  /** The claimed value as the node wrote it (cut to 100 characters). */
+  readonly value: string;
+  /** `refused`: left out of the view; `contested`: kept, and another node's claim to it was refused. */
+  readonly outcome: 'refused' | 'contested';
+  readonly reason: string;
 }
 
 /** A port of a Service. */
@@ -69,6 +105,20 @@ export interface ClusterView {
   readonly endpointSlices?: readonly EndpointSliceInfo[];
   /** Increases with every new snapshot; equal revisions mean equal views. */
   readonly revision: number;
+  /** The declared address plan the nodes' claims were checked against. */
+  readonly addressPlan: AddressPlan;
+  /** What the core refused of the nodes' claims, and what it kept against a rival claim, sorted by node. */
+  readonly claimProblems: readonly ClaimProblem[];
+}
+
+/**
+ * Which of two nodes keeps something both claim (an address, a pod CIDR, a key): the one the cluster knew first
+ * ({@link NodeInfo.createdAt}). `undefined` when they are equally old: then neither keeps it, so that no node can
+ * win a claim by its name or by timing its registration.
+ */
+export function olderClaim<N extends Pick<NodeInfo, 'createdAt'>>(a: N, b: N): N | undefined {
+  if (a.createdAt === b.createdAt) return undefined;
+  return a.createdAt < b.createdAt ? a : b;
 }
 
 /** Annotation values to publish on the own node: a string sets the key, `null` removes it. */

@@ -1,4 +1,4 @@
-import { cidr, describeValue, duration, ipAddress, port, z } from '../api/schema.js';
+import { cidr, describeValue, duration, intInRange, ipAddress, port, z } from '../api/schema.js';
 
 /** The default config file; a mounted ConfigMap in a cluster. */
 export const DEFAULT_CONFIG_PATH = '/etc/weft/weft.yaml';
@@ -99,6 +99,24 @@ const DiscoverySection = z
     kubernetes: KubernetesSection,
   })
   .prefault({});
+
+const ClusterSection = z
+  .strictObject({
+    podNetworks: z
+      .array(cidr())
+      .default([])
+      .meta({ description: "where every node's pod CIDR must lie (kube-controller-manager's --cluster-cidr); []: not declared" }),
+    serviceNetworks: z.array(cidr()).default([]).meta({ description: 'service networks (--service-cluster-ip-range): no pod CIDR may overlap them' }),
+    underlayNetworks: z.array(cidr()).default([]).meta({ description: "the nodes' own networks, where known: no pod CIDR may overlap them" }),
+    largestPodCIDR: z
+      .strictObject({ ipv4: intInRange(0, 32).default(16), ipv6: intInRange(0, 128).default(48) })
+      .prefault({})
+      .meta({ description: 'the shortest prefix a node may claim as its pod CIDR, per family' }),
+    maxPodCIDRsPerNode: intInRange(1, 1024).default(8).meta({ description: 'a node claiming more pod CIDRs has none of them accepted' }),
+    maxNodes: intInRange(1, 1_000_000).default(10_000).meta({ description: 'nodes in the view at most; beyond it the newest are left out' }),
+  })
+  .prefault({});
+export type ClusterSettings = z.output<typeof ClusterSection>;
 
 const NETNS = /^(\/[^\0\s]+|[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$/;
 
@@ -203,6 +221,7 @@ export const PLUGIN_KEY = /^[a-z][a-z0-9-]{0,39}$/;
 /** The core part of the config; plugin sections are checked again by each plugin's schema. */
 export const CoreConfigSchema = z.strictObject({
   node: NodeSection,
+  cluster: ClusterSection,
   discovery: DiscoverySection,
   kernel: KernelSection,
   reconcile: ReconcileSection,

@@ -23,7 +23,7 @@ function settings(self: object = {}, rescan = '200ms') {
   return CoreConfigSchema.parse({ discovery: { source: 'directory', directory: { path: dir, rescan, self } } }).discovery.directory;
 }
 
-async function agent(name: string, self: object = {}, options: { watch?: boolean; rescan?: string } = {}) {
+async function agent(name: string, self: object = {}, options: { watch?: boolean; rescan?: string; firstSeenFile?: string } = {}) {
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger({ level: 'debug', format: 'json' }, new Writable({ write: (c: Buffer, _e, d) => (logs.push(JSON.parse(c.toString()) as Record<string, unknown>), d()) }));
   const views: ClusterView[] = [];
@@ -87,6 +87,29 @@ describe('DirectoryNodeSource', () => {
     expect(first.source.current().services).toEqual([
       { namespace: 'default', name: 'web', annotations: {}, clusterIPs: [], externalIPs: ['203.0.113.10'], loadBalancerIPs: [], ports: [{ protocol: 'TCP', port: 80 }] },
     ]);
+  });
+
+  it("dates each node by when this agent first saw its document, not by anything in it; the dates survive a restart", async () => {
+    const firstSeenFile = join(dir, '.state', 'first-seen.json');
+    await writeFile(join(dir, 'old.yaml'), 'name: old\n');
+    const a = await agent('n1', {}, { firstSeenFile });
+    const oldAge = a.source.current().nodes.find((n) => n.name === 'old')?.createdAt as number;
+    expect(oldAge).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 20));
+    // A document that appears later is newer, whatever it says about itself.
+    await writeFile(join(dir, 'a-new.yaml'), 'name: a-new\nannotations: { "weft.io/created": "0" }\n');
+    await until('a-new seen', () => names(a.source).includes('a-new'));
+    const newAge = a.source.current().nodes.find((n) => n.name === 'a-new')?.createdAt as number;
+    expect(newAge).toBeGreaterThan(oldAge);
+    await a.source.stop();
+    // Restarted: the same ages; a node whose document went is forgotten, and is new when it comes back.
+    await unlink(join(dir, 'a-new.yaml'));
+    const b = await agent('n1', {}, { firstSeenFile });
+    expect(b.source.current().nodes.find((n) => n.name === 'old')?.createdAt).toBe(oldAge);
+    await b.source.stop();
+    await writeFile(join(dir, 'a-new.yaml'), 'name: a-new\n');
+    const c = await agent('n1', {}, { firstSeenFile });
+    expect(c.source.current().nodes.find((n) => n.name === 'a-new')?.createdAt).toBeGreaterThan(newAge);
   });
 
   it('stays consistent with several agents writing at once', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { watch as watchFs, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, ServiceInfo, Watchable } from '../api/cluster.js';
 import { describeError } from '../api/errors.js';
@@ -23,6 +23,9 @@ export class DirectoryNodeSource implements NodeSource {
   private onChange: ((view: ClusterView) => void) | undefined;
   private watches: ReadonlySet<Watchable> = new Set(['nodes']);
   private readonly good = new Map<string, NodeDocument>();
+  /** When this agent first saw each node (ms): the node's age, since a document's own word cannot date it. */
+  private firstSeen = new Map<string, number>();
+  private firstSeenSaving: Promise<void> = Promise.resolve();
   private readonly reported = new Map<string, string>();
   private ownAnnotations: Record<string, string> = {};
   private watcher: FSWatcher | undefined;
@@ -37,8 +40,11 @@ export class DirectoryNodeSource implements NodeSource {
     private readonly selfName: string,
     private readonly settings: DirectorySettings,
     private readonly logger: Logger,
-    /** `watch: false` leaves only the periodic rescan (tests prove it alone finds every change). */
-    private readonly options: { watch?: boolean } = {},
+    /**
+     * `watch: false` leaves only the periodic rescan (tests prove it alone finds every change). `firstSeenFile`
+     * keeps when this agent first saw each node across restarts (the node's age; without it, in memory only).
+     */
+    private readonly options: { watch?: boolean; firstSeenFile?: string } = {},
   ) {
     this.view = makeView({ selfName, nodes: [], revision: 0 });
   }
@@ -46,6 +52,7 @@ export class DirectoryNodeSource implements NodeSource {
   async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
     this.watches = watches;
     await mkdir(this.settings.path, { recursive: true });
+    this.firstSeen = await this.loadFirstSeen();
     // Annotations this node published before a restart stay, as they would on a Node object.
     const previous = await this.readDocument(`${this.selfName}.yaml`);
     this.ownAnnotations = { ...(previous?.annotations ?? {}), ...this.settings.self.annotations };
@@ -87,6 +94,53 @@ export class DirectoryNodeSource implements NodeSource {
     clearInterval(this.poll);
     clearTimeout(this.settle);
     await this.scanning;
+    await this.firstSeenSaving;
+  }
+
+  private async loadFirstSeen(): Promise<Map<string, number>> {
+    const file = this.options.firstSeenFile;
+    if (file === undefined) return new Map();
+    try {
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as unknown;
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+      return new Map(Object.entries(parsed as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warn({ file, err: describeError(err) }, 'cannot read when nodes were first seen; every node counts as new');
+      return new Map();
+    }
+  }
+
+  /** Dates the nodes present now: a node seen for the first time is as old as this moment; a node gone is forgotten. */
+  private dateNodes(names: readonly string[]): void {
+    const now = Date.now();
+    let changed = false;
+    for (const name of names) {
+      if (!this.firstSeen.has(name)) {
+        this.firstSeen.set(name, now);
+        changed = true;
+      }
+    }
+    const present = new Set(names);
+    for (const name of [...this.firstSeen.keys()]) {
+      if (!present.has(name)) {
+        this.firstSeen.delete(name);
+        changed = true;
+      }
+    }
+    const file = this.options.firstSeenFile;
+    if (!changed || file === undefined) return;
+    const text = JSON.stringify(Object.fromEntries(this.firstSeen));
+    this.firstSeenSaving = this.firstSeenSaving.then(async () => {
+      const temp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+      try {
+        await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+        await writeFile(temp, text, { mode: 0o600 });
+        await rename(temp, file);
+      } catch (err) {
+        await rm(temp, { force: true });
+        this.logger.warn({ file, err: describeError(err) }, 'cannot record when nodes were first seen');
+      }
+    });
   }
 
   private ownDocument(): NodeDocument {
@@ -181,6 +235,7 @@ export class DirectoryNodeSource implements NodeSource {
     const nodes: NodeInfo[] = [];
     const services: ServiceInfo[] = [];
     const slices: EndpointSliceInfo[] = [];
+    this.dateNodes([...new Set([this.selfName, ...[...this.good.values()].map((d) => d.name)])]);
     for (const doc of this.good.values()) {
       nodes.push({
         name: doc.name,
@@ -191,6 +246,7 @@ export class DirectoryNodeSource implements NodeSource {
         annotations: doc.annotations,
         ready: doc.ready,
         location: locationOf(doc.labels, doc.annotations),
+        createdAt: this.firstSeen.get(doc.name) ?? Date.now(),
       });
       services.push(...doc.services);
       slices.push(...doc.endpointSlices);
@@ -208,7 +264,7 @@ export class DirectoryNodeSource implements NodeSource {
 
   private ownAsNode(): NodeInfo {
     const d = this.ownDocument();
-    return { ...d, location: locationOf(d.labels, d.annotations) };
+    return { ...d, location: locationOf(d.labels, d.annotations), createdAt: this.firstSeen.get(d.name) ?? Date.now() };
   }
 }
 

@@ -15,8 +15,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-const k8sNode = (name: string, o: { ready?: boolean; podCIDRs?: string[]; labels?: Record<string, string>; annotations?: Record<string, string> } = {}) => ({
-  metadata: { name, labels: o.labels ?? {}, annotations: o.annotations ?? {} },
+const k8sNode = (name: string, o: { ready?: boolean; podCIDRs?: string[]; labels?: Record<string, string>; annotations?: Record<string, string>; created?: string } = {}) => ({
+  metadata: { name, labels: o.labels ?? {}, annotations: o.annotations ?? {}, ...(o.created ? { creationTimestamp: o.created } : {}) },
   spec: { podCIDRs: o.podCIDRs ?? [] },
   status: {
     addresses: [
@@ -61,7 +61,7 @@ const connected = async (m: MetricsHub) => (await m.core.discoveryConnected.get(
 describe('KubernetesNodeSource against a fake API server', () => {
   it('lists, then follows add, update and delete, converting nodes as plugins see them', async () => {
     const t = await setup();
-    t.server.put('nodes', k8sNode('n1', { podCIDRs: ['198.18.1.0/24', '2001:db8:1::/64'], labels: { 'topology.kubernetes.io/region': 'eu' } }));
+    t.server.put('nodes', k8sNode('n1', { podCIDRs: ['198.18.1.0/24', '2001:db8:1::/64'], labels: { 'topology.kubernetes.io/region': 'eu' }, created: '2026-01-02T03:04:05Z' }));
     await t.start();
     expect(t.source.synced()).toBe(true);
     expect(t.source.current().self).toEqual({
@@ -73,6 +73,8 @@ describe('KubernetesNodeSource against a fake API server', () => {
       annotations: {},
       ready: true,
       location: 'eu',
+      // The API server dates the node; the node cannot.
+      createdAt: Date.parse('2026-01-02T03:04:05Z'),
     });
     t.server.put('nodes', k8sNode('n2', { ready: false, annotations: { 'weft.io/location': 'us' } }));
     await until('n2', () => names(t.source).includes('n2'));

@@ -28,7 +28,17 @@ export function nodeInfo(n: V1Node): NodeInfo {
     annotations,
     ready: (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     location: locationOf(labels, annotations),
+    createdAt: createdAt(n.metadata?.creationTimestamp),
   };
+}
+
+/**
+ * `metadata.creationTimestamp` in milliseconds: set by the API server, never by the node. Lists give it as text,
+ * the client library as a Date; an object without one (never from a real API server) counts as made now, the newest.
+ */
+function createdAt(value: Date | string | undefined): number {
+  const ms = value instanceof Date ? value.getTime() : typeof value === 'string' ? Date.parse(value) : Number.NaN;
+  return Number.isFinite(ms) ? ms : Date.now();
 }
 
 /** A V1Service as weft sees it. */

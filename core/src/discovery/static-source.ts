@@ -10,7 +10,8 @@ export class StaticNodeSource extends MemoryNodeSource {
   constructor(selfName: string, declared: readonly StaticNode[]) {
     super(
       selfName,
-      declared.map((n) => ({ ...n, location: locationOf(n.labels, n.annotations) })),
+      // The config is the operator's word: every declared node is as old as the cluster.
+      declared.map((n) => ({ ...n, location: locationOf(n.labels, n.annotations), createdAt: 0 })),
     );
   }
 }

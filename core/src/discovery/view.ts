@@ -1,4 +1,4 @@
-import type { ClusterView, EndpointSliceInfo, NodeInfo, ServiceInfo } from '../api/cluster.js';
+import type { AddressPlan, ClusterView, EndpointSliceInfo, NodeInfo, ServiceInfo } from '../api/cluster.js';
 
 /** The annotation that places a node in a location. */
 export const LOCATION_ANNOTATION = 'weft.io/location';
@@ -10,6 +10,9 @@ export function locationOf(labels: Readonly<Record<string, string>>, annotations
   const value = annotations[LOCATION_ANNOTATION] ?? labels[REGION_LABEL];
   return value === undefined || value === '' ? undefined : value;
 }
+
+/** No declared plan: nothing is checked against networks, only against the nodes' own claims. */
+export const NO_ADDRESS_PLAN: AddressPlan = Object.freeze({ podNetworks: [], serviceNetworks: [], underlayNetworks: [] });
 
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -41,10 +44,12 @@ export function makeView(input: {
     ...(input.services ? { services: [...input.services] } : {}),
     ...(input.endpointSlices ? { endpointSlices: [...input.endpointSlices] } : {}),
     revision: input.revision,
+    addressPlan: NO_ADDRESS_PLAN,
+    claimProblems: [],
   });
 }
 
 /** A node known by name only. */
 export function bareNode(name: string): NodeInfo {
-  return { name, internalAddresses: [], externalAddresses: [], podCIDRs: [], labels: {}, annotations: {}, ready: true, location: undefined };
+  return { name, internalAddresses: [], externalAddresses: [], podCIDRs: [], labels: {}, annotations: {}, ready: true, location: undefined, createdAt: 0 };
 }

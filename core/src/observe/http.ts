@@ -35,6 +35,8 @@ export interface HttpServerDeps {
   readonly logger: Logger;
   readonly metrics: () => Promise<{ contentType: string; body: string }>;
   readonly readiness: () => Readiness;
+  /** What `/claims` reports: the address plan and what the core refused of the nodes' claims. */
+  readonly claims?: () => unknown;
 }
 
 interface Route {
@@ -147,6 +149,7 @@ export class HttpServer {
       const r = this.deps.readiness();
       return send(res, r.ready ? 200 : 503, { json: r });
     }
+    if (path === '/claims' && this.deps.claims) return send(res, 200, { json: this.deps.claims() });
     if (path === '/metrics') {
       const { contentType, body } = await this.deps.metrics();
       return send(res, 200, { body, contentType });

@@ -24,6 +24,7 @@ export interface CoreMetrics {
   readonly discoveryConnected: Gauge;
   readonly discoveryEvents: Counter<'resource' | 'type'>;
   readonly discoveryNodes: Gauge;
+  readonly claimsRefused: Gauge<'node' | 'field'>;
 }
 
 type AnyConfig = { name: string; help: string; labelNames?: readonly string[] };
@@ -84,6 +85,12 @@ export class MetricsHub {
         registers,
       }),
       discoveryNodes: new Gauge({ name: 'weft_discovery_nodes', help: 'Nodes in the cluster view', registers }),
+      claimsRefused: new Gauge({
+        name: 'weft_claims_refused',
+        help: "Claims of a node the core refused (pod CIDRs, addresses, its place in the view), by node and field",
+        labelNames: ['node', 'field'],
+        registers,
+      }),
       buildInfo: new Gauge({ name: 'weft_build_info', help: 'Always 1; labels say the weft and Node versions', labelNames: ['version', 'node'], registers }),
     };
     this.core.buildInfo.set({ version, node: process.version }, 1);

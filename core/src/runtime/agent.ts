@@ -1,10 +1,12 @@
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { ClusterView, NodeSource, Watchable } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
 import type { PluginEntry, WeftConfig } from '../config/load.js';
 import { type CoreConfig, parseListen } from '../config/schema.js';
 import { DirectoryNodeSource } from '../discovery/directory-source.js';
 import { KubernetesNodeSource } from '../discovery/kubernetes-source.js';
+import { ClaimChecker, claimRules, type ClaimRules } from '../discovery/claims.js';
 import { AnnotationPublisher } from '../discovery/publisher.js';
 import { StaticNodeSource } from '../discovery/static-source.js';
 import { HttpServer, type Readiness } from '../observe/http.js';
@@ -27,7 +29,9 @@ export const defaultNodeSourceFactory: NodeSourceFactory = (core, selfName, logg
     case 'static':
       return new StaticNodeSource(selfName, core.discovery.static.nodes);
     case 'directory':
-      return new DirectoryNodeSource(selfName, core.discovery.directory, logger.child({ discovery: 'directory' }));
+      return new DirectoryNodeSource(selfName, core.discovery.directory, logger.child({ discovery: 'directory' }), {
+        firstSeenFile: join(core.node.stateDir, 'discovery', 'first-seen.json'),
+      });
     case 'kubernetes':
       return new KubernetesNodeSource(selfName, core.discovery.kubernetes, logger.child({ discovery: 'kubernetes' }), metrics);
   }
@@ -94,6 +98,9 @@ export class Agent {
   });
   private readonly setupFailures = new Map<string, number>();
   private readonly setupRetryTimers = new Map<string, NodeJS.Timeout>();
+  /** Checks every node's claims before plugins see them (the `cluster` section). */
+  private readonly claims: ClaimChecker;
+  private rules: ClaimRules;
 
   constructor(
     config: WeftConfig,
@@ -107,6 +114,23 @@ export class Agent {
       logger: this.logger,
       metrics: () => this.metrics.exposition(),
       readiness: () => this.readiness(),
+      claims: () => ({ addressPlan: this.rules.plan, problems: this.source ? this.view().claimProblems : [] }),
+    });
+    this.rules = claimRules(config.core.cluster);
+    this.claims = new ClaimChecker({
+      added: (p) =>
+        (p.outcome === 'refused' ? this.logger.warn.bind(this.logger) : this.logger.info.bind(this.logger))(
+          { node: p.node, field: p.field, value: p.value, reason: p.reason },
+          p.outcome === 'refused' ? "a node's claim refused" : "a node's claim kept against another's",
+        ),
+      cleared: (p) => this.logger.info({ node: p.node, field: p.field, value: p.value }, p.outcome === 'refused' ? "a node's claim no longer refused" : 'no longer contested'),
+      counts: (refused) => {
+        this.metrics.core.claimsRefused.reset();
+        for (const [key, count] of refused) {
+          const [node, field] = key.split('\0') as [string, string];
+          this.metrics.core.claimsRefused.set({ node, field }, count);
+        }
+      },
     });
     this.publisher = new AnnotationPublisher({
       write: (patch) => {
@@ -180,6 +204,11 @@ export class Agent {
     this.config = next;
     const core = next.core;
     if (!sameJSON(prev.core.log, core.log)) this.logger.level = core.log.level;
+    if (!sameJSON(prev.core.cluster, core.cluster)) {
+      this.rules = claimRules(core.cluster);
+      if (this.source) this.view();
+      for (const host of this.hosts) host.trigger('cluster');
+    }
     if (!sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery)) {
       this.logger.info('discovery or node settings changed; restarting discovery');
       await this.source?.stop();
@@ -321,11 +350,13 @@ export class Agent {
     const watches = new Set<Watchable>(this.config.plugins.flatMap((p) => p.definition.watches));
     await source.start(watches, (view) => {
       this.metrics.core.discoveryNodes.set(view.nodes.length);
+      this.claims.view(view, this.rules);
       for (const host of this.hosts) host.trigger('cluster');
       this.notify();
     });
     this.source = source;
     this.metrics.core.discoveryNodes.set(source.current().nodes.length);
+    this.view();
     provide(this.root, agentServices.nodeSource, source);
     for (const host of this.hosts) host.trigger('cluster');
   }
@@ -351,10 +382,10 @@ export class Agent {
     }
   }
 
-  /** The latest cluster view. */
+  /** The latest cluster view, as plugins see it: every node's claims checked (discovery/claims.ts). */
   view(): ClusterView {
     if (!this.source) throw new Error('discovery has not started');
-    return this.source.current();
+    return this.claims.view(this.source.current(), this.rules);
   }
 
   /** Status of every plugin, in config order. */

@@ -189,8 +189,12 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
     url: `http://127.0.0.1:${port}`,
     put(resource, object, options = {}) {
       rv += 1;
-      const o = { ...KINDS[resource], ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } } as KubeObject;
-      const existed = store[resource].has(key(o));
+      const k = key(object);
+      const before = store[resource].get(k);
+      // As the API server does: creationTimestamp is set when the object is made, and kept by every update.
+      const created = before?.metadata.creationTimestamp ?? object.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      const o = { ...KINDS[resource], ...object, metadata: { ...object.metadata, creationTimestamp: created, resourceVersion: String(rv) } } as KubeObject;
+      const existed = before !== undefined;
       store[resource].set(key(o), o);
       emit(resource, existed ? 'MODIFIED' : 'ADDED', o, options.unseen === true);
     },

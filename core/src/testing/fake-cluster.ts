@@ -2,12 +2,15 @@ import type { EndpointSliceInfo, NodeInfo, ServiceInfo } from '../api/cluster.js
 import { MemoryNodeSource } from '../discovery/memory-source.js';
 import { bareNode, locationOf } from '../discovery/view.js';
 
-/** A node for a test: only `name` is required; the rest defaults to empty and Ready. */
+/**
+ * A node for a test: only `name` is required; the rest defaults to empty and Ready. Without `createdAt` a node is
+ * as old as its place among the nodes the fake cluster was given (1, 2, …), or newer than all of them when added later.
+ */
 export type NodeInit = Partial<Omit<NodeInfo, 'location'>> & { readonly name: string };
 
 /** Fills a {@link NodeInit} into a full node. */
-export function makeNode(init: NodeInit): NodeInfo {
-  const base = { ...bareNode(init.name), ...init };
+export function makeNode(init: NodeInit, createdAt = 0): NodeInfo {
+  const base = { ...bareNode(init.name), createdAt, ...init };
   return { ...base, location: locationOf(base.labels, base.annotations) };
 }
 
@@ -18,8 +21,14 @@ export function makeNode(init: NodeInit): NodeInfo {
 export class FakeCluster extends MemoryNodeSource {
   private isSynced = true;
 
+  private age: number;
+
   constructor(selfName: string, nodes: readonly NodeInit[] = []) {
-    super(selfName, nodes.map(makeNode));
+    super(
+      selfName,
+      nodes.map((n, i) => makeNode(n, i + 1)),
+    );
+    this.age = nodes.length;
   }
 
   override synced(): boolean {
@@ -31,9 +40,10 @@ export class FakeCluster extends MemoryNodeSource {
     this.isSynced = synced;
   }
 
-  /** Adds or replaces a node. */
+  /** Adds or replaces a node (a replaced node keeps its age unless `createdAt` is given). */
   setNode(init: NodeInit): void {
-    this.nodes.set(init.name, makeNode(init));
+    const known = this.nodes.get(init.name);
+    this.nodes.set(init.name, makeNode(init, known?.createdAt ?? (this.age += 1)));
     this.emit();
   }
 

@@ -24,6 +24,7 @@ import type { PluginStatus } from '../runtime/plugin-host.js';
 import { FakeCluster, type NodeInit } from './fake-cluster.js';
 
 export { FakeCluster, makeNode, type NodeInit } from './fake-cluster.js';
+export { vettedView } from './vetted-view.js';
 export { Agent } from '../runtime/agent.js';
 export { MemoryKernel, type MemoryKernelState, type MemoryRoute } from '../kernel/memory.js';
 export type { PluginStatus } from '../runtime/plugin-host.js';
@@ -50,6 +51,8 @@ export interface StartTestAgentOptions {
   readonly logLevel?: string;
   /** The kernel plugins apply to; default a fresh in-memory kernel. */
   readonly kernel?: MemoryKernel;
+  /** The `cluster` section as in weft.yaml (the address plan and limits every node's claims are checked against). */
+  readonly cluster?: Readonly<Record<string, unknown>>;
 }
 
 /** One captured log line. */
@@ -88,6 +91,7 @@ export async function buildTestConfig(options: StartTestAgentOptions): Promise<W
   const specs = options.plugins.map((p) => ('plugin' in p ? p : { plugin: p }));
   const data = {
     node: { name: self, stateDir },
+    ...(options.cluster ? { cluster: options.cluster } : {}),
     reconcile: { debounce: '10ms', resync: '1h', timeout: '10s', backoffInitial: '50ms', backoffMax: '1s', ...options.reconcile },
     http: { listen: options.http === false ? null : '127.0.0.1:0' },
     log: { level: options.logLevel ?? 'debug', format: 'json' },
