@@ -26,6 +26,8 @@ export const OPERATOR = {
 /** What the mesh needs of one node, read from the view and checked. */
 export interface NodeFacts {
   readonly name: string;
+  /** When the cluster first knew the node (ms; NodeInfo.createdAt): the older of two claims keeps what both claim. */
+  readonly createdAt: number;
   readonly location: string;
   readonly ready: boolean;
   readonly publicKey: string;
@@ -33,8 +35,6 @@ export interface NodeFacts {
   readonly endpoint: string | undefined;
   readonly overlay4: string | undefined;
   readonly overlay6: string | undefined;
-  /** Unix seconds. */
-  readonly overlaySince: number;
   readonly podCIDRs: readonly string[];
   /** First internal IPv4 and IPv6 addresses (the underlay inside a location). */
   readonly internal4: string | undefined;
@@ -103,7 +103,6 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   const overlay = readOverlay(a, config);
   problems.push(...overlay.problems);
   const { overlay4, overlay6 } = overlay;
-  const overlaySince = overlay.since ?? Number.MAX_SAFE_INTEGER;
 
   const podCIDRs: string[] = [];
   for (const c of n.podCIDRs) {
@@ -147,13 +146,13 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   const first = (list: readonly string[], family: 4 | 6) => list.map((x) => canonicalIP(x)).find((x) => x !== undefined && isIP(x) === family);
   return {
     name: n.name,
+    createdAt: n.createdAt,
     location: locationKey(n),
     ready: n.ready,
     publicKey: key,
     endpoint,
     overlay4,
     overlay6,
-    overlaySince,
     podCIDRs,
     internal4: first(n.internalAddresses, 4),
     internal6: first(n.internalAddresses, 6),

@@ -14,6 +14,7 @@ const plan = (over: Partial<MeshPlan>): MeshPlan => ({
   routes: [],
   addresses: [],
   excluded: [],
+  refused: [],
   nodes: [node('n1', 'a', true), node('n2', 'a'), node('n3', 'b', true, false), node('n4', 'b')],
   externals: ['laptop'],
   discovered: {},

@@ -2,7 +2,7 @@ import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isW
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
-import { type Claim, chooseOverlay } from './overlay.js';
+import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { peerConfig } from './peer-config.js';
 import { desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
 
@@ -54,6 +54,8 @@ export default definePlugin({
     } catch {
       logger.warn({ file: `${state.dir}/overlay.json` }, 'unreadable overlay state; choosing the overlay address again');
     }
+    // When this node first saw each other node's overlay claim: a claim's age is never a node's own word.
+    const claimsSeen = parseLedger((await state.readFile('overlay-claims.json'))?.toString('utf8'));
     const startedAt = now();
 
     const gPeers = metrics.gauge({ name: 'weft_wireguard_peers', help: 'WireGuard peers configured on this node' });
@@ -167,12 +169,21 @@ export default definePlugin({
         const t = now();
         // Overlay address: kept unless another node's older claim wins it (overlay.ts).
         // Every other node's claim counts, even one the mesh leaves out for another bad value.
-        const claims: Claim[] = view.nodes.flatMap((n) => {
+        const made = view.nodes.flatMap((n) => {
           if (n.name === view.self.name) return [];
           const o = readOverlay(n.annotations, config);
-          return o.overlay4 !== undefined && o.since !== undefined ? [{ node: n.name, ip4: o.overlay4, since: o.since }] : [];
+          return o.overlay4 !== undefined ? [{ node: n.name, ip4: o.overlay4 }] : [];
         });
-        const choice = chooseOverlay({ self: view.self.name, held: overlay, others: claims, overlayCIDR: config.overlayCIDR, overlayCIDR6: config.overlayCIDR6, now: t });
+        if (noteClaims(claimsSeen, made, t) && !dryRun) await state.writeFile('overlay-claims.json', JSON.stringify(Object.fromEntries(claimsSeen)));
+        const claims: Claim[] = made.map((c) => ({ ...c, since: claimsSeen.get(claimKey(c.node, c.ip4)) ?? t }));
+        const choice = chooseOverlay({
+          self: view.self.name,
+          held: overlay,
+          others: claims,
+          overlayCIDR: config.overlayCIDR,
+          overlayCIDR6: config.overlayCIDR6,
+          now: t,
+        });
         if (choice.reason !== undefined) {
           logger.info({ overlay: [choice.ip4, choice.ip6], reason: choice.reason }, 'overlay address chosen');
           overlay = { ip4: choice.ip4, since: choice.since };
@@ -186,7 +197,7 @@ export default definePlugin({
         // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
         const onlyCluster = last !== undefined && [...reasons].every((r) => r === 'cluster');
         let observed = onlyCluster ? last?.observed : await kernel.wireguardStatus(config.interface);
-        let plan = planMesh({ view, config, self, observed, now: t });
+        let plan = planMesh({ view, config, self, observed, claimsSeen, now: t });
         // The underlay's MTU is read with the device (not for a cluster change alone: that costs no process).
         if (!onlyCluster || mtuCache === undefined) mtuCache = await mtuFor(view.self.internalAddresses);
         const mtu = mtuCache;
@@ -197,7 +208,7 @@ export default definePlugin({
           if (onlyCluster) {
             // Something changed: plan again from the device as it is now, so a roamed endpoint is kept.
             observed = await kernel.wireguardStatus(config.interface);
-            plan = planMesh({ view, config, self, observed, now: t });
+            plan = planMesh({ view, config, self, observed, claimsSeen, now: t });
           }
           if (plan.selfProblem) logger.error({ problem: plan.selfProblem }, "this node's own WireGuard data is invalid; it has no peers until that is fixed");
           await kernel.apply(desiredState(plan, config, key.privateKey, mtu));

@@ -1,6 +1,6 @@
 import { bigIntToIp, ipToBigInt, networkContains, parseNetwork } from '@weft/core';
 import { describe, expect, it } from 'vitest';
-import { beats, candidateOffsets, chooseOverlay, winners } from './overlay.js';
+import { beats, candidateOffsets, chooseOverlay, claimKey, noteClaims, parseLedger, winners } from './overlay.js';
 
 const base = { overlayCIDR: '100.64.0.0/10', overlayCIDR6: 'fd77:6566:7400::/64', now: 5000 };
 
@@ -29,12 +29,39 @@ describe('overlay addresses', () => {
     const older = { node: 'n9', ip4: '100.64.7.7', since: 90 };
     const moved = chooseOverlay({ ...base, self: 'n1', held, others: [older] });
     expect(moved.ip4).not.toBe('100.64.7.7');
-    expect(moved.reason).toBe('100.64.7.7 is also claimed by n9, whose claim is older (or equal and its name sorts first)');
+    expect(moved.reason).toBe('100.64.7.7 is also claimed by n9, whose claim is older');
     // The winner, applying the same rule, keeps it.
     expect(chooseOverlay({ ...base, self: 'n9', held: { ip4: '100.64.7.7', since: 90 }, others: [{ node: 'n1', ip4: '100.64.7.7', since: 100 }] }).reason).toBeUndefined();
-    // Equal times: the name that sorts first.
-    expect(beats({ node: 'a', ip4: 'x', since: 1 }, { node: 'b', ip4: 'x', since: 1 })).toBe(true);
-    expect(winners([{ node: 'b', ip4: 'x', since: 1 }, { node: 'a', ip4: 'x', since: 1 }, { node: 'c', ip4: 'y', since: 1 }])).toEqual(new Map([['x', 'a'], ['y', 'c']]));
+  });
+
+  it('equal claim times: neither keeps the address (never the name that sorts first); both move', () => {
+    expect(beats({ node: 'a', ip4: 'x', since: 1 }, { node: 'b', ip4: 'x', since: 1 })).toBe(false);
+    expect(winners([{ node: 'b', ip4: 'x', since: 1 }, { node: 'a', ip4: 'x', since: 1 }, { node: 'c', ip4: 'y', since: 1 }])).toEqual(new Map([['y', 'c']]));
+    // A third, later claim does not make the address anyone's.
+    expect(winners([{ node: 'a', ip4: 'x', since: 1 }, { node: 'b', ip4: 'x', since: 1 }, { node: 'c', ip4: 'x', since: 5 }])).toEqual(new Map());
+    for (const [self, other] of [['a', 'b'], ['b', 'a']] as const) {
+      const c = chooseOverlay({ ...base, self, held: { ip4: '100.64.7.7', since: 10 }, others: [{ node: other, ip4: '100.64.7.7', since: 10 }] });
+      expect(c.ip4).not.toBe('100.64.7.7');
+      expect(c.reason).toBe(`100.64.7.7 is also claimed by ${other}, as old as this node's claim: neither keeps it`);
+    }
+  });
+
+  it("another node's claim is dated when this node first saw it, not by its own word; the ledger survives a restart", () => {
+    const ledger = parseLedger(undefined);
+    // n2 has claimed 100.64.7.7 for long; this node saw it at t=100.
+    expect(noteClaims(ledger, [{ node: 'n2', ip4: '100.64.7.7' }], 100)).toBe(true);
+    expect(noteClaims(ledger, [{ node: 'n2', ip4: '100.64.7.7' }], 200)).toBe(false);
+    // At t=900 a newcomer claims the same address and publishes `since: 0`: it is dated 900 here all the same.
+    noteClaims(ledger, [{ node: 'n2', ip4: '100.64.7.7' }, { node: 'evil', ip4: '100.64.7.7' }], 900);
+    expect(ledger.get(claimKey('evil', '100.64.7.7'))).toBe(900);
+    const claims = [...ledger].map(([key, since]) => ({ node: key.split(' ')[0] as string, ip4: key.split(' ')[1] as string, since }));
+    expect(winners(claims)).toEqual(new Map([['100.64.7.7', 'n2']]));
+    // Persisted as JSON and read back; junk entries are dropped, and a claim no longer made is forgotten.
+    const back = parseLedger(JSON.stringify({ ...Object.fromEntries(ledger), junk: 'x', 'n3 100.64.1.1': 'soon' }));
+    expect(back).toEqual(ledger);
+    expect(noteClaims(back, [{ node: 'n2', ip4: '100.64.7.7' }], 1000)).toBe(true);
+    expect([...back.keys()]).toEqual([claimKey('n2', '100.64.7.7')]);
+    expect(parseLedger('not json')).toEqual(new Map());
   });
 
   it('never picks an address another node claims, and says when the range is full', () => {

@@ -1,4 +1,5 @@
-import { type ClusterView, generateWireGuardKeyPair, type NodeInfo, type WireGuardDeviceStatus } from '@weft/core';
+import { canonicalNetwork, type ClusterView, generateWireGuardKeyPair, type NodeInfo, type WireGuardDeviceStatus } from '@weft/core';
+import { vettedView } from '@weft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { WireGuardConfig } from './config.js';
 import { OPERATOR, PUBLISHED } from './facts.js';
@@ -21,9 +22,11 @@ interface NodeSpec {
   overlay?: string;
   since?: number;
   annotations?: Record<string, string>;
+  /** When the cluster first knew it (ms); default i seconds: n1 is the oldest. */
+  createdAt?: number;
 }
 
-/** Node i: underlay 192.0.2.i, pods 198.18.i.0/24, overlay 100.64.0.i, all published. */
+/** Node i: underlay 192.0.2.i, pods 198.18.i.0/24, overlay 100.64.0.i, all published; created at i seconds. */
 function node(name: string, spec: NodeSpec = {}): NodeInfo {
   const i = Number(name.replace(/\D/g, ''));
   const internal = spec.internal ?? [`192.0.2.${String(i)}`];
@@ -43,25 +46,37 @@ function node(name: string, spec: NodeSpec = {}): NodeInfo {
     annotations: { ...annotations, ...spec.annotations },
     ready: spec.ready ?? true,
     location: spec.location,
+    createdAt: spec.createdAt ?? i * 1000,
   };
 }
 
+/** The view as the agent gives it to the plugin: every node's claims checked by the core. */
 function view(self: string, nodes: NodeInfo[]): ClusterView {
-  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { self: sorted.find((n) => n.name === self) as NodeInfo, nodes: sorted, revision: 1 };
+  return vettedView({ self, nodes });
 }
 
 const config = (extra: Record<string, unknown> = {}) => WireGuardConfig.parse({ ...extra });
 
-function plan(self: string, nodes: NodeInfo[], extra: Record<string, unknown> = {}, observed?: WireGuardDeviceStatus): MeshPlan {
+/**
+ * The plan of `self`. Other nodes' overlay claims were first seen by it at the claim time they publish (the
+ * ledger of an agent that watched them being made), unless `seen` says otherwise.
+ */
+function plan(self: string, nodes: NodeInfo[], extra: Record<string, unknown> = {}, observed?: WireGuardDeviceStatus, seen?: Record<string, number>): MeshPlan {
   const i = Number(self.replace(/\D/g, ''));
   const v = view(self, nodes);
+  const claimsSeen = new Map(
+    v.nodes.flatMap((n) => {
+      const ip = n.annotations[PUBLISHED.overlay]?.split(',')[0];
+      return ip ? [[`${n.name} ${ip}`, seen?.[n.name] ?? Number(n.annotations[PUBLISHED.overlaySince] ?? NOW)] as [string, number]] : [];
+    }),
+  );
   return planMesh({
     view: v,
     config: config(extra),
+    claimsSeen,
     self: {
       publicKey: pub(self),
-      endpoint: `${v.self.internalAddresses[0] ?? ''}:51820`,
+      endpoint: v.self.annotations[PUBLISHED.endpoint] ?? `${v.self.internalAddresses[0] ?? ''}:51820`,
       overlay4: `100.64.0.${String(i)}`,
       overlay6: `fd77:6566:7400::${String(i)}`,
       overlaySince: 1000 + i,
@@ -155,12 +170,16 @@ describe('planner: locations and leaders', () => {
   });
 
   it.each([
-    ['first by name', [node('n1', { location: 'a' }), node('n2', { location: 'a' })], 'n1'],
+    ['first by name (every node must agree, and ages are per agent in the directory source)', [node('n1', { location: 'a', createdAt: 9000 }), node('n2', { location: 'a' })], 'n1'],
     ['a node with a public address', [node('n1', { location: 'a' }), node('n2', { location: 'a', external: ['203.0.113.2'] })], 'n2'],
     ['forced by weft.io/leader, over a public address', [node('n1', { location: 'a', external: ['203.0.113.1'] }), node('n2', { location: 'a', annotations: { [OPERATOR.leader]: 'true' } })], 'n2'],
     ['failover: the leader is not Ready', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], 'n2'],
     ['failover: the leader stopped its heartbeat', [node('n1', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 400) } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
-    ['failover: a forced leader that is stale', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true', [PUBLISHED.lastSeen]: String(NOW - 400) } }), node('n2', { location: 'a' })], 'n2'],
+    ['failover: a forced leader that is stale', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true', [PUBLISHED.lastSeen]: String(NOW - 400) } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
+    ['a self-declared leader that never published a heartbeat, while another is fresh', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true' } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
+    ['a node without a heartbeat yet is fresh while it is new', [node('n1', { location: 'a', createdAt: (NOW - 5) * 1000 }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n1'],
+    ['a heartbeat dated in the future does not count', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true', [PUBLISHED.lastSeen]: String(NOW + 86_400) } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
+    ['no heartbeats anywhere: the first Ready node', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], 'n2'],
     ['nobody healthy: the first of all rather than none', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a', ready: false })], 'n1'],
   ])('leader: %s', (_what, members, leader) => {
     const facts = members.map((m) => readNode(m, config()));
@@ -226,19 +245,29 @@ describe('planner: external peers', () => {
     expect(routes(plan('n2', nodes, { peers }))).toContain('198.51.100.7/32 via 192.0.2.1');
   });
 
-  it('left out, and said why: overlapping the cluster networks, or a key a node uses', () => {
+  it("left out, and said why: overlapping the overlay ranges or another external peer, or a key a node uses", () => {
     const p = plan('n1', [node('n1'), node('n2')], {
       granularity: 'full',
       peers: [
-        { ...laptop, allowedIPs: ['198.18.2.0/25'] },
+        { ...laptop, allowedIPs: ['100.64.0.0/24'] },
         { name: 'other', publicKey: pub('n2'), allowedIPs: ['203.0.113.99/32'] },
       ],
     });
     expect(p.peers.map((x) => x.name)).toEqual(['n2']);
     expect(p.excluded).toEqual([
-      { node: 'external:laptop', kind: 'invalid', reason: "allowed IP 198.18.2.0/25 overlaps the cluster's pod or overlay networks" },
+      { node: 'external:laptop', kind: 'invalid', reason: 'allowed IP 100.64.0.0/24 overlaps the overlay ranges or another external peer' },
       { node: 'external:other', kind: 'invalid', reason: "its public key is also n2's" },
     ]);
+  });
+
+  it("a node cannot take an external peer's addresses: its overlapping pod CIDR is not routed, the peer stays", () => {
+    const p = plan('n1', [node('n1'), node('n2', { pods: ['198.18.2.0/24', '2001:db8:2::/64'] })], { granularity: 'full', peers: [{ ...laptop, allowedIPs: ['198.18.2.128/25'] }] });
+    expect(p.peers.map((x) => [x.name, x.allowedIPs.join(' ')])).toEqual([
+      ['laptop', '198.18.2.128/25'],
+      ['n2', '100.64.0.2/32 2001:db8:2::/64 fd77:6566:7400::2/128'],
+    ]);
+    expect(p.refused).toEqual([{ node: 'n2', podCIDR: '198.18.2.0/24', reason: "overlaps external peer laptop's allowed IPs" }]);
+    expect(routes(p).filter((r) => r.startsWith('198.18.2.'))).toEqual(['198.18.2.128/25 dev weft-wg0']);
   });
 });
 
@@ -259,9 +288,12 @@ describe('planner: overlay address collisions', () => {
     const p = plan('n1', nodes, { granularity: 'full' });
     expect(p.peers.find((x) => x.name === 'n2')?.allowedIPs).toEqual(['198.18.2.0/24']);
     expect(p.peers.find((x) => x.name === 'n3')?.allowedIPs).toEqual(['100.64.0.9/32', '198.18.3.0/24', 'fd77:6566:7400::9/128']);
-    // Equal claim times: the name that sorts first keeps it.
-    const tie = plan('n1', [node('n1'), node('n2', { overlay: '100.64.0.9', since: 400 }), node('n3', { overlay: '100.64.0.9', since: 400 })], { granularity: 'full' });
-    expect(tie.peers.map((x) => x.allowedIPs.includes('100.64.0.9/32'))).toEqual([true, false]);
+    // Equal claim times: neither keeps it (never the name that sorts first), until they have moved.
+    const tie = plan('n1', [node('n1'), node('n2', { overlay: '100.64.0.9', since: 400, createdAt: 1000 }), node('n3', { overlay: '100.64.0.9', since: 400, createdAt: 1000 })], { granularity: 'full' });
+    expect(tie.peers.map((x) => x.allowedIPs.includes('100.64.0.9/32'))).toEqual([false, false]);
+    // A claim's own date is not believed: n4 says since 0, but this node saw it long after n2's.
+    const backdated = plan('n1', [node('n1'), node('n2', { overlay: '100.64.0.9', since: 3 }), node('n4', { overlay: '100.64.0.9', since: 0 })], { granularity: 'full' }, undefined, { n4: 900 });
+    expect(backdated.peers.map((x) => [x.name, x.allowedIPs.includes('100.64.0.9/32')])).toEqual([['n2', true], ['n4', false]]);
   });
 });
 
@@ -271,11 +303,9 @@ describe('planner: invalid peer data', () => {
       node('n1'),
       node('n2', { key: 'not-a-key' }),
       node('n3', { endpoint: '192.0.2.3' }),
-      node('n4', { pods: ['198.18.4.0/33'] }),
       node('n5', { annotations: { [OPERATOR.persistentKeepalive]: 'soon', [PUBLISHED.discovered]: '{"x":1}' } }),
       node('n6', { key: false }),
       node('n7', { key: pub('n1') }),
-      node('n8', { pods: ['198.18.1.128/25'] }),
       node('n9', { overlay: '10.0.0.9' }),
     ];
     const p = plan('n1', nodes, { granularity: 'full' });
@@ -283,49 +313,26 @@ describe('planner: invalid peer data', () => {
     expect(p.excluded.map((x) => [x.node, x.kind, x.reason])).toEqual([
       ['n2', 'invalid', 'weft.io/wireguard-public-key: expected a base64 WireGuard key, got "not-a-key"'],
       ['n3', 'invalid', 'weft.io/wireguard-endpoint: expected ip:port or [ipv6]:port, got "192.0.2.3"'],
-      ['n4', 'invalid', 'pod CIDR "198.18.4.0/33": not a CIDR'],
       ['n5', 'invalid', 'weft.io/persistent-keepalive: expected seconds 0-65535, got "soon"; weft.io/wireguard-discovered-endpoints: bad entry "x": 1'],
       ['n6', 'pending', 'no WireGuard public key published yet'],
-      ['n7', 'invalid', "weft.io/wireguard-public-key is also n1's"],
-      ['n8', 'invalid', "pod CIDR 198.18.1.128/25 overlaps n1's 198.18.1.0/24"],
+      ['n7', 'invalid', "weft.io/wireguard-public-key is also n1's (this node's own)"],
       ['n9', 'invalid', 'weft.io/wireguard-ip: "10.0.0.9" is not an address of 100.64.0.0/10 or fd77:6566:7400::/64'],
     ]);
     const good = plan('n1', [...nodes, node('n10', { internal: ['192.0.2.10'], pods: ['198.18.10.0/24'] })], { granularity: 'full' });
     expect(good.peers.map((x) => x.name)).toEqual(['n10']);
   });
 
-  it('overlapping pod CIDRs: the same nodes left out as a pairwise check in name order would (random clusters)', () => {
-    let seed = 7;
-    const rand = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
-    for (let round = 0; round < 30; round++) {
-      const nodes = [node('n1', { pods: ['198.18.200.0/24'] })];
-      for (let i = 2; i <= 12; i++) {
-        const prefix = [22, 23, 24, 25, 26][rand(5)] as number;
-        const third = rand(16);
-        const fourth = prefix >= 25 ? rand(4) * 64 : 0;
-        nodes.push(node(`n${String(i)}`, { pods: [`198.18.${String(third)}.${String(fourth)}/${String(prefix)}`] }));
-      }
-      const p = plan('n1', nodes, { granularity: 'full' });
-      // The naive rule: in name order, a node whose CIDR overlaps one already accepted is left out.
-      const parse = (c: string) => {
-        const [ip, len] = c.split('/') as [string, string];
-        const v = ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
-        const size = 2 ** (32 - Number(len));
-        const start = Math.floor(v / size) * size;
-        return [start, start + size] as const;
-      };
-      const accepted: (readonly [number, number])[] = [parse('198.18.200.0/24')];
-      const expected: string[] = [];
-      for (const n of nodes.slice(1).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-        const r = parse(n.podCIDRs[0] as string);
-        if (accepted.some(([a, b]) => r[0] < b && a < r[1])) expected.push(n.name);
-        else accepted.push(r);
-      }
-      expect(p.excluded.map((x) => x.node).sort()).toEqual(expected.sort());
-    }
+  it('a bad pod CIDR costs the node that CIDR, not its place in the mesh (the core refused it; the view says why)', () => {
+    const v = view('n1', [node('n1'), node('n4', { pods: ['198.18.4.0/33'] }), node('n8', { pods: ['198.18.1.128/25', '198.18.8.0/24'] })]);
+    expect(v.claimProblems.filter((x) => x.outcome === 'refused').map((x) => [x.node, x.value, x.reason])).toEqual([
+      ['n4', '198.18.4.0/33', 'not a CIDR'],
+      ['n8', '198.18.1.128/25', "overlaps n1's 198.18.1.0/24, which the cluster knew first"],
+    ]);
+    const p = plan('n1', [node('n1'), node('n4', { pods: ['198.18.4.0/33'] }), node('n8', { pods: ['198.18.1.128/25', '198.18.8.0/24'] })], { granularity: 'full' });
+    expect(p.peers.map((x) => [x.name, x.allowedIPs.join(' ')])).toEqual([
+      ['n4', '100.64.0.4/32 fd77:6566:7400::4/128'],
+      ['n8', '100.64.0.8/32 198.18.8.0/24 fd77:6566:7400::8/128'],
+    ]);
   });
 
   it("this node's own bad annotation: no peers, and the problem said", () => {
@@ -334,3 +341,69 @@ describe('planner: invalid peer data', () => {
     expect(p.selfProblem).toBe('weft.io/persistent-keepalive: expected seconds 0-65535, got "-1"');
   });
 });
+
+/**
+ * One node under an attacker's control publishes what it likes about itself. Whatever it does, the honest nodes
+ * keep their peers and allowed IPs, no route goes where the hostile claim asked, and the desired state stays valid.
+ */
+describe('planner: a hostile node', () => {
+  const honest = [node('n1'), node('n2'), node('n3')];
+  /** The attacker: a working key and overlay address of its own, unless the case says otherwise. */
+  const evil = (name: string, spec: NodeSpec) => node(name, { key: pub('other'), overlay: '100.64.0.66,fd77:6566:7400::66', internal: ['192.0.2.66'], ...spec });
+  const baseline = plan('n1', honest, { granularity: 'full' });
+  const allowed = (p: MeshPlan, name: string) => p.peers.find((x) => x.name === name)?.allowedIPs;
+
+  it.each<[string, NodeInfo, string[]]>([
+    ["claims n2's pod CIDR, with a name that sorts first", evil('a-evil1', { pods: ['198.18.2.0/24'] }), ['198.18.2.0/24']],
+    ['claims an IPv6 default route and half the IPv4 space', evil('a-evil2', { pods: ['::/0', '0.0.0.0/1'] }), ['::/0', '0.0.0.0/1']],
+    ['claims the underlay', evil('a-evil3', { pods: ['192.0.2.0/25'] }), ['192.0.2.0/25']],
+    ['claims the overlay range', evil('a-evil4', { pods: ['100.64.0.0/24'] }), ['100.64.0.0/24']],
+    ["claims n2's overlay address as its pod CIDR", evil('a-evil5', { pods: ['100.64.0.2/32'] }), ['100.64.0.2/32']],
+    ["claims a network holding n3's WireGuard endpoint", evil('a-evil6', { pods: ['198.51.100.0/24'] }), ['198.51.100.0/24']],
+    ["copies n2's public key", evil('a-evil7', { key: pub('n2'), pods: ['198.18.66.0/24'] }), ['198.18.66.0/24']],
+    ["claims n2's overlay address, dated before anything existed", evil('a-evil8', { overlay: '100.64.0.2,fd77:6566:7400::2', since: 0, pods: ['198.18.66.0/24'] }), ['100.64.0.2/32']],
+  ])('%s', (_what, evil, hostile) => {
+    // The attacker joined after the honest nodes (the API server dates it), whatever its name.
+    const attacker = { ...evil, createdAt: 60_000 };
+    const withN3Endpoint = (n: NodeInfo) => (n.name === 'n3' ? node('n3', { endpoint: '198.51.100.3:51820' }) : n);
+    const nodes = [...honest.map(withN3Endpoint), attacker];
+    for (const self of ['n1', 'n2', 'n3']) {
+      // This agent saw the attacker's claims only when it appeared, whatever it publishes.
+      const p = plan(self, nodes, { granularity: 'full' }, undefined, { [attacker.name]: NOW });
+      const before = plan(self, honest.map(withN3Endpoint), { granularity: 'full' });
+      for (const h of ['n1', 'n2', 'n3'].filter((x) => x !== self)) expect(allowed(p, h), `${self}: ${h}`).toEqual(allowed(before, h));
+      const dsts = p.routes.map((r) => r.dst);
+      expect(new Set(dsts).size, `${self}: no route twice`).toBe(dsts.length);
+      for (const h of hostile) {
+        const dst = canonical(h);
+        const to = p.routes.find((r) => r.dst === dst);
+        const mine = before.routes.find((r) => r.dst === dst);
+        expect(to, `${self}: ${h} routed for the attacker`).toEqual(mine);
+      }
+      expect(() => desiredState(p, config(), keys.n1?.privateKey as string, 1420)).not.toThrow();
+    }
+    expect(baseline.peers.length).toBe(2);
+    // The attacker itself is in the mesh (a working key) unless it copied a key: the checks above are not vacuous.
+    const seen = plan('n1', nodes, { granularity: 'full' }, undefined, { [attacker.name]: NOW });
+    if (!_what.includes('key')) expect(seen.peers.map((x) => x.name)).toContain(attacker.name);
+  });
+
+  it('a discovered endpoint for a peer behind NAT: the oldest reporter is believed, not the first by name', () => {
+    const nat = { location: 'b', annotations: { [OPERATOR.persistentKeepalive]: '25' } };
+    const report = (endpoint: string) => ({ [PUBLISHED.discovered]: JSON.stringify({ [pub('n3')]: endpoint }) });
+    const nodes = [
+      node('n1', { location: 'a' }),
+      node('n2', { location: 'a', annotations: report('203.0.113.10:40001') }),
+      node('n3', nat),
+      { ...evil('a-evil', { location: 'a', pods: ['198.18.66.0/24'], annotations: report('198.51.100.66:666') }), createdAt: 60_000 },
+    ];
+    expect(plan('n1', nodes, { granularity: 'full' }).peers.find((x) => x.name === 'n3')).toMatchObject({ endpoint: '203.0.113.10:40001', endpointSource: 'discovered' });
+    // Equally old reporters who disagree: neither is believed; the peer's own endpoint stays.
+    const split = [nodes[0], nodes[1], nodes[2], { ...(nodes[3] as NodeInfo), createdAt: 2000 }] as NodeInfo[];
+    expect(plan('n1', split, { granularity: 'full' }).peers.find((x) => x.name === 'n3')).toMatchObject({ endpoint: '192.0.2.3:51820', endpointSource: 'published' });
+  });
+});
+
+function canonical(cidr: string): string {
+  return canonicalNetwork(cidr) as string;
+}

@@ -1,8 +1,21 @@
 import { isIP } from 'node:net';
-import { canonicalNetwork, type ClusterView, type DesiredState, hostNetwork, type Network, networkSize, networksOverlap, type NodeInfo, parseNetwork, type Route, type WireGuardDeviceStatus } from '@weft/core';
+import {
+  canonicalIP,
+  canonicalNetwork,
+  type ClusterView,
+  type DesiredState,
+  hostNetwork,
+  type Network,
+  networkContains,
+  networksOverlap,
+  type NodeInfo,
+  parseNetwork,
+  type Route,
+  type WireGuardDeviceStatus,
+} from '@weft/core';
 import type { ExternalPeer, WireGuardConfig } from './config.js';
 import { type Excluded, type NodeFacts, PUBLISHED, readNode } from './facts.js';
-import { winners } from './overlay.js';
+import { claimKey, winners } from './overlay.js';
 
 /**
  * A handshake is fresh for this long: WireGuard's REJECT_AFTER_TIME. A tunnel that carries traffic (keepalives
@@ -25,6 +38,8 @@ export interface PlanInput {
   readonly self: SelfFacts;
   /** The device as it runs (handshakes, roamed endpoints); absent before it exists. */
   readonly observed?: WireGuardDeviceStatus | undefined;
+  /** When this node first saw each other node's overlay claim (overlay.ts); a claim not in it counts as seen now. */
+  readonly claimsSeen?: ReadonlyMap<string, number>;
   /** Unix seconds. */
   readonly now: number;
 }
@@ -43,6 +58,13 @@ export interface PlannedPeer {
   readonly location: string | undefined;
   /** The nodes whose traffic goes through this peer (itself; a leader: its location). */
   readonly carries: readonly string[];
+}
+
+/** A pod CIDR a node claims that the mesh does not route to it. */
+export interface RefusedCIDR {
+  readonly node: string;
+  readonly podCIDR: string;
+  readonly reason: string;
 }
 
 /** A node as the mesh sees it (for status and the graph). */
@@ -72,6 +94,8 @@ export interface MeshPlan {
   readonly addresses: readonly string[];
   /** Nodes and external peers left out, and why. */
   readonly excluded: readonly Excluded[];
+  /** Pod CIDRs of nodes in the mesh that it does not route, and why (they would take the mesh's own addresses). */
+  readonly refused: readonly RefusedCIDR[];
   readonly nodes: readonly MeshNode[];
   /** External peers in the mesh (by name). */
   readonly externals: readonly string[];
@@ -85,25 +109,10 @@ const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1
 const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 
 /**
- * The nodes whose pod CIDRs overlap another node's: every network sorted by start, swept once (O(n log n)); the
- * pairwise check then runs among these few only.
+ * Leader order: forced by annotation, then a node with a public address, then the name. Every node must come to the
+ * same leader, so the order uses only what every node sees alike — not ages, which the directory source dates per
+ * agent. (Leadership is not yet hardened against a hostile node: docs/security.md.)
  */
-function overlappingNodes(nodes: readonly NodeFacts[], nets: ReadonlyMap<string, readonly { net: Network }[]>): Set<string> {
-  const all = nodes.flatMap((n) => (nets.get(n.name) ?? []).map((x) => ({ node: n.name, family: x.net.family, start: x.net.base, end: x.net.base + networkSize(x.net) })));
-  all.sort((a, b) => (a.family !== b.family ? a.family - b.family : a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  const out = new Set<string>();
-  let reach: (typeof all)[number] | undefined;
-  for (const x of all) {
-    if (reach && reach.family === x.family && x.start < reach.end && reach.node !== x.node) {
-      out.add(x.node);
-      out.add(reach.node);
-    }
-    if (!reach || reach.family !== x.family || x.end > reach.end) reach = x;
-  }
-  return out;
-}
-
-/** Leader order: forced by annotation, then a node with a public address, then the name. */
 function leaderOrder(a: NodeFacts, b: NodeFacts): number {
   if (a.forcedLeader !== b.forcedLeader) return a.forcedLeader ? -1 : 1;
   if (a.hasExternal !== b.hasExternal) return a.hasExternal ? -1 : 1;
@@ -112,12 +121,17 @@ function leaderOrder(a: NodeFacts, b: NodeFacts): number {
 
 /**
  * The leader of one location: the first by {@link leaderOrder} among nodes that are Ready and whose WireGuard is
- * not stale (`weft.io/wireguard-last-seen` older than `staleAfter`); when none qualifies, the first of all.
+ * fresh (`weft.io/wireguard-last-seen` within `staleAfter`; a node that never published one only while it is newer
+ * than `staleAfter`; one dated in the future beyond `staleAfter` never); when none qualifies, the first Ready node;
+ * when none is Ready, the first of all.
  */
 export function electLeader(members: readonly NodeFacts[], now: number, staleAfterMs: number): NodeFacts | undefined {
-  const fresh = (n: NodeFacts) => n.lastSeen === undefined || now - n.lastSeen <= staleAfterMs / 1000;
-  const healthy = members.filter((n) => n.ready && fresh(n)).sort(leaderOrder);
-  return healthy[0] ?? [...members].sort(leaderOrder)[0];
+  const window = staleAfterMs / 1000;
+  // A node that has not published a heartbeat yet is fresh only while it is new (the cluster knew it within
+  // `staleAfter`); one dated in the future beyond `staleAfter` is not fresh at all.
+  const fresh = (n: NodeFacts) => (n.lastSeen === undefined ? now * 1000 - n.createdAt <= staleAfterMs : now - n.lastSeen <= window && n.lastSeen - now <= window);
+  const first = (list: readonly NodeFacts[]) => [...list].sort(leaderOrder)[0];
+  return first(members.filter((n) => n.ready && fresh(n))) ?? first(members.filter((n) => n.ready)) ?? first(members);
 }
 
 /** The annotations self will carry once its publish lands: so that self reasons on what the others will see. */
@@ -141,51 +155,105 @@ export function planMesh(input: PlanInput): MeshPlan {
   }
   const base = { granularity: config.granularity, self: view.self.name, location: view.self.location ?? '', peers: [], routes: [], discovered: {}, externals: [] };
   if ('kind' in me) {
-    return { ...base, isLeader: false, leaders: {}, addresses: [], excluded, nodes: [], selfProblem: me.reason };
+    return { ...base, isLeader: false, leaders: {}, addresses: [], excluded, refused: [], nodes: [], selfProblem: me.reason };
   }
 
-  // Conflicts between nodes: a key used twice, overlapping pod CIDRs. The node that sorts later is left out.
-  const sortedOthers = others.sort(byName);
-  const nets = new Map<string, { net: Network; text: string }[]>([me, ...sortedOthers].map((n) => [n.name, n.podCIDRs.map((c) => ({ net: parseNetwork(c) as Network, text: c }))]));
-  const overlapping = overlappingNodes([me, ...sortedOthers], nets);
+  // A key two nodes publish: the older node keeps it, equally old ones neither (never the name that sorts first).
+  // This node keeps its own key in its own mesh. Pod CIDRs that overlap were settled by the core, by age.
   const valid: NodeFacts[] = [me];
-  const keys = new Map<string, string>([[me.publicKey, me.name]]);
-  // Only nodes whose pod CIDRs overlap someone's (rare) need the pairwise check, in name order.
-  const acceptedOverlapping: { node: string; net: Network; text: string }[] = overlapping.has(me.name) ? (nets.get(me.name) ?? []).map((x) => ({ node: me.name, ...x })) : [];
-  for (const n of sortedOthers) {
-    const dupKey = keys.get(n.publicKey);
-    const mine = nets.get(n.name) ?? [];
-    const clash = overlapping.has(n.name)
-      ? mine.flatMap((c) => acceptedOverlapping.filter((p) => networksOverlap(p.net, c.net)).map((p) => `pod CIDR ${c.text} overlaps ${p.node}'s ${p.text}`))
-      : [];
-    if (dupKey !== undefined) excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${dupKey}'s` });
-    else if (clash.length > 0) excluded.push({ node: n.name, kind: 'invalid', reason: clash.join('; ') });
-    else {
-      valid.push(n);
-      keys.set(n.publicKey, n.name);
-      if (overlapping.has(n.name)) acceptedOverlapping.push(...mine.map((x) => ({ node: n.name, ...x })));
+  const holdersOf = new Map<string, NodeFacts[]>();
+  for (const n of others) {
+    if (n.publicKey === me.publicKey) excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${me.name}'s (this node's own)` });
+    else holdersOf.set(n.publicKey, [...(holdersOf.get(n.publicKey) ?? []), n]);
+  }
+  for (const holders of holdersOf.values()) {
+    const oldest = Math.min(...holders.map((n) => n.createdAt));
+    const first = holders.filter((n) => n.createdAt === oldest);
+    for (const n of holders) {
+      if (holders.length === 1 || (first.length === 1 && n === first[0])) valid.push(n);
+      else if (n.createdAt === oldest) {
+        const twins = first.filter((h) => h !== n).map((h) => h.name).join(', ');
+        excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${twins}'s, and the cluster knew them at the same time: neither is a peer` });
+      } else excluded.push({ node: n.name, kind: 'invalid', reason: `${PUBLISHED.publicKey} is also ${first.map((h) => h.name).join(', ')}'s, which the cluster knew first` });
     }
   }
-  const podNets = [...valid.flatMap((n) => nets.get(n.name) ?? [])];
+  const keys = new Map<string, string>(valid.map((n) => [n.publicKey, n.name]));
   valid.sort(byName);
 
-  // Overlay addresses: a contested one counts only for the node that keeps it (overlay.ts).
-  const keeper = winners(valid.filter((n) => n.overlay4 !== undefined).map((n) => ({ node: n.name, ip4: n.overlay4 as string, since: n.overlaySince })));
-  const overlayNets = (n: NodeFacts) =>
-    n.overlay4 !== undefined && keeper.get(n.overlay4) === n.name ? [hostNetwork(n.overlay4), ...(n.overlay6 ? [hostNetwork(n.overlay6)] : [])] : [];
-  const networksOf = (n: NodeFacts) => [...n.podCIDRs, ...overlayNets(n)];
+  // External peers (the operator's config): checked against the overlay ranges, each other and the nodes' keys.
+  const overlayRanges = [parseNetwork(config.overlayCIDR) as Network, parseNetwork(config.overlayCIDR6) as Network];
+  const taken = [...overlayRanges];
+  const externals: ExternalPeer[] = [];
+  for (const p of [...config.peers].sort(byName)) {
+    const nets = p.allowedIPs.map((c) => parseNetwork(c) as Network);
+    const clash = nets.find((x) => taken.some((c) => networksOverlap(x, c)));
+    if (keys.has(p.publicKey)) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `its public key is also ${keys.get(p.publicKey) ?? ''}'s` });
+    else if (clash) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `allowed IP ${canonicalNetwork(p.allowedIPs[nets.indexOf(clash)] as string) ?? ''} overlaps the overlay ranges or another external peer` });
+    else {
+      externals.push(p);
+      keys.set(p.publicKey, `external:${p.name}`);
+      taken.push(...nets);
+    }
+  }
 
   const observed = new Map((input.observed?.peers ?? []).map((p) => [p.publicKey, p]));
+  // Pod CIDRs the mesh must not route to a node: the overlay ranges (every node's overlay address), an external
+  // peer's allowed IPs, or a WireGuard endpoint (routed into the tunnel, it would cut the tunnel itself).
+  const endpointIPs = [
+    ...valid.map((n) => n.endpoint),
+    ...valid.flatMap((n) => Object.values(n.discovered)),
+    ...externals.map((p) => p.endpoint),
+    ...[...observed.values()].map((o) => o.endpoint),
+  ].flatMap((e) => {
+    const host = e?.startsWith('[') ? e.slice(1, e.indexOf(']')) : e?.slice(0, e.lastIndexOf(':'));
+    const ip = host === undefined ? undefined : canonicalIP(host);
+    return ip === undefined ? [] : [ip];
+  });
+  const refused: RefusedCIDR[] = [];
+  const routable = new Map<string, string[]>();
+  for (const n of valid) {
+    const ok: string[] = [];
+    for (const c of n.podCIDRs) {
+      const net = parseNetwork(c) as Network;
+      const external = externals.find((p) => p.allowedIPs.some((a) => networksOverlap(parseNetwork(a) as Network, net)));
+      const endpoint = endpointIPs.find((ip) => networkContains(net, ip));
+      const reason = overlayRanges.some((r) => networksOverlap(r, net))
+        ? `overlaps the overlay range ${net.family === 4 ? config.overlayCIDR : config.overlayCIDR6}`
+        : external
+          ? `overlaps external peer ${external.name}'s allowed IPs`
+          : endpoint !== undefined
+            ? `holds the WireGuard endpoint ${endpoint}`
+            : undefined;
+      if (reason) refused.push({ node: n.name, podCIDR: c, reason });
+      else ok.push(c);
+    }
+    routable.set(n.name, ok);
+  }
+
+  // Overlay addresses: a contested one counts only for the node that keeps it (overlay.ts).
+  const seenAt = (n: NodeFacts) => (n.name === me.name ? self.overlaySince : (input.claimsSeen?.get(claimKey(n.name, n.overlay4 as string)) ?? now));
+  const keeper = winners(valid.filter((n) => n.overlay4 !== undefined).map((n) => ({ node: n.name, ip4: n.overlay4 as string, since: seenAt(n) })));
+  const overlayNets = (n: NodeFacts) =>
+    n.overlay4 !== undefined && keeper.get(n.overlay4) === n.name ? [hostNetwork(n.overlay4), ...(n.overlay6 ? [hostNetwork(n.overlay6)] : [])] : [];
+  const networksOf = (n: NodeFacts) => [...(routable.get(n.name) ?? []), ...overlayNets(n)];
+
   const freshHandshake = (key: string) => {
     const o = observed.get(key);
     return o !== undefined && o.latestHandshake > 0 && now - o.latestHandshake <= HANDSHAKE_FRESH_SECONDS;
   };
   const keepalive = me.keepalive || config.persistentKeepalive;
-  // What other nodes saw of each key (the first by name that saw it), for peers behind NAT.
-  const discoveredBy = new Map<string, string>();
+  // What other nodes saw of each key, for peers behind NAT: the report of the oldest node that saw it (nodes as old
+  // as each other count only when they agree), never of the node itself, and never by name.
+  const reports = new Map<string, { by: NodeFacts; endpoint: string }[]>();
   for (const x of valid) {
     if (x.name === me.name) continue;
-    for (const [key, endpoint] of Object.entries(x.discovered)) if (!discoveredBy.has(key) && keys.get(key) !== x.name) discoveredBy.set(key, endpoint);
+    for (const [key, endpoint] of Object.entries(x.discovered)) if (keys.get(key) !== x.name) reports.set(key, [...(reports.get(key) ?? []), { by: x, endpoint }]);
+  }
+  const discoveredBy = new Map<string, string>();
+  for (const [key, list] of reports) {
+    const oldest = Math.min(...list.map((r) => r.by.createdAt));
+    const agreed = new Set(list.filter((r) => r.by.createdAt === oldest).map((r) => r.endpoint));
+    if (agreed.size === 1) discoveredBy.set(key, [...agreed][0] as string);
   }
 
   /** Where to send a node's packets: what works now, else what another node saw of it behind NAT, else what it publishes. */
@@ -199,22 +267,8 @@ export function planMesh(input: PlanInput): MeshPlan {
     return { endpoint: n.endpoint, endpointSource: n.endpoint ? 'published' : 'none' };
   };
 
-  // External peers: checked against the cluster's networks and keys.
-  const clusterNets = [...podNets.map((p) => p.net), parseNetwork(config.overlayCIDR) as Network, parseNetwork(config.overlayCIDR6) as Network];
   const byNodeName = new Map(valid.map((n) => [n.name, n]));
   const byKey = new Map(valid.map((n) => [n.publicKey, n]));
-  const externals: ExternalPeer[] = [];
-  for (const p of [...config.peers].sort(byName)) {
-    const nets = p.allowedIPs.map((c) => parseNetwork(c) as Network);
-    const clash = nets.find((x) => clusterNets.some((c) => networksOverlap(x, c)));
-    if (keys.has(p.publicKey)) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `its public key is also ${keys.get(p.publicKey) ?? ''}'s` });
-    else if (clash) excluded.push({ node: `external:${p.name}`, kind: 'invalid', reason: `allowed IP ${canonicalNetwork(p.allowedIPs[nets.indexOf(clash)] as string) ?? ''} overlaps the cluster's pod or overlay networks` });
-    else {
-      externals.push(p);
-      keys.set(p.publicKey, `external:${p.name}`);
-      clusterNets.push(...nets);
-    }
-  }
   const externalPeer = (p: ExternalPeer): PlannedPeer => {
     const o = observed.get(p.publicKey);
     const live = o?.endpoint && freshHandshake(p.publicKey) ? o.endpoint : undefined;
@@ -316,6 +370,7 @@ export function planMesh(input: PlanInput): MeshPlan {
     routes: routes.sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0)),
     addresses: [hostNetwork(self.overlay4), hostNetwork(self.overlay6)],
     excluded: excluded.sort((a, b) => (a.node < b.node ? -1 : 1)),
+    refused: refused.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : a.podCIDR < b.podCIDR ? -1 : 1)),
     nodes,
     externals: externals.map((p) => p.name),
     discovered: Object.fromEntries(Object.entries(discovered).sort(([a], [b]) => (a < b ? -1 : 1))),
