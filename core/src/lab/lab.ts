@@ -17,6 +17,8 @@ export const DEFAULT_LAB_ROOT = '/run/weft-lab';
 export const LAB_HTTP_PORT = 9471;
 /** The lab's defaults, short so that a lab converges and heals quickly; `weft lab status` shows them. */
 export const LAB_SETTINGS = { resync: '5s', rescan: '2s', natKeepalive: 5 } as const;
+/** The lab's address plan, declared to every agent as an operator would: pods in 198.19/16, nodes in 198.18/16 and behind NATs in 203.0.113/24. */
+export const LAB_ADDRESS_PLAN = { podNetworks: ['198.19.0.0/16'], underlayNetworks: ['198.18.0.0/16', '203.0.113.0/24'] } as const;
 
 const BIN = fileURLToPath(new URL('../../bin/weft.js', import.meta.url));
 
@@ -445,6 +447,7 @@ export function labPluginDefaults(): Record<string, unknown> {
 export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections: TemplateSections): string {
   const config = {
     node: { name: n.name, stateDir: join(dir, n.name, 'state') },
+    cluster: LAB_ADDRESS_PLAN,
     discovery: {
       source: 'directory',
       directory: {
