@@ -40,8 +40,15 @@ if (missing.length > 0) {
   if (!has('apt-get')) fail(`${describeMissing(missing)}; there is no apt-get here to install them`);
   say(`installing ${packages.join(' ')} (apt-get)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  run('apt-get', ['update', '-qq'], { env });
-  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { env });
+  // Twice at most: a mirror that fails once (a partial download, a lock) is not worth stopping for.
+  for (let attempt = 1; ; attempt++) {
+    const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    const install = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { stdio: 'inherit', env });
+    if (install.status === 0) break;
+    if (attempt === 2) fail(`apt-get install ${packages.join(' ')} failed (exit ${install.status ?? install.signal}; apt-get update: exit ${update.status ?? update.signal})`);
+    say('apt-get failed; trying once more in 5 s');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5_000);
+  }
   const still = missingPrograms(QUICKSTART_GROUPS);
   if (still.length > 0) fail(`installed, yet: ${describeMissing(still)}`);
 }
