@@ -1,5 +1,6 @@
 // `npm run bench [-- --json]`: every benchmark, as a table or as one JSON object ({"kernel": {...}, ...}).
 import process from 'node:process';
+import { claimsBenchmark } from './claims.mjs';
 import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
 import { keepaliveBenchmark } from './keepalive.mjs';
@@ -12,6 +13,7 @@ if (!only || only === 'kernel') results.kernel = await kernelBenchmark();
 if (!only || only === 'memory') results.memory = await memoryBenchmark();
 if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark();
 if (!only || only === 'keepalive') results.keepalive = await keepaliveBenchmark();
+if (!only || only === 'claims') results.claims = await claimsBenchmark();
 
 function printWireguard(w) {
   console.log('wireguard planner (median ms; floor = reading and checking every node\'s annotations)');
@@ -35,6 +37,13 @@ if (json) {
     row('weft, kubernetes source, --max-semi-space-size=1', m.kubernetesFlagsMiB);
   }
   if (results.wireguard) printWireguard(results.wireguard);
+  if (results.claims) {
+    console.log('claim checks per view change (median ms, and x the floor: building the view itself)');
+    for (const c of results.claims) {
+      const cell = (x) => `${String(x.ms).padStart(7)} ms ${String(x.ratio).padStart(6)}x`;
+      console.log(`  ${String(c.nodes).padStart(5)} nodes, ${String(c.hostile).padStart(2)} hostile (${c.refused} refused): floor ${c.floorMs} ms; every check ${cell(c.cold)}; a node joins ${cell(c.joined)}; an annotation changes ${cell(c.annotated)}`);
+    }
+  }
   const ka = results.keepalive;
   if (ka) {
     console.log(`keepalive, ${ka.peers} peers probed every 10 s (new TCP connection each), ${ka.windowSeconds} s window: ${ka.probes} probes, ${ka.peersUp} peers up`);

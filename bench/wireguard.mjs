@@ -33,6 +33,7 @@ function cluster(n, perLocation) {
       'weft.io/wireguard-ip-since': '1000',
     },
     ready: true,
+    createdAt: i,
     location: perLocation ? `loc-${Math.floor(i / perLocation)}` : undefined,
   }));
   return nodes;

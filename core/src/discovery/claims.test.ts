@@ -152,3 +152,24 @@ function canonical(cidr: string): string {
   const start = Math.floor(value / size) * size;
   return `${[24, 16, 8, 0].map((s) => Math.floor(start / 2 ** s) % 256).join('.')}/${len}`;
 }
+
+describe('claims: a view change that claims nothing new', () => {
+  it('carries the last outcome over to the new nodes (their annotations, readiness), and checks again when a claim changes', () => {
+    const rules = claimRules(CoreConfigSchema.shape.cluster.parse({}));
+    const first = makeView({ selfName: 'n1', nodes: [node('n1'), node('n2'), node('a-evil', { podCIDRs: ['198.19.2.0/24', '198.19.77.0/24'], createdAt: 60_000 })], revision: 1 });
+    const v1 = vetClaims(first, rules);
+    // Only annotations and readiness changed: the same refusals, on the new node objects.
+    const second = makeView({ selfName: 'n1', nodes: first.nodes.map((n) => ({ ...n, ready: n.name !== 'n2', annotations: { 'weft.io/x': n.name } })), revision: 2 });
+    const v2 = vetClaims(second, rules, { source: first, vetted: v1 });
+    expect(v2).toEqual(vetClaims(second, rules));
+    expect(v2.claimProblems).toBe(v1.claimProblems);
+    expect(v2.nodes.find((n) => n.name === 'n2')).toBe(second.nodes.find((n) => n.name === 'n2'));
+    expect(v2.nodes.find((n) => n.name === 'a-evil')).toMatchObject({ podCIDRs: ['198.19.77.0/24'], annotations: { 'weft.io/x': 'a-evil' } });
+    expect(v2.nodes.find((n) => n.name === 'n2')?.ready).toBe(false);
+    // A claim changed (n2 gives its CIDR up): checked again, a-evil now keeps it.
+    const third = makeView({ selfName: 'n1', nodes: second.nodes.map((n) => (n.name === 'n2' ? { ...n, podCIDRs: ['198.19.22.0/24'] } : n)), revision: 3 });
+    const v3 = vetClaims(third, rules, { source: second, vetted: v2 });
+    expect(v3).toEqual(vetClaims(third, rules));
+    expect(pods(v3)['a-evil']).toBe('198.19.2.0/24 198.19.77.0/24');
+  });
+});

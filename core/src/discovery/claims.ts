@@ -15,7 +15,43 @@ export interface ClaimRules {
 }
 
 const cut = (text: string) => (text.length > 100 ? `${text.slice(0, 97)}...` : text);
-const end = (n: Network) => n.base + networkSize(n);
+
+/**
+ * Parsed addresses and networks by their text. Nodes keep their addresses and pod CIDRs across view changes, so
+ * each is parsed once, not once per change (parsing is most of the cost). Cleared when it grows past its cap.
+ */
+const CACHE_CAP = 200_000;
+const ipCache = new Map<string, { ip: string; family: Family; value: bigint } | null>();
+/** A network with its canonical text and the first address after it. */
+interface Parsed {
+  readonly net: Network;
+  readonly text: string;
+  readonly end: bigint;
+}
+const netCache = new Map<string, Parsed | null>();
+
+function parsedIP(text: string): { ip: string; family: Family; value: bigint } | null {
+  let hit = ipCache.get(text);
+  if (hit === undefined) {
+    const ip = canonicalIP(text);
+    const b = ip === undefined ? undefined : ipToBigInt(ip);
+    hit = ip === undefined || b === undefined ? null : { ip, family: b.family, value: b.value };
+    if (ipCache.size >= CACHE_CAP) ipCache.clear();
+    ipCache.set(text, hit);
+  }
+  return hit;
+}
+
+function parsedNet(text: string): Parsed | null {
+  let hit = netCache.get(text);
+  if (hit === undefined) {
+    const net = parseNetwork(text);
+    hit = net === undefined ? null : { net, text: formatNetwork(net), end: net.base + networkSize(net) };
+    if (netCache.size >= CACHE_CAP) netCache.clear();
+    netCache.set(text, hit);
+  }
+  return hit;
+}
 const compareBig = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** One pod CIDR claim on its way through the checks. */
@@ -23,10 +59,12 @@ interface PodClaim {
   readonly node: NodeInfo;
   readonly text: string;
   readonly net: Network;
+  /** The first address after the network. */
+  readonly end: bigint;
 }
 
 /** Sorted addresses of one family, for "does this network hold any node's address" by binary search. */
-function containsAny(sorted: readonly bigint[], net: Network): boolean {
+function containsAny(sorted: readonly bigint[], net: Network, end: bigint): boolean {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
@@ -34,7 +72,7 @@ function containsAny(sorted: readonly bigint[], net: Network): boolean {
     if ((sorted[mid] as bigint) < net.base) lo = mid + 1;
     else hi = mid;
   }
-  return lo < sorted.length && (sorted[lo] as bigint) < end(net);
+  return lo < sorted.length && (sorted[lo] as bigint) < end;
 }
 
 /**
@@ -50,12 +88,12 @@ function overlapGroups(claims: readonly PodClaim[]): PodClaim[][] {
   for (const c of sorted) {
     if (group.length > 0 && c.net.family === family && c.net.base < reach) {
       group.push(c);
-      if (end(c.net) > reach) reach = end(c.net);
+      if (c.end > reach) reach = c.end;
       continue;
     }
     if (group.length > 1) groups.push(group);
     group = [c];
-    reach = end(c.net);
+    reach = c.end;
     family = c.net.family;
   }
   if (group.length > 1) groups.push(group);
@@ -98,7 +136,8 @@ function decideOverlaps(group: readonly PodClaim[], refuse: (c: PodClaim, reason
  *   refused when it claims more than `maxPodCIDRsPerNode`. Between nodes whose pod CIDRs overlap, the older keeps
  *   it (equally old: neither does).
  */
-export function vetClaims(view: ClusterView, rules: ClaimRules): ClusterView {
+export function vetClaims(view: ClusterView, rules: ClaimRules, previous?: { readonly source: ClusterView; readonly vetted: ClusterView }): ClusterView {
+  if (previous && sameClaimsEverywhere(previous.source, view)) return carryOver(view, rules, previous);
   const problems: ClaimProblem[] = [];
   const problem = (node: string, field: ClaimProblem['field'], value: string, outcome: ClaimProblem['outcome'], reason: string) =>
     problems.push({ node, field, value: cut(value), outcome, reason });
@@ -121,38 +160,38 @@ export function vetClaims(view: ClusterView, rules: ClaimRules): ClusterView {
 
   // Addresses: canonical, and where two nodes claim one, said on both.
   const addresses = new Map<string, { internal: string[]; external: string[] }>();
-  const owners = new Map<string, string[]>();
+  const owners = new Map<string, { value: bigint; family: Family; names: string[] }>();
   for (const n of nodes) {
     const clean = (list: readonly string[]) =>
       list.flatMap((a) => {
-        const ip = canonicalIP(a);
-        if (ip === undefined) {
+        const parsed = parsedIP(a);
+        if (parsed === null) {
           problem(n.name, 'address', a, 'refused', 'not an IP address');
           return [];
         }
-        owners.set(ip, [...new Set([...(owners.get(ip) ?? []), n.name])]);
-        return [ip];
+        const held = owners.get(parsed.ip);
+        if (held === undefined) owners.set(parsed.ip, { value: parsed.value, family: parsed.family, names: [n.name] });
+        else if (!held.names.includes(n.name)) held.names.push(n.name);
+        return [parsed.ip];
       });
     addresses.set(n.name, { internal: [...new Set(clean(n.internalAddresses))], external: [...new Set(clean(n.externalAddresses))] });
   }
-  for (const [ip, names] of owners) {
+  const nodeAddresses: Record<Family, bigint[]> = { 4: [], 6: [] };
+  for (const [ip, { value, family, names }] of owners) {
+    nodeAddresses[family].push(value);
     if (names.length < 2) continue;
     for (const name of names) problem(name, 'address', ip, 'contested', `also claimed by ${names.filter((x) => x !== name).join(', ')}`);
-  }
-  const nodeAddresses: Record<Family, bigint[]> = { 4: [], 6: [] };
-  for (const ip of owners.keys()) {
-    const b = ipToBigInt(ip) as { family: Family; value: bigint };
-    nodeAddresses[b.family].push(b.value);
   }
   nodeAddresses[4].sort(compareBig);
   nodeAddresses[6].sort(compareBig);
 
   // Pod CIDRs: each against the plan and the nodes' addresses, then against each other by age.
   const plan = {
-    pod: rules.plan.podNetworks.map((c) => parseNetwork(c) as Network),
-    service: rules.plan.serviceNetworks.map((c) => parseNetwork(c) as Network),
-    underlay: rules.plan.underlayNetworks.map((c) => parseNetwork(c) as Network),
+    pod: rules.plan.podNetworks.map((c) => parsedNet(c) as Parsed),
+    service: rules.plan.serviceNetworks.map((c) => parsedNet(c) as Parsed),
+    underlay: rules.plan.underlayNetworks.map((c) => parsedNet(c) as Parsed),
   };
+  const overlaps = (a: Parsed, net: Network, end: bigint) => a.net.family === net.family && a.net.base < end && net.base < a.end;
   const claims: PodClaim[] = [];
   for (const n of nodes) {
     if (n.podCIDRs.length > rules.maxPodCIDRsPerNode) {
@@ -161,27 +200,27 @@ export function vetClaims(view: ClusterView, rules: ClaimRules): ClusterView {
     }
     const seen = new Set<string>();
     for (const text of n.podCIDRs) {
-      const net = parseNetwork(text);
-      if (!net) {
+      const parsed = parsedNet(text);
+      if (parsed === null) {
         problem(n.name, 'podCIDR', text, 'refused', 'not a CIDR');
         continue;
       }
-      const canonical = formatNetwork(net);
+      const { net, end } = parsed;
+      const canonical = parsed.text;
       if (seen.has(canonical)) continue;
       seen.add(canonical);
       const largest = net.family === 4 ? rules.largestPodCIDR.ipv4 : rules.largestPodCIDR.ipv6;
-      const inside = plan.pod.filter((p) => p.family === net.family);
-      const service = plan.service.find((s) => networksOverlap(s, net));
-      const underlay = plan.underlay.find((u) => networksOverlap(u, net));
+      const service = plan.service.find((x) => overlaps(x, net, end));
+      const underlay = plan.underlay.find((x) => overlaps(x, net, end));
       let reason: string | undefined;
       if (net.prefix < largest) reason = `bigger than a node may claim (cluster.largestPodCIDR: /${String(largest)})`;
-      else if (plan.pod.length > 0 && !inside.some((p) => p.prefix <= net.prefix && networksOverlap(p, net)))
+      else if (plan.pod.length > 0 && !plan.pod.some((x) => x.net.prefix <= net.prefix && overlaps(x, net, end)))
         reason = `outside the cluster's pod networks (${rules.plan.podNetworks.join(', ')})`;
-      else if (service) reason = `overlaps the service network ${formatNetwork(service)}`;
-      else if (underlay) reason = `overlaps the underlay network ${formatNetwork(underlay)}`;
-      else if (containsAny(nodeAddresses[net.family], net)) reason = "holds a node's own address";
+      else if (service) reason = `overlaps the service network ${service.text}`;
+      else if (underlay) reason = `overlaps the underlay network ${underlay.text}`;
+      else if (containsAny(nodeAddresses[net.family], net, end)) reason = "holds a node's own address";
       if (reason) problem(n.name, 'podCIDR', text, 'refused', reason);
-      else claims.push({ node: n, text: canonical, net });
+      else claims.push({ node: n, text: canonical, net, end });
     }
   }
   const refused = new Set<PodClaim>();
@@ -196,7 +235,7 @@ export function vetClaims(view: ClusterView, rules: ClaimRules): ClusterView {
   for (const c of claims) if (!refused.has(c)) podCIDRs.set(c.node.name, [...(podCIDRs.get(c.node.name) ?? []), c.text]);
 
   if (problems.length === 0 && nodes === view.nodes && nodes.every((n) => sameClaims(n, podCIDRs.get(n.name) ?? [], addresses.get(n.name)))) {
-    return view.addressPlan === rules.plan ? view : { ...view, addressPlan: rules.plan };
+    return view.addressPlan === rules.plan ? view : Object.freeze({ ...view, addressPlan: rules.plan });
   }
   const vetted = nodes.map((n) => {
     const a = addresses.get(n.name) as { internal: string[]; external: string[] };
@@ -212,10 +251,45 @@ export function vetClaims(view: ClusterView, rules: ClaimRules): ClusterView {
   });
 }
 
+const sameList = (x: readonly string[], y: readonly string[]) => x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
+
+/**
+ * Whether two source views make the same claims: the same nodes, equally old, with the same pod CIDRs and addresses.
+ * Most view changes are not claims (an annotation published, a node's readiness): then the checks need not run again.
+ */
+function sameClaimsEverywhere(a: ClusterView, b: ClusterView): boolean {
+  if (a.nodes.length !== b.nodes.length || a.self.name !== b.self.name) return false;
+  return a.nodes.every((x, i) => {
+    const y = b.nodes[i] as NodeInfo;
+    return x === y || (x.name === y.name && x.createdAt === y.createdAt && sameList(x.podCIDRs, y.podCIDRs) && sameList(x.internalAddresses, y.internalAddresses) && sameList(x.externalAddresses, y.externalAddresses));
+  });
+}
+
+/** The vetted view of a source view whose claims are those of `previous.source`: the same outcome, on the new nodes. */
+function carryOver(view: ClusterView, rules: ClaimRules, previous: { readonly source: ClusterView; readonly vetted: ClusterView }): ClusterView {
+  const before = new Map(previous.source.nodes.map((n) => [n.name, n]));
+  const after = new Map(previous.vetted.nodes.map((n) => [n.name, n]));
+  const nodes = view.nodes.flatMap((n) => {
+    const vetted = after.get(n.name);
+    if (vetted === undefined) return []; // left out (cluster.maxNodes)
+    if (vetted === before.get(n.name)) return [n];
+    return [Object.freeze({ ...n, podCIDRs: vetted.podCIDRs, internalAddresses: vetted.internalAddresses, externalAddresses: vetted.externalAddresses })];
+  });
+  if (nodes.length === view.nodes.length && nodes.every((n, i) => n === view.nodes[i]) && previous.vetted.claimProblems.length === 0) {
+    return view.addressPlan === rules.plan ? view : Object.freeze({ ...view, addressPlan: rules.plan });
+  }
+  return Object.freeze({
+    ...view,
+    self: nodes.find((n) => n.name === view.self.name) ?? view.self,
+    nodes: Object.freeze(nodes),
+    addressPlan: rules.plan,
+    claimProblems: previous.vetted.claimProblems,
+  });
+}
+
 /** Whether a node's claims came through unchanged (so that the same object can stand in the vetted view). */
 function sameClaims(n: NodeInfo, podCIDRs: readonly string[], a: { internal: string[]; external: string[] } | undefined): boolean {
-  const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return a !== undefined && same(n.podCIDRs, podCIDRs) && same(n.internalAddresses, a.internal) && same(n.externalAddresses, a.external);
+  return a !== undefined && sameList(n.podCIDRs, podCIDRs) && sameList(n.internalAddresses, a.internal) && sameList(n.externalAddresses, a.external);
 }
 
 /** The rules a core config declares (canonical CIDRs), made once per config so that vetting can be cached by identity. */
@@ -252,7 +326,7 @@ export class ClaimChecker {
   /** The view plugins see for this source view under these rules (the same object while neither changes). */
   view(source: ClusterView, rules: ClaimRules): ClusterView {
     if (this.last?.source === source && this.last.rules === rules) return this.last.vetted;
-    const vetted = vetClaims(source, rules);
+    const vetted = vetClaims(source, rules, this.last?.rules === rules ? this.last : undefined);
     this.last = { source, rules, vetted };
     const now = new Map(vetted.claimProblems.map((p) => [`${p.node}\0${p.field}\0${p.value}\0${p.outcome}\0${p.reason}`, p]));
     for (const [key, p] of now) if (!this.reported.has(key)) this.report.added(p);
