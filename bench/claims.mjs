@@ -1,9 +1,9 @@
 // The core's claim checks (core/src/discovery/claims.ts): what every view change costs an agent, beside the floor
 // in the same run — building the view itself (sorting and freezing the nodes), which every view change pays anyway.
 // Clusters of 1000 and 5000 nodes with one pod CIDR and two addresses each; honest, and with 1 % of the nodes
-// claiming another node's pod CIDR (so that the conflict rules run). Three cases per cluster: the first check (cold
-// caches after the first round), a change that claims something new (a node joins: every check runs again), and the common change that
-// claims nothing new (a node publishes an annotation: the last outcome carries over).
+// claiming another node's pod CIDR (so that the conflict rules run). Three cases per cluster: every check (parse
+// caches warm after the first round), a change that claims something new (a node joins: every check runs again),
+// and the common change that claims nothing new (a node publishes an annotation: the last outcome carries over).
 import { performance } from 'node:perf_hooks';
 import { claimRules, vetClaims } from '../core/dist/discovery/claims.js';
 import { makeView } from '../core/dist/discovery/view.js';
