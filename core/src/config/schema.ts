@@ -113,6 +113,7 @@ const ClusterSection = z
       .prefault({})
       .meta({ description: 'the shortest prefix a node may claim as its pod CIDR, per family' }),
     maxPodCIDRsPerNode: intInRange(1, 1024).default(8).meta({ description: 'a node claiming more pod CIDRs has none of them accepted' }),
+    maxAddressesPerNode: intInRange(1, 1024).default(16).meta({ description: 'a node claiming more addresses (internal and external) has none of them accepted' }),
     maxNodes: intInRange(1, 1_000_000).default(10_000).meta({ description: 'nodes in the view at most; beyond it the newest are left out' }),
   })
   .prefault({});

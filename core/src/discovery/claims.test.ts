@@ -132,6 +132,13 @@ describe('claims: addresses and the size of the view', () => {
     expect(v.nodes.map((n) => n.internalAddresses.join(' '))).toEqual(['192.0.2.1', '192.0.2.2', '192.0.2.2']);
   });
 
+  it('more addresses than cluster.maxAddressesPerNode: none of them is accepted', () => {
+    const many = Array.from({ length: 17 }, (_, i) => `192.0.2.${String(100 + i)}`);
+    const v = vet([node('n1'), node('n2', { externalAddresses: many })]);
+    expect(refused(v)).toEqual([`n2 ${['192.0.2.2', ...many].join(',').slice(0, 97)}...: 18 addresses, more than cluster.maxAddressesPerNode (16): none accepted`]);
+    expect(v.nodes.find((n) => n.name === 'n2')).toMatchObject({ internalAddresses: [], externalAddresses: [], podCIDRs: ['198.19.2.0/24'] });
+  });
+
   it('over cluster.maxNodes the newest are left out, never this node; nodes tied at the edge all go', () => {
     const nodes = [node('n1', { createdAt: 99_000 }), node('n2'), node('n3'), node('n4', { createdAt: 3000 }), node('n5')];
     const v = vet(nodes, { maxNodes: 3 });

@@ -11,6 +11,7 @@ export interface ClaimRules {
   /** The shortest prefix a node may claim as a pod CIDR, per family. */
   readonly largestPodCIDR: { readonly ipv4: number; readonly ipv6: number };
   readonly maxPodCIDRsPerNode: number;
+  readonly maxAddressesPerNode: number;
   readonly maxNodes: number;
 }
 
@@ -20,7 +21,7 @@ const cut = (text: string) => (text.length > 100 ? `${text.slice(0, 97)}...` : t
  * Parsed addresses and networks by their text. Nodes keep their addresses and pod CIDRs across view changes, so
  * each is parsed once, not once per change (parsing is most of the cost). Cleared when it grows past its cap.
  */
-const CACHE_CAP = 200_000;
+const CACHE_CAP = 50_000;
 const ipCache = new Map<string, { ip: string; family: Family; value: bigint } | null>();
 /** A network with its canonical text and the first address after it. */
 interface Parsed {
@@ -129,7 +130,8 @@ function decideOverlaps(group: readonly PodClaim[], refuse: (c: PodClaim, reason
  * pass, and `claimProblems` says what was refused, or kept against a rival, and why. Pure and deterministic.
  *
  * - Over `maxNodes`, the newest nodes are left out (this node never is).
- * - An address that is not one is refused. An address two nodes claim is reported on both and kept on both: an
+ * - An address that is not one is refused, and all of a node's when it claims more than `maxAddressesPerNode`.
+ *   An address two nodes claim is reported on both and kept on both: an
  *   address is where weft sends the claimant's own traffic, so a false claim reaches only the true owner.
  * - A pod CIDR is refused when it is not a network, is bigger than `largestPodCIDR`, lies outside the declared pod
  *   networks, overlaps a service or underlay network, or holds any node's address; all of a node's pod CIDRs are
@@ -162,6 +164,12 @@ export function vetClaims(view: ClusterView, rules: ClaimRules, previous?: { rea
   const addresses = new Map<string, { internal: string[]; external: string[] }>();
   const owners = new Map<string, { value: bigint; family: Family; names: string[] }>();
   for (const n of nodes) {
+    if (n.internalAddresses.length + n.externalAddresses.length > rules.maxAddressesPerNode) {
+      const all = [...n.internalAddresses, ...n.externalAddresses];
+      problem(n.name, 'address', all.join(','), 'refused', `${String(all.length)} addresses, more than cluster.maxAddressesPerNode (${String(rules.maxAddressesPerNode)}): none accepted`);
+      addresses.set(n.name, { internal: [], external: [] });
+      continue;
+    }
     const clean = (list: readonly string[]) =>
       list.flatMap((a) => {
         const parsed = parsedIP(a);
@@ -299,6 +307,7 @@ export function claimRules(cluster: {
   readonly underlayNetworks: readonly string[];
   readonly largestPodCIDR: { readonly ipv4: number; readonly ipv6: number };
   readonly maxPodCIDRsPerNode: number;
+  readonly maxAddressesPerNode: number;
   readonly maxNodes: number;
 }): ClaimRules {
   const canonical = (list: readonly string[]) => Object.freeze(list.map((c) => formatNetwork(parseNetwork(c) as Network)));
@@ -306,6 +315,7 @@ export function claimRules(cluster: {
     plan: Object.freeze({ podNetworks: canonical(cluster.podNetworks), serviceNetworks: canonical(cluster.serviceNetworks), underlayNetworks: canonical(cluster.underlayNetworks) }),
     largestPodCIDR: Object.freeze({ ...cluster.largestPodCIDR }),
     maxPodCIDRsPerNode: cluster.maxPodCIDRsPerNode,
+    maxAddressesPerNode: cluster.maxAddressesPerNode,
     maxNodes: cluster.maxNodes,
   });
 }
