@@ -27,10 +27,11 @@ describe('the scan of the code and the docs', () => {
       "spawn('nsenter', [`--net=${p}`, '--', process.execPath, BIN, 'run']);",
       "await execa(node, [bin, 'lab', 'exec', '--name', name, 'n1', '--', 'false']);",
       "map.has('key'); something.run('x');",
+      "await execa('taskset', ['--cpu-list', String(cpu), 'unshare', `--mount=${file}`, '--propagation', 'private', 'true']);",
       '// e.g. `weft lab exec n1 -- curl -s http://198.18.1.11:9471/readyz`',
     ].join('\n');
     expect(programsInCode(code, 'x.ts').map((u) => `${u.program}:${String(u.line)}:${u.kind}`).sort()).toEqual(
-      ['ip:1:code', 'wg:2:code', 'mount:3:code', 'ping:4:code', 'ip:5:code', 'nft:5:code', 'unshare:6:code', 'true:6:code', 'nsenter:7:code', 'false:8:code', 'curl:10:example'].sort(),
+      ['ip:1:code', 'wg:2:code', 'mount:3:code', 'ping:4:code', 'ip:5:code', 'nft:5:code', 'unshare:6:code', 'true:6:code', 'nsenter:7:code', 'false:8:code', 'taskset:10:code', 'unshare:10:code', 'true:10:code', 'curl:11:example'].sort(),
     );
   });
 

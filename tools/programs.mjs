@@ -50,6 +50,7 @@ export const PROGRAMS = Object.freeze({
   uname: { package: 'coreutils', groups: ['agent'] },
   nsenter: { package: 'util-linux', groups: ['agent', 'lab'] },
   unshare: { package: 'util-linux', groups: ['lab'] },
+  taskset: { package: 'util-linux', groups: ['lab'] },
   mount: { package: 'mount', groups: ['lab'] },
   umount: { package: 'mount', groups: ['lab'] },
   true: { package: 'coreutils', groups: ['lab'] },

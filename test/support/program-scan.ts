@@ -15,8 +15,8 @@ const CALL = /(?<![.\w])(?:execa|execaSync|spawn|spawnSync|execFile|execFileSync
 const LAB_EXEC = /(?<!this)\.exec\(\s*[^,()]+,\s*\[\s*'([^'\s]+)'/g;
 /** `ip netns exec NS prog …`. */
 const NETNS_EXEC = /'netns',\s*'exec',\s*[^,]+,\s*'([^'\s]+)'/g;
-/** `nsenter`/`unshare` with an argument vector: the command is its first element that is not an option. */
-const WRAPPER = /'(nsenter|unshare)',\s*\[([^\]]*)\]/g;
+/** `nsenter`/`unshare`/`taskset` with an argument vector: the command is its first element that is not an option. */
+const WRAPPER = /'(nsenter|unshare|taskset)',\s*\[([^\]]*)\]/g;
 /** `… '--', 'prog'` in an argument vector (`weft lab exec NODE -- prog`). */
 const AFTER_DASHES = /'--',\s*'([^'\s-][^'\s]*)'/g;
 /** `weft lab exec [--name N] NODE -- prog` written out, in text and hints (also built: `weft lab exec${named} …`). */
@@ -31,24 +31,37 @@ function inComment(text: string, index: number): boolean {
 }
 
 /**
- * The command of a wrapper's argument vector (the source text between its brackets): after options (`--mount=…`,
- * `--propagation private`: an option without `=` takes the next element as its value) and an optional `--`.
- * Undefined when that element is not a string literal (`process.execPath`).
+ * The commands of a wrapper's argument vector (the source text between its brackets): after options (`--mount=…`,
+ * `--propagation private`: an option without `=` takes the next element as its value) and an optional `--`; when
+ * that command wraps another (`taskset … unshare … true`), that one too. None when the element is not a string
+ * literal (`process.execPath`).
  */
-function wrappedCommand(vector: string): string | undefined {
+function wrappedCommands(vector: string): string[] {
   const elements = vector.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const found: string[] = [];
   for (let i = 0; i < elements.length; i++) {
     const literal = /^'([^']*)'$/.exec(elements[i] as string)?.[1];
     const option = literal ?? /^`(-[^`]*)`$/.exec(elements[i] as string)?.[1];
-    if (option === '--') return /^'([^']*)'$/.exec(elements[i + 1] ?? '')?.[1];
+    if (option === '--') {
+      const next = /^'([^']*)'$/.exec(elements[i + 1] ?? '')?.[1];
+      if (next === undefined) break;
+      found.push(next);
+      if (!WRAPPERS.has(next)) break;
+      i += 1;
+      continue;
+    }
     if (option?.startsWith('-')) {
       if (!option.includes('=')) i += 1;
       continue;
     }
-    return literal;
+    if (literal === undefined) break;
+    found.push(literal);
+    if (!WRAPPERS.has(literal)) break;
   }
-  return undefined;
+  return found;
 }
+
+const WRAPPERS = new Set(['nsenter', 'unshare', 'taskset']);
 
 /** The programs a TypeScript or JavaScript source runs, by the call shapes weft's code uses. */
 export function programsInCode(text: string, file: string): ProgramUse[] {
@@ -63,7 +76,7 @@ export function programsInCode(text: string, file: string): ProgramUse[] {
   for (const m of text.matchAll(LAB_EXEC_TEXT)) add(m[1], m.index, 'example');
   for (const m of text.matchAll(WRAPPER)) {
     add(m[1], m.index);
-    add(wrappedCommand(m[2] as string), m.index);
+    for (const command of wrappedCommands(m[2] as string)) add(command, m.index);
   }
   // Two shapes can match one call (`run('unshare', [...])`): one use per program and line.
   return uses.filter((u, i) => uses.findIndex((v) => v.program === u.program && v.line === u.line) === i);

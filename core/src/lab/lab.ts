@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { cpus as cpuList } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -300,7 +301,7 @@ export class Lab {
     );
     const total = this.topology.nodes.length;
     const problems = nodes.flatMap((n) => {
-      if (n.agent === 'dead') return [`${n.name}: agent is not running (weft lab logs ${n.name})`];
+      if (n.agent === 'dead') return [`${n.name}: agent is not running (weft lab logs ${n.name})${lastWords(join(this.dir, n.name, 'agent.log'))}`];
       const p: string[] = [];
       if (!n.ready) p.push(`${n.name}: agent not ready (/readyz)`);
       if (n.nodesSeen !== total) p.push(`${n.name}: sees ${String(n.nodesSeen ?? 0)} of ${String(total)} nodes`);
@@ -517,17 +518,22 @@ async function run(cmd: string, args: string[], input?: string): Promise<void> {
  * A new mount namespace, bound to `file` (`unshare --mount=FILE`). The kernel refuses (EINVAL) to bind a mount
  * namespace whose id is not above the caller's, against loops; Linux 6.18 hands ids out in per-CPU batches, so inside
  * a mount namespace other than the host's (a container, tools/fresh-machine.sh) one made on another CPU can get a
- * smaller id — seen here: every bind from CPU 0 refused, every one from CPU 1 accepted. Each retry makes a new
- * namespace with a new id; more than two tries were never needed.
+ * smaller id — seen here: every bind from CPU 0 refused, every one from CPU 1 accepted, and under load 20 unpinned
+ * tries in a row all refused. So each try runs on the next CPU (`taskset`), a new namespace with a new id each time.
  */
+const cpuCount = () => cpuList().length;
+
 async function bindMountNamespace(file: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const r = await execa('unshare', [`--mount=${file}`, '--propagation', 'private', 'true'], { reject: false, timeout: 30_000 });
+  const cpus = Math.max(1, cpuCount());
+  let last = '';
+  for (let attempt = 0; attempt < 3 * cpus; attempt++) {
+    const r = await execa('taskset', ['--cpu-list', String(attempt % cpus), 'unshare', `--mount=${file}`, '--propagation', 'private', 'true'], { reject: false, timeout: 30_000 });
     if (r.exitCode === 0) return;
-    if (attempt >= 20 || !r.stderr.includes('Invalid argument')) {
-      throw new Error(`unshare --mount=${file} failed (exit ${String(r.exitCode)}, attempt ${String(attempt)}): ${r.stderr.trim() || r.shortMessage}`);
-    }
+    last = r.stderr.trim() || (r.shortMessage ?? 'failed');
+    // Invalid argument: the loop check above, or a CPU this process may not use; either way the next CPU may do.
+    if (!last.includes('Invalid argument')) break;
   }
+  throw new Error(`unshare --mount=${file} failed on every CPU: ${last}`);
 }
 
 /** The programs the lab runs itself, with the Debian package of each (the agents need theirs: `weft doctor`). */
@@ -536,6 +542,7 @@ export const LAB_TOOLS: readonly (readonly [string, string])[] = [
   ['nft', 'nftables'],
   ['nsenter', 'util-linux'],
   ['unshare', 'util-linux'],
+  ['taskset', 'util-linux'],
   ['mount', 'mount'],
   ['umount', 'mount'],
   ['sysctl', 'procps'],
@@ -549,6 +556,25 @@ async function requireTools(): Promise<void> {
     if ((await which(tool)) === undefined) missing.push(`${tool} (apt-get install ${pkg})`);
   }
   if (missing.length > 0) throw new Error(`weft lab needs ${missing.join(', ')}`);
+}
+
+/** The last line a dead agent wrote (its message, when it is a JSON log line), as `: …`; '' when there is none. */
+function lastWords(log: string): string {
+  let text: string;
+  try {
+    const all = readFileSync(log, 'utf8');
+    text = all.slice(-4096);
+  } catch {
+    return '';
+  }
+  const line = text.split('\n').filter((l) => l.trim() !== '').at(-1);
+  if (line === undefined) return '';
+  try {
+    const j = JSON.parse(line) as { msg?: unknown; err?: unknown };
+    return `: ${typeof j.msg === 'string' ? j.msg : ''}${j.err === undefined ? '' : ` (${typeof j.err === 'string' ? j.err : JSON.stringify(j.err)})`}`.slice(0, 400);
+  } catch {
+    return `: ${line.slice(0, 400)}`;
+  }
 }
 
 /** GET over the agent's Unix socket: status 0 when it does not answer. */
