@@ -558,23 +558,27 @@ async function requireTools(): Promise<void> {
   if (missing.length > 0) throw new Error(`weft lab needs ${missing.join(', ')}`);
 }
 
-/** The last line a dead agent wrote (its message, when it is a JSON log line), as `: …`; '' when there is none. */
+/**
+ * Why an agent died, as `: …`, when its log says: the last line of its last run that is not an ordinary log line
+ * (what the command printed on its way out, a crash) or a fatal one. '' when there is none (it was killed).
+ */
 function lastWords(log: string): string {
   let text: string;
   try {
-    const all = readFileSync(log, 'utf8');
-    text = all.slice(-4096);
+    text = readFileSync(log, 'utf8').slice(-16_384);
   } catch {
     return '';
   }
-  const line = text.split('\n').filter((l) => l.trim() !== '').at(-1);
-  if (line === undefined) return '';
-  try {
-    const j = JSON.parse(line) as { msg?: unknown; err?: unknown };
-    return `: ${typeof j.msg === 'string' ? j.msg : ''}${j.err === undefined ? '' : ` (${typeof j.err === 'string' ? j.err : JSON.stringify(j.err)})`}`.slice(0, 400);
-  } catch {
-    return `: ${line.slice(0, 400)}`;
-  }
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const run = lines.slice(lines.findLastIndex((l) => l.includes('"msg":"weft starting"')) + 1);
+  const words = run.findLast((l) => {
+    try {
+      return ((JSON.parse(l) as { level?: unknown }).level as number) >= 60;
+    } catch {
+      return true;
+    }
+  });
+  return words === undefined ? '' : `: ${words.slice(0, 400)}`;
 }
 
 /** GET over the agent's Unix socket: status 0 when it does not answer. */
