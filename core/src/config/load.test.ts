@@ -89,6 +89,14 @@ describe('config errors name file, line, column, key path and what was expected'
     expect(await problems(text, env)).toEqual(expected);
   });
 
+  it('an alias bomb, or nesting past 64 levels, is refused with its position before it is expanded', async () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i <= 110; i++) bomb.push(`b${String(i)}: &b${String(i)} [*${i === 1 ? 'a' : `b${String(i - 1)}`}, *${i === 1 ? 'a' : `b${String(i - 1)}`}]`);
+    expect(await problems(bomb.join('\n'))).toEqual(['weft.yaml:52:12: more than 100 aliases (*name); refused, as an alias can stand for a whole tree']);
+    const deep = `log: ${'['.repeat(70)}${']'.repeat(70)}`;
+    expect(await problems(deep)).toEqual(['weft.yaml:1:69: nested deeper than 64 levels']);
+  });
+
   it('reports every problem of a file at once, in file order', async () => {
     const out = await problems(y('log:', '  level: loud', 'http:', '  listen: x', '  extra: 1'));
     expect(out).toEqual([

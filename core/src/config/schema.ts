@@ -70,6 +70,9 @@ const DirectorySection = z
     path: z.string().min(1).default('/var/lib/weft/nodes').meta({ description: 'the folder of node documents, shared by every agent' }),
     rescan: duration({ min: 100 }).prefault('10s').meta({ description: 'read the folder at least this often, in case a change event was missed' }),
     self: SelfDoc.prefault({}).meta({ description: "this node's document: addresses, pod CIDRs, labels (and services for the tunnel plugins)" }),
+    maxDocumentBytes: intInRange(1024, 64 * 1024 * 1024).default(256 * 1024).meta({ description: 'a node document bigger than this is not read' }),
+    maxAliases: intInRange(0, 10_000).default(16).meta({ description: 'YAML aliases (*name) a node document may hold' }),
+    maxDepth: intInRange(2, 1000).default(16).meta({ description: 'how deep maps and sequences may nest in a node document' }),
   })
   .prefault({});
 export type DirectorySettings = z.output<typeof DirectorySection>;

@@ -1,4 +1,4 @@
-import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments, parse as parseYaml, Scalar, visit } from 'yaml';
+import { type Document, isAlias, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseAllDocuments, parse as parseYaml, Scalar, visit } from 'yaml';
 
 /** One thing wrong with a config file, located as precisely as the file allows. */
 export interface ConfigProblem {
@@ -25,6 +25,17 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** How much structure a YAML file may have: a file past these is refused with its position, before it is read as data. */
+export interface YamlLimits {
+  /** Aliases (`*name`) in the file; each can stand for a whole subtree, and a few can stand for billions of nodes. */
+  readonly maxAliases: number;
+  /** Nesting of maps and sequences. */
+  readonly maxDepth: number;
+}
+
+/** Ample for any weft config: an alias or two, a dozen levels. */
+export const CONFIG_LIMITS: YamlLimits = { maxAliases: 100, maxDepth: 64 };
+
 /** A parsed YAML file that can say where any key path sits in it. */
 export class YamlSource {
   private constructor(
@@ -34,10 +45,12 @@ export class YamlSource {
   ) {}
 
   /**
-   * Parses `text`; on syntax errors returns them as problems. Environment references in values are expanded
-   * (see {@link expandEnv}) unless `env` is null; problems with those are returned too.
+   * Parses `text`; on syntax errors returns them as problems, and so a file with more aliases or deeper nesting
+   * than `limits` allow (the parser's own guard against runaway recursion is a syntax error too). Environment
+   * references in values are expanded (see {@link expandEnv}) unless `env` is null; problems with those are
+   * returned too.
    */
-  static parse(file: string, text: string, env: NodeJS.ProcessEnv | null): { source: YamlSource } | { problems: ConfigProblem[] } {
+  static parse(file: string, text: string, env: NodeJS.ProcessEnv | null, limits: YamlLimits = CONFIG_LIMITS): { source: YamlSource } | { problems: ConfigProblem[] } {
     const lines = new LineCounter();
     const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
     const list = Array.isArray(docs) ? docs : [];
@@ -56,6 +69,11 @@ export class YamlSource {
           return { file, line: pos.line, col: pos.col, path: '', message: `YAML syntax: ${firstLine(e.message)}` };
         }),
       };
+    }
+    const over = structureProblem(doc, limits);
+    if (over) {
+      const pos = lines.linePos(over.offset);
+      return { problems: [{ file, line: pos.line, col: pos.col, path: '', message: over.message }] };
     }
     const source = new YamlSource(file, doc, lines);
     // `null`: a data file (a node document), where `${…}` is text like any other.
@@ -128,6 +146,33 @@ export class YamlSource {
     });
     return problems;
   }
+}
+
+/**
+ * The first way the document exceeds `limits`, with where: walked with an explicit stack, so that a deep document
+ * cannot exhaust the call stack here.
+ */
+function structureProblem(doc: Document.Parsed, limits: YamlLimits): { offset: number; message: string } | undefined {
+  let aliases = 0;
+  const stack: { node: unknown; depth: number }[] = [{ node: doc.contents, depth: 0 }];
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop() as { node: unknown; depth: number };
+    if (isAlias(node)) {
+      aliases += 1;
+      if (aliases > limits.maxAliases) return { offset: node.range?.[0] ?? 0, message: `more than ${String(limits.maxAliases)} aliases (*name); refused, as an alias can stand for a whole tree` };
+      continue;
+    }
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth + 1 > limits.maxDepth) return { offset: node.range?.[0] ?? 0, message: `nested deeper than ${String(limits.maxDepth)} levels` };
+    // Pushed last item first, so that the walk goes in document order (the problem is where a reader meets it).
+    for (const item of [...node.items].reverse()) {
+      if (isPair(item)) {
+        stack.push({ node: item.value, depth: depth + 1 });
+        stack.push({ node: item.key, depth: depth + 1 });
+      } else stack.push({ node: item, depth: depth + 1 });
+    }
+  }
+  return undefined;
 }
 
 function pathOf(path: readonly unknown[]): string {

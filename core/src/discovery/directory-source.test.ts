@@ -1,4 +1,4 @@
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -110,6 +110,41 @@ describe('DirectoryNodeSource', () => {
     await writeFile(join(dir, 'a-new.yaml'), 'name: a-new\n');
     const c = await agent('n1', {}, { firstSeenFile });
     expect(c.source.current().nodes.find((n) => n.name === 'a-new')?.createdAt).toBeGreaterThan(newAge);
+  });
+
+  it('hostile documents (an alias bomb, deep nesting, a huge file, a directory) are each skipped with where; the scan goes on', async () => {
+    const a = await agent('n1');
+    const bomb = ['name: bomb', 'labels:', '  a: &a x'];
+    for (let i = 0; i < 20; i++) bomb.push(`  b${String(i)}: *a`);
+    await writeFile(join(dir, 'bomb.yaml'), `${bomb.join('\n')}\n`);
+    await writeFile(join(dir, 'deep.yaml'), `name: deep\nlabels: ${'{a: '.repeat(20)}x${'}'.repeat(20)}\n`);
+    await writeFile(join(dir, 'huge.yaml'), `name: huge\nlabels: { a: "${'x'.repeat(300 * 1024)}" }\n`);
+    await mkdir(join(dir, 'dir.yaml'));
+    await writeFile(join(dir, 'n5.yaml'), 'name: n5\n');
+    await until('n5 seen', () => names(a.source).includes('n5'));
+    expect(names(a.source)).toEqual(['n1', 'n5']);
+    const said = (file: string) => a.logs.filter((l) => l.msg === `skipping malformed node document ${file}; the node is left out`).map((l) => l.problems);
+    expect(said('bomb.yaml')).toEqual([[`${join(dir, 'bomb.yaml')}:20:8: more than 16 aliases (*name); refused, as an alias can stand for a whole tree`]]);
+    expect(said('deep.yaml')).toEqual([[`${join(dir, 'deep.yaml')}:2:69: nested deeper than 16 levels`]]);
+    expect(said('huge.yaml')).toEqual([[`${join(dir, 'huge.yaml')}: ${String((await stat(join(dir, 'huge.yaml'))).size)} bytes, more than discovery.directory.maxDocumentBytes (262144)`]]);
+    expect(said('dir.yaml')).toEqual([[`${join(dir, 'dir.yaml')}: not a regular file`]]);
+  });
+
+  it('reads a document again only when it changed: a bad one is said once per version', async () => {
+    const a = await agent('n1', {}, { rescan: '100ms' });
+    // Written as agents write theirs (temp file + rename): a reader never sees half a version.
+    const put = async (text: string) => {
+      await writeFile(join(dir, '.n3.tmp'), text);
+      await rename(join(dir, '.n3.tmp'), join(dir, 'n3.yaml'));
+    };
+    await put('name: n3\ninternalAddresses: [nope]\n');
+    await new Promise((r) => setTimeout(r, 600)); // several rescans
+    const said = () => a.logs.filter((l) => l.msg === 'skipping malformed node document n3.yaml; the node is left out').length;
+    expect(said()).toBe(1);
+    await put('name: n3\ninternalAddresses: [still-nope]\n');
+    await until('the new version said', () => said() === 2);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(said()).toBe(2);
   });
 
   it('stays consistent with several agents writing at once', async () => {

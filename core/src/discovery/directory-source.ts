@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { watch as watchFs, type FSWatcher } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, ServiceInfo, Watchable } from '../api/cluster.js';
@@ -26,7 +26,11 @@ export class DirectoryNodeSource implements NodeSource {
   /** When this agent first saw each node (ms): the node's age, since a document's own word cannot date it. */
   private firstSeen = new Map<string, number>();
   private firstSeenSaving: Promise<void> = Promise.resolve();
-  private readonly reported = new Map<string, string>();
+  /**
+   * Per file, what its last read found, by the file's identity (inode, size, mtime): a file that did not change is
+   * not read or parsed again, and a bad one is reported once. Only that key is kept, never a bad file's text.
+   */
+  private readonly read = new Map<string, { key: string; doc: NodeDocument | undefined }>();
   private ownAnnotations: Record<string, string> = {};
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
@@ -163,7 +167,8 @@ export class DirectoryNodeSource implements NodeSource {
     const target = join(this.settings.path, `${this.selfName}.yaml`);
     const temp = join(this.settings.path, `.${this.selfName}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      await writeFile(temp, stringify(this.ownDocument()), { mode: 0o644 });
+      // No anchors and aliases: the readers refuse documents with many (an alias bomb), and need none.
+      await writeFile(temp, stringify(this.ownDocument(), { aliasDuplicateObjects: false }), { mode: 0o644 });
       await rename(temp, target);
     } catch (err) {
       await rm(temp, { force: true });
@@ -198,6 +203,7 @@ export class DirectoryNodeSource implements NodeSource {
     const files = (await readdir(this.settings.path)).filter((f) => f.endsWith('.yaml') && !f.startsWith('.'));
     const present = new Set(files);
     for (const file of [...this.good.keys()]) if (!present.has(file)) this.good.delete(file);
+    for (const file of [...this.read.keys()]) if (!present.has(file)) this.read.delete(file);
     for (const file of files) {
       const doc = await this.readDocument(file);
       if (doc) this.good.set(file, doc);
@@ -209,25 +215,41 @@ export class DirectoryNodeSource implements NodeSource {
     this.onChange?.(next);
   }
 
-  /** Reads and validates one document; logs (once per content) and returns undefined when it is malformed. */
+  /**
+   * Reads and validates one document, unless it has not changed since the last read. A document over
+   * `maxDocumentBytes`, over the YAML limits or malformed is logged (once per version) and the node keeps its last
+   * good version (or is left out); nothing in one document can stop the others from being read.
+   */
   private async readDocument(file: string): Promise<NodeDocument | undefined> {
     const path = join(this.settings.path, file);
-    let text: string;
+    let info;
     try {
-      text = await readFile(path, 'utf8');
+      info = await stat(path);
     } catch {
       return undefined; // removed between readdir and read
     }
-    const problems = documentProblems(path, file, text);
-    if ('doc' in problems) {
-      this.reported.delete(file);
-      return problems.doc;
+    const key = `${String(info.ino)}:${String(info.size)}:${String(info.mtimeMs)}`;
+    const last = this.read.get(file);
+    if (last?.key === key) return last.doc ?? this.good.get(file);
+    let messages: string[];
+    let doc: NodeDocument | undefined;
+    const max = this.settings.maxDocumentBytes;
+    if (!info.isFile()) messages = [`${path}: not a regular file`];
+    else if (info.size > max) messages = [`${path}: ${String(info.size)} bytes, more than discovery.directory.maxDocumentBytes (${String(max)})`];
+    else {
+      try {
+        const text = await readFile(path, 'utf8');
+        const checked = Buffer.byteLength(text) > max ? { messages: [`${path}: more than discovery.directory.maxDocumentBytes (${String(max)}) bytes`] } : documentProblems(path, file, text, this.settings);
+        if ('doc' in checked) doc = checked.doc;
+        messages = 'messages' in checked ? checked.messages : [];
+      } catch (err) {
+        messages = [`${path}: ${describeError(err)}`];
+      }
     }
-    if (this.reported.get(file) !== text) {
-      this.reported.set(file, text);
-      const kept = this.good.has(file) ? '; its last good version stays' : '; the node is left out';
-      this.logger.warn({ file: path, problems: problems.messages }, `skipping malformed node document ${file}${kept}`);
-    }
+    this.read.set(file, { key, doc });
+    if (doc) return doc;
+    const kept = this.good.has(file) ? '; its last good version stays' : '; the node is left out';
+    this.logger.warn({ file: path, problems: messages }, `skipping malformed node document ${file}${kept}`);
     return this.good.get(file);
   }
 
@@ -269,8 +291,8 @@ export class DirectoryNodeSource implements NodeSource {
 }
 
 /** Validates a node document; the name inside must match the file name. */
-export function documentProblems(path: string, file: string, text: string): { doc: NodeDocument } | { messages: string[] } {
-  const parsed = YamlSource.parse(path, text, null);
+export function documentProblems(path: string, file: string, text: string, limits: { readonly maxAliases: number; readonly maxDepth: number }): { doc: NodeDocument } | { messages: string[] } {
+  const parsed = YamlSource.parse(path, text, null, limits);
   if ('problems' in parsed) return { messages: parsed.problems.map(formatProblem) };
   const result = NodeDocument.safeParse(parsed.source.toJS(), { reportInput: true, error: formatIssue });
   if (!result.success) return { messages: new ConfigError(issuesToProblems(parsed.source, [], result.error.issues)).problems.map(formatProblem) };
