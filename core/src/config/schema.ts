@@ -189,6 +189,19 @@ const HttpSection = z
       .nullable()
       .default(null)
       .meta({ description: 'also serve the same routes on this Unix socket (mode 0600); null: none' }),
+    limits: z
+      .strictObject({
+        connections: intInRange(1, 100_000)
+          .default(64)
+          .meta({ description: 'open TCP connections at once; more are closed as they arrive (the Unix socket has no limit)' }),
+        requestsPerSecond: intInRange(1, 1_000_000).default(20).meta({ description: 'requests a second from one client address; beyond: 429' }),
+        burst: intInRange(1, 1_000_000).default(100).meta({ description: 'requests one client address may make at once after a quiet spell' }),
+        totalRequestsPerSecond: intInRange(1, 1_000_000)
+          .default(100)
+          .meta({ description: 'requests a second from every client together; beyond: 429, so the reconcile loop keeps its pace under a flood' }),
+      })
+      .prefault({})
+      .meta({ description: 'what the TCP listener serves at most (the root-only Unix socket is not limited)' }),
   })
   .prefault({});
 

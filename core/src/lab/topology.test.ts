@@ -118,7 +118,7 @@ describe('lab files', () => {
     expect(config.core.discovery.source).toBe('directory');
     expect(config.core.discovery.directory).toMatchObject({ path: '/run/weft-lab/lab/nodes', rescan: 2000, self: { internalAddresses: ['198.18.1.12'], podCIDRs: ['198.19.2.0/24'], labels: { 'topology.kubernetes.io/region': 'loc1' } } });
     expect(config.core.reconcile.resync).toBe(5000);
-    expect(config.core.http).toEqual({ listen: '0.0.0.0:9471', socket: '/run/weft-lab/lab/n2/http.sock' });
+    expect(config.core.http).toMatchObject({ listen: '0.0.0.0:9471', socket: '/run/weft-lab/lab/n2/http.sock' });
     expect(config.plugins.map((p) => p.name)).toEqual(Object.keys(labPluginDefaults()));
     const custom = nodeConfigText(t, '/run/weft-lab/lab', n2, { reconcile: { resync: '1m' }, log: { level: 'debug' }, plugins: {} });
     const c2 = await loadConfigText(custom, 'x.yaml', { env: {} });

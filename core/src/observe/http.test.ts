@@ -209,3 +209,80 @@ describe('HttpServer.listen', () => {
     }
   });
 });
+
+describe('HTTP limits', () => {
+  const quiet = async () => {
+    const { createLogger } = await import('./logger.js');
+    const { Writable } = await import('node:stream');
+    return createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, done) => done() }));
+  };
+
+  it("answers 429 beyond a client's rate and counts it; the Unix socket is not limited", async () => {
+    const { HttpServer } = await import('./http.js');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { httpGet } = await import('./http-get.js');
+    const join = (...parts: string[]) => path.join(...parts);
+    const refused: string[] = [];
+    let renders = 0;
+    const server = new HttpServer({
+      logger: await quiet(),
+      metrics: async () => {
+        renders++;
+        await new Promise((r) => setTimeout(r, 50));
+        return { contentType: 'text/plain', body: 'm 1\n' };
+      },
+      readiness: () => ({ ready: true, checks: {} }),
+      refused: (reason) => refused.push(reason),
+    });
+    server.setLimits({ connections: 64, perClient: 1, burst: 5, total: 1000 });
+    const dir = await mkdtemp(join(tmpdir(), 'weft-limits-'));
+    try {
+      const { port } = await server.listen('127.0.0.1', 0);
+      const statuses = await Promise.all(Array.from({ length: 8 }, () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.status)));
+      expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(3);
+      expect(refused).toEqual(['client-rate', 'client-rate', 'client-rate']);
+      // The five served shared renderings: fewer renders than requests (they arrived together).
+      expect(renders).toBeLessThan(5);
+      const refusedReply = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect([refusedReply.status, refusedReply.headers.get('retry-after')]).toEqual([429, '1']);
+      await server.listenSocket(join(dir, 'http.sock'));
+      for (let i = 0; i < 20; i++) expect((await httpGet({ socket: join(dir, 'http.sock') }, '/healthz', 2000)).status).toBe(200);
+    } finally {
+      await server.close();
+      await server.closeSocket();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes connections beyond the limit as they arrive, and counts them', async () => {
+    const { HttpServer } = await import('./http.js');
+    const net = await import('node:net');
+    type Socket = InstanceType<typeof net.Socket>;
+    const refused: string[] = [];
+    const server = new HttpServer({ logger: await quiet(), metrics: async () => ({ contentType: 'text/plain', body: '' }), readiness: () => ({ ready: true, checks: {} }), refused: (r) => refused.push(r) });
+    server.setLimits({ connections: 2, perClient: 100, burst: 100, total: 100 });
+    const { port } = await server.listen('127.0.0.1', 0);
+    const open = (): Promise<{ socket: Socket; closed: Promise<void> }> =>
+      new Promise((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => resolve({ socket, closed: new Promise((r) => socket.on('close', () => r())) }));
+        socket.on('error', reject);
+      });
+    const held = [await open(), await open()];
+    try {
+      const third = await open();
+      await third.closed; // the server closed it without a word
+      await new Promise((r) => setTimeout(r, 20));
+      expect(refused).toEqual(['connections']);
+      held[0]?.socket.destroy();
+      await held[0]?.closed;
+      await new Promise((r) => setTimeout(r, 20));
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    } finally {
+      for (const h of held) h.socket.destroy();
+      await server.close();
+    }
+  });
+});

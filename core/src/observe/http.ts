@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { describeError, WeftError } from '../api/errors.js';
 import type { HttpHandler, HttpReply, HttpRequest, PluginHttp } from '../api/services.js';
+import { RateLimiter, type RateLimits } from './rate-limit.js';
 
 const MAX_BODY = 1 << 20;
 
@@ -37,7 +38,21 @@ export interface HttpServerDeps {
   readonly readiness: () => Readiness;
   /** What `/claims` reports: the address plan and what the core refused of the nodes' claims. */
   readonly claims?: () => unknown;
+  /** Told of every connection or request the limits refused. */
+  readonly refused?: (reason: HttpRefusal) => void;
 }
+
+/** Why the server turned a client away: too many connections, the client's request rate, or everyone's. */
+export type HttpRefusal = 'connections' | 'client-rate' | 'total-rate';
+
+/** What the TCP listener serves at most; the Unix socket (mode 0600, root only) is not limited. */
+export interface HttpLimits extends RateLimits {
+  /** Open TCP connections at once. */
+  readonly connections: number;
+}
+
+/** The limits when none are given (the config's defaults). */
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { connections: 64, perClient: 20, burst: 100, total: 100 };
 
 interface Route {
   readonly plugin: string;
@@ -52,8 +67,20 @@ export class HttpServer {
   private server: Server | undefined;
   private socketServer: { server: Server; path: string } | undefined;
   private readonly routes = new Map<string, Route>();
+  private limits: HttpLimits = DEFAULT_HTTP_LIMITS;
+  private rate = new RateLimiter(DEFAULT_HTTP_LIMITS);
+  /** The `/metrics` rendering in progress: requests that arrive meanwhile share it. */
+  private rendering: Promise<{ contentType: string; body: string }> | undefined;
 
   constructor(private readonly deps: HttpServerDeps) {}
+
+  /** Sets the limits of the TCP listener; takes effect at once (the request-rate history starts again). */
+  setLimits(limits: HttpLimits): void {
+    if (JSON.stringify(limits) === JSON.stringify(this.limits)) return;
+    this.limits = limits;
+    this.rate = new RateLimiter(limits);
+    if (this.server) this.server.maxConnections = limits.connections;
+  }
 
   /** The route registrar a plugin gets; `clear()` removes all of that plugin's routes. */
   forPlugin(plugin: string): PluginHttp & { clear(): void } {
@@ -80,7 +107,7 @@ export class HttpServer {
    * address (in use) leaves the server where it was.
    */
   async listen(host: string, port: number): Promise<{ host: string; port: number }> {
-    const server = this.create();
+    const server = this.create(true);
     await bind(server, { host, port });
     await this.close();
     this.server = server;
@@ -99,7 +126,7 @@ export class HttpServer {
     const existing = await lstat(path).catch(() => undefined);
     if (existing && !existing.isSocket()) throw new Error(`${path} exists and is not a socket`);
     if (existing) await unlink(path);
-    const server = this.create();
+    const server = this.create(false);
     await bind(server, { path });
     await chmod(path, 0o600);
     this.socketServer = { server, path };
@@ -125,18 +152,40 @@ export class HttpServer {
     if (s) await shut(s.server); // the server unlinks its socket file
   }
 
-  private create(): Server {
+  private create(limited: boolean): Server {
     const server = createServer((req, res) => {
+      if (limited) {
+        const verdict = this.rate.admit(req.socket.remoteAddress ?? '?');
+        if (verdict !== 'ok') {
+          this.deps.refused?.(verdict === 'client' ? 'client-rate' : 'total-rate');
+          // Cheap on purpose: no URL parsing, no body read; the connection may be kept for the next try.
+          const body = verdict === 'client' ? '{"error":"too many requests from this address"}\n' : '{"error":"too many requests"}\n';
+          res.writeHead(429, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': body.length, 'Retry-After': '1' }).end(body);
+          return;
+        }
+      }
       this.handle(req, res).catch((err: unknown) => {
         this.deps.logger.error({ err: describeError(err) }, 'http handler failed');
         if (!res.headersSent) send(res, 500, { json: { error: 'internal error' } });
         else res.destroy();
       });
     });
+    if (limited) {
+      server.maxConnections = this.limits.connections;
+      server.on('drop', () => this.deps.refused?.('connections'));
+    }
     server.keepAliveTimeout = 5_000;
-    server.headersTimeout = 10_000;
+    server.headersTimeout = 5_000;
     server.requestTimeout = 30_000;
     return server;
+  }
+
+  /** One `/metrics` rendering for every request that arrives while it runs. */
+  private metrics(): Promise<{ contentType: string; body: string }> {
+    this.rendering ??= this.deps.metrics().finally(() => {
+      this.rendering = undefined;
+    });
+    return this.rendering;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -151,7 +200,7 @@ export class HttpServer {
     }
     if (path === '/claims' && this.deps.claims) return send(res, 200, { json: this.deps.claims() });
     if (path === '/metrics') {
-      const { contentType, body } = await this.deps.metrics();
+      const { contentType, body } = await this.metrics();
       return send(res, 200, { body, contentType });
     }
     if (path === '/api' || path === '/api/') {

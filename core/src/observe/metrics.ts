@@ -25,6 +25,7 @@ export interface CoreMetrics {
   readonly discoveryEvents: Counter<'resource' | 'type'>;
   readonly discoveryNodes: Gauge;
   readonly claimsRefused: Gauge<'node' | 'field'>;
+  readonly httpRefused: Counter<'reason'>;
 }
 
 type AnyConfig = { name: string; help: string; labelNames?: readonly string[] };
@@ -89,6 +90,12 @@ export class MetricsHub {
         name: 'weft_claims_refused',
         help: "Claims of a node the core refused (pod CIDRs, addresses, its place in the view), by node and field",
         labelNames: ['node', 'field'],
+        registers,
+      }),
+      httpRefused: new Counter({
+        name: 'weft_http_refused_total',
+        help: "Connections and requests the agent's HTTP limits turned away, by reason (connections, client-rate, total-rate)",
+        labelNames: ['reason'],
         registers,
       }),
       buildInfo: new Gauge({ name: 'weft_build_info', help: 'Always 1; labels say the weft and Node versions', labelNames: ['version', 'node'], registers }),

@@ -186,7 +186,7 @@ describe('Agent', () => {
       await t.waitForReconcile('a');
       const base = t.agent.currentConfig;
       const next = await buildTestConfig({ plugins: [recorder('b', events)] });
-      await t.agent.applyConfig({ ...next, core: { ...base.core, http: { listen: `127.0.0.1:${taken}`, socket: null } } });
+      await t.agent.applyConfig({ ...next, core: { ...base.core, http: { ...base.core.http, listen: `127.0.0.1:${taken}`, socket: null } } });
       expect((await t.fetch('/healthz')).status).toBe(200);
       expect(t.agent.currentConfig.core.http.listen).toBe(base.core.http.listen);
       expect(t.agent.pluginStatus().map((s) => s.name)).toEqual(['b']);

@@ -9,7 +9,7 @@ import { KubernetesNodeSource } from '../discovery/kubernetes-source.js';
 import { ClaimChecker, claimRules, type ClaimRules } from '../discovery/claims.js';
 import { AnnotationPublisher } from '../discovery/publisher.js';
 import { StaticNodeSource } from '../discovery/static-source.js';
-import { HttpServer, type Readiness } from '../observe/http.js';
+import { type HttpLimits, type HttpRefusal, HttpServer, type Readiness } from '../observe/http.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { MetricsHub } from '../observe/metrics.js';
 import { agentServices } from './agent-services.js';
@@ -98,6 +98,8 @@ export class Agent {
   });
   private readonly setupFailures = new Map<string, number>();
   private readonly setupRetryTimers = new Map<string, NodeJS.Timeout>();
+  /** HTTP refusals since the last log line about them. */
+  private refusals: { counts: Partial<Record<HttpRefusal, number>>; loggedAt: number } = { counts: {}, loggedAt: -Infinity };
   /** Checks every node's claims before plugins see them (the `cluster` section). */
   private readonly claims: ClaimChecker;
   private rules: ClaimRules;
@@ -115,7 +117,9 @@ export class Agent {
       metrics: () => this.metrics.exposition(),
       readiness: () => this.readiness(),
       claims: () => ({ addressPlan: this.rules.plan, problems: this.source ? this.view().claimProblems : [] }),
+      refused: (reason) => this.httpRefused(reason),
     });
+    this.http.setLimits(httpLimits(config.core));
     this.rules = claimRules(config.core.cluster);
     this.claims = new ClaimChecker({
       added: (p) =>
@@ -214,6 +218,7 @@ export class Agent {
       await this.source?.stop();
       await this.startSource(core);
     }
+    this.http.setLimits(httpLimits(core));
     let refused: string | undefined;
     if (prev.core.http.listen !== core.http.listen) {
       try {
@@ -374,6 +379,18 @@ export class Agent {
     }
   }
 
+  /** Counts a refusal; says so in the log at most once a minute, with how many since the last line. */
+  private httpRefused(reason: HttpRefusal): void {
+    this.metrics.core.httpRefused.inc({ reason });
+    const r = this.refusals;
+    r.counts[reason] = (r.counts[reason] ?? 0) + 1;
+    const now = performance.now();
+    if (now - r.loggedAt < 60_000) return;
+    this.logger.warn({ refused: r.counts, limits: this.config.core.http.limits }, 'HTTP limits hit: requests or connections turned away (weft_http_refused_total)');
+    r.counts = {};
+    r.loggedAt = now;
+  }
+
   private async listenSocket(path: string | null): Promise<void> {
     try {
       await this.http.listenSocket(path);
@@ -450,4 +467,9 @@ export class Agent {
     })();
     return this.stopping;
   }
+}
+
+function httpLimits(core: CoreConfig): HttpLimits {
+  const l = core.http.limits;
+  return { connections: l.connections, perClient: l.requestsPerSecond, burst: l.burst, total: l.totalRequestsPerSecond };
 }

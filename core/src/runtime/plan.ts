@@ -17,7 +17,7 @@ export interface PluginPlan {
  */
 export async function planConfig(config: WeftConfig, options: AgentOptions & { logger: Logger; timeoutMs?: number }): Promise<PluginPlan[]> {
   const recorded = new Map<string, Change[]>();
-  const quiet: WeftConfig = { ...config, core: { ...config.core, http: { listen: null, socket: null } } };
+  const quiet: WeftConfig = { ...config, core: { ...config.core, http: { ...config.core.http, listen: null, socket: null } } };
   const firstRunDone = (plugin: string) => (agent.pluginStatus().find((s) => s.name === plugin)?.runs ?? 0) > 0;
   const agent: Agent = new Agent(quiet, {
     ...options,
