@@ -1,13 +1,12 @@
-import { request } from 'node:http';
-import { isIP } from 'node:net';
-import { definePlugin, describeError, type NodeInfo } from '@weft/core';
+import { definePlugin, type NodeInfo } from '@weft/core';
 import { KeepaliveConfig, PLANES } from './config.js';
 import { assembleMatrix, health, type NodeStatus, nodeStatus } from './matrix.js';
 import { keepalivePage } from './page.js';
 import { Prober, RESULTS } from './prober.js';
 import { assignAll } from './select.js';
+import { cached, fetchStatus, type PeerStatus, MATRIX_CONCURRENCY, mapBounded } from './remote.js';
 import { ProbeServer } from './server.js';
-import { addressOn } from './targets.js';
+import { addressOn, clusterAddresses } from './targets.js';
 
 export { KeepaliveConfig, PLANES, type Plane } from './config.js';
 export { assembleMatrix, diagnose, health, nodeStatus, type Matrix, type MatrixCell, type NodeStatus } from './matrix.js';
@@ -17,32 +16,6 @@ export { addressOn, firstHost } from './targets.js';
 
 /** Histogram buckets of probe durations: 1 ms to 10 s. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-/** GET a peer's probe server `/status` (JSON), within `timeoutMs`. */
-function fetchStatus(address: string, port: number, timeoutMs: number): Promise<NodeStatus> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: address, family: isIP(address), port, path: '/status', agent: false, headers: { Connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        if (res.statusCode !== 200) return reject(new Error(`HTTP ${String(res.statusCode)}`));
-        try {
-          resolve(JSON.parse(body) as NodeStatus);
-        } catch {
-          reject(new Error('not JSON'));
-        }
-      });
-    });
-    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${String(timeoutMs)} ms`)), timeoutMs);
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    req.on('close', () => clearTimeout(timer));
-    req.end();
-  });
-}
 
 /**
  * Keepalive probing: every node answers probes on `port` and probes its peers every `interval` (jittered), by
@@ -66,6 +39,7 @@ export default definePlugin({
     const udpLost = metrics.counter({ name: 'weft_probe_udp_packets_lost_total', help: 'UDP probe datagrams without an echo within the timeout', labelNames: ['target', 'plane'] });
     const udpReordered = metrics.counter({ name: 'weft_probe_udp_packets_reordered_total', help: 'UDP probe echoes that came after a later one', labelNames: ['target', 'plane'] });
     const udpDuplicated = metrics.counter({ name: 'weft_probe_udp_packets_duplicated_total', help: 'UDP probe echoes that came twice', labelNames: ['target', 'plane'] });
+    const echoRefused = metrics.counter({ name: 'weft_probe_udp_echo_refused_total', help: 'UDP probe datagrams not echoed: their source is no node of the cluster' });
     const peersGauge = metrics.gauge({ name: 'weft_probe_peers', help: 'Peers this node probes' });
 
     const prober = new Prober(config, {
@@ -94,28 +68,26 @@ export default definePlugin({
     let probing: string[] = [];
     let membersKey = '';
     const status = (): NodeStatus => nodeStatus({ node: self, started, intervalMs: config.interval, planes: config.planes, probing }, prober.results());
-    const server = new ProbeServer({ node: self, started }, status);
+    const server = new ProbeServer({ node: self, started }, status, () => echoRefused.inc());
     if (!dryRun) await server.start(config.listen, config.port, config.udp.enabled ? config.udp.port : undefined);
 
-    /** Every node's status: its own at once, the others' from their probe servers (partial when some fail). */
-    const matrix = async () => {
+    /**
+     * Every node's status: its own at once, the others' from their probe servers (partial when some fail), at most
+     * 16 asked at once, each answer checked. One gathering serves every request within a second of it, so an
+     * unauthenticated GET cannot make this node fan out to the cluster at will.
+     */
+    const matrix = cached(1000, async () => {
       const view = cluster.current();
-      const entries = await Promise.all(
-        view.nodes.map(async (n: NodeInfo): Promise<[string, NodeStatus | { error: string }]> => {
-          if (n.name === self) return [n.name, status()];
-          const a = addressOn(n, 'underlay');
-          if ('missing' in a) return [n.name, { error: a.missing }];
-          try {
-            const s = await fetchStatus(a.address, config.port, config.timeout);
-            if (s.node !== n.name) return [n.name, { error: `its probe server answered as ${JSON.stringify(s.node)}` }];
-            return [n.name, s];
-          } catch (err) {
-            return [n.name, { error: describeError(err) }];
-          }
-        }),
-      );
+      const entries = await mapBounded(view.nodes, MATRIX_CONCURRENCY, async (n: NodeInfo): Promise<[string, PeerStatus | { error: string }]> => {
+        if (n.name === self) return [n.name, status()];
+        const a = addressOn(n, 'underlay');
+        if ('missing' in a) return [n.name, { error: a.missing }];
+        const s = await fetchStatus(a.address, config.port, config.timeout);
+        if (!('error' in s) && s.node !== n.name) return [n.name, { error: `its probe server answered as ${JSON.stringify(s.node)}` }];
+        return [n.name, s];
+      });
       return assembleMatrix(view.nodes.map((n) => n.name), config.planes, new Map(entries));
-    };
+    });
     http.route('GET', '/status', () => ({ json: status() }));
     http.route('GET', '/matrix', async () => ({ json: await matrix() }));
     http.route('GET', '/health', async () => {
@@ -134,6 +106,7 @@ export default definePlugin({
           probing = assignAll(ready, config).get(self) ?? [];
           logger.info({ peers: probing.length, of: ready.length - 1 }, 'probing');
         }
+        server.setKnown(clusterAddresses(view.nodes));
         const byName = new Map(view.nodes.map((n) => [n.name, n]));
         const across = (n: NodeInfo) => !config.underlayAcrossLocations && n.location !== view.self.location;
         const targets = probing.flatMap((name) => {

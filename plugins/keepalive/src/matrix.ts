@@ -89,7 +89,7 @@ export interface Matrix {
 }
 
 /** Puts every node's status together; a node that did not answer is listed under `missing`. */
-export function assembleMatrix(nodes: readonly string[], planes: readonly Plane[], statuses: ReadonlyMap<string, NodeStatus | { error: string }>, now = new Date()): Matrix {
+export function assembleMatrix(nodes: readonly string[], planes: readonly Plane[], statuses: ReadonlyMap<string, Pick<NodeStatus, 'results' | 'diagnosis'> | { error: string }>, now = new Date()): Matrix {
   const cells: MatrixCell[] = [];
   const missing: { node: string; error: string }[] = [];
   const diagnosis: { source: string; target: string; text: string }[] = [];

@@ -7,6 +7,14 @@ export interface ProbeAnswer {
   readonly started: string;
 }
 
+/** Connections the probe server holds at once; more are closed as they arrive. */
+export const MAX_PROBE_CONNECTIONS = 1024;
+
+/** `::ffff:192.0.2.1` (an IPv4 peer on a dual-stack socket) as `192.0.2.1`. */
+export function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
 /** The UDP probe's datagram: magic, a prober id, a sequence number, the send time. Echoed as is. */
 export const UDP_MAGIC = 0x77656674; // "weft"
 
@@ -17,10 +25,16 @@ export const UDP_MAGIC = 0x77656674; // "weft"
 export class ProbeServer {
   private http: Server | undefined;
   private udp: Socket | undefined;
+  /** Whom the UDP echo answers: the cluster's nodes, on any plane (set from every reconcile). */
+  private known: (address: string) => boolean = () => false;
+  /** `/status` as sent, for half a second: a flood of it costs one rendering per half second. */
+  private statusText: { at: number; text: string } | undefined;
 
   constructor(
     private readonly answer: ProbeAnswer,
     private readonly status: () => unknown,
+    /** Told of each UDP probe datagram not echoed because its source is not a node of the cluster. */
+    private readonly refusedEcho: () => void = () => undefined,
   ) {}
 
   async start(host: string, port: number, udpPort: number | undefined): Promise<void> {
@@ -32,7 +46,9 @@ export class ProbeServer {
       } else if (path === '/') {
         res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
       } else if (path === '/status') {
-        const text = JSON.stringify(this.status());
+        const now = performance.now();
+        if (!this.statusText || now - this.statusText.at >= 500) this.statusText = { at: now, text: JSON.stringify(this.status()) };
+        const text = this.statusText.text;
         res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
       } else {
         res.writeHead(404).end();
@@ -40,16 +56,28 @@ export class ProbeServer {
     });
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 5_000;
+    server.requestTimeout = 10_000;
+    server.maxConnections = MAX_PROBE_CONNECTIONS;
     await listen(server, host, port);
     this.http = server;
     if (udpPort !== undefined) {
       const udp = await bindUdp(host, udpPort);
       udp.on('message', (msg, rinfo) => {
-        // Echo probe datagrams only; anything else is dropped.
-        if (msg.length === 24 && msg.readUInt32BE(0) === UDP_MAGIC) udp.send(msg, rinfo.port, rinfo.address);
+        // Echo probe datagrams from the cluster's nodes only: anyone else could use this node to reflect traffic.
+        if (msg.length !== 24 || msg.readUInt32BE(0) !== UDP_MAGIC) return;
+        if (!this.known(unmapped(rinfo.address))) {
+          this.refusedEcho();
+          return;
+        }
+        udp.send(msg, rinfo.port, rinfo.address);
       });
       this.udp = udp;
     }
+  }
+
+  /** Sets whom the UDP echo answers. */
+  setKnown(known: (address: string) => boolean): void {
+    this.known = known;
   }
 
   async stop(): Promise<void> {

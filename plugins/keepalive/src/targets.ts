@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { addressAt, networkSize, type NodeInfo, parseNetwork } from '@weft/core';
+import { addressAt, canonicalIP, type Network, networkContains, networkSize, type NodeInfo, parseNetwork } from '@weft/core';
 import type { Plane } from './config.js';
 
 /** The annotation the wireguard plugin publishes a node's overlay addresses in (read, never imported). */
@@ -31,4 +31,27 @@ export function addressOn(node: NodeInfo, plane: Plane): PlaneAddress {
   const cidr = node.podCIDRs.find((c) => isIP(c.split('/')[0] ?? '') === 4) ?? node.podCIDRs[0];
   const a = cidr ? firstHost(cidr) : undefined;
   return a ? { address: a } : { missing: 'no pod CIDR' };
+}
+
+/**
+ * Whether an address belongs to a node of the cluster on some plane: one of its addresses, its overlay addresses,
+ * or an address in its pod CIDRs (the view's, so already checked by the core). The UDP echo answers only these.
+ */
+export function clusterAddresses(nodes: readonly NodeInfo[]): (address: string) => boolean {
+  const exact = new Set<string>();
+  const networks: Network[] = [];
+  for (const n of nodes) {
+    for (const a of [...n.internalAddresses, ...n.externalAddresses, ...(n.annotations[OVERLAY_ANNOTATION] ?? '').split(',')]) {
+      const c = canonicalIP(a.trim());
+      if (c) exact.add(c);
+    }
+    for (const cidr of n.podCIDRs) {
+      const net = parseNetwork(cidr);
+      if (net) networks.push(net);
+    }
+  }
+  return (address) => {
+    const c = canonicalIP(address);
+    return c !== undefined && (exact.has(c) || networks.some((net) => networkContains(net, c)));
+  };
 }

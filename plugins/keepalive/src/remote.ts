@@ -1,0 +1,126 @@
+import { request } from 'node:http';
+import { isIP } from 'node:net';
+import { describeError, z } from '@weft/core';
+import { PLANES } from './config.js';
+import type { NodeStatus } from './matrix.js';
+import { RESULTS } from './prober.js';
+
+/** A peer's `/status` bigger than this is not read: its node is listed as missing. */
+export const MAX_STATUS_BYTES = 1 << 20;
+/** Peers asked at once when the matrix is gathered. */
+export const MATRIX_CONCURRENCY = 16;
+
+const text = (max: number) => z.string().max(max);
+const count = z.number().int().min(0);
+/** What the matrix reads of a peer's status: its name, its results and diagnoses. */
+export type PeerStatus = Pick<NodeStatus, 'node' | 'results' | 'diagnosis'>;
+
+/** What the matrix reads of a peer's answer, every field checked, since the peer wrote it (the rest is ignored). */
+const RemoteStatus = z.object({
+  node: text(253),
+  results: z
+    .array(
+      z.object({
+        target: text(253),
+        plane: z.enum(PLANES),
+        address: text(64).optional(),
+        missing: text(500).optional(),
+        up: z.boolean(),
+        result: z.enum(RESULTS).optional(),
+        rttMs: z.number().min(0).optional(),
+        error: text(500).optional(),
+        at: z.number().optional(),
+        ok: count,
+        failed: count,
+        udp: z.object({ sent: count, received: count, lost: count, reordered: count, duplicates: count, lastLoss: z.number().min(0).max(1) }).optional(),
+      }),
+    )
+    .max(300_000),
+  diagnosis: z.record(text(253), text(500)),
+});
+
+/** Checks a peer's answer; says what is wrong with it, or the status. */
+export function parseRemoteStatus(body: string): PeerStatus | { error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { error: 'its probe server answered something that is not JSON' };
+  }
+  const r = RemoteStatus.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    return { error: `its probe server's status is malformed at ${issue ? issue.path.join('.') || '(root)' : '?'}: ${issue?.message ?? 'invalid'}` };
+  }
+  return r.data;
+}
+
+/** GET a peer's probe server `/status` within `timeoutMs`, reading at most {@link MAX_STATUS_BYTES}. */
+export function fetchStatus(address: string, port: number, timeoutMs: number): Promise<PeerStatus | { error: string }> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (v: PeerStatus | { error: string }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(v);
+    };
+    const req = request({ host: address, family: isIP(address), port, path: '/status', agent: false, headers: { Connection: 'close' } }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_STATUS_BYTES) {
+          req.destroy();
+          done({ error: `its probe server's status is over ${String(MAX_STATUS_BYTES)} bytes` });
+        } else chunks.push(c);
+      });
+      res.on('end', () => {
+        if (res.statusCode !== 200) return done({ error: `HTTP ${String(res.statusCode)}` });
+        done(parseRemoteStatus(Buffer.concat(chunks).toString('utf8')));
+      });
+      res.on('error', (err) => done({ error: describeError(err) }));
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      done({ error: `no answer within ${String(timeoutMs)} ms` });
+    }, timeoutMs);
+    req.on('error', (err) => done({ error: describeError(err) }));
+    req.end();
+  });
+}
+
+/** Runs `work` on every item, at most `limit` at once; results in the items' order. */
+export async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * Keeps one answer for `maxAgeMs` (monotonic): calls within that time, and calls while one is being made, share it.
+ * Bounds what an unauthenticated request can make this node do.
+ */
+export function cached<T>(maxAgeMs: number, make: () => Promise<T>): () => Promise<T> {
+  let inflight: Promise<T> | undefined;
+  let last: { at: number; value: T } | undefined;
+  return () => {
+    if (last && performance.now() - last.at < maxAgeMs) return Promise.resolve(last.value);
+    inflight ??= make()
+      .then((value) => {
+        last = { at: performance.now(), value };
+        return value;
+      })
+      .finally(() => {
+        inflight = undefined;
+      });
+    return inflight;
+  };
+}
