@@ -3,9 +3,9 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { describe, expect, it } from 'vitest';
-import { generateWireGuardKeyPair } from '../core/src/index.js';
-import { Lab, type LabStatus } from '../core/src/lab/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateWireGuardKeyPair, parseDuration } from '../core/src/index.js';
+import { Lab, LAB_HTTP_PORT, LAB_SETTINGS, type LabStatus } from '../core/src/lab/index.js';
 import { httpGet } from '../core/src/observe/http-get.js';
 import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
@@ -44,8 +44,15 @@ const allowedIPs = async (lab: Lab, node: string) =>
   );
 
 describe.skipIf(skip)(`hostile nodes in the lab${skipNote(skip)}`, () => {
+  let lab: Lab;
+  beforeAll(async () => {
+    lab = await Lab.up({ name: name('h'), nodes: 3, timeoutMs: 30_000 });
+  }, 120_000);
+  afterAll(async () => {
+    await lab.down();
+  }, 60_000);
+
   it("two hostile documents: every pod still reaches every other, no route goes where they asked, each honest node says what it refused", async () => {
-    const lab = await Lab.up({ name: name('h'), nodes: 3, timeoutMs: 30_000 });
     const s = await lab.status();
     expect(s.problems).toEqual([]);
     await allPodsPing(lab, s);
@@ -119,6 +126,37 @@ describe.skipIf(skip)(`hostile nodes in the lab${skipNote(skip)}`, () => {
     // The documents go: the refusals clear.
     for (const doc of [evil1, evil2]) await rm(join(lab.dir, 'nodes', `${doc.name}.yaml`));
     await until('n1 has nothing to refuse', async () => (JSON.parse(await api(lab, 'n1', '/claims')) as Claims).problems.length === 0, 20_000);
-    await lab.down();
+  });
+
+  it('20,000 HTTP requests at an agent while a route of its is deleted by hand: the route is back within the resync, the flood turned away and counted', async () => {
+    const s = await lab.status();
+    const n1 = s.nodes.find((n) => n.name === 'n1');
+    const n2 = s.nodes.find((n) => n.name === 'n2');
+    if (!n1 || !n2) throw new Error('the lab has no n1 or n2');
+    const route = (await tunnelRoutes(lab, 'n1')).find((r) => r.startsWith('198.19.'));
+    if (!route) throw new Error(`n1 routes no pod CIDR through weft-wg0: ${(await tunnelRoutes(lab, 'n1')).join(', ')}`);
+    const resyncMs = parseDuration(LAB_SETTINGS.resync) ?? 5_000;
+    const hasRoute = async () => (await tunnelRoutes(lab, 'n1')).includes(route);
+
+    // From n2, at n1's agent (its TCP listener; the lab's own socket is not limited): /metrics, the dearest route.
+    const flood = lab.exec('n2', [process.execPath, fileURLToPath(new URL('./support/http-flood.mjs', import.meta.url)), `http://${n1.underlay}:${String(LAB_HTTP_PORT)}/metrics`, '20000', '100'], { timeoutMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const deletedAt = Date.now();
+    expect((await lab.exec('n1', ['ip', 'route', 'del', route, 'dev', 'weft-wg0'])).exitCode).toBe(0);
+    await until(`n1's route ${route} is back`, hasRoute, resyncMs + 3_000);
+    const healedAt = Date.now();
+    const run = await flood;
+    expect(run.exitCode, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as { statuses: Record<string, number>; errors: number; startedAt: number; endedAt: number };
+    const answered = Object.values(result.statuses).reduce((a, b) => a + b, 0);
+    console.log(`flood: ${JSON.stringify(result.statuses)}, ${String(result.errors)} connections refused, ${String(result.endedAt - result.startedAt)} ms; route healed ${String(healedAt - deletedAt)} ms after its deletion`);
+    expect(answered + result.errors).toBe(20_000);
+    expect(result.statuses['429'] ?? 0).toBeGreaterThan(10_000);
+    // The flood was still on when the route came back: the loop kept its pace under it, not after it.
+    expect(result.endedAt).toBeGreaterThan(healedAt);
+    expect(healedAt - deletedAt).toBeLessThanOrEqual(resyncMs + 3_000);
+    const metrics = await api(lab, 'n1', '/metrics');
+    expect(metrics).toMatch(/weft_http_refused_total\{reason="(client|total)-rate"\} \d{4,}/);
+    expect((await httpGet({ socket: join(lab.dir, 'n1', 'http.sock') }, '/readyz', 5_000)).status).toBe(200);
   });
 });
