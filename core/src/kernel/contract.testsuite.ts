@@ -126,6 +126,19 @@ export function wireGuardContract(name: string, makeHarness: () => Promise<Contr
       expect(summary(await applyDesired(h.backend, WG_OWNER, device([changed, peerC])))).toEqual([`add wgpeer wcg0 ${c.publicKey}`]);
     });
 
+    it('gives a peer 10,000 allowed IPs (one argument would be over the kernel limit: E2BIG), then makes zero changes', async () => {
+      const many = Array.from({ length: 10_000 }, (_, i) => `100.80.${String(i >> 8)}.${String(i & 255)}/32`);
+      const big = { publicKey: c.publicKey, allowedIPs: many };
+      const r = await applyDesired(h.backend, WG_OWNER, device([peerA, big]));
+      expect(summary(r)).toContain(`replace wgpeer wcg0 ${c.publicKey}`);
+      const observed = (await h.backend.observe(WG_OWNER)).state.wireguard[0]?.peers.find((p) => p.publicKey === c.publicKey);
+      expect(observed?.allowedIPs.length).toBe(10_000);
+      expect(summary(await applyDesired(h.backend, WG_OWNER, device([peerA, big])))).toEqual([]);
+      // Shorter again: the long list is replaced, not added to.
+      expect(summary(await applyDesired(h.backend, WG_OWNER, device([peerA, { ...big, allowedIPs: ['100.64.0.4/32'] }])))).toEqual([`replace wgpeer wcg0 ${c.publicKey}`]);
+      expect((await h.backend.observe(WG_OWNER)).state.wireguard[0]?.peers.find((p) => p.publicKey === c.publicKey)?.allowedIPs).toEqual(['100.64.0.4/32']);
+    });
+
     it('never puts a key on a command line', () => {
       const lines = h.commandLines().join(' ');
       for (const secret of [self.privateKey, psk]) expect(lines).not.toContain(secret);

@@ -1,4 +1,4 @@
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -11,7 +11,7 @@ import { type Json, parseLink, parseMpls, parseRoute, parseRule, sysctlPath } fr
 import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
 import { splitRuleset } from './nftables.js';
 import { type NLink, type NMplsRoute, nftPrefix, type NormalState, type NRoute, type NWireGuard } from './normalize.js';
-import { parseWgDump, parseWgStatus, socketAnswers, WIREGUARD_SOCKET_DIR, wgSetArgs } from './wireguard.js';
+import { parseWgDump, parseWgStatus, socketAnswers, WIREGUARD_SOCKET_DIR, wgWritePlan } from './wireguard.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
@@ -40,6 +40,8 @@ const defaultRunner: Runner = async (file, args, input) => {
 export class Iproute2Kernel implements KernelBackend {
   readonly where: string;
   private readonly run: Runner;
+  /** Where key and config files live for the moment a `wg` command reads them (the agent's: `<stateDir>/tmp`). */
+  private readonly scratchDir: string;
   private readonly wireguard: WireGuardImplementation;
   /** Owners read at least once (the first read also looks for what a past run left). */
   private readonly seen = new Set<string>();
@@ -55,9 +57,10 @@ export class Iproute2Kernel implements KernelBackend {
 
   constructor(
     readonly netns: NetnsRef = { kind: 'own' },
-    options: { runner?: Runner; wireguard?: WireGuardImplementation } = {},
+    options: { runner?: Runner; wireguard?: WireGuardImplementation; scratchDir?: string } = {},
   ) {
     this.run = options.runner ?? defaultRunner;
+    this.scratchDir = options.scratchDir ?? tmpdir();
     this.wireguard = options.wireguard ?? 'auto';
     this.where = netns.kind === 'own' ? 'own namespace' : netns.kind === 'named' ? `netns ${netns.name}` : `netns ${netns.path}`;
   }
@@ -357,28 +360,43 @@ export class Iproute2Kernel implements KernelBackend {
     return processes;
   }
 
-  /** One `wg set` per device; keys go through private files, never the command line. */
+  /**
+   * The `wg set` runs per device (split below the kernel's argument limits; long allowed-IP lists by `wg addconf`).
+   * Keys and configs go through private files in a fresh directory under the scratch directory, never the command
+   * line, and are removed right after.
+   */
   private async writeWireGuard(changes: Change[], applied: Change[]): Promise<number> {
     const byDevice = new Map<string, Change[]>();
     for (const c of changes) {
       const device = c.kind === 'wireguard' ? (c.object as WireGuardDevice).name : (c.object as WireGuardPeer & { device: string }).device;
-      byDevice.set(device, [...(byDevice.get(device) ?? []), c]);
+      const list = byDevice.get(device);
+      if (list) list.push(c);
+      else byDevice.set(device, [c]);
     }
     let processes = 0;
-    const dir = await mkdtemp(join(tmpdir(), 'weft-wg-'));
+    await mkdir(this.scratchDir, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(join(this.scratchDir, 'weft-wg-'));
     try {
       for (const [device, list] of byDevice) {
         let n = 0;
         const secrets: [string, string][] = [];
-        const args = wgSetArgs(device, list, (secret) => {
+        const plan = wgWritePlan(device, list, (secret) => {
           const path = join(dir, `k${n++}`);
           secrets.push([path, secret]);
           return path;
         });
         for (const [path, secret] of secrets) await writeFile(path, `${secret}\n`, { mode: 0o600 });
-        const r = await this.exec('wg', args);
-        processes += 1;
-        if (r.exitCode !== 0) throw new KernelApplyError(list[0] as Change, r.stderr.trim() || `wg exit ${r.exitCode}`, applied);
+        const runs: string[][] = plan.sets.map((a) => [...a]);
+        if (plan.conf !== undefined) {
+          const conf = join(dir, `${device}.conf`);
+          await writeFile(conf, plan.conf, { mode: 0o600 });
+          runs.push(['addconf', device, conf]);
+        }
+        for (const args of runs) {
+          const r = await this.exec('wg', args);
+          processes += 1;
+          if (r.exitCode !== 0) throw new KernelApplyError(list[0] as Change, `wg ${args[0] ?? ''}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, applied);
+        }
         applied.push(...list);
       }
     } finally {

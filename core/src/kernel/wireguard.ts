@@ -3,33 +3,71 @@ import type { Change, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeerStatu
 import type { NPeer, NWireGuard } from './normalize.js';
 
 /**
- * The `wg set` arguments for one device's changes. Keys never appear on the command line: `secretFile` writes each
- * to a private file and returns its path.
+ * An `allowed-ips` list longer than this does not go on a command line (Linux refuses one argument over 128 KiB,
+ * E2BIG): it goes into a `wg addconf` file, which replaces the peer's allowed IPs with the whole list.
  */
-export function wgSetArgs(device: string, changes: readonly Change[], secretFile: (secret: string) => string): string[] {
-  const args = ['set', device];
+export const WG_ALLOWED_IPS_ARG_MAX = 16 * 1024;
+/** One `wg set` carries at most this many bytes of arguments; more changes go into the next one. */
+export const WG_SET_ARGS_MAX = 128 * 1024;
+
+/** How one device's changes are written: `wg set` runs in order, then, when there is one, `wg addconf` of `conf`. */
+export interface WgWrite {
+  readonly sets: readonly (readonly string[])[];
+  /** `[Peer]` sections giving peers their long allowed-IP lists (after the sets: the peers exist by then). */
+  readonly conf?: string;
+}
+
+/**
+ * The `wg set` runs (and, for long allowed-IP lists, the `wg addconf` file) for one device's changes, split so no
+ * argument and no command line reaches the kernel's limits. Keys never appear on a command line: `secretFile`
+ * writes each to a private file and returns its path.
+ */
+export function wgWritePlan(device: string, changes: readonly Change[], secretFile: (secret: string) => string): WgWrite {
+  const sets: string[][] = [];
+  let args: string[] = [];
+  let size = 0;
+  const flush = () => {
+    if (args.length > 0) sets.push(['set', device, ...args]);
+    args = [];
+    size = 0;
+  };
+  const push = (part: string[]) => {
+    const bytes = part.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0);
+    if (size > 0 && size + bytes > WG_SET_ARGS_MAX) flush();
+    args.push(...part);
+    size += bytes;
+  };
+  const conf: string[] = [];
   for (const change of changes) {
     const fields = new Set(change.fields ?? []);
+    const part: string[] = [];
     if (change.kind === 'wireguard') {
       const d = change.object as WireGuardDevice;
-      if (fields.has('privateKey')) args.push('private-key', secretFile(d.privateKey));
-      if (fields.has('listenPort') && d.listenPort !== undefined) args.push('listen-port', String(d.listenPort));
-      if (fields.has('fwmark')) args.push('fwmark', d.fwmark ? String(d.fwmark) : 'off');
+      if (fields.has('privateKey')) part.push('private-key', secretFile(d.privateKey));
+      if (fields.has('listenPort') && d.listenPort !== undefined) part.push('listen-port', String(d.listenPort));
+      if (fields.has('fwmark')) part.push('fwmark', d.fwmark ? String(d.fwmark) : 'off');
+      if (part.length > 0) push(part);
       continue;
     }
     const p = change.object as NPeer & { device: string };
-    args.push('peer', p.publicKey);
+    part.push('peer', p.publicKey);
     if (change.op === 'delete') {
-      args.push('remove');
+      push([...part, 'remove']);
       continue;
     }
     const all = change.op === 'add';
-    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) args.push('preshared-key', p.presharedKey ? secretFile(p.presharedKey) : '/dev/null');
-    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) args.push('endpoint', p.endpoint);
-    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) args.push('allowed-ips', p.allowedIPs.join(','));
-    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) args.push('persistent-keepalive', p.persistentKeepalive ? String(p.persistentKeepalive) : 'off');
+    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) part.push('preshared-key', p.presharedKey ? secretFile(p.presharedKey) : '/dev/null');
+    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) part.push('endpoint', p.endpoint);
+    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) {
+      const list = p.allowedIPs.join(',');
+      if (list.length <= WG_ALLOWED_IPS_ARG_MAX) part.push('allowed-ips', list);
+      else conf.push(`[Peer]\nPublicKey = ${p.publicKey}\nAllowedIPs = ${p.allowedIPs.join(', ')}\n`);
+    }
+    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) part.push('persistent-keepalive', p.persistentKeepalive ? String(p.persistentKeepalive) : 'off');
+    push(part);
   }
-  return args;
+  flush();
+  return conf.length > 0 ? { sets, conf: conf.join('\n') } : { sets };
 }
 
 /** Parses `wg show all dump` into devices, keeping only the given names. */

@@ -206,3 +206,24 @@ describe('Agent', () => {
     });
   });
 });
+
+describe('the scratch directory', () => {
+  it("is under the state directory, and what a killed agent left there (a key file) is gone when the next one starts", async () => {
+    const { mkdtemp, mkdir, writeFile, readdir, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { scratchDir } = await import('./agent.js');
+    const stateDir = await mkdtemp(path.join(tmpdir(), 'weft-scratch-'));
+    try {
+      const config = await buildTestConfig({ plugins: [], stateDir });
+      const scratch = scratchDir(config.core);
+      expect(scratch).toBe(path.join(stateDir, 'tmp'));
+      await mkdir(path.join(scratch, 'weft-wg-abc'), { recursive: true });
+      await writeFile(path.join(scratch, 'weft-wg-abc', 'k0'), 'a private key\n', { mode: 0o600 });
+      await start({ plugins: [recorder('a', [])], stateDir });
+      expect(await readdir(stateDir)).not.toContain('tmp');
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ClusterView, NodeSource, Watchable } from '../api/cluster.js';
@@ -59,8 +60,17 @@ export interface AgentOptions {
 /** The iproute2 kernel of the namespace the config names. */
 export function kernelFor(core: CoreConfig): KernelBackend {
   const netns = core.kernel.netns;
-  if (netns === null) return new Iproute2Kernel({ kind: 'own' });
-  return new Iproute2Kernel(netns.startsWith('/') ? { kind: 'path', path: netns } : { kind: 'named', name: netns });
+  const options = { scratchDir: scratchDir(core) };
+  if (netns === null) return new Iproute2Kernel({ kind: 'own' }, options);
+  return new Iproute2Kernel(netns.startsWith('/') ? { kind: 'path', path: netns } : { kind: 'named', name: netns }, options);
+}
+
+/**
+ * Where the kernel driver writes key material for the moment `wg` reads it: under the state directory (never a
+ * shared /tmp), emptied at every start, so a kill -9 leaves nothing behind for long.
+ */
+export function scratchDir(core: CoreConfig): string {
+  return join(core.node.stateDir, 'tmp');
 }
 
 /** The node name: `node.name`, else `$NODE_NAME`, else the host name. */
@@ -170,6 +180,8 @@ export class Agent {
     const { core } = this.config;
     this.logger.info({ version: WEFT_VERSION, node: this.nodeName, config: this.config.file, plugins: this.config.plugins.map((p) => p.name) }, 'weft starting');
     try {
+      // What a killed agent left in the scratch directory (key files a `wg` was reading) goes first.
+      if (!this.options.dryRun) await rm(scratchDir(core), { recursive: true, force: true });
       // HTTP first: /healthz answers (and /readyz says why not ready) while discovery waits for its first view.
       await this.listen(core.http.listen);
       await this.listenSocket(core.http.socket);
@@ -241,7 +253,8 @@ export class Agent {
       }
     }
 
-    const kernelChanged = !sameJSON(prev.core.kernel, core.kernel) && this.options.kernel === undefined;
+    // The state directory holds the driver's scratch directory too.
+    const kernelChanged = (!sameJSON(prev.core.kernel, core.kernel) || prev.core.node.stateDir !== core.node.stateDir) && this.options.kernel === undefined;
     if (kernelChanged) this.kernel = kernelFor(core);
     const stateDirChanged = prev.core.node.stateDir !== core.node.stateDir || kernelChanged;
     const wanted = new Map(next.plugins.map((p) => [p.name, p]));
