@@ -70,4 +70,26 @@ describe('the weft binary', () => {
     expect(result.exitCode).toBe(0);
     expect(result.all).toMatch(/"msg":"weft stopped"/);
   });
+
+  it('SIGTERM during start-up (a plugin still setting up): logs it, stops, removes its socket, exits 0', async () => {
+    const file = join(dir, 'stuck.yaml');
+    const socket = join(dir, 'stuck.sock');
+    const fixture = join(repo, 'core/src/runtime/__fixtures__/never-ready.mjs');
+    await writeFile(
+      file,
+      [`node: {name: bin-2, stateDir: ${join(dir, 'state2')}}`, 'http: {listen: "127.0.0.1:0", socket: ' + JSON.stringify(socket) + '}', 'log: {level: info, format: json}', 'plugins:', '  never-ready:', `    module: ${JSON.stringify(fixture)}`, '    setupTimeout: 10m', ''].join('\n'),
+    );
+    const child = execa(process.execPath, [bin, 'run', '--config', file], { reject: false, all: true });
+    let output = '';
+    child.all?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    for (let i = 0; i < 150 && !(existsSync(socket) && output.includes('"msg":"weft starting"')); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(socket), output).toBe(true);
+    await new Promise((r) => setTimeout(r, 200)); // into the plugin's setup
+    child.kill('SIGTERM');
+    const result = await child;
+    expect(result.exitCode, result.all).toBe(0);
+    expect(result.all).toMatch(/"signal":"SIGTERM","duringStartUp":true,"msg":"stopping during start-up"/);
+    expect(result.all).toMatch(/"msg":"weft stopped"/);
+    expect(existsSync(socket)).toBe(false);
+  });
 });

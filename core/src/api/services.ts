@@ -74,8 +74,12 @@ export interface PluginHttp {
 export interface PluginState {
   /** Absolute path of the directory (created on first write, mode 0700). */
   readonly dir: string;
-  /** Reads a file of the directory; `undefined` when it does not exist. */
-  readFile(name: string): Promise<Buffer | undefined>;
+  /**
+   * Reads a file of the directory; `undefined` when it does not exist. Any other failure names the file's path.
+   * With `secret: true` (a key), a file that is not a regular file is an error, and one that its group or others
+   * may read or write is made 0600 first, with a warning in the log naming the path and the mode it had.
+   */
+  readFile(name: string, options?: { readonly secret?: boolean }): Promise<Buffer | undefined>;
   /** Writes a file atomically (temp file + rename), by default with mode 0600. */
   writeFile(name: string, data: string | Buffer, options?: { mode?: number }): Promise<void>;
   /** Removes a file; no error when it does not exist. */

@@ -99,6 +99,10 @@ export class Agent {
   private hosts: PluginHost[] = [];
   private started = false;
   private stopping: Promise<void> | undefined;
+  /** Rejects (with {@link StartInterrupted}) as soon as stop() is called: start() races every step against it. */
+  private readonly stopAsked = interruption();
+  /** The node source being started (stop() stops it even before its first view). */
+  private pendingSource: NodeSource | undefined;
   private serial: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<() => void>();
   private markStopped: () => void = () => undefined;
@@ -179,14 +183,17 @@ export class Agent {
     this.started = true;
     const { core } = this.config;
     this.logger.info({ version: WEFT_VERSION, node: this.nodeName, config: this.config.file, plugins: this.config.plugins.map((p) => p.name) }, 'weft starting');
+    // Each step gives way to stop(): a SIGTERM while discovery waits for its first view, or while a plugin sets up,
+    // stops the agent at once (start then rejects with StartInterrupted).
+    const step = <T>(work: Promise<T>): Promise<T> => Promise.race([work, this.stopAsked.promise]);
     try {
       // What a killed agent left in the scratch directory (key files a `wg` was reading) goes first.
-      if (!this.options.dryRun) await rm(scratchDir(core), { recursive: true, force: true });
+      if (!this.options.dryRun) await step(rm(scratchDir(core), { recursive: true, force: true }));
       // HTTP first: /healthz answers (and /readyz says why not ready) while discovery waits for its first view.
-      await this.listen(core.http.listen);
-      await this.listenSocket(core.http.socket);
-      await this.startSource(core);
-      for (const entry of this.config.plugins) await this.addPlugin(entry, 'boot');
+      await step(this.listen(core.http.listen));
+      await step(this.listenSocket(core.http.socket));
+      await step(this.startSource(core));
+      for (const entry of this.config.plugins) await step(this.addPlugin(entry, 'boot'));
       for (const host of this.hosts) host.start();
       this.metrics.core.configReloadSuccessful.set(1);
       this.metrics.core.configReloadTimestamp.set(Date.now() / 1000);
@@ -366,6 +373,7 @@ export class Agent {
     const factory = this.options.nodeSourceFactory ?? defaultNodeSourceFactory;
     const source = factory(core, resolveNodeName(core, this.options.env ?? process.env), this.logger, this.metrics);
     const watches = new Set<Watchable>(this.config.plugins.flatMap((p) => p.definition.watches));
+    this.pendingSource = source;
     await source.start(watches, (view) => {
       this.metrics.core.discoveryNodes.set(view.nodes.length);
       this.claims.view(view, this.rules);
@@ -462,6 +470,7 @@ export class Agent {
    * (so a rolling update does not cut traffic) unless `cleanup` is set. Idempotent.
    */
   stop(options: { cleanup?: boolean } = {}): Promise<void> {
+    this.stopAsked.interrupt();
     this.stopping ??= (async () => {
       for (const timer of this.setupRetryTimers.values()) clearTimeout(timer);
       try {
@@ -470,7 +479,7 @@ export class Agent {
         // What the plugins published last gets written before discovery stops (bounded: the API may be down).
         await this.publisher.flushed(2_000);
         this.publisher.stop();
-        await this.source?.stop();
+        await (this.source ?? this.pendingSource)?.stop();
         await this.http.close();
         await this.http.closeSocket();
         this.logger.info('weft stopped');
@@ -480,6 +489,23 @@ export class Agent {
     })();
     return this.stopping;
   }
+}
+
+/** What {@link Agent.start} rejects with when stop() was called before the start finished. */
+export class StartInterrupted extends Error {
+  constructor() {
+    super('stopped during start-up');
+    this.name = 'StartInterrupted';
+  }
+}
+
+function interruption(): { promise: Promise<never>; interrupt(): void } {
+  let interrupt = (): void => undefined;
+  const promise = new Promise<never>((_resolve, reject) => {
+    interrupt = () => reject(new StartInterrupted());
+  });
+  promise.catch(() => undefined); // nobody may be racing it
+  return { promise, interrupt };
 }
 
 function httpLimits(core: CoreConfig): HttpLimits {

@@ -71,6 +71,8 @@ export class PluginHost {
   readonly name: string;
   private phase: PluginPhase = 'starting';
   private instance: PluginInstance | undefined;
+  /** Ends a setup in progress (set while one runs). */
+  private cancelSetup: (() => void) | undefined;
   private container: DependencyContainer | undefined;
   private readonly lifetime = new AbortController();
   private readonly loop: ReconcileLoop;
@@ -126,7 +128,7 @@ export class PluginHost {
     const dryRun = ctx.dryRun === true;
     provide(child, coreServices.dryRun, dryRun);
     provide(child, coreServices.publish, dryRun ? async () => undefined : ctx.publish);
-    provide(child, coreServices.state, dryRun ? dryRunState(pluginState(ctx.stateDir, this.name)) : pluginState(ctx.stateDir, this.name));
+    provide(child, coreServices.state, dryRun ? dryRunState(pluginState(ctx.stateDir, this.name)) : pluginState(ctx.stateDir, this.name, this.log));
     provide(
       child,
       coreServices.kernel,
@@ -164,6 +166,8 @@ export class PluginHost {
     const setup = Promise.resolve().then(() => entry.definition.setup(services));
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new WeftError('WEFT_PLUGIN_SETUP_TIMEOUT', `plugin "${this.name}": setup did not finish within ${timeoutMs} ms`)), timeoutMs);
+      // stop() during the setup ends the wait at once (and with it the timer that would keep the process alive).
+      this.cancelSetup = () => reject(new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": stopped during its setup`));
     });
     try {
       const instance = await Promise.race([setup, timeout]);
@@ -188,6 +192,7 @@ export class PluginHost {
       throw error;
     } finally {
       clearTimeout(timer);
+      this.cancelSetup = undefined;
     }
   }
 
@@ -231,6 +236,7 @@ export class PluginHost {
   }
 
   private async doStop(cleanup: boolean, waitMs: number): Promise<void> {
+    this.cancelSetup?.();
     const settled = await this.loop.stop(waitMs);
     if (!settled) this.log.warn({ waitMs }, 'reconcile still running at stop; stopping the plugin anyway');
     this.lifetime.abort(new Error('plugin stopping'));

@@ -3,7 +3,7 @@ import { describeError } from '../api/errors.js';
 import { loadConfigText, readConfigFile } from '../config/load.js';
 import { watchConfigFile } from '../config/watch.js';
 import { createLogger } from '../observe/logger.js';
-import { Agent, type AgentOptions } from './agent.js';
+import { Agent, type AgentOptions, StartInterrupted } from './agent.js';
 
 export interface RunOptions extends AgentOptions {
   readonly configPath: string;
@@ -25,7 +25,36 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
   const config = await loadConfigText(text, options.configPath, { env, baseDir });
   const logger = options.logger ?? createLogger(config.core.log);
   const agent = new Agent(config, { ...options, logger });
-  await agent.start();
+
+  // Signals are heard from before the start: a SIGTERM while discovery waits for its first view (or a plugin sets
+  // up) stops the agent, says so, and removes its socket, instead of killing the process silently.
+  let starting = true;
+  if (options.handleSignals !== false) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals += 1;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal; exiting now');
+        process.exit(130);
+      }
+      logger.info({ signal, duringStartUp: starting }, starting ? 'stopping during start-up' : 'stopping; the data plane stays in place');
+      agent.stop().catch((err: unknown) => logger.error({ err: describeError(err) }, 'stop failed'));
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    void agent.stopped.then(() => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    });
+  }
+  try {
+    await agent.start();
+  } catch (err) {
+    // Stopped by a signal before it was up: that is a stop, not a failure.
+    if (err instanceof StartInterrupted) return agent;
+    throw err;
+  }
+  starting = false;
 
   const watcher = watchConfigFile(options.configPath, {
     pollMs: options.configPollMs ?? 10_000,
@@ -38,25 +67,6 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
     },
   });
   watcher.initial(text);
-
   void agent.stopped.then(() => watcher.close());
-  if (options.handleSignals !== false) {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals += 1;
-      if (signals > 1) {
-        logger.warn({ signal }, 'second signal; exiting now');
-        process.exit(130);
-      }
-      logger.info({ signal }, 'stopping; the data plane stays in place');
-      agent.stop().catch((err: unknown) => logger.error({ err: describeError(err) }, 'stop failed'));
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    void agent.stopped.then(() => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-    });
-  }
   return agent;
 }

@@ -18,7 +18,7 @@ export const ROUTE_PROTOCOL = 110;
 
 /** The private key in the state directory (mode 0600), made on first start and kept across restarts. */
 async function loadKey(state: PluginState, dryRun: boolean): Promise<{ privateKey: string; publicKey: string; created: boolean }> {
-  const saved = (await state.readFile('private.key'))?.toString('utf8').trim();
+  const saved = (await state.readFile('private.key', { secret: true }))?.toString('utf8').trim();
   if (saved !== undefined) {
     if (!isWireGuardKey(saved)) throw new TerminalError(`${state.dir}/private.key is not a WireGuard private key (base64 of 32 bytes); move it away to make a new one`);
     return { privateKey: saved, publicKey: wireGuardPublicKey(saved), created: false };
