@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rename, rm, stat, unlink, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterView } from '../api/cluster.js';
 import { CoreConfigSchema } from '../config/schema.js';
 import { createLogger } from '../observe/logger.js';
@@ -110,6 +110,20 @@ describe('DirectoryNodeSource', () => {
     await writeFile(join(dir, 'a-new.yaml'), 'name: a-new\n');
     const c = await agent('n1', {}, { firstSeenFile });
     expect(c.source.current().nodes.find((n) => n.name === 'a-new')?.createdAt).toBeGreaterThan(newAge);
+  });
+
+  it('a wall clock stepped back does not make a newcomer older than the nodes already seen', async () => {
+    await writeFile(join(dir, 'old.yaml'), 'name: old\n');
+    const a = await agent('n1');
+    const oldAge = a.source.current().nodes.find((n) => n.name === 'old')?.createdAt as number;
+    vi.useFakeTimers({ toFake: ['Date'], now: oldAge - 3_600_000 });
+    try {
+      await writeFile(join(dir, 'a-new.yaml'), 'name: a-new\n');
+      await until('a-new seen', () => names(a.source).includes('a-new'));
+      expect(a.source.current().nodes.find((n) => n.name === 'a-new')?.createdAt).toBeGreaterThanOrEqual(oldAge);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('hostile documents (an alias bomb, deep nesting, a huge file, a directory) are each skipped with where; the scan goes on', async () => {

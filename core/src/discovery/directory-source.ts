@@ -116,7 +116,11 @@ export class DirectoryNodeSource implements NodeSource {
 
   /** Dates the nodes present now: a node seen for the first time is as old as this moment; a node gone is forgotten. */
   private dateNodes(names: readonly string[]): void {
-    const now = Date.now();
+    // Wall time, since it is kept across restarts; but never earlier than a date already given: a clock stepped back
+    // must not make a newcomer look older than the nodes it would contest.
+    let latest = 0;
+    for (const t of this.firstSeen.values()) latest = Math.max(latest, t);
+    const now = Math.max(Date.now(), latest);
     let changed = false;
     for (const name of names) {
       if (!this.firstSeen.has(name)) {

@@ -173,7 +173,7 @@ function tokenAuth(server: string, dispatcher: unknown, token: { value?: string;
   const bearer = (): string | undefined => {
     if (token.value !== undefined) return token.value;
     if (token.file === undefined) return undefined;
-    if (!cached || Date.now() - cached.at > 60_000) cached = { value: readFileSync(token.file, 'utf8').trim(), at: Date.now() };
+    if (!cached || performance.now() - cached.at > 60_000) cached = { value: readFileSync(token.file, 'utf8').trim(), at: performance.now() };
     return cached.value;
   };
   return {

@@ -191,12 +191,12 @@ export class KubernetesNodeSource implements NodeSource {
             this.updateConnected();
           }
         }
-        const started = Date.now();
+        const started = performance.now();
         const end = await this.watchOnce(w);
         if (end === 'expired') {
           this.logger.info({ resource: w.resource }, 'watch version expired (410 Gone); relisting');
           relist = true;
-        } else if (Date.now() - started < 1000) {
+        } else if (performance.now() - started < 1000) {
           // A server that closes every watch at once must not be hammered.
           await this.sleep(1000);
         }

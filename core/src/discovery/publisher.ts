@@ -65,8 +65,8 @@ export class AnnotationPublisher {
 
   /** Resolves when nothing is left to write (for shutdown and tests). */
   async flushed(timeoutMs = 5_000): Promise<boolean> {
-    const end = Date.now() + timeoutMs;
-    while (Date.now() < end) {
+    const end = performance.now() + timeoutMs;
+    while (performance.now() < end) {
       if (this.timer === undefined && this.writing === undefined && Object.keys(this.pending()).length === 0) return true;
       await new Promise((r) => setTimeout(r, 10));
     }

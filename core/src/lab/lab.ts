@@ -319,10 +319,10 @@ export class Lab {
 
   /** Waits until {@link status} says converged, or the time is up; returns the last status either way. */
   async waitConverged(timeoutMs: number): Promise<LabStatus> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
       const s = await this.status();
-      if (s.converged || Date.now() >= deadline) return s;
+      if (s.converged || performance.now() >= deadline) return s;
       await sleep(250);
     }
   }

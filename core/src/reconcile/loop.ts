@@ -134,7 +134,7 @@ export class ReconcileLoop {
   }
 
   private scheduleIn(ms: number): void {
-    const at = Date.now() + Math.max(0, ms);
+    const at = performance.now() + Math.max(0, ms);
     if (this.timer !== undefined && this.dueAt <= at) return;
     clearTimeout(this.timer);
     this.dueAt = at;

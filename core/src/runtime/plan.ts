@@ -30,9 +30,9 @@ export async function planConfig(config: WeftConfig, options: AgentOptions & { l
   const started = agent;
   await started.start();
   try {
-    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+    const deadline = performance.now() + (options.timeoutMs ?? 60_000);
     const pending = () => started.pluginStatus().filter((s) => s.phase === 'running' && s.runs === 0);
-    while (pending().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (pending().length > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     return started.pluginStatus().map((s) => {
       const entry = config.plugins.find((p) => p.name === s.name);
       const error = s.phase === 'failed' ? s.lastError : s.runs === 0 ? 'no reconcile finished in time' : s.lastResult === 'success' ? undefined : s.lastError;
