@@ -33,6 +33,23 @@ describe('the weft binary', () => {
     expect(good.exitCode).toBe(0);
   });
 
+  it('config validate: a plugin module that exits, never finishes loading, or throws a non-Error is exit 2 with file:line:col', async () => {
+    const fixture = (name: string) => JSON.stringify(join(repo, 'core/src/runtime/__fixtures__', name));
+    const file = join(dir, 'modules.yaml');
+    await writeFile(
+      file,
+      ['plugins:', '  exits:', `    module: ${fixture('exits-on-import.mjs')}`, '  hangs:', `    module: ${fixture('hangs-on-import.mjs')}`, '  throws:', `    module: ${fixture('throws-object-on-import.mjs')}`, ''].join('\n'),
+    );
+    const started = performance.now();
+    const r = await execa(process.execPath, [bin, 'config', 'validate', '--import-timeout', '1500ms', file], { reject: false, timeout: 30_000 });
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(performance.now() - started).toBeLessThan(15_000);
+    const lines = r.stderr.split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^${file}:3:13 plugins\\.exits\\.module: plugin "exits": cannot import .*exits-on-import\\.mjs: it called process\\.exit\\(0\\) while being imported$`));
+    expect(lines[1]).toMatch(new RegExp(`^${file}:5:13 plugins\\.hangs\\.module: plugin "hangs": cannot import .*hangs-on-import\\.mjs: it did not finish loading within 1500 ms`));
+    expect(lines[2]).toMatch(new RegExp(`^${file}:7:13 plugins\\.throws\\.module: plugin "throws": cannot import .*: a non-Error was thrown: \\{"reason":"no licence key","code":42\\}$`));
+  });
+
   it('run serves /healthz, /readyz and /metrics, and exits 0 on SIGTERM', async () => {
     const file = join(dir, 'run.yaml');
     await writeFile(

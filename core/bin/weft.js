@@ -3,4 +3,8 @@
 import process from 'node:process';
 import { main } from '../dist/cli/main.js';
 
-process.exitCode = await main(process.argv);
+const code = await main(process.argv);
+// The command is done: exit now, so that nothing a plugin module left running (a timer of a module that never
+// finished loading, a handle of a setup that was stopped) keeps the process alive. stdout and stderr are
+// synchronous on Linux for files, pipes and terminals, so nothing written is lost.
+process.exit(code);

@@ -65,5 +65,15 @@ export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftErro
 /** A one-line description of any thrown value, for logs and CLI output. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
-  return String(err);
+  if (typeof err === 'string') return err;
+  if (err === null || typeof err !== 'object') return String(err);
+  // Something thrown that is not an Error: say what it is rather than "[object Object]".
+  const message = (err as { message?: unknown }).message;
+  if (typeof message === 'string') return message;
+  try {
+    const text = JSON.stringify(err);
+    return `a non-Error was thrown: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`;
+  } catch {
+    return `a non-Error was thrown: ${Object.prototype.toString.call(err)}`;
+  }
 }

@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { describeError } from '../api/errors.js';
+import { parseDuration } from '../api/schema.js';
 import type { PluginDefinition } from '../api/plugin.js';
 import { configJsonSchema } from '../config/json-schema.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
@@ -129,9 +130,16 @@ function buildProgram(io: CliIO): Command {
     .command('validate')
     .description('validate a config file (exit 0 when valid, 2 with file:line:col errors when not)')
     .argument('[file]', 'the config file', DEFAULT_CONFIG_PATH)
-    .action(async (file: string) => {
+    .option('--import-timeout <duration>', 'how long a plugin module may take to load (e.g. 10s)', '10s')
+    .action(async (file: string, opts: { importTimeout: string }) => {
+      const timeoutMs = parseDuration(opts.importTimeout);
+      if (timeoutMs === undefined || timeoutMs <= 0) {
+        io.err(`weft: --import-timeout: expected a duration like 10s or 500ms, got ${JSON.stringify(opts.importTimeout)}\n`);
+        throw new ExitWith(EXIT.usage);
+      }
       try {
-        const loaded = await loadConfigFile(file, { env: io.env });
+        // A plugin module is imported with a time limit, and a process.exit() it calls while loading is its error.
+        const loaded = await loadConfigFile(file, { env: io.env, resolvePlugin: (origin) => loadPlugin(origin, { timeoutMs, guardExit: true }) });
         const names = loaded.plugins.map((p) => p.name);
         io.out(`${file}: valid (${names.length} plugin${names.length === 1 ? '' : 's'} enabled${names.length ? `: ${names.join(', ')}` : ''})\n`);
       } catch (err) {

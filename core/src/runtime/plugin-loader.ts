@@ -56,7 +56,7 @@ export function moduleSpecifier(module: string, baseDir: string): string {
  * `WEFT_PLUGIN_UNKNOWN`, `WEFT_PLUGIN_IMPORT_FAILED`, `WEFT_PLUGIN_INVALID`, `WEFT_PLUGIN_API_VERSION`,
  * `WEFT_PLUGIN_NAME_MISMATCH`.
  */
-export async function loadPlugin(origin: PluginOrigin): Promise<PluginDefinition> {
+export async function loadPlugin(origin: PluginOrigin, options: ImportGuard = {}): Promise<PluginDefinition> {
   const { key } = origin;
   let specifier: string;
   let shown: string;
@@ -78,7 +78,7 @@ export async function loadPlugin(origin: PluginOrigin): Promise<PluginDefinition
 
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(specifier)) as Record<string, unknown>;
+    mod = options.timeoutMs === undefined && !options.guardExit ? ((await import(specifier)) as Record<string, unknown>) : await guardedImport(specifier, options);
   } catch (err) {
     throw new WeftError('WEFT_PLUGIN_IMPORT_FAILED', `plugin "${key}": cannot import ${shown}: ${describeError(err)}`, { cause: err });
   }
@@ -96,4 +96,42 @@ export async function loadPlugin(origin: PluginOrigin): Promise<PluginDefinition
     throw new WeftError('WEFT_PLUGIN_NAME_MISMATCH', `plugin "${key}": ${shown} defines the plugin "${definition.name}"; name the config key "${definition.name}"`);
   }
   return definition;
+}
+
+/** How a plugin module is imported where a module must not hang or end the process (`weft config validate`). */
+export interface ImportGuard {
+  /** The import fails when the module has not finished loading by then (a top-level await that never settles). */
+  readonly timeoutMs?: number;
+  /** A `process.exit()` the module calls while it loads fails the import instead of ending the process. */
+  readonly guardExit?: boolean;
+}
+
+class ExitDuringImport extends Error {
+  constructor(code: unknown) {
+    super(`it called process.exit(${code === undefined ? '' : String(code)}) while being imported`);
+  }
+}
+
+async function guardedImport(specifier: string, options: ImportGuard): Promise<Record<string, unknown>> {
+  const realExit = process.exit;
+  if (options.guardExit) {
+    process.exit = ((code?: unknown) => {
+      throw new ExitDuringImport(code);
+    }) as typeof process.exit;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const loading = import(specifier) as Promise<Record<string, unknown>>;
+    if (options.timeoutMs === undefined) return await loading;
+    const ms = options.timeoutMs;
+    return await Promise.race([
+      loading,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`it did not finish loading within ${String(ms)} ms (a top-level await that never settles?)`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (options.guardExit) process.exit = realExit;
+  }
 }

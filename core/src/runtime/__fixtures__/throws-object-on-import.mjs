@@ -1,0 +1,2 @@
+// A plugin module that throws something that is not an Error.
+throw { reason: 'no licence key', code: 42 };
