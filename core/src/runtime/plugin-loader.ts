@@ -108,16 +108,16 @@ export interface ImportGuard {
 
 class ExitDuringImport extends Error {
   constructor(code: unknown) {
-    super(`it called process.exit(${code === undefined ? '' : String(code)}) while being imported`);
+    super(`it called process.exit(${typeof code === 'number' || typeof code === 'string' ? String(code) : ''}) while being imported`);
   }
 }
 
 async function guardedImport(specifier: string, options: ImportGuard): Promise<Record<string, unknown>> {
-  const realExit = process.exit;
+  const realExit = Object.getOwnPropertyDescriptor(process, 'exit');
   if (options.guardExit) {
-    process.exit = ((code?: unknown) => {
+    process.exit = (code?: unknown): never => {
       throw new ExitDuringImport(code);
-    }) as typeof process.exit;
+    };
   }
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -132,6 +132,6 @@ async function guardedImport(specifier: string, options: ImportGuard): Promise<R
     ]);
   } finally {
     clearTimeout(timer);
-    if (options.guardExit) process.exit = realExit;
+    if (options.guardExit && realExit) Object.defineProperty(process, 'exit', realExit);
   }
 }
