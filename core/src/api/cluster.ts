@@ -109,6 +109,13 @@ export interface ClusterView {
   readonly addressPlan: AddressPlan;
   /** What the core refused of the nodes' claims, and what it kept against a rival claim, sorted by node. */
   readonly claimProblems: readonly ClaimProblem[];
+  /**
+   * Who dated the nodes ({@link NodeInfo.createdAt}): `cluster` when one clock dates them for every agent alike
+   * (the Kubernetes API server; the config for `static` nodes), `agent` when each agent dates them itself (the
+   * `directory` source: when it first saw each document). An order that every agent must agree on (a leader) may
+   * use ages only when they are the cluster's; a contest between two claims may use them either way.
+   */
+  readonly datedBy: 'cluster' | 'agent';
 }
 
 /**

@@ -50,7 +50,7 @@ export class DirectoryNodeSource implements NodeSource {
      */
     private readonly options: { watch?: boolean; firstSeenFile?: string } = {},
   ) {
-    this.view = makeView({ selfName, nodes: [], revision: 0 });
+    this.view = makeView({ selfName, nodes: [], revision: 0, datedBy: 'agent' });
   }
 
   async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
@@ -285,6 +285,7 @@ export class DirectoryNodeSource implements NodeSource {
       endpointSlices: this.watches.has('endpointslices') ? slices.sort(byName) : undefined,
       revision: this.view.revision + 1,
       fallbackSelf: { ...this.ownAsNode() },
+      datedBy: 'agent',
     });
   }
 

@@ -30,6 +30,8 @@ export function makeView(input: {
   endpointSlices?: readonly EndpointSliceInfo[] | undefined;
   revision: number;
   fallbackSelf?: NodeInfo;
+  /** Who dated the nodes (ClusterView.datedBy); `cluster` unless the source dates them itself. */
+  datedBy?: 'cluster' | 'agent';
 }): ClusterView {
   const nodes = [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let self = nodes.find((n) => n.name === input.selfName);
@@ -46,6 +48,7 @@ export function makeView(input: {
     revision: input.revision,
     addressPlan: NO_ADDRESS_PLAN,
     claimProblems: [],
+    datedBy: input.datedBy ?? 'cluster',
   });
 }
 

@@ -18,8 +18,10 @@ export function vettedView(input: {
   readonly endpointSlices?: readonly EndpointSliceInfo[];
   readonly cluster?: Partial<ClusterSettings>;
   readonly revision?: number;
+  /** Who dated the nodes: `cluster` (the API server, the default) or `agent` (the directory source). */
+  readonly datedBy?: 'cluster' | 'agent';
 }): ClusterView {
   const cluster = CoreConfigSchema.shape.cluster.parse(input.cluster ?? {});
-  const view = makeView({ selfName: input.self, nodes: input.nodes, services: input.services, endpointSlices: input.endpointSlices, revision: input.revision ?? 1 });
+  const view = makeView({ selfName: input.self, nodes: input.nodes, services: input.services, endpointSlices: input.endpointSlices, revision: input.revision ?? 1, datedBy: input.datedBy ?? 'cluster' });
   return vetClaims(view, claimRules(cluster));
 }

@@ -19,9 +19,18 @@ export const PUBLISHED = {
 /** Annotations an operator sets on a node. */
 export const OPERATOR = {
   forceEndpoint: 'weft.io/force-endpoint',
-  leader: 'weft.io/leader',
   persistentKeepalive: 'weft.io/persistent-keepalive',
 } as const;
+
+/**
+ * The label that prefers a node as its location's leader. Under `node-restriction.kubernetes.io/`, so a kubelet
+ * cannot set it on its own node (the NodeRestriction admission plugin); only honoured where the API server dates the
+ * nodes, since in the `directory` source a node writes its labels itself.
+ */
+export const LEADER_LABEL = 'node-restriction.kubernetes.io/weft-leader';
+
+/** The annotation that once preferred a leader: any node could set it on itself, so it is ignored (and said so). */
+export const IGNORED_LEADER_ANNOTATION = 'weft.io/leader';
 
 /** What the mesh needs of one node, read from the view and checked. */
 export interface NodeFacts {
@@ -39,8 +48,8 @@ export interface NodeFacts {
   /** First internal IPv4 and IPv6 addresses (the underlay inside a location). */
   readonly internal4: string | undefined;
   readonly internal6: string | undefined;
-  readonly hasExternal: boolean;
-  readonly forcedLeader: boolean;
+  /** The operator's leader label ({@link LEADER_LABEL}) is on the node. */
+  readonly leaderLabel: boolean;
   /** Seconds; 0 off. What the node asks for (it sits behind NAT). */
   readonly keepalive: number;
   readonly lastSeen: number | undefined;
@@ -156,8 +165,7 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
     podCIDRs,
     internal4: first(n.internalAddresses, 4),
     internal6: first(n.internalAddresses, 6),
-    hasExternal: n.externalAddresses.some((x) => canonicalIP(x) !== undefined),
-    forcedLeader: ['true', '1', 'yes'].includes((a[OPERATOR.leader] ?? '').toLowerCase()),
+    leaderLabel: ['true', '1', 'yes'].includes((n.labels[LEADER_LABEL] ?? '').toLowerCase()),
     keepalive,
     lastSeen,
     discovered,

@@ -2,8 +2,9 @@ import { canonicalNetwork, type ClusterView, generateWireGuardKeyPair, type Node
 import { vettedView } from '@weft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { WireGuardConfig } from './config.js';
-import { OPERATOR, PUBLISHED } from './facts.js';
-import { desiredState, electLeader, type MeshPlan, planMesh } from './planner.js';
+import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED } from './facts.js';
+import { ChangeClock } from './freshness.js';
+import { desiredState, electLeader, firstSightAge, type LeaderRules, type MeshPlan, planMesh, type SelfFacts } from './planner.js';
 import { readNode } from './facts.js';
 
 const NOW = 1_800_000_000;
@@ -22,6 +23,7 @@ interface NodeSpec {
   overlay?: string;
   since?: number;
   annotations?: Record<string, string>;
+  labels?: Record<string, string>;
   /** When the cluster first knew it (ms); default i seconds: n1 is the oldest. */
   createdAt?: number;
 }
@@ -42,7 +44,7 @@ function node(name: string, spec: NodeSpec = {}): NodeInfo {
     internalAddresses: internal,
     externalAddresses: spec.external ?? [],
     podCIDRs: spec.pods ?? [`198.18.${String(i)}.0/24`],
-    labels: {},
+    labels: spec.labels ?? {},
     annotations: { ...annotations, ...spec.annotations },
     ready: spec.ready ?? true,
     location: spec.location,
@@ -84,6 +86,12 @@ function plan(self: string, nodes: NodeInfo[], extra: Record<string, unknown> = 
     observed,
     now: NOW,
   });
+}
+
+/** What a node knows of itself, from what it published. */
+function selfOf(n: NodeInfo): SelfFacts {
+  const [overlay4 = '', overlay6 = ''] = (n.annotations[PUBLISHED.overlay] ?? '').split(',');
+  return { publicKey: n.annotations[PUBLISHED.publicKey] as string, endpoint: n.annotations[PUBLISHED.endpoint], overlay4, overlay6, overlaySince: Number(n.annotations[PUBLISHED.overlaySince]) };
 }
 
 /** A peer as a table row. */
@@ -169,23 +177,52 @@ describe('planner: locations and leaders', () => {
     ]);
   });
 
-  it.each([
-    ['first by name (every node must agree, and ages are per agent in the directory source)', [node('n1', { location: 'a', createdAt: 9000 }), node('n2', { location: 'a' })], 'n1'],
-    ['a node with a public address', [node('n1', { location: 'a' }), node('n2', { location: 'a', external: ['203.0.113.2'] })], 'n2'],
-    ['forced by weft.io/leader, over a public address', [node('n1', { location: 'a', external: ['203.0.113.1'] }), node('n2', { location: 'a', annotations: { [OPERATOR.leader]: 'true' } })], 'n2'],
-    ['failover: the leader is not Ready', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], 'n2'],
-    ['failover: the leader stopped its heartbeat', [node('n1', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 400) } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
-    ['failover: a forced leader that is stale', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true', [PUBLISHED.lastSeen]: String(NOW - 400) } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
-    ['a self-declared leader that never published a heartbeat, while another is fresh', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true' } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
-    ['a node without a heartbeat yet is fresh while it is new', [node('n1', { location: 'a', createdAt: (NOW - 5) * 1000 }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n1'],
-    ['a heartbeat dated in the future does not count', [node('n1', { location: 'a', annotations: { [OPERATOR.leader]: 'true', [PUBLISHED.lastSeen]: String(NOW + 86_400) } }), node('n2', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 10) } })], 'n2'],
-    ['no heartbeats anywhere: the first Ready node', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], 'n2'],
-    ['nobody healthy: the first of all rather than none', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a', ready: false })], 'n1'],
-  ])('leader: %s', (_what, members, leader) => {
+  const ageOf = (members: readonly NodeInfo[]) => (name: string) => {
+    const text = members.find((m) => m.name === name)?.annotations[PUBLISHED.lastSeen];
+    return text === undefined ? undefined : firstSightAge(Number(text), NOW, 180);
+  };
+  const beat = (ago: number) => ({ [PUBLISHED.lastSeen]: String(NOW - ago) });
+  it.each<[string, NodeInfo[], Partial<Pick<LeaderRules, 'preferred' | 'datedBy'>>, string]>([
+    ['the oldest node, where the API server dates them', [node('n1', { location: 'a', createdAt: 9000 }), node('n2', { location: 'a' })], {}, 'n2'],
+    ['the name where each agent dates them (the directory source): ages would differ between agents', [node('n1', { location: 'a', createdAt: 9000 }), node('n2', { location: 'a' })], { datedBy: 'agent' }, 'n1'],
+    ['a public address buys nothing (a node says it of itself)', [node('n1', { location: 'a' }), node('n2', { location: 'a', external: ['203.0.113.2'] })], {}, 'n1'],
+    ['weft.io/leader on itself and a name that sorts first buy nothing', [node('n1', { location: 'a' }), node('a9', { location: 'a', createdAt: 99_000, key: generateWireGuardKeyPair().publicKey, annotations: { [IGNORED_LEADER_ANNOTATION]: 'true' } })], {}, 'n1'],
+    ["the operator's label, which no kubelet can set on itself", [node('n1', { location: 'a' }), node('n2', { location: 'a', labels: { [LEADER_LABEL]: 'true' } })], {}, 'n2'],
+    ["the label is a node's own word in the directory source", [node('n1', { location: 'a' }), node('n2', { location: 'a', labels: { [LEADER_LABEL]: 'true' } })], { datedBy: 'agent' }, 'n1'],
+    ["the config's leaders, in their order, before the label", [node('n1', { location: 'a' }), node('n2', { location: 'a', labels: { [LEADER_LABEL]: 'true' } }), node('n3', { location: 'a' })], { preferred: ['n3', 'n2'] }, 'n3'],
+    ['failover: the leader is not Ready', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], {}, 'n2'],
+    ['failover: the leader stopped its heartbeat', [node('n1', { location: 'a', annotations: beat(400) }), node('n2', { location: 'a', annotations: beat(10) })], {}, 'n2'],
+    ['failover: a preferred leader that is stale', [node('n1', { location: 'a', annotations: beat(400) }), node('n2', { location: 'a', annotations: beat(10) })], { preferred: ['n1'] }, 'n2'],
+    ['a leader that never published a heartbeat, while another is fresh', [node('n1', { location: 'a' }), node('n2', { location: 'a', annotations: beat(10) })], {}, 'n2'],
+    ['a node without a heartbeat yet is fresh while it is new', [node('n1', { location: 'a', createdAt: (NOW - 5) * 1000 }), node('n2', { location: 'a', annotations: beat(10) })], { preferred: ['n1'] }, 'n1'],
+    ['a heartbeat dated in the future does not count', [node('n1', { location: 'a', annotations: beat(-86_400) }), node('n2', { location: 'a', annotations: beat(10) })], { preferred: ['n1'] }, 'n2'],
+    ['no heartbeats anywhere: the first Ready node', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], {}, 'n2'],
+    ['nobody healthy: the first of all rather than none', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a', ready: false })], {}, 'n1'],
+  ])('leader: %s', (_what, members, over, leader) => {
     const facts = members.map((m) => readNode(m, config()));
-    expect(electLeader(facts as never, NOW, 180_000)?.name).toBe(leader);
+    expect(electLeader(facts as never, NOW, 180_000, { preferred: [], datedBy: 'cluster', heartbeatAge: ageOf(members), ...over })?.name).toBe(leader);
     // Every node of the location agrees.
-    for (const m of members) expect(plan(m.name, [...members, node('n5', { location: 'z' })]).leaders.a).toBe(leader);
+    const v = (self: string) => vettedView({ self, nodes: [...members, node('n5', { location: 'z' })], datedBy: over.datedBy ?? 'cluster' });
+    for (const m of members) expect(planMesh({ view: v(m.name), config: config({ leaders: over.preferred ?? [] }), self: selfOf(m), now: NOW }).leaders.a, m.name).toBe(leader);
+  });
+
+  it("a heartbeat counts by what this agent saw of it change, not by the time it says (a stuck one, a clock that stepped)", () => {
+    const members = [node('n1', { location: 'a', annotations: beat(10) }), node('n2', { location: 'a', annotations: beat(99_999) })];
+    const leaderWith = (ages: Record<string, number>) => planMesh({ view: vettedView({ self: 'n3', nodes: [...members, node('n3', { location: 'b' })] }), config: config(), self: selfOf(node('n3')), now: NOW, heartbeatAges: new Map(Object.entries(ages)) }).leaders.a;
+    // Stuck at a recent-looking value for 400 s: stale. Old-looking, but it changed 5 s ago: fresh.
+    expect(leaderWith({ n1: 400, n2: 5 })).toBe('n2');
+    expect(leaderWith({ n1: 5, n2: 5 })).toBe('n1');
+    // The change clock: a first sight takes the value's age, then only a change makes it young again.
+    let t = 0;
+    const clock = new ChangeClock(() => t);
+    expect(clock.observe('n1', '100', 7)).toBe(7);
+    t = 50;
+    expect(clock.observe('n1', '100', 0)).toBe(57);
+    t = 60;
+    expect(clock.observe('n1', '5', 0)).toBe(0); // a value from the past, but a change
+    expect(clock.observe('n2', String(NOW + 86_400), Number.POSITIVE_INFINITY)).toBe(Number.POSITIVE_INFINITY);
+    clock.retain(new Set(['n2']));
+    expect(clock.observe('n1', '5', 3)).toBe(3); // forgotten: a first sight again
   });
 
   it('nodes without a location form one location of their own', () => {

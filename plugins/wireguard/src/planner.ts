@@ -42,6 +42,11 @@ export interface PlanInput {
   readonly claimsSeen?: ReadonlyMap<string, number>;
   /** Unix seconds. */
   readonly now: number;
+  /**
+   * Seconds since this agent saw each node's heartbeat change (see {@link LeaderRules.heartbeatAge}); absent: judged
+   * from the published values as if seen for the first time.
+   */
+  readonly heartbeatAges?: ReadonlyMap<string, number>;
 }
 
 /** One WireGuard peer of this node. */
@@ -108,29 +113,60 @@ export interface MeshPlan {
 const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const sorted = (xs: Iterable<string>) => [...new Set(xs)].sort();
 
-/**
- * Leader order: forced by annotation, then a node with a public address, then the name. Every node must come to the
- * same leader, so the order uses only what every node sees alike — not ages, which the directory source dates per
- * agent. (Leadership is not yet hardened against a hostile node: docs/security.md.)
- */
-function leaderOrder(a: NodeFacts, b: NodeFacts): number {
-  if (a.forcedLeader !== b.forcedLeader) return a.forcedLeader ? -1 : 1;
-  if (a.hasExternal !== b.hasExternal) return a.hasExternal ? -1 : 1;
-  return a.name < b.name ? -1 : 1;
+/** How a location's leader is chosen: the operator's preferences, and how far the nodes' ages can be trusted. */
+export interface LeaderRules {
+  /** Node names preferred as leaders, most preferred first (the config's `leaders`). */
+  readonly preferred: readonly string[];
+  /** Who dated the nodes (ClusterView.datedBy): ages and the leader label count only when it is the cluster. */
+  readonly datedBy: 'cluster' | 'agent';
+  /**
+   * Seconds since this agent saw each node's heartbeat change (at first sight: how old the published value is, or
+   * `Infinity` when it is dated in the future beyond `staleAfter`). A node without an entry has published none.
+   */
+  readonly heartbeatAge: (node: string) => number | undefined;
 }
 
 /**
- * The leader of one location: the first by {@link leaderOrder} among nodes that are Ready and whose WireGuard is
- * fresh (`weft.io/wireguard-last-seen` within `staleAfter`; a node that never published one only while it is newer
- * than `staleAfter`; one dated in the future beyond `staleAfter` never); when none qualifies, the first Ready node;
- * when none is Ready, the first of all.
+ * The age of a heartbeat seen for the first time: how old its value says it is, never below 0; a value dated in the
+ * future beyond `staleAfter` is not believed at all (`Infinity`). After the first sight only changes count.
  */
-export function electLeader(members: readonly NodeFacts[], now: number, staleAfterMs: number): NodeFacts | undefined {
+export function firstSightAge(lastSeen: number, now: number, staleAfterSeconds: number): number {
+  if (lastSeen - now > staleAfterSeconds) return Number.POSITIVE_INFINITY;
+  return Math.max(0, now - lastSeen);
+}
+
+/**
+ * Leader order, the same on every node and chosen by no node: the config's `leaders` first (in its order), then
+ * nodes with the `node-restriction.kubernetes.io/weft-leader` label (which no kubelet can set on itself), then — where the API server dates
+ * the nodes — the older node, then the name. Nothing a node publishes about itself (an address, an annotation) buys
+ * it a place.
+ */
+export function leaderOrder(rules: Pick<LeaderRules, 'preferred' | 'datedBy'>): (a: NodeFacts, b: NodeFacts) => number {
+  const rank = new Map(rules.preferred.map((name, i) => [name, i]));
+  const cluster = rules.datedBy === 'cluster';
+  return (a, b) => {
+    const ra = rank.get(a.name) ?? Number.POSITIVE_INFINITY;
+    const rb = rank.get(b.name) ?? Number.POSITIVE_INFINITY;
+    if (ra !== rb) return ra < rb ? -1 : 1;
+    if (cluster && a.leaderLabel !== b.leaderLabel) return a.leaderLabel ? -1 : 1;
+    if (cluster && a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+    return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  };
+}
+
+/**
+ * The leader of one location: the first by {@link leaderOrder} among nodes that are Ready and fresh — whose
+ * heartbeat this agent saw change within `staleAfter` (a node that never published one: only while it is newer than
+ * `staleAfter`); when none qualifies, the first Ready node; when none is Ready, the first of all.
+ */
+export function electLeader(members: readonly NodeFacts[], now: number, staleAfterMs: number, rules: LeaderRules): NodeFacts | undefined {
   const window = staleAfterMs / 1000;
-  // A node that has not published a heartbeat yet is fresh only while it is new (the cluster knew it within
-  // `staleAfter`); one dated in the future beyond `staleAfter` is not fresh at all.
-  const fresh = (n: NodeFacts) => (n.lastSeen === undefined ? now * 1000 - n.createdAt <= staleAfterMs : now - n.lastSeen <= window && n.lastSeen - now <= window);
-  const first = (list: readonly NodeFacts[]) => [...list].sort(leaderOrder)[0];
+  const fresh = (n: NodeFacts) => {
+    const age = rules.heartbeatAge(n.name);
+    return age === undefined ? now * 1000 - n.createdAt <= staleAfterMs : age <= window;
+  };
+  const order = leaderOrder(rules);
+  const first = (list: readonly NodeFacts[]) => [...list].sort(order)[0];
   return first(members.filter((n) => n.ready && fresh(n))) ?? first(members.filter((n) => n.ready)) ?? first(members);
 }
 
@@ -311,10 +347,20 @@ export function planMesh(input: PlanInput): MeshPlan {
       routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNetwork(c) as string)));
     }
   } else {
+    const lastSeen = new Map(valid.map((n) => [n.name, n.lastSeen]));
+    const rules: LeaderRules = {
+      preferred: config.leaders,
+      datedBy: view.datedBy,
+      heartbeatAge: (name) => {
+        if (input.heartbeatAges) return input.heartbeatAges.get(name);
+        const seen = lastSeen.get(name);
+        return seen === undefined ? undefined : firstSightAge(seen, now, config.staleAfter / 1000);
+      },
+    };
     const locations = new Map<string, NodeFacts[]>();
     for (const n of valid) locations.set(n.location, [...(locations.get(n.location) ?? []), n]);
     for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const leader = electLeader(members, now, config.staleAfter) as NodeFacts;
+      const leader = electLeader(members, now, config.staleAfter, rules) as NodeFacts;
       leaders[loc] = leader.name;
     }
 
