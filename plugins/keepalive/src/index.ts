@@ -6,13 +6,13 @@ import { Prober, RESULTS } from './prober.js';
 import { assignAll } from './select.js';
 import { cached, fetchStatus, type PeerStatus, MATRIX_CONCURRENCY, mapBounded } from './remote.js';
 import { ProbeServer } from './server.js';
-import { addressOn, clusterAddresses } from './targets.js';
+import { addressOn, clusterAddresses, probeTargets } from './targets.js';
 
 export { KeepaliveConfig, PLANES, type Plane } from './config.js';
 export { assembleMatrix, diagnose, health, nodeStatus, type Matrix, type MatrixCell, type NodeStatus } from './matrix.js';
 export { assignAll, selectTargets, nextDelay, firstDelay, redundancy } from './select.js';
 export { keepalivePage } from './page.js';
-export { addressOn, firstHost } from './targets.js';
+export { addressOn, clusterAddresses, firstHost, probeTargets } from './targets.js';
 
 /** Histogram buckets of probe durations: 1 ms to 10 s. */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -107,16 +107,7 @@ export default definePlugin({
           logger.info({ peers: probing.length, of: ready.length - 1 }, 'probing');
         }
         server.setKnown(clusterAddresses(view.nodes));
-        const byName = new Map(view.nodes.map((n) => [n.name, n]));
-        const across = (n: NodeInfo) => !config.underlayAcrossLocations && n.location !== view.self.location;
-        const targets = probing.flatMap((name) => {
-          const n = byName.get(name);
-          if (!n) return [];
-          const addresses = Object.fromEntries(
-            config.planes.map((p) => [p, p === 'underlay' && across(n) ? { missing: `in another location (${n.location ?? 'none'}): the underlay across locations is not probed` } : addressOn(n, p)]),
-          );
-          return [{ name, addresses }];
-        });
+        const targets = probeTargets(view, probing, config);
         if (!dryRun) for (const gone of prober.setPeers(targets)) prune(gone);
         peersGauge.set(targets.length);
         return Promise.resolve();

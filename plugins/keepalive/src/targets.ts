@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import { addressAt, canonicalIP, type Network, networkContains, networkSize, type NodeInfo, parseNetwork } from '@weft/core';
-import type { Plane } from './config.js';
+import { addressAt, canonicalIP, type ClusterView, type Network, networkContains, networkSize, type NodeInfo, parseNetwork } from '@weft/core';
+import type { KeepaliveConfig, Plane } from './config.js';
 
 /** The annotation the wireguard plugin publishes a node's overlay addresses in (read, never imported). */
 export const OVERLAY_ANNOTATION = 'weft.io/wireguard-ip';
@@ -54,4 +54,20 @@ export function clusterAddresses(nodes: readonly NodeInfo[]): (address: string) 
     const c = canonicalIP(address);
     return c !== undefined && (exact.has(c) || networks.some((net) => networkContains(net, c)));
   };
+}
+
+/**
+ * Where to probe each peer this node probes, per plane: a pure function of the view (whose claims the core has
+ * checked: a refused pod CIDR is not there to be probed) and the config.
+ */
+export function probeTargets(view: ClusterView, probing: readonly string[], config: Pick<KeepaliveConfig, 'planes' | 'underlayAcrossLocations'>): { name: string; addresses: Partial<Record<Plane, PlaneAddress>> }[] {
+  const byName = new Map(view.nodes.map((n) => [n.name, n]));
+  const across = (n: NodeInfo) => !config.underlayAcrossLocations && n.location !== view.self.location;
+  return probing.flatMap((name) => {
+    const n = byName.get(name);
+    if (!n) return [];
+    const addresses: Partial<Record<Plane, PlaneAddress>> = {};
+    for (const p of config.planes) addresses[p] = p === 'underlay' && across(n) ? { missing: `in another location (${n.location ?? 'none'}): the underlay across locations is not probed` } : addressOn(n, p);
+    return [{ name, addresses }];
+  });
 }

@@ -32,6 +32,12 @@ export const LEADER_LABEL = 'node-restriction.kubernetes.io/weft-leader';
 /** The annotation that once preferred a leader: any node could set it on itself, so it is ignored (and said so). */
 export const IGNORED_LEADER_ANNOTATION = 'weft.io/leader';
 
+/**
+ * The longest `weft.io/wireguard-discovered-endpoints` read (about 700 peers' endpoints): it is parsed on every
+ * reconcile of every agent, so a node cannot make every agent parse a quarter of a megabyte each time.
+ */
+export const MAX_DISCOVERED_BYTES = 64 * 1024;
+
 /** What the mesh needs of one node, read from the view and checked. */
 export interface NodeFacts {
   readonly name: string;
@@ -134,7 +140,9 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   }
   const discovered: Record<string, string> = {};
   const discText = a[PUBLISHED.discovered];
-  if (discText !== undefined && discText !== '') {
+  if (discText !== undefined && discText.length > MAX_DISCOVERED_BYTES) {
+    problems.push(`${PUBLISHED.discovered}: ${String(discText.length)} characters, more than ${String(MAX_DISCOVERED_BYTES)}`);
+  } else if (discText !== undefined && discText !== '') {
     let parsed: unknown;
     try {
       parsed = JSON.parse(discText);

@@ -425,6 +425,25 @@ describe('planner: a hostile node', () => {
     if (!_what.includes('key')) expect(seen.peers.map((x) => x.name)).toContain(attacker.name);
   });
 
+  it('claims to lead its location (weft.io/leader, a public address, a name that sorts first, a fresh heartbeat): the leader stays', () => {
+    const claimLead = { [IGNORED_LEADER_ANNOTATION]: 'true', [PUBLISHED.lastSeen]: String(NOW) };
+    const alive = { [PUBLISHED.lastSeen]: String(NOW - 20) };
+    const attacker = { ...evil('a-evil', { location: 'a', external: ['203.0.113.66'], pods: ['198.18.66.0/24'], annotations: claimLead }), createdAt: 60_000 };
+    const nodes = [node('n1', { location: 'a', annotations: alive }), node('n2', { location: 'a', annotations: alive }), node('n3', { location: 'b', annotations: alive }), attacker];
+    for (const self of ['n1', 'n2', 'n3']) expect(plan(self, nodes).leaders.a, self).toBe('n1');
+    // The leader goes stale: the next honest node (older than the attacker) takes over, not the attacker.
+    const failed = [node('n1', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 400) } }), ...nodes.slice(1)];
+    for (const self of ['n2', 'n3']) expect(plan(self, failed).leaders.a, self).toBe('n2');
+  });
+
+  it('a discovered-endpoints annotation over 64 KiB: that node is left out, and no one else', () => {
+    const huge = { [PUBLISHED.discovered]: JSON.stringify(Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`${String(i).padStart(43, 'A')}=`, `198.51.100.1:${String(i)}`]))) };
+    const nodes = [...honest, { ...evil('a-evil', { pods: ['198.18.66.0/24'], annotations: huge }), createdAt: 60_000 }];
+    const p = plan('n1', nodes, { granularity: 'full' });
+    expect(p.excluded.find((x) => x.node === 'a-evil')?.reason).toMatch(/weft\.io\/wireguard-discovered-endpoints: \d+ characters, more than 65536/);
+    expect(p.peers.map((x) => x.name)).toEqual(['n2', 'n3']);
+  });
+
   it('a discovered endpoint for a peer behind NAT: the oldest reporter is believed, not the first by name', () => {
     const nat = { location: 'b', annotations: { [OPERATOR.persistentKeepalive]: '25' } };
     const report = (endpoint: string) => ({ [PUBLISHED.discovered]: JSON.stringify({ [pub('n3')]: endpoint }) });
