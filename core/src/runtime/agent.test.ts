@@ -227,3 +227,43 @@ describe('the scratch directory', () => {
     }
   });
 });
+
+describe('a stop during the start', () => {
+  it('while discovery still waits for its first view: start rejects with StartInterrupted, the source is stopped, the agent is stopped', async () => {
+    const { Agent, StartInterrupted } = await import('./agent.js');
+    const { createLogger } = await import('../observe/logger.js');
+    const { Writable } = await import('node:stream');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const stateDir = await mkdtemp(path.join(tmpdir(), 'weft-interrupt-'));
+    let stopped = 0;
+    const neverSyncs = {
+      start: () => new Promise<void>(() => undefined),
+      current: () => {
+        throw new Error('not synced');
+      },
+      synced: () => false,
+      publish: async () => undefined,
+      stop: async () => {
+        stopped++;
+      },
+    };
+    try {
+      const config = await buildTestConfig({ plugins: [recorder('a', [])], stateDir });
+      const agent = new Agent(
+        { ...config, core: { ...config.core, http: { ...config.core.http, listen: '127.0.0.1:0' } } },
+        { logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, done) => done() })), nodeSourceFactory: () => neverSyncs, defaultMetrics: false },
+      );
+      const starting = agent.start();
+      await new Promise((r) => setTimeout(r, 50));
+      await agent.stop();
+      await expect(starting).rejects.toBeInstanceOf(StartInterrupted);
+      await agent.stopped;
+      expect(stopped).toBe(1);
+      expect(agent.http.address()).toBeUndefined();
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -381,6 +381,7 @@ export class Agent {
       this.notify();
     });
     this.source = source;
+    this.pendingSource = undefined;
     this.metrics.core.discoveryNodes.set(source.current().nodes.length);
     this.view();
     provide(this.root, agentServices.nodeSource, source);
@@ -479,7 +480,8 @@ export class Agent {
         // What the plugins published last gets written before discovery stops (bounded: the API may be down).
         await this.publisher.flushed(2_000);
         this.publisher.stop();
-        await (this.source ?? this.pendingSource)?.stop();
+        await this.source?.stop();
+        await this.pendingSource?.stop();
         await this.http.close();
         await this.http.closeSocket();
         this.logger.info('weft stopped');
