@@ -214,6 +214,8 @@ export default definePlugin({
           }
         }
         heartbeats.retain(new Set(heartbeatAges.keys()));
+        const present = new Set(view.nodes.map((n) => n.name));
+        for (const name of ignoredLeaderAnnotation) if (!present.has(name)) ignoredLeaderAnnotation.delete(name);
         let plan = planMesh({ view, config, self, observed, claimsSeen, now: t, heartbeatAges });
         // The underlay's MTU is read with the device (not for a cluster change alone: that costs no process).
         if (!onlyCluster || mtuCache === undefined) mtuCache = await mtuFor(view.self.internalAddresses);
