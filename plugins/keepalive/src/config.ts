@@ -37,6 +37,14 @@ export const KeepaliveConfig = z
       })
       .prefault({})
       .meta({ description: 'a UDP probe for loss, reordering and duplicates' }),
+    matrix: z
+      .strictObject({
+        concurrency: intInRange(1, 1000).default(16).meta({ description: 'peers asked at once when the matrix is gathered' }),
+        maxStatusBytes: intInRange(4096, 64 * 1024 * 1024).default(1024 * 1024).meta({ description: "a peer's status bigger than this is not read (the node is listed as missing)" }),
+        cacheFor: duration({ max: 60_000 }).prefault('1s').meta({ description: 'one gathering answers every request for this long' }),
+      })
+      .prefault({})
+      .meta({ description: 'what one GET of /api/keepalive/matrix (or /health) may make this node do' }),
   })
   .refine((c) => c.timeout < c.interval, { error: 'timeout must be shorter than interval', path: ['timeout'] })
   .refine((c) => c.maxPeers >= 2 * c.minProbers, { error: 'maxPeers must be at least twice minProbers (the coverage guarantee needs the room)', path: ['maxPeers'] });

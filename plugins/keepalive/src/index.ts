@@ -4,7 +4,7 @@ import { assembleMatrix, health, type NodeStatus, nodeStatus } from './matrix.js
 import { keepalivePage } from './page.js';
 import { Prober, RESULTS } from './prober.js';
 import { assignAll } from './select.js';
-import { cached, fetchStatus, type PeerStatus, MATRIX_CONCURRENCY, mapBounded } from './remote.js';
+import { cached, fetchStatus, type PeerStatus, mapBounded } from './remote.js';
 import { ProbeServer } from './server.js';
 import { addressOn, clusterAddresses, probeTargets } from './targets.js';
 
@@ -73,16 +73,16 @@ export default definePlugin({
 
     /**
      * Every node's status: its own at once, the others' from their probe servers (partial when some fail), at most
-     * 16 asked at once, each answer checked. One gathering serves every request within a second of it, so an
-     * unauthenticated GET cannot make this node fan out to the cluster at will.
+     * `matrix.concurrency` asked at once, each answer checked. One gathering serves every request for
+     * `matrix.cacheFor`, so an unauthenticated GET cannot make this node fan out to the cluster at will.
      */
-    const matrix = cached(1000, async () => {
+    const matrix = cached(config.matrix.cacheFor, async () => {
       const view = cluster.current();
-      const entries = await mapBounded(view.nodes, MATRIX_CONCURRENCY, async (n: NodeInfo): Promise<[string, PeerStatus | { error: string }]> => {
+      const entries = await mapBounded(view.nodes, config.matrix.concurrency, async (n: NodeInfo): Promise<[string, PeerStatus | { error: string }]> => {
         if (n.name === self) return [n.name, status()];
         const a = addressOn(n, 'underlay');
         if ('missing' in a) return [n.name, { error: a.missing }];
-        const s = await fetchStatus(a.address, config.port, config.timeout);
+        const s = await fetchStatus(a.address, config.port, config.timeout, config.matrix.maxStatusBytes);
         if (!('error' in s) && s.node !== n.name) return [n.name, { error: `its probe server answered as ${JSON.stringify(s.node)}` }];
         return [n.name, s];
       });

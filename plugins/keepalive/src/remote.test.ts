@@ -2,7 +2,9 @@ import { createServer } from 'node:http';
 import { createSocket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { cached, fetchStatus, mapBounded, MAX_STATUS_BYTES, parseRemoteStatus } from './remote.js';
+import { cached, fetchStatus, mapBounded, parseRemoteStatus } from './remote.js';
+
+const MAX_STATUS_BYTES = 1 << 20;
 import { ProbeServer, UDP_MAGIC, unmapped } from './server.js';
 import { clusterAddresses } from './targets.js';
 
@@ -52,8 +54,8 @@ describe("a peer's status, as the matrix reads it", () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      const r = await fetchStatus('127.0.0.1', (server.address() as AddressInfo).port, 5_000);
-      expect(r).toEqual({ error: `its probe server's status is over ${String(MAX_STATUS_BYTES)} bytes` });
+      const r = await fetchStatus('127.0.0.1', (server.address() as AddressInfo).port, 5_000, MAX_STATUS_BYTES);
+      expect(r).toEqual({ error: `its probe server's status is over ${String(MAX_STATUS_BYTES)} bytes (matrix.maxStatusBytes)` });
       expect(sent).toBeLessThan(16 * MAX_STATUS_BYTES);
     } finally {
       server.closeAllConnections();

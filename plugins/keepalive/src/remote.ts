@@ -5,10 +5,6 @@ import { PLANES } from './config.js';
 import type { NodeStatus } from './matrix.js';
 import { RESULTS } from './prober.js';
 
-/** A peer's `/status` bigger than this is not read: its node is listed as missing. */
-export const MAX_STATUS_BYTES = 1 << 20;
-/** Peers asked at once when the matrix is gathered. */
-export const MATRIX_CONCURRENCY = 16;
 
 const text = (max: number) => z.string().max(max);
 const count = z.number().int().min(0);
@@ -55,8 +51,8 @@ export function parseRemoteStatus(body: string): PeerStatus | { error: string } 
   return r.data;
 }
 
-/** GET a peer's probe server `/status` within `timeoutMs`, reading at most {@link MAX_STATUS_BYTES}. */
-export function fetchStatus(address: string, port: number, timeoutMs: number): Promise<PeerStatus | { error: string }> {
+/** GET a peer's probe server `/status` within `timeoutMs`, reading at most `maxBytes` of it. */
+export function fetchStatus(address: string, port: number, timeoutMs: number, maxBytes: number): Promise<PeerStatus | { error: string }> {
   return new Promise((resolve) => {
     let settled = false;
     const done = (v: PeerStatus | { error: string }) => {
@@ -70,9 +66,9 @@ export function fetchStatus(address: string, port: number, timeoutMs: number): P
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_STATUS_BYTES) {
+        if (size > maxBytes) {
           req.destroy();
-          done({ error: `its probe server's status is over ${String(MAX_STATUS_BYTES)} bytes` });
+          done({ error: `its probe server's status is over ${String(maxBytes)} bytes (matrix.maxStatusBytes)` });
         } else chunks.push(c);
       });
       res.on('end', () => {
