@@ -146,4 +146,9 @@ export interface NodeSource {
   publish(patch: AnnotationPatch): Promise<void>;
   /** Stops watching; idempotent. */
   stop(): Promise<void>;
+  /**
+   * Whether the source is in touch with where its facts come from (the Kubernetes API); when not, since when (unix
+   * ms) it has served the last view. Optional: a source without a remote end is always connected.
+   */
+  health?(): { readonly connected: boolean; readonly since?: number };
 }

@@ -62,9 +62,28 @@ export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftErro
   return err instanceof WeftError && (code === undefined || err.code === code);
 }
 
-/** A one-line description of any thrown value, for logs and CLI output. */
+function withCode(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  // A system or library code (ECONNREFUSED, UND_ERR_CONNECT_TIMEOUT, DEPTH_ZERO_SELF_SIGNED_CERT); weft's own codes
+  // are for programs, not for the message.
+  return typeof code === 'string' && !code.startsWith('WEFT_') && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+}
+
+/** A one-line description of any thrown value, with its causes, for logs and CLI output. */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
+  if (err instanceof Error) {
+    // A generic message ("fetch failed") says nothing without its cause (ECONNREFUSED, a TLS or timeout error):
+    // the causes follow, each once, with their error code where the message lacks it.
+    let text = withCode(err);
+    let cause: unknown = err.cause;
+    for (let depth = 0; cause !== undefined && cause !== null && depth < 4; depth++) {
+      const part = cause instanceof Error ? withCode(cause) : typeof cause === 'string' ? cause : undefined;
+      if (part === undefined) break;
+      if (!text.includes(part)) text += `: ${part}`;
+      cause = cause instanceof Error ? cause.cause : undefined;
+    }
+    return text;
+  }
   if (typeof err === 'string') return err;
   if (err === null || typeof err !== 'object') return String(err);
   // Something thrown that is not an Error: say what it is rather than "[object Object]".

@@ -129,6 +129,28 @@ export class KubeClient {
     return w.watch(path, { resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, (type, obj) => onEvent(type, obj as KubeObject), done);
   }
 
+  /**
+   * Whether the API server answers at all (any HTTP status counts: it is up), within `timeoutMs`. Cheap enough to
+   * ask every half second while it is down, so that the source is back within a second of its return.
+   */
+  async reachable(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const url = `${this.server}/version`;
+    try {
+      const ctx = new this.requestContext(url, 'GET' as never);
+      await this.auth.applySecurityAuthentication(ctx);
+      const res = await this.undici.fetch(url, {
+        method: 'GET',
+        headers: { ...ctx.getHeaders(), Accept: 'application/json' },
+        dispatcher: ctx.getDispatcher(),
+        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
+      });
+      await res.text();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   private async request(method: string, path: string, body?: { type: string; body: string }, signal?: AbortSignal): Promise<unknown> {
     const url = `${this.server}${path}`;
     const ctx = new this.requestContext(url, method as never);

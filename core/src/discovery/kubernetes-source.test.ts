@@ -29,13 +29,13 @@ const k8sNode = (name: string, o: { ready?: boolean; podCIDRs?: string[]; labels
   },
 });
 
-async function setup(watches: string[] = ['nodes'], options: Parameters<typeof startFakeApiServer>[0] = {}) {
+async function setup(watches: string[] = ['nodes'], options: Parameters<typeof startFakeApiServer>[0] = {}, backoff = { backoffInitial: '50ms', backoffMax: '200ms' }) {
   const server = await startFakeApiServer(options);
   cleanups.push(() => server.close());
   const dir = await mkdtemp(join(tmpdir(), 'weft-k8s-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'kubeconfig'), server.kubeconfig());
-  const settings = CoreConfigSchema.parse({ discovery: { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig'), backoffInitial: '50ms', backoffMax: '200ms' } } }).discovery.kubernetes;
+  const settings = CoreConfigSchema.parse({ discovery: { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig'), ...backoff } } }).discovery.kubernetes;
   const metrics = new MetricsHub('test', { defaultMetrics: false });
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger({ level: 'debug', format: 'json' }, new Writable({ write: (c: Buffer, _e, d) => (logs.push(JSON.parse(c.toString()) as Record<string, unknown>), d()) }));
@@ -128,6 +128,25 @@ describe('KubernetesNodeSource against a fake API server', () => {
     await until('caught up', () => JSON.stringify(names(t.source)) === '["n1","n5"]');
     await until('connected again', async () => (await connected(t.metrics)) === 1);
     expect(t.logs.some((l) => l.msg === 'Kubernetes watch failed; keeping the last view and retrying')).toBe(true);
+  });
+
+  it('is back within a second of the API server\'s return, whatever its backoff; says why it lost it and since when', async () => {
+    const t = await setup(['nodes'], {}, { backoffInitial: '20s', backoffMax: '30s' });
+    t.server.put('nodes', k8sNode('n1'));
+    await t.start();
+    await t.server.stop();
+    await until('disconnected', async () => (await connected(t.metrics)) === 0);
+    expect(t.source.health()).toEqual({ connected: false, since: expect.any(Number) as number });
+    const failure = t.logs.find((l) => l.msg === 'Kubernetes watch failed; keeping the last view and retrying');
+    // The cause, not just "fetch failed".
+    expect(String(failure?.err)).toMatch(/ECONNREFUSED|ECONNRESET|socket|closed/);
+    await new Promise((r) => setTimeout(r, 1500)); // well into a 10-20 s backoff
+    t.server.put('nodes', k8sNode('n7'));
+    await t.server.start();
+    const back = performance.now();
+    await until('caught up', () => names(t.source).includes('n7'), 5_000);
+    expect(performance.now() - back).toBeLessThan(1500);
+    expect(t.source.health()).toEqual({ connected: true });
   });
 
   it('waits for the API at start, retrying the first list', async () => {

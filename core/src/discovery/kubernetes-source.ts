@@ -105,6 +105,8 @@ export class KubernetesNodeSource implements NodeSource {
   private readonly stopping = new AbortController();
   private isSynced = false;
   private readonly loops: Promise<void>[] = [];
+  /** When the API stopped answering (unix ms), while it does not. */
+  private disconnectedSince: number | undefined;
 
   constructor(
     private readonly selfName: string,
@@ -172,7 +174,7 @@ export class KubernetesNodeSource implements NodeSource {
         const delay = this.backoff(++w.failures);
         this.logger.warn({ resource: w.resource, err: describeError(err), retryInMs: delay }, 'listing from the Kubernetes API failed; retrying');
         this.updateConnected();
-        await this.sleep(delay);
+        await this.untilRetry(delay);
       }
     }
   }
@@ -206,7 +208,7 @@ export class KubernetesNodeSource implements NodeSource {
         this.logger.warn({ resource: w.resource, err: describeError(err), retryInMs: delay }, 'Kubernetes watch failed; keeping the last view and retrying');
         this.updateConnected();
         relist = true;
-        await this.sleep(delay);
+        await this.untilRetry(delay);
       }
     }
   }
@@ -298,13 +300,38 @@ export class KubernetesNodeSource implements NodeSource {
     });
   }
 
+  /**
+   * Waits out a backoff — but while the server does not answer at all, asks every half second (plus up to 0.3 s of
+   * jitter, so that a cluster's agents do not come back in one instant) whether it is back, and retries at once
+   * when it is: after an outage the source is back within a second, not after a backoff of up to `backoffMax`. A
+   * server that answers but fails (an HTTP error) gets the whole backoff.
+   */
+  private async untilRetry(delayMs: number): Promise<void> {
+    const client = this.client;
+    const end = performance.now() + delayMs;
+    if (!client || (await client.reachable(1000, this.stopping.signal))) return this.sleep(delayMs);
+    while (!this.stopped && performance.now() < end) {
+      await this.sleep(Math.min(500 + Math.random() * 300, Math.max(0, end - performance.now())));
+      if (this.stopped || performance.now() >= end) return;
+      if (await client.reachable(1000, this.stopping.signal)) return;
+    }
+  }
+
   private backoff(n: number): number {
     const base = Math.min(this.settings.backoffMax, this.settings.backoffInitial * 2 ** Math.min(n - 1, 20));
     return Math.round(base * (0.5 + 0.5 * Math.random()));
   }
 
   private updateConnected(): void {
-    this.metrics?.core.discoveryConnected.set(this.watched.every((w) => w.failures === 0) ? 1 : 0);
+    const connected = this.watched.every((w) => w.failures === 0);
+    this.metrics?.core.discoveryConnected.set(connected ? 1 : 0);
+    if (connected) this.disconnectedSince = undefined;
+    else this.disconnectedSince ??= Date.now();
+  }
+
+  /** Whether every list and watch is up; when not, since when (wall time, to show) the last view is served. */
+  health(): { connected: boolean; since?: number } {
+    return this.disconnectedSince === undefined ? { connected: true } : { connected: false, since: this.disconnectedSince };
   }
 
   /** Events come in bursts (a relist replays every object): one new snapshot per burst. */

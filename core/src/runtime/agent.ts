@@ -439,7 +439,13 @@ export class Agent {
   readiness(): Readiness {
     const checks: Record<string, { ok: boolean; detail?: string }> = {};
     const synced = this.source?.synced() ?? false;
-    checks.discovery = synced ? { ok: true } : { ok: false, detail: 'discovery has not synced' };
+    const health = this.source?.health?.();
+    // Cut off from the API after the first view, the agent keeps serving the last one: ready, and saying so.
+    checks.discovery = !synced
+      ? { ok: false, detail: 'discovery has not synced' }
+      : health && !health.connected
+        ? { ok: true, detail: `disconnected${health.since !== undefined ? ` since ${new Date(health.since).toISOString()}` : ''}, serving the last view (${plural(this.source?.current().nodes.length ?? 0, 'node')})` }
+        : { ok: true };
     for (const s of this.pluginStatus()) {
       if (s.phase === 'failed') checks[`plugin:${s.name}`] = { ok: true, detail: `setup failed, running without it: ${s.lastError ?? ''}` };
       else if (s.phase !== 'running') checks[`plugin:${s.name}`] = { ok: false, detail: s.phase };
@@ -513,4 +519,8 @@ function interruption(): { promise: Promise<never>; interrupt(): void } {
 function httpLimits(core: CoreConfig): HttpLimits {
   const l = core.http.limits;
   return { connections: l.connections, perClient: l.requestsPerSecond, burst: l.burst, total: l.totalRequestsPerSecond };
+}
+
+function plural(n: number, word: string): string {
+  return `${String(n)} ${word}${n === 1 ? '' : 's'}`;
 }

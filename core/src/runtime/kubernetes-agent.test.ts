@@ -66,12 +66,15 @@ describe('an agent on the kubernetes source', () => {
     const runs = views.length;
     await until('a reconcile during the outage', () => views.length > runs);
     expect(views.at(-1)).toBe(1); // the last view stays
-    expect(agent.readiness().checks.discovery?.ok).toBe(true);
+    // Ready (it serves the last view), and saying it is cut off, since when.
+    await until('readiness says disconnected', () => (agent.readiness().checks.discovery?.detail ?? '').startsWith('disconnected'));
+    expect(agent.readiness().checks.discovery).toEqual({ ok: true, detail: expect.stringMatching(/^disconnected since \d{4}-\d\d-\d\dT[\d:.]+Z, serving the last view \(1 node\)$/) as string });
     await new Promise((r) => setTimeout(r, 200));
     expect(annotation()?.['weft.io/value']).toBe('v1');
 
     await server.start();
     await until('v2 published after the outage', () => annotation()?.['weft.io/value'] === 'v2');
+    await until('readiness says connected', () => agent.readiness().checks.discovery?.detail === undefined);
   });
 });
 
