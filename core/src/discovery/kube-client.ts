@@ -136,7 +136,7 @@ export class KubeClient {
   async reachable(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const url = `${this.server}/version`;
     try {
-      const ctx = new this.requestContext(url, 'GET' as never);
+      const ctx = new this.requestContext(url, 'GET');
       await this.auth.applySecurityAuthentication(ctx);
       const res = await this.undici.fetch(url, {
         method: 'GET',
