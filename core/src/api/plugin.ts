@@ -4,6 +4,7 @@ import type { KernelOwner } from '../kernel/model.js';
 import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
 import type { ClusterService, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, TriggerService } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
+import { NODE_FIELDS, type NodeReads } from '../discovery/reads.js';
 
 /**
  * The plugin API version this core speaks. A plugin declares the version it was written against; the host
@@ -95,6 +96,12 @@ export interface PluginDeclaration<S extends z.ZodType> {
   readonly config: S;
   /** What the core must discover for this plugin (`nodes` is always discovered). */
   readonly watches?: readonly Watchable[];
+  /**
+   * The part of each node the plugin reads (annotation and label keys, node fields). A cluster change that touches
+   * none of it — another plugin's annotation, a label the plugin ignores — does not run the plugin. Absent: every
+   * change does. Nodes coming and going, and the Services and EndpointSlices it watches, always count.
+   */
+  readonly reads?: NodeReads;
   /** What the plugin owns in the kernel; required to use `kernel.apply`. */
   readonly kernel?: KernelOwnership;
   /** Called once per start or reconfiguration; the host enforces a timeout. */
@@ -139,6 +146,7 @@ export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration
       throw new TypeError(`${where}: kernel ownership: ${(err as KernelInputError).problems.join('; ')}`);
     }
   }
+  if (declaration.reads !== undefined) checkReads(where, declaration.reads);
   const watches = declaration.watches ?? ['nodes'];
   for (const w of watches) {
     if (!WATCHABLES.includes(w)) throw new TypeError(`${where}: unknown watch ${JSON.stringify(w)}; expected one of ${WATCHABLES.join(', ')}`);
@@ -148,6 +156,21 @@ export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration
     watches: Object.freeze([...new Set<Watchable>(['nodes', ...watches])]),
     [PLUGIN_BRAND]: true as const,
   });
+}
+
+function checkReads(where: string, reads: NodeReads): void {
+  const keys = (what: string, list: unknown) => {
+    if (list === undefined) return;
+    if (!Array.isArray(list) || list.some((k) => typeof k !== 'string' || k === '' || k.indexOf('*') !== -1 && k.indexOf('*') !== k.length - 1)) {
+      throw new TypeError(`${where}: reads.${what} must be a list of keys, a trailing * making one a prefix`);
+    }
+  };
+  keys('annotations', reads.annotations);
+  keys('labels', reads.labels);
+  if (reads.fields !== undefined) {
+    const unknown = reads.fields.filter((f) => !NODE_FIELDS.includes(f));
+    if (!Array.isArray(reads.fields) || unknown.length > 0) throw new TypeError(`${where}: reads.fields: unknown ${unknown.join(', ')}; expected some of ${NODE_FIELDS.join(', ')}`);
+  }
 }
 
 /** True when `value` was made by {@link definePlugin} (of any copy of `@weft/core`). */

@@ -26,6 +26,7 @@ export interface CoreMetrics {
   readonly discoveryNodes: Gauge;
   readonly claimsRefused: Gauge<'node' | 'field'>;
   readonly httpRefused: Counter<'reason'>;
+  readonly clusterChangesSkipped: Counter<'plugin'>;
 }
 
 type AnyConfig = { name: string; help: string; labelNames?: readonly string[] };
@@ -90,6 +91,12 @@ export class MetricsHub {
         name: 'weft_claims_refused',
         help: "Claims of a node the core refused (pod CIDRs, addresses, its place in the view), by node and field",
         labelNames: ['node', 'field'],
+        registers,
+      }),
+      clusterChangesSkipped: new Counter({
+        name: 'weft_cluster_changes_skipped_total',
+        help: 'Cluster changes that did not run a plugin: nothing it reads (its declared reads) changed',
+        labelNames: ['plugin'],
         registers,
       }),
       httpRefused: new Counter({

@@ -267,3 +267,39 @@ describe('a stop during the start', () => {
     }
   });
 });
+
+describe("a plugin's reads", () => {
+  it('a cluster change that touches nothing the plugin reads does not run it, and is counted; one that does, runs it', async () => {
+    const events: string[] = [];
+    const reader = definePlugin({
+      name: 'reader',
+      apiVersion: '1',
+      description: 'reads one annotation',
+      config: z.strictObject({}),
+      reads: { annotations: ['example.com/mine'], labels: [], fields: ['podCIDRs'] },
+      setup: () => ({
+        reconcile: async ({ reasons }) => {
+          events.push([...reasons].sort().join('+'));
+          await Promise.resolve();
+        },
+      }),
+    });
+    const t = await start({ plugins: [reader], nodes: [{ name: 'node-a' }, { name: 'node-b' }] });
+    await t.waitForReconcile('reader');
+    await new Promise((r) => setTimeout(r, 100));
+    const runs = t.status('reader').runs;
+    // Someone else's annotation, a label, readiness: nothing the plugin reads.
+    t.cluster.setNode({ name: 'node-b', annotations: { 'example.com/other': '1' } });
+    t.cluster.setNode({ name: 'node-b', annotations: { 'example.com/other': '2' }, labels: { team: 'x' }, ready: false });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(t.status('reader').runs).toBe(runs);
+    expect(await (await t.fetch('/metrics')).text()).toMatch(/^weft_cluster_changes_skipped_total\{plugin="reader"\} 2$/m);
+    // Its own annotation: it runs.
+    t.cluster.setNode({ name: 'node-b', annotations: { 'example.com/other': '2', 'example.com/mine': 'x' }, labels: { team: 'x' }, ready: false });
+    await t.waitForReconcile('reader');
+    expect(events.at(-1)).toBe('cluster');
+    // A node joins: it runs, whatever it carries.
+    t.cluster.setNode({ name: 'node-c' });
+    await t.waitForReconcile('reader');
+  });
+});

@@ -229,8 +229,10 @@ export class Agent {
     if (!sameJSON(prev.core.log, core.log)) this.logger.level = core.log.level;
     if (!sameJSON(prev.core.cluster, core.cluster)) {
       this.rules = claimRules(core.cluster);
-      if (this.source) this.view();
-      for (const host of this.hosts) host.trigger('cluster');
+      if (this.source) {
+        const view = this.view();
+        for (const host of this.hosts) host.clusterChanged(view);
+      }
     }
     if (!sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery)) {
       this.logger.info('discovery or node settings changed; restarting discovery');
@@ -376,16 +378,16 @@ export class Agent {
     this.pendingSource = source;
     await source.start(watches, (view) => {
       this.metrics.core.discoveryNodes.set(view.nodes.length);
-      this.claims.view(view, this.rules);
-      for (const host of this.hosts) host.trigger('cluster');
+      const vetted = this.claims.view(view, this.rules);
+      for (const host of this.hosts) host.clusterChanged(vetted);
       this.notify();
     });
     this.source = source;
     this.pendingSource = undefined;
     this.metrics.core.discoveryNodes.set(source.current().nodes.length);
-    this.view();
+    const vetted = this.view();
     provide(this.root, agentServices.nodeSource, source);
-    for (const host of this.hosts) host.trigger('cluster');
+    for (const host of this.hosts) host.clusterChanged(vetted);
   }
 
   private async listen(listen: string | null): Promise<void> {

@@ -4,6 +4,7 @@ import type { PluginInstance, PluginServices } from '../api/plugin.js';
 import { coreServices, type PublishService } from '../api/services.js';
 import type { PluginEntry } from '../config/load.js';
 import type { ReconcileSettings } from '../config/schema.js';
+import { type CompiledReads, compileReads, viewChangedFor } from '../discovery/reads.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
 import type { HttpServer } from '../observe/http.js';
@@ -88,6 +89,10 @@ export class PluginHost {
 
   /** What this plugin owns in the kernel, when it declares anything. */
   readonly owner: KernelOwner | undefined;
+  /** The part of each node the plugin reads. */
+  private readonly reads: CompiledReads;
+  /** The view of the plugin's last run, or of the last cluster change that will run it. */
+  private seenView: ClusterView | undefined;
 
   constructor(
     readonly entry: PluginEntry,
@@ -95,6 +100,7 @@ export class PluginHost {
   ) {
     this.name = entry.name;
     this.owner = entry.definition.kernel ? { name: entry.name, ...entry.definition.kernel } : undefined;
+    this.reads = compileReads(entry.definition.reads);
     const root = ctx.root;
     this.log = resolveRef(root, agentServices.rootLogger, this.name).child({ plugin: this.name });
     this.hub = resolveRef(root, agentServices.metricsHub, this.name);
@@ -104,7 +110,10 @@ export class PluginHost {
       ...(ctx.random ? { random: ctx.random } : {}),
       reconcile: async ({ signal, reasons, attempt }) => {
         const instance = this.instance as PluginInstance;
-        return instance.reconcile({ view: ctx.currentView(), signal, reasons, attempt });
+        const view = ctx.currentView();
+        // What the plugin has seen: later changes are compared with this view.
+        this.seenView = view;
+        return instance.reconcile({ view, signal, reasons, attempt });
       },
       onRun: (report) => this.recordRun(report),
       onStuck: (stuck) => {
@@ -204,6 +213,20 @@ export class PluginHost {
   /** Asks for a reconcile. */
   trigger(reason: string): void {
     this.loop.trigger(reason);
+  }
+
+  /**
+   * A new cluster view: runs the plugin when something it reads (its `reads`) changed since the view it last ran
+   * with (or that a pending run was asked for); otherwise only counts the skip. Returns whether it will run.
+   */
+  clusterChanged(view: ClusterView): boolean {
+    if (this.seenView !== undefined && !viewChangedFor(this.reads, this.seenView, view)) {
+      this.hub.core.clusterChangesSkipped.inc({ plugin: this.name });
+      return false;
+    }
+    this.seenView = view;
+    this.loop.trigger('cluster');
+    return true;
   }
 
   /** Applies new core reconcile settings (the plugin's own overrides still win). */

@@ -6,7 +6,7 @@ import { Prober, RESULTS } from './prober.js';
 import { assignAll } from './select.js';
 import { cached, fetchStatus, type PeerStatus, mapBounded } from './remote.js';
 import { ProbeServer } from './server.js';
-import { addressOn, clusterAddresses, probeTargets } from './targets.js';
+import { addressOn, clusterAddresses, OVERLAY_ANNOTATION, probeTargets } from './targets.js';
 
 export { KeepaliveConfig, PLANES, type Plane } from './config.js';
 export { assembleMatrix, diagnose, health, nodeStatus, type Matrix, type MatrixCell, type NodeStatus } from './matrix.js';
@@ -29,6 +29,8 @@ export default definePlugin({
   description: 'probes every node on every plane: holds tunnels open, measures latency and loss',
   config: KeepaliveConfig,
   watches: ['nodes'],
+  // Where to probe: addresses, pod CIDRs, readiness, location and the overlay address; nothing else runs it.
+  reads: { annotations: [OVERLAY_ANNOTATION], labels: [], fields: ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location'] },
   async setup({ config, logger, metrics, cluster, http, dryRun, name }) {
     const self = cluster.current().self.name;
     const started = new Date().toISOString();

@@ -1,6 +1,6 @@
 import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
-import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
+import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { ChangeClock } from './freshness.js';
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
@@ -43,6 +43,8 @@ export default definePlugin({
   description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it',
   config: WireGuardConfig,
   watches: ['nodes'],
+  // Its own annotations, the operator's, and the leader label: another plugin's annotation runs nothing here.
+  reads: { annotations: ['weft.io/wireguard-*', OPERATOR.forceEndpoint, OPERATOR.persistentKeepalive, IGNORED_LEADER_ANNOTATION], labels: [LEADER_LABEL] },
   kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL },
   async setup({ config, logger, metrics, cluster, publish, state, http, kernel, dryRun }) {
     await kernel.require('wireguard');

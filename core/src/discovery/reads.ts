@@ -1,0 +1,83 @@
+import type { ClusterView, NodeInfo } from '../api/cluster.js';
+
+/** The fields of a node a plugin may say it reads, besides its name, annotations and labels. */
+export const NODE_FIELDS = ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location', 'createdAt'] as const;
+export type NodeField = (typeof NODE_FIELDS)[number];
+
+/**
+ * The part of each node a plugin reads. The core runs the plugin for a cluster change only when that part of some
+ * node changed, or a node came or went (or, for what the plugin watches, a Service or EndpointSlice changed): an
+ * annotation another plugin publishes, or a kubelet's label, then costs the plugin nothing.
+ */
+export interface NodeReads {
+  /** Annotation keys; one ending in `*` is a prefix (`weft.io/wireguard-*`). Absent: every annotation. */
+  readonly annotations?: readonly string[];
+  /** Label keys, the same way. Absent: every label. */
+  readonly labels?: readonly string[];
+  /** The node fields read. Absent: all of them. */
+  readonly fields?: readonly NodeField[];
+}
+
+/** Keys to compare: exact ones and prefixes; `all` when the plugin did not narrow them. */
+interface KeySet {
+  readonly all: boolean;
+  readonly exact: ReadonlySet<string>;
+  readonly prefixes: readonly string[];
+}
+
+/** {@link NodeReads}, prepared for comparing many views. */
+export interface CompiledReads {
+  readonly annotations: KeySet;
+  readonly labels: KeySet;
+  readonly fields: readonly NodeField[];
+}
+
+function keySet(keys: readonly string[] | undefined): KeySet {
+  if (keys === undefined) return { all: true, exact: new Set(), prefixes: [] };
+  return { all: false, exact: new Set(keys.filter((k) => !k.endsWith('*'))), prefixes: keys.filter((k) => k.endsWith('*')).map((k) => k.slice(0, -1)) };
+}
+
+/** Prepares a plugin's `reads` (absent: it reads everything). */
+export function compileReads(reads: NodeReads | undefined): CompiledReads {
+  return { annotations: keySet(reads?.annotations), labels: keySet(reads?.labels), fields: reads?.fields ?? NODE_FIELDS };
+}
+
+const matches = (set: KeySet, key: string) => set.all || set.exact.has(key) || set.prefixes.some((p) => key.startsWith(p));
+
+function mapChanged(set: KeySet, a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  if (a === b) return false;
+  for (const k in a) if (a[k] !== b[k] && matches(set, k)) return true;
+  for (const k in b) if (!(k in a) && matches(set, k)) return true;
+  return false;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether a node changed in a part the plugin reads. */
+export function nodeChangedFor(reads: CompiledReads, a: NodeInfo, b: NodeInfo): boolean {
+  if (a === b) return false;
+  for (const f of reads.fields) if (!sameValue(a[f], b[f])) return true;
+  return mapChanged(reads.annotations, a.annotations, b.annotations) || mapChanged(reads.labels, a.labels, b.labels);
+}
+
+/**
+ * Whether `next` differs from `prev` in anything a plugin that reads `reads` and watches what its view holds can
+ * see: a node that came or went, a read part of a node, the Services or EndpointSlices, the address plan.
+ */
+export function viewChangedFor(reads: CompiledReads, prev: ClusterView, next: ClusterView): boolean {
+  if (prev === next) return false;
+  if (prev.nodes.length !== next.nodes.length || prev.self.name !== next.self.name) return true;
+  for (let i = 0; i < next.nodes.length; i++) {
+    const a = prev.nodes[i] as NodeInfo;
+    const b = next.nodes[i] as NodeInfo;
+    if (a.name !== b.name || nodeChangedFor(reads, a, b)) return true;
+  }
+  if (prev.datedBy !== next.datedBy || JSON.stringify(prev.addressPlan) !== JSON.stringify(next.addressPlan)) return true;
+  if (prev.services !== next.services && JSON.stringify(prev.services) !== JSON.stringify(next.services)) return true;
+  return prev.endpointSlices !== next.endpointSlices && JSON.stringify(prev.endpointSlices) !== JSON.stringify(next.endpointSlices);
+}
