@@ -1,6 +1,7 @@
 // `npm run bench [-- --json]`: every benchmark, as a table or as one JSON object ({"kernel": {...}, ...}).
 import process from 'node:process';
 import { claimsBenchmark } from './claims.mjs';
+import { efficiencyBenchmark } from './efficiency.mjs';
 import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
 import { keepaliveBenchmark } from './keepalive.mjs';
@@ -14,6 +15,7 @@ if (!only || only === 'memory') results.memory = await memoryBenchmark();
 if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark();
 if (!only || only === 'keepalive') results.keepalive = await keepaliveBenchmark();
 if (!only || only === 'claims') results.claims = await claimsBenchmark();
+if (!only || only === 'efficiency') results.efficiency = await efficiencyBenchmark({ quick: process.argv.includes('--quick') });
 
 function printWireguard(w) {
   console.log('wireguard planner (median ms; floor = reading and checking every node\'s annotations)');
@@ -43,6 +45,12 @@ if (json) {
       const cell = (x) => `${String(x.ms).padStart(7)} ms ${String(x.ratio).padStart(6)}x`;
       console.log(`  ${String(c.nodes).padStart(5)} nodes, ${String(c.hostile).padStart(2)} hostile (${c.refused} refused): floor ${c.floorMs} ms; every check ${cell(c.cold)}; a node joins ${cell(c.joined)}; an annotation changes ${cell(c.annotated)}`);
     }
+  }
+  const e = results.efficiency;
+  if (e?.skipped) console.log(`efficiency: skipped (${e.skipped})`);
+  else if (e) {
+    console.log(`efficiency, the lab's n1 agent (wireguard + keepalive, directory source), ${e.windowSeconds} s windows${e.quick ? ' (--quick: noisier)' : ''}:`);
+    console.log(`  idle CPU ${e.idleCpuSecondsPerMinute} s per minute; ${e.unrelatedChangeCpuMs} ms CPU per unrelated node change; ${e.ownDocumentWritesPerMinute} own-document writes per minute; VmRSS ${e.rssMiB} MiB`);
   }
   const ka = results.keepalive;
   if (ka) {
