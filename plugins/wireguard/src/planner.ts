@@ -6,7 +6,8 @@ import {
   type DesiredState,
   hostNetwork,
   type Network,
-  networkContains,
+  ipToBigInt,
+  networkSize,
   networksOverlap,
   type NodeInfo,
   parseNetwork,
@@ -170,6 +171,32 @@ export function electLeader(members: readonly NodeFacts[], now: number, staleAft
   return first(members.filter((n) => n.ready && fresh(n))) ?? first(members.filter((n) => n.ready)) ?? first(members);
 }
 
+/** Addresses sorted by value per family: which of them lies in a network, found in log time. */
+function addressIndex(ips: readonly string[]): (net: Network) => string | undefined {
+  const byFamily = new Map<number, { value: bigint; ip: string }[]>();
+  for (const ip of ips) {
+    const v = ipToBigInt(ip);
+    if (!v) continue;
+    const list = byFamily.get(v.family);
+    if (list) list.push({ value: v.value, ip });
+    else byFamily.set(v.family, [{ value: v.value, ip }]);
+  }
+  for (const list of byFamily.values()) list.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  return (net) => {
+    const list = byFamily.get(net.family);
+    if (!list) return undefined;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((list[mid] as { value: bigint }).value < net.base) lo = mid + 1;
+      else hi = mid;
+    }
+    const hit = list[lo];
+    return hit && hit.value < net.base + networkSize(net) ? hit.ip : undefined;
+  };
+}
+
 /** The annotations self will carry once its publish lands: so that self reasons on what the others will see. */
 function selfNode(view: ClusterView, self: SelfFacts): NodeInfo {
   const annotations: Record<string, string> = { ...view.self.annotations, [PUBLISHED.publicKey]: self.publicKey, [PUBLISHED.overlay]: `${self.overlay4},${self.overlay6}`, [PUBLISHED.overlaySince]: String(self.overlaySince) };
@@ -245,14 +272,17 @@ export function planMesh(input: PlanInput): MeshPlan {
     const ip = host === undefined ? undefined : canonicalIP(host);
     return ip === undefined ? [] : [ip];
   });
+  // Parsed once: every node's pod CIDRs are checked against every endpoint (5,000 nodes: 25 million pairs otherwise).
+  const endpointIn = addressIndex(endpointIPs);
+  const externalNets = externals.map((peer) => ({ peer, nets: peer.allowedIPs.map((a) => parseNetwork(a) as Network) }));
   const refused: RefusedCIDR[] = [];
   const routable = new Map<string, string[]>();
   for (const n of valid) {
     const ok: string[] = [];
     for (const c of n.podCIDRs) {
       const net = parseNetwork(c) as Network;
-      const external = externals.find((p) => p.allowedIPs.some((a) => networksOverlap(parseNetwork(a) as Network, net)));
-      const endpoint = endpointIPs.find((ip) => networkContains(net, ip));
+      const external = externalNets.find((x) => x.nets.some((a) => networksOverlap(a, net)))?.peer;
+      const endpoint = endpointIn(net);
       const reason = overlayRanges.some((r) => networksOverlap(r, net))
         ? `overlaps the overlay range ${net.family === 4 ? config.overlayCIDR : config.overlayCIDR6}`
         : external
