@@ -79,7 +79,7 @@ async function labJoin() {
   if (process.getuid?.() !== 0) return { skipped: 'needs root (the lab)' };
   const { Lab } = await import('../core/dist/lab/index.js');
   const name = `bw${String(process.pid % 100000)}`;
-  const ping = async (lab, from, to) => (await lab.exec(from, ['ping', '-c', '1', '-W', '1', to], { timeoutMs: 5000 })).exitCode === 0;
+  const ping = async (lab, from, to) => (await lab.exec(from, ['ping', '-c', '1', '-W', '0.2', to], { timeoutMs: 5000 })).exitCode === 0;
   try {
     const lab = await Lab.up({ name, nodes: 4, timeoutMs: 60_000 });
     const s = await lab.status();

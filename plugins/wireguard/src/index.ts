@@ -5,6 +5,7 @@ import { ChangeClock } from './freshness.js';
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { peerConfig } from './peer-config.js';
+import { poke, pokeTargets } from './poke.js';
 import { desiredState, firstSightAge, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
 
 export { WireGuardConfig } from './config.js';
@@ -233,6 +234,8 @@ export default definePlugin({
           }
           if (plan.selfProblem) logger.error({ problem: plan.selfProblem }, "this node's own WireGuard data is invalid; it has no peers until that is fixed");
           await kernel.apply(desiredState(plan, config, key.privateKey, mtu));
+          // New peers get a datagram through the tunnel: the handshake starts now, not at WireGuard's 5 s retry.
+          if (!dryRun) await poke(pokeTargets(last?.plan, plan, [config.overlayCIDR, config.overlayCIDR6]));
           last = { plan, observed, desired: fingerprint(plan), at: t };
         }
 
