@@ -59,7 +59,7 @@ export const WireGuardConfig = z.strictObject({
     .max(1000)
     .default([])
     .meta({ description: 'nodes preferred as their location\'s leader, most preferred first (the operator\'s choice: no node can put itself here)' }),
-  heartbeat: duration({ min: 1_000 }).prefault('30s').meta({ description: 'how often the node re-reads WireGuard and publishes weft.io/wireguard-last-seen' }),
+  heartbeat: duration({ min: 1_000 }).prefault('30s').meta({ description: 'how often the node re-reads WireGuard (repairing drift, refreshing metrics) and, with granularity location, publishes weft.io/wireguard-last-seen' }),
   peers: z.array(ExternalPeer).default([]).meta({ description: 'peers outside the cluster' }),
 });
 export type WireGuardConfig = z.output<typeof WireGuardConfig>;

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateWireGuardKeyPair } from '@weft/core';
-import { MemoryKernel, startTestAgent, type TestAgent } from '@weft/core/testing';
+import { MemoryKernel, type NodeInit, startTestAgent, type TestAgent } from '@weft/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import wireguard from './index.js';
 import { PUBLISHED } from './facts.js';
@@ -27,12 +27,12 @@ const peerNode = (name: string, i: number, key: string, extra: Record<string, st
 });
 const self = { name: 'n1', internalAddresses: ['192.0.2.1'], podCIDRs: ['198.18.1.0/24'] };
 
-async function start(options: { kernel?: MemoryKernel; stateDir?: string; config?: Record<string, unknown> } = {}) {
+async function start(options: { kernel?: MemoryKernel; stateDir?: string; config?: Record<string, unknown>; nodes?: NodeInit[] } = {}) {
   const kernel = options.kernel ?? new MemoryKernel();
   if (!options.kernel) kernel.addForeign({ links: [{ kind: 'dummy', name: 'eth0', mtu: 1450 }], addresses: [{ dev: 'eth0', address: '192.0.2.1/24' }] });
   const t = await startTestAgent({
     plugins: [{ plugin: wireguard, config: { granularity: 'full', heartbeat: '1s', peers: [{ name: 'laptop', publicKey: laptop.publicKey, allowedIPs: ['198.51.100.7/32'] }], ...options.config } }],
-    nodes: [self, peerNode('n2', 2, n2.publicKey)],
+    nodes: options.nodes ?? [self, peerNode('n2', 2, n2.publicKey)],
     kernel,
     ...(options.stateDir ? { stateDir: options.stateDir } : {}),
   });
@@ -156,8 +156,17 @@ describe('the wireguard plugin in an agent', () => {
     }
   });
 
-  it('the heartbeat (weft.io/wireguard-last-seen) stops while traffic goes out without a handshake, and an idle mesh keeps it', async () => {
-    const t = await start({ config: { staleAfter: '5s', heartbeat: '1s' } });
+  it('a full mesh publishes no heartbeat (nothing chooses a leader), and removes one left from before', async () => {
+    const t = await start({ nodes: [{ ...self, annotations: { [PUBLISHED.lastSeen]: '1234' } }, peerNode('n2', 2, n2.publicKey)] });
+    await t.waitFor(() => t.cluster.current().self.annotations[PUBLISHED.lastSeen] === undefined, { what: 'the old heartbeat removed' });
+    await t.waitForReconcile('wireguard', { runs: 2 });
+    expect(t.cluster.current().self.annotations[PUBLISHED.lastSeen]).toBeUndefined();
+    expect(t.cluster.current().self.annotations[PUBLISHED.publicKey]).toBeDefined();
+  });
+
+  it('by location: the heartbeat (weft.io/wireguard-last-seen) stops while traffic goes out without a handshake, and an idle mesh keeps it', async () => {
+    // n2 leads another location: this node's leader peer.
+    const t = await start({ config: { granularity: 'location', staleAfter: '5s', heartbeat: '1s' }, nodes: [self, peerNode('n2', 2, n2.publicKey, { 'weft.io/location': 'b' })] });
     const seen = () => Number(t.cluster.current().self.annotations[PUBLISHED.lastSeen] ?? 0);
     await t.waitFor(() => seen() > 0, { what: 'a first heartbeat', timeoutMs: 5000 });
     // Idle (no bytes go out): the heartbeat goes on past staleAfter.

@@ -273,7 +273,9 @@ export default definePlugin({
             [PUBLISHED.overlay]: `${choice.ip4},${choice.ip6}`,
             [PUBLISHED.overlaySince]: String(choice.since),
             [PUBLISHED.discovered]: Object.keys(plan.discovered).length > 0 ? JSON.stringify(plan.discovered) : null,
-            ...(beat ? { [PUBLISHED.lastSeen]: String(t) } : {}),
+            // The heartbeat serves one purpose, choosing a location's leader: a full mesh publishes none (a Node patch
+            // per node per heartbeat that every other agent would process, N² for nothing) and removes an old one.
+            ...(config.granularity !== 'location' ? { [PUBLISHED.lastSeen]: null } : beat ? { [PUBLISHED.lastSeen]: String(t) } : {}),
           });
         }
         return { requeueAfter: config.heartbeat };
