@@ -2,11 +2,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFakeApiServer } from '../testing/fake-apiserver.js';
 import { CoreConfigSchema } from '../config/schema.js';
 import { createLogger } from '../observe/logger.js';
 import { MetricsHub } from '../observe/metrics.js';
+import { KubeClient } from './kube-client.js';
 import { KubernetesNodeSource } from './kubernetes-source.js';
 import { until } from '../../../test/support/until.js';
 
@@ -147,6 +148,24 @@ describe('KubernetesNodeSource against a fake API server', () => {
     await until('caught up', () => names(t.source).includes('n7'), 5_000);
     expect(performance.now() - back).toBeLessThan(1500);
     expect(t.source.health()).toEqual({ connected: true });
+  });
+
+  it('asks a server that is down at most twice a second, however many collections it watches', async () => {
+    const t = await setup(['nodes', 'services', 'endpointslices'], {}, { backoffInitial: '20s', backoffMax: '30s' });
+    t.server.put('nodes', k8sNode('n1'));
+    await t.start();
+    const asked = vi.spyOn(KubeClient.prototype, 'reachable');
+    try {
+      await t.server.stop();
+      await until('disconnected', async () => (await connected(t.metrics)) === 0);
+      asked.mockClear();
+      await new Promise((r) => setTimeout(r, 3000));
+      // Three loops, each waking every 0.5-0.8 s: about 12 questions if each asked; one shared answer per 0.5 s: <= 7.
+      expect(asked.mock.calls.length).toBeGreaterThanOrEqual(2);
+      expect(asked.mock.calls.length).toBeLessThanOrEqual(7);
+    } finally {
+      asked.mockRestore();
+    }
   });
 
   it('waits for the API at start, retrying the first list', async () => {

@@ -105,6 +105,8 @@ export class KubernetesNodeSource implements NodeSource {
   private readonly stopping = new AbortController();
   private isSynced = false;
   private readonly loops: Promise<void>[] = [];
+  /** The latest question whether the API server answers (see reachable()). */
+  private lastProbe: { at: number; pending: boolean; answer: Promise<boolean> } | undefined;
   /** When the API stopped answering (unix ms), while it does not. */
   private disconnectedSince: number | undefined;
 
@@ -307,14 +309,30 @@ export class KubernetesNodeSource implements NodeSource {
    * server that answers but fails (an HTTP error) gets the whole backoff.
    */
   private async untilRetry(delayMs: number): Promise<void> {
-    const client = this.client;
     const end = performance.now() + delayMs;
-    if (!client || (await client.reachable(1000, this.stopping.signal))) return this.sleep(delayMs);
+    if (!this.client || (await this.reachable())) return this.sleep(delayMs);
     while (!this.stopped && performance.now() < end) {
       await this.sleep(Math.min(500 + Math.random() * 300, Math.max(0, end - performance.now())));
       if (this.stopped || performance.now() >= end) return;
-      if (await client.reachable(1000, this.stopping.signal)) return;
+      if (await this.reachable()) return;
     }
+  }
+
+  /**
+   * Whether the API server answers; one question at a time for all the collections' loops, and one answer kept for
+   * 500 ms, so that an agent asks a server that is down at most twice a second, however many collections it watches.
+   */
+  private reachable(): Promise<boolean> {
+    const now = performance.now();
+    if (this.lastProbe && (this.lastProbe.pending || now - this.lastProbe.at < 500)) return this.lastProbe.answer;
+    const probe: { at: number; pending: boolean; answer: Promise<boolean> } = { at: now, pending: true, answer: Promise.resolve(false) };
+    probe.answer = (this.client as KubeClient).reachable(1000, this.stopping.signal).then((ok) => {
+      probe.pending = false;
+      probe.at = performance.now();
+      return ok;
+    });
+    this.lastProbe = probe;
+    return probe.answer;
   }
 
   private backoff(n: number): number {
