@@ -77,7 +77,7 @@ export function viewChangedFor(reads: CompiledReads, prev: ClusterView, next: Cl
     const b = next.nodes[i] as NodeInfo;
     if (a.name !== b.name || nodeChangedFor(reads, a, b)) return true;
   }
-  if (prev.datedBy !== next.datedBy || JSON.stringify(prev.addressPlan) !== JSON.stringify(next.addressPlan)) return true;
+  if (prev.datedBy !== next.datedBy || (prev.addressPlan !== next.addressPlan && JSON.stringify(prev.addressPlan) !== JSON.stringify(next.addressPlan))) return true;
   if (prev.services !== next.services && JSON.stringify(prev.services) !== JSON.stringify(next.services)) return true;
   return prev.endpointSlices !== next.endpointSlices && JSON.stringify(prev.endpointSlices) !== JSON.stringify(next.endpointSlices);
 }

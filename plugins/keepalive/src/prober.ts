@@ -180,14 +180,14 @@ export class Prober {
    * per peer and plane, node:http's client (agent, parser, streams) cost about half the probe's CPU. `ok` only when
    * the expected node answers with 200.
    */
-  private probeFresh(target: string, address: string): Promise<{ outcome: ProbeOutcome; seconds?: number; error?: string }> {
+  private probeFresh(target: string, address: string): Promise<HttpProbe> {
     return new Promise((resolve) => {
       const started = performance.now();
       let done = false;
       const chunks: Buffer[] = [];
       let size = 0;
       const socket = connect({ host: address, port: this.config.port, family: isIP(address) });
-      const finish = (r: { outcome: ProbeOutcome; seconds?: number; error?: string }) => {
+      const finish = (r: HttpProbe) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -205,31 +205,19 @@ export class Prober {
       socket.on('end', () => {
         const seconds = (performance.now() - started) / 1000;
         const text = Buffer.concat(chunks).toString('utf8');
-        const status = /^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1];
         const split = text.indexOf('\r\n\r\n');
-        let node: unknown;
-        try {
-          node = split < 0 ? undefined : (JSON.parse(text.slice(split + 4)) as { node?: unknown }).node;
-        } catch {
-          node = undefined;
-        }
-        if (status === '200' && node === target) finish({ outcome: 'ok', seconds });
-        else finish({ outcome: 'wrong-node', seconds, error: `answered by ${typeof node === 'string' ? JSON.stringify(node) : 'something else'} (HTTP ${status ?? '?'})` });
+        finish(judgeAnswer(target, /^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1], split < 0 ? '' : text.slice(split + 4), seconds));
       });
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ?? '';
-        const outcome: ProbeOutcome = code === 'ECONNREFUSED' ? 'refused' : ['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN'].includes(code) ? 'unreachable' : 'error';
-        finish({ outcome, error: `${code || 'error'}: ${err.message}` });
-      });
+      socket.on('error', (err: NodeJS.ErrnoException) => finish(connectFailure(err)));
     });
   }
 
   /** An HTTP GET of the peer's probe server over a kept connection (newConnection: false); `ok` only when the expected node answers. */
-  private probeHttp(target: string, address: string): Promise<{ outcome: ProbeOutcome; seconds?: number; error?: string }> {
+  private probeHttp(target: string, address: string): Promise<HttpProbe> {
     return new Promise((resolve) => {
       const started = performance.now();
       let done = false;
-      const finish = (r: { outcome: ProbeOutcome; seconds?: number; error?: string }) => {
+      const finish = (r: HttpProbe) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -253,24 +241,10 @@ export class Prober {
         res.on('data', (c: string) => {
           if (body.length < 4096) body += c;
         });
-        res.on('end', () => {
-          const seconds = (performance.now() - started) / 1000;
-          let node: unknown;
-          try {
-            node = (JSON.parse(body) as { node?: unknown }).node;
-          } catch {
-            node = undefined;
-          }
-          if (res.statusCode === 200 && node === target) finish({ outcome: 'ok', seconds });
-          else finish({ outcome: 'wrong-node', seconds, error: `answered by ${typeof node === 'string' ? JSON.stringify(node) : 'something else'} (HTTP ${String(res.statusCode)})` });
-        });
+        res.on('end', () => finish(judgeAnswer(target, String(res.statusCode), body, (performance.now() - started) / 1000)));
         res.on('error', (err) => finish({ outcome: 'error', error: err.message }));
       });
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        const code = err.code ?? '';
-        const outcome: ProbeOutcome = code === 'ECONNREFUSED' ? 'refused' : ['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN'].includes(code) ? 'unreachable' : 'error';
-        finish({ outcome, error: `${code || 'error'}: ${err.message}` });
-      });
+      req.on('error', (err: NodeJS.ErrnoException) => finish(connectFailure(err)));
       req.end();
     });
   }
@@ -321,4 +295,25 @@ export class Prober {
     else this.udp6 = s;
     return s;
   }
+}
+
+type HttpProbe = { outcome: ProbeOutcome; seconds?: number; error?: string };
+
+/** A probe server's answer: `ok` only for HTTP 200 from the expected node (its name in the JSON body). */
+function judgeAnswer(target: string, status: string | undefined, body: string, seconds: number): HttpProbe {
+  let node: unknown;
+  try {
+    node = (JSON.parse(body) as { node?: unknown }).node;
+  } catch {
+    node = undefined;
+  }
+  if (status === '200' && node === target) return { outcome: 'ok', seconds };
+  return { outcome: 'wrong-node', seconds, error: `answered by ${typeof node === 'string' ? JSON.stringify(node) : 'something else'} (HTTP ${status ?? '?'})` };
+}
+
+/** A connection that failed, by its error code. */
+function connectFailure(err: NodeJS.ErrnoException): HttpProbe {
+  const code = err.code ?? '';
+  const outcome: ProbeOutcome = code === 'ECONNREFUSED' ? 'refused' : ['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN'].includes(code) ? 'unreachable' : 'error';
+  return { outcome, error: `${code || 'error'}: ${err.message}` };
 }

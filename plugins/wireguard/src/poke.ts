@@ -1,4 +1,4 @@
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { addressAt, type Network, networkContains, parseNetwork } from '@weft/core';
 import type { MeshPlan, PlannedPeer } from './planner.js';
 
@@ -38,18 +38,19 @@ function addressOf(p: PlannedPeer, overlays: readonly Network[]): string | undef
 /** Sends one empty datagram to each address (port 9, discard); errors are ignored: a poke is only a hint. */
 export async function poke(addresses: readonly string[], port = 9): Promise<void> {
   if (addresses.length === 0) return;
-  const sockets = { 4: createSocket('udp4'), 6: createSocket('udp6') };
-  for (const s of Object.values(sockets)) s.on('error', () => undefined);
+  const sockets = new Map<'udp4' | 'udp6', Socket>();
+  const socketFor = (a: string) => {
+    const type = a.includes(':') ? 'udp6' : 'udp4';
+    let s = sockets.get(type);
+    if (!s) {
+      s = createSocket(type).on('error', () => undefined);
+      sockets.set(type, s);
+    }
+    return s;
+  };
   try {
-    await Promise.all(
-      addresses.map(
-        (a) =>
-          new Promise<void>((resolve) => {
-            (a.includes(':') ? sockets[6] : sockets[4]).send(Buffer.alloc(0), port, a, () => resolve());
-          }),
-      ),
-    );
+    await Promise.all(addresses.map((a) => new Promise<void>((resolve) => socketFor(a).send(Buffer.alloc(0), port, a, () => resolve()))));
   } finally {
-    for (const s of Object.values(sockets)) s.close();
+    for (const s of sockets.values()) s.close();
   }
 }
