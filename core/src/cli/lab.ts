@@ -1,7 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { LabStatus } from '../lab/lab.js';
-import { LAB_LIMITS } from '../lab/topology.js';
+import type { LabApiServerStatus, LabStatus } from '../lab/lab.js';
+import { LAB_LIMITS, type LabDiscovery } from '../lab/topology.js';
 import { table } from './table.js';
 
 /** What the lab commands need from the CLI around them. */
@@ -22,7 +22,7 @@ const int = (name: string, max: number) => (value: string) => {
 
 const nameOption = () => new Option('--name <name>', 'the lab (several can be up side by side)').default('lab');
 
-/** `weft lab up|status|exec|logs|down`. */
+/** `weft lab up|status|exec|logs|api|down`. */
 export function registerLabCommands(program: Command, ctx: LabCliContext): void {
   const lab = program
     .command('lab')
@@ -35,14 +35,27 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
     .option('--nodes <n>', 'nodes n1…nN', int('--nodes', LAB_LIMITS.nodes), 3)
     .option('--locations <l>', 'locations, each with its own switch and subnet, joined by a router', int('--locations', LAB_LIMITS.locations), 1)
     .option('--nat', 'every location but the first behind a NAT router (nftables masquerade)', false)
+    .addOption(
+      new Option('--discovery <source>', "where agents learn of the nodes: a folder of node documents, or the lab's own API server (Node objects, watch, patches)")
+        .choices(['directory', 'kubernetes'])
+        .default('directory'),
+    )
     .option('-c, --config <file>', "a weft config whose plugins, reconcile and log sections replace the lab's defaults")
     .option('--timeout <seconds>', 'how long to wait for the agents to converge', int('--timeout', 3600), 60)
     .addOption(nameOption())
-    .action(async (opts: { nodes: number; locations: number; nat: boolean; config?: string; timeout: number; name: string }) => {
+    .action(async (opts: { nodes: number; locations: number; nat: boolean; discovery: LabDiscovery; config?: string; timeout: number; name: string }) => {
       const { Lab } = await import('../lab/lab.js');
       let status: LabStatus;
       try {
-        const l = await Lab.up({ name: opts.name, nodes: opts.nodes, locations: opts.locations, nat: opts.nat, config: opts.config, timeoutMs: opts.timeout * 1000 });
+        const l = await Lab.up({
+          name: opts.name,
+          nodes: opts.nodes,
+          locations: opts.locations,
+          nat: opts.nat,
+          discovery: opts.discovery,
+          config: opts.config,
+          timeoutMs: opts.timeout * 1000,
+        });
         status = await l.status();
       } catch (err) {
         ctx.fail(err);
@@ -104,6 +117,25 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
     });
 
   lab
+    .command('api')
+    .description("the lab's API server (--discovery kubernetes): take it down as in an outage, bring it back, or show it")
+    .argument('<action>', 'down, up or status')
+    .addOption(nameOption())
+    .action(async (action: string, opts: { name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      try {
+        if (!['down', 'up', 'status'].includes(action)) throw new Error(`weft lab api: expected down, up or status, got "${action}"`);
+        const l = Lab.attach(opts.name);
+        if (action === 'down') await l.apiDown();
+        if (action === 'up') await l.apiUp();
+        const a = await l.apiStatus();
+        ctx.out(`${formatApi(a)}\n`);
+      } catch (err) {
+        ctx.fail(err);
+      }
+    });
+
+  lab
     .command('down')
     .description('remove the lab: agents, wireguard-go, namespaces, mounts, files (also after a crash; idempotent)')
     .addOption(nameOption())
@@ -145,7 +177,8 @@ export function formatLabStatus(s: LabStatus): string {
   const o = s.options;
   const head =
     `lab "${s.lab}": ${String(o.nodes)} node${o.nodes === 1 ? '' : 's'}, ${String(o.locations)} location${o.locations === 1 ? '' : 's'}${o.nat ? ', NAT' : ''}` +
-    ` · resync ${String(s.settings.resync)}, directory rescan ${String(s.settings.directoryRescan)}` +
+    ` · discovery ${String(s.settings.discovery)}, resync ${String(s.settings.resync)}` +
+    (typeof s.settings.directoryRescan === 'string' ? `, directory rescan ${s.settings.directoryRescan}` : '') +
     ` · ${s.converged ? 'converged' : 'NOT converged'}`;
   const rows = [['NODE', 'LOCATION', 'UNDERLAY', 'NAT', 'POD CIDR', 'POD', 'AGENT', 'READY', 'SEES', 'HTTP', 'PLUGINS']];
   for (const n of s.nodes) {
@@ -165,7 +198,8 @@ export function formatLabStatus(s: LabStatus): string {
     ]);
   }
   const problems = s.problems.map((p) => `  ! ${p}\n`).join('');
-  return `${head}\n${table(rows)}${problems}${matrices(s)}`;
+  const api = s.api ? `${formatApi(s.api)}\n` : '';
+  return `${head}\n${api}${table(rows)}${problems}${matrices(s)}`;
 }
 
 /**
@@ -188,6 +222,12 @@ function matrices(s: LabStatus): string {
     }
   }
   return out.length > 0 ? `\n${out.join('\n')}` : '';
+}
+
+/** The lab's API server in one line. */
+function formatApi(a: LabApiServerStatus): string {
+  if (a.state === 'dead') return `API server ${a.url}: not running`;
+  return `API server ${a.url}: ${a.state} (pid ${String(a.pid)}), ${String(a.nodes)} nodes, ${String(a.patches)} node patches since start`;
 }
 
 /** A plugin's status in one cell: its `summary` when it gives one. */

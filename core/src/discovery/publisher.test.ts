@@ -51,6 +51,62 @@ describe('AnnotationPublisher', () => {
     expect(h.logs.filter((l) => l.includes('publishing annotations failed'))).toHaveLength(3);
   });
 
+  it("a write that failed while disconnected lands within 250 ms of the connection's return, not after its backoff", async () => {
+    let connected = false;
+    let attempts = 0;
+    const writes: Record<string, string | null>[] = [];
+    const publisher = new AnnotationPublisher({
+      write: async (patch) => {
+        await Promise.resolve();
+        attempts += 1;
+        if (!connected) throw new Error('connect ECONNREFUSED');
+        writes.push({ ...patch });
+      },
+      current: () => Object.assign({}, ...writes) as Record<string, string>,
+      connected: () => connected,
+      logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, d) => d() })),
+      debounceMs: 5,
+      backoffInitialMs: 60_000,
+      backoffMaxMs: 60_000,
+    });
+    try {
+      publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });
+      await new Promise((r) => setTimeout(r, 600));
+      expect(attempts).toBe(1); // no retry while disconnected: the backoff holds
+      connected = true;
+      const back = performance.now();
+      expect(await publisher.flushed(2_000)).toBe(true);
+      expect(performance.now() - back).toBeLessThan(1_000);
+      expect(writes).toEqual([{ 'weft.io/wireguard-endpoint': '192.0.2.1:51820' }]);
+    } finally {
+      publisher.stop();
+    }
+  });
+
+  it('a write refused by a server that answers waits out its whole backoff (no hammering)', async () => {
+    let attempts = 0;
+    const publisher = new AnnotationPublisher({
+      write: async () => {
+        await Promise.resolve();
+        attempts += 1;
+        throw new Error('403 Forbidden');
+      },
+      current: () => ({}),
+      connected: () => true,
+      logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, d) => d() })),
+      debounceMs: 5,
+      backoffInitialMs: 60_000,
+      backoffMaxMs: 60_000,
+    });
+    try {
+      publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });
+      await new Promise((r) => setTimeout(r, 700));
+      expect(attempts).toBe(1);
+    } finally {
+      publisher.stop();
+    }
+  });
+
   it("removes a switched-off plugin's keys, and refuses keys outside weft.io/", async () => {
     const h = harness();
     h.publisher.publish('a', { 'weft.io/a': '1' });

@@ -15,6 +15,12 @@ export interface PublisherOptions {
   readonly debounceMs?: number;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
+  /**
+   * Whether the source is connected to where it writes (the API server answers). A write that failed while it was
+   * not is retried as soon as it is again (checked every 250 ms), not after the rest of its backoff: what was
+   * published during an outage lands right after it.
+   */
+  readonly connected?: () => boolean;
 }
 
 /**
@@ -25,6 +31,8 @@ export interface PublisherOptions {
 export class AnnotationPublisher {
   private readonly byPlugin = new Map<string, Map<string, string | null>>();
   private timer: NodeJS.Timeout | undefined;
+  /** While a write waits out its backoff after failing disconnected: the check for the connection's return. */
+  private watchReturn: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private failures = 0;
   private stopped = false;
@@ -77,12 +85,16 @@ export class AnnotationPublisher {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+    clearInterval(this.watchReturn);
+    this.watchReturn = undefined;
   }
 
   private schedule(ms: number): void {
     if (this.stopped || this.timer !== undefined) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      clearInterval(this.watchReturn);
+      this.watchReturn = undefined;
       this.writing ??= this.write().finally(() => {
         this.writing = undefined;
       });
@@ -104,6 +116,16 @@ export class AnnotationPublisher {
       const delay = Math.min(this.o.backoffMaxMs ?? 30_000, initial * 2 ** Math.min(this.failures - 1, 20));
       this.o.logger.warn({ err: describeError(err), retryInMs: delay, annotations: Object.keys(patch) }, 'publishing annotations failed; retrying');
       this.schedule(delay);
+      const connected = this.o.connected;
+      if (connected && !connected() && this.timer !== undefined) {
+        this.watchReturn = setInterval(() => {
+          if (!connected()) return;
+          clearTimeout(this.timer);
+          this.timer = undefined;
+          this.schedule(0);
+        }, 250);
+        this.watchReturn.unref();
+      }
     }
   }
 }

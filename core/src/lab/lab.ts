@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { cpus as cpuList } from 'node:os';
@@ -10,7 +11,8 @@ import { loadConfigText, readConfigFile } from '../config/load.js';
 import { which } from '../kernel/capabilities.js';
 import { httpGet } from '../observe/http-get.js';
 import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
-import { cutRuleset, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
+import { labApiControl, type LabApiStatus } from './apiserver.js';
+import { cutRuleset, LAB_API, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
 
 /** Where labs keep their files: `<root>/<name>/`. A tmpfs, like the namespaces: a reboot clears both. */
 export const DEFAULT_LAB_ROOT = '/run/weft-lab';
@@ -22,6 +24,8 @@ export const LAB_SETTINGS = { resync: '5s', rescan: '2s', natKeepalive: 5 } as c
 export const LAB_ADDRESS_PLAN = { podNetworks: ['198.19.0.0/16'], underlayNetworks: ['198.18.0.0/16', '203.0.113.0/24'] } as const;
 
 const BIN = fileURLToPath(new URL('../../bin/weft.js', import.meta.url));
+/** The lab's API server process (built: from the sources too, tests run the built one). */
+const API_MAIN = fileURLToPath(new URL('../../dist/lab/apiserver-main.js', import.meta.url));
 
 /** What `Lab.up` takes; every field has a default (3 nodes, 1 location, no NAT, the lab named `lab`). */
 export interface LabUpOptions extends Partial<LabOptions> {
@@ -55,6 +59,18 @@ export interface LabNodeStatus {
   readonly plugins: Record<string, unknown>;
 }
 
+/** The lab's API server in `weft lab status` (`discovery: kubernetes`). */
+export interface LabApiServerStatus {
+  readonly url: string;
+  /** `down` after {@link Lab.apiDown}, `dead` when its process is gone. */
+  readonly state: 'serving' | 'down' | 'dead';
+  readonly pid: number | null;
+  /** Node objects it holds. */
+  readonly nodes: number | null;
+  /** Node PATCH requests (the agents' writes) since it started. */
+  readonly patches: number | null;
+}
+
 export interface LabStatus {
   readonly lab: string;
   readonly options: LabOptions;
@@ -64,6 +80,8 @@ export interface LabStatus {
   /** What keeps the lab from converging, one line per problem. */
   readonly problems: readonly string[];
   readonly nodes: readonly LabNodeStatus[];
+  /** The lab's API server; null with `discovery: directory`. */
+  readonly api: LabApiServerStatus | null;
 }
 
 /** What the lab records on disk, so that `status`, `exec` and `down` work from another process. */
@@ -74,6 +92,8 @@ interface LabRecord {
   complete: boolean;
   agents: Record<string, { pid: number; startedAt: string }>;
   cuts: [string, string][];
+  /** The API server's process (`discovery: kubernetes`). */
+  api?: { pid: number; startedAt: string };
 }
 
 /**
@@ -101,7 +121,13 @@ export class Lab {
    * A lab left half-built by an interrupted `up` is removed and built again.
    */
   static async up(options: LabUpOptions = {}): Promise<Lab> {
-    const opts: LabOptions = { name: options.name ?? 'lab', nodes: options.nodes ?? 3, locations: options.locations ?? 1, nat: options.nat ?? false };
+    const opts: LabOptions = {
+      name: options.name ?? 'lab',
+      nodes: options.nodes ?? 3,
+      locations: options.locations ?? 1,
+      nat: options.nat ?? false,
+      discovery: options.discovery ?? 'directory',
+    };
     const topology = labTopology(opts);
     const root = options.root ?? DEFAULT_LAB_ROOT;
     const dir = join(root, opts.name);
@@ -116,6 +142,7 @@ export class Lab {
         throw new Error(`lab "${opts.name}" is already up with ${describeOptions(existing.options)}${existing.config ? ` and --config ${existing.config}` : ''}; run "weft lab down${opts.name === 'lab' ? '' : ` --name ${opts.name}`}" first`);
       }
       const lab = new Lab(topology, dir, existing);
+      if (lab.kubernetes && !lab.apiRunning()) await lab.startApi();
       for (const n of topology.nodes) if (!lab.agentRunning(n.name)) await lab.startAgent(n.name);
       await lab.waitConverged(options.timeoutMs ?? 60_000);
       return lab;
@@ -156,6 +183,12 @@ export class Lab {
     for (const [, a] of agents) processes += signal(a.pid, 'SIGTERM') ? 1 : 0;
     for (let i = 0; i < 30 && agents.some(([node, a]) => isAgent(a.pid, dir, node)); i++) await sleep(100);
     for (const [node, a] of agents) if (isAgent(a.pid, dir, node)) signal(a.pid, 'SIGKILL');
+    // Then the API server (it runs in the lab's api namespace, which the sweep below would also reach).
+    const api = record?.api;
+    if (api && isApiServer(api.pid, dir)) {
+      processes += signal(api.pid, 'SIGTERM') ? 1 : 0;
+      for (let i = 0; i < 20 && isApiServer(api.pid, dir); i++) await sleep(50);
+    }
     const namespaces = (await listNetns()).filter((n) => n.startsWith(prefix));
     // Whatever else runs in the lab's namespaces is the lab's: wireguard-go, commands run by `lab exec`.
     for (const ns of namespaces) {
@@ -206,14 +239,20 @@ export class Lab {
   async leave(node: string): Promise<void> {
     const n = this.node(node);
     await this.killAgent(n.name);
-    await rm(join(this.dir, 'nodes', `${n.name}.yaml`), { force: true });
+    if (this.kubernetes) await this.api('DELETE', `/nodes/${n.name}`);
+    else await rm(join(this.dir, 'nodes', `${n.name}.yaml`), { force: true });
   }
 
-  /** Starts a node's agent (when it is not running) in the node's network and mount namespace. */
+  /**
+   * Starts a node's agent (when it is not running) in the node's network and mount namespace. With `discovery:
+   * kubernetes` its Node object is created first when there is none (a kubelet registering), also while the API
+   * server is down (it then appears to everyone when the server is back).
+   */
   async startAgent(node: string): Promise<number> {
     const n = this.node(node);
     const current = this.record.agents[n.name];
     if (current && isAgent(current.pid, this.dir, n.name)) return current.pid;
+    if (this.kubernetes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
     const nodeDir = join(this.dir, n.name);
     const log = await open(join(nodeDir, 'agent.log'), 'a', 0o600);
     try {
@@ -314,7 +353,9 @@ export class Lab {
       }
       return p;
     });
-    return { lab: this.name, options: this.topology.options, settings: this.settings(), converged: problems.length === 0, problems, nodes };
+    const api = this.kubernetes ? await this.apiStatus() : null;
+    if (api && api.state !== 'serving') problems.push(`API server ${api.url} is ${api.state}${api.state === 'down' ? ' (weft lab api up)' : ''}`);
+    return { lab: this.name, options: this.topology.options, settings: this.settings(), converged: problems.length === 0, problems, nodes, api };
   }
 
   /** Waits until {@link status} says converged, or the time is up; returns the last status either way. */
@@ -329,7 +370,81 @@ export class Lab {
 
   /** The lab's settings as status shows them. */
   settings(): Record<string, unknown> {
-    return { resync: LAB_SETTINGS.resync, directoryRescan: LAB_SETTINGS.rescan, plugins: this.pluginNames(), config: this.record.config };
+    return {
+      discovery: this.kubernetes ? 'kubernetes' : 'directory',
+      resync: LAB_SETTINGS.resync,
+      ...(this.kubernetes ? {} : { directoryRescan: LAB_SETTINGS.rescan }),
+      plugins: this.pluginNames(),
+      config: this.record.config,
+    };
+  }
+
+  /** Whether the agents discover through the lab's API server. */
+  get kubernetes(): boolean {
+    return this.topology.options.discovery === 'kubernetes';
+  }
+
+  /**
+   * Takes the lab's API server down (`discovery: kubernetes`): every connection is dropped and new ones are refused,
+   * as during an API server restart or a control-plane outage. Objects and their history stay.
+   */
+  async apiDown(): Promise<void> {
+    await this.api('POST', '/down');
+  }
+
+  /** Brings the API server back after {@link apiDown}: watches resume from their last version. */
+  async apiUp(): Promise<void> {
+    await this.api('POST', '/up');
+  }
+
+  /** The API server: serving or not, its objects, the Node patches it has served. */
+  async apiStatus(): Promise<LabApiServerStatus> {
+    const url = `http://${LAB_API.address}:${String(LAB_API.port)}`;
+    const pid = this.record.api?.pid;
+    if (pid === undefined || !isApiServer(pid, this.dir)) return { url, state: 'dead', pid: null, nodes: null, patches: null };
+    const s = await this.api<LabApiStatus>('GET', '/status').catch(() => undefined);
+    if (!s) return { url, state: 'dead', pid, nodes: null, patches: null };
+    return { url, state: s.serving ? 'serving' : 'down', pid, nodes: s.nodes, patches: s.patches };
+  }
+
+  private api<T = unknown>(method: string, path: string, payload?: unknown): Promise<T> {
+    if (!this.kubernetes) return Promise.reject(new Error(`lab "${this.name}" has no API server (it was made with --discovery directory)`));
+    return labApiControl<T>(join(this.dir, 'api.sock'), method, path, payload);
+  }
+
+  private apiRunning(): boolean {
+    const a = this.record.api;
+    return a !== undefined && isApiServer(a.pid, this.dir);
+  }
+
+  /** Starts the API server in the lab's api namespace, waits until it answers, and registers every node. */
+  private async startApi(): Promise<void> {
+    const netns = this.topology.apiNetns as string;
+    const log = await open(join(this.dir, 'api.log'), 'a', 0o600);
+    try {
+      const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, API_MAIN, this.dir], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+      const pid = await new Promise<number>((resolve, reject) => {
+        child.once('spawn', () => resolve(child.pid as number));
+        child.once('error', reject);
+      });
+      child.unref();
+      this.record.api = { pid, startedAt: new Date().toISOString() };
+      await this.save();
+    } finally {
+      await log.close();
+    }
+    const deadline = performance.now() + 15_000;
+    for (;;) {
+      const ok = await this.api('GET', '/status').then(
+        () => true,
+        () => false,
+      );
+      if (ok) break;
+      if (!this.apiRunning()) throw new Error(`the lab's API server exited: ${lastLine(join(this.dir, 'api.log'))}`);
+      if (performance.now() > deadline) throw new Error(`the lab's API server did not answer in 15 s (${join(this.dir, 'api.log')})`);
+      await sleep(50);
+    }
+    for (const n of this.topology.nodes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
   }
 
   /** The plugins every node runs: the `--config` file's, else the lab's defaults (read once). */
@@ -385,6 +500,12 @@ export class Lab {
       const nodeDir = join(this.dir, n.name);
       await mkdir(join(nodeDir, 'state'), { recursive: true, mode: 0o700 });
       await writeFile(join(nodeDir, 'weft.yaml'), nodeConfigText(t, this.dir, n, sections), { mode: 0o600 });
+    }
+    if (this.kubernetes) {
+      const token = randomBytes(24).toString('base64url');
+      await writeFile(join(this.dir, 'api-token'), `${token}\n`, { mode: 0o600 });
+      await writeFile(join(this.dir, 'kubeconfig'), labKubeconfig(token), { mode: 0o600 });
+      await this.startApi();
     }
     for (const n of t.nodes) await this.startAgent(n.name);
   }
@@ -449,7 +570,7 @@ export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections
   const config = {
     node: { name: n.name, stateDir: join(dir, n.name, 'state') },
     cluster: LAB_ADDRESS_PLAN,
-    discovery: {
+    discovery: t.options.discovery === 'kubernetes' ? { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig') } } : {
       source: 'directory',
       directory: {
         path: join(dir, 'nodes'),
@@ -472,7 +593,42 @@ export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections
 }
 
 function describeOptions(o: LabOptions): string {
-  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''}`;
+  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''} --discovery ${o.discovery ?? 'directory'}`;
+}
+
+/**
+ * A lab node's Node object, as its kubelet would register it (and an operator annotate it): its underlay address,
+ * its pod CIDR, its location's region label, Ready; behind NAT the persistent-keepalive annotation.
+ */
+export function labNodeObject(n: LabNode): { metadata: { name: string; [k: string]: unknown }; [k: string]: unknown } {
+  return {
+    metadata: {
+      name: n.name,
+      labels: { 'kubernetes.io/hostname': n.name, 'topology.kubernetes.io/region': n.location },
+      annotations: n.natAddress ? { 'weft.io/persistent-keepalive': String(LAB_SETTINGS.natKeepalive) } : {},
+    },
+    spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: n.underlay },
+        { type: 'Hostname', address: n.name },
+      ],
+      conditions: [{ type: 'Ready', status: 'True' }],
+    },
+  };
+}
+
+/** The kubeconfig every lab agent reads: the lab's API server, its token. */
+function labKubeconfig(token: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    `clusters: [{name: weft-lab, cluster: {server: "http://${LAB_API.address}:${String(LAB_API.port)}"}}]`,
+    `users: [{name: weft, user: {token: ${token}}}]`,
+    'contexts: [{name: weft-lab, context: {cluster: weft-lab, user: weft}}]',
+    'current-context: weft-lab',
+    '',
+  ].join('\n');
 }
 
 function readRecord(dir: string): LabRecord | undefined {
@@ -480,6 +636,17 @@ function readRecord(dir: string): LabRecord | undefined {
     return JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as LabRecord;
   } catch {
     return undefined;
+  }
+}
+
+/** Whether `pid` is this lab's API server (and not a process that reused the number). */
+function isApiServer(pid: number, dir: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${String(pid)}/cmdline`, 'utf8').split('\0');
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+    return argv.includes(API_MAIN) && argv.includes(dir) && !/\) Z /.test(stat);
+  } catch {
+    return false;
   }
 }
 
@@ -579,6 +746,12 @@ function lastWords(log: string): string {
     }
   });
   return words === undefined ? '' : `: ${words.slice(0, 400)}`;
+}
+
+/** A log's last line that is not empty ('(empty log)' when there is none). */
+function lastLine(log: string): string {
+  const lines = (existsSync(log) ? readFileSync(log, 'utf8').slice(-4096) : '').split('\n').filter((l) => l.trim() !== '');
+  return lines.at(-1)?.slice(0, 400) ?? '(empty log)';
 }
 
 /** GET over the agent's Unix socket: status 0 when it does not answer. */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../config/load.js';
-import { labPluginDefaults, nodeConfigText } from './lab.js';
-import { checkLabOptions, cutRuleset, labTopology, locationOfNode, natRuleset } from './topology.js';
+import { nodeInfo } from '../discovery/kubernetes-source.js';
+import { labNodeObject, labPluginDefaults, nodeConfigText } from './lab.js';
+import { checkLabOptions, cutRuleset, LAB_API, labTopology, locationOfNode, natRuleset } from './topology.js';
 
 describe('lab options', () => {
   it.each([
@@ -13,6 +14,8 @@ describe('lab options', () => {
     [{ name: 'lab', nodes: 2, locations: 3, nat: false }, ['--locations: 3 locations need at least as many nodes, got 2']],
     [{ name: 'lab', nodes: 3, locations: 9, nat: false }, ['--locations: expected an integer 1-8, got 9']],
     [{ name: 'lab', nodes: 3, locations: 1, nat: true }, ['--nat: needs at least 2 locations (the first is never behind NAT)']],
+    [{ name: 'lab', nodes: 3, locations: 1, nat: false, discovery: 'kubernetes' as const }, []],
+    [{ name: 'lab', nodes: 3, locations: 1, nat: false, discovery: 'etcd' as unknown as 'kubernetes' }, ['--discovery: expected directory or kubernetes, got "etcd"']],
   ])('%j → %j', (options, problems) => {
     expect(checkLabOptions(options)).toEqual(problems);
   });
@@ -91,6 +94,24 @@ describe('lab topology', () => {
     expect(n3?.kind === 'ip' && n3.lines.at(-1)).toBe('route add default via 198.18.2.1');
   });
 
+  it('with the kubernetes source: an API server namespace on the first switch, routed to from the other locations', () => {
+    const one = labTopology({ name: 'k', nodes: 2, locations: 1, nat: false, discovery: 'kubernetes' });
+    expect(one.apiNetns).toBe('wlab-k-api');
+    expect(one.namespaces).toContain('wlab-k-api');
+    expect(one.steps.find((s) => s.netns === 'wlab-k-api')).toEqual({
+      kind: 'ip',
+      netns: 'wlab-k-api',
+      lines: ['link set lo up', 'link add eth0 type veth peer name api netns wlab-k-sw1', 'addr add 198.18.1.2/24 dev eth0', 'link set eth0 up'],
+    });
+    expect(one.steps).toContainEqual({ kind: 'ip', netns: 'wlab-k-sw1', lines: ['link set api master br0', 'link set api up'] });
+    // Not a node's address, nor a gateway's.
+    expect(one.nodes.map((n) => n.underlay)).not.toContain(LAB_API.address);
+    const nat = labTopology({ name: 'k', nodes: 3, locations: 2, nat: true, discovery: 'kubernetes' });
+    const api = nat.steps.find((s) => s.netns === 'wlab-k-api');
+    expect(api?.kind === 'ip' && api.lines.at(-1)).toBe('route add default via 198.18.1.1');
+    expect(labTopology({ name: 'k', nodes: 2, locations: 1, nat: false }).apiNetns).toBeUndefined();
+  });
+
   it('locations without NAT are routed to each other', () => {
     const t = labTopology({ name: 'x', nodes: 2, locations: 2, nat: false });
     expect(t.namespaces).not.toContain('wlab-x-nat2');
@@ -123,5 +144,26 @@ describe('lab files', () => {
     const custom = nodeConfigText(t, '/run/weft-lab/lab', n2, { reconcile: { resync: '1m' }, log: { level: 'debug' }, plugins: {} });
     const c2 = await loadConfigText(custom, 'x.yaml', { env: {} });
     expect([c2.core.reconcile.resync, c2.core.log.level, c2.plugins]).toEqual([60000, 'debug', []]);
+  });
+
+  it("with the kubernetes source: each node's config names the lab's kubeconfig; its Node object is what a kubelet registers", async () => {
+    const t = labTopology({ name: 'k', nodes: 3, locations: 2, nat: true, discovery: 'kubernetes' });
+    const n3 = t.nodes[2];
+    if (!n3) throw new Error('no n3');
+    const config = await loadConfigText(nodeConfigText(t, '/run/weft-lab/k', n3, {}), 'n3.yaml', { env: {} });
+    expect(config.core.discovery.source).toBe('kubernetes');
+    expect(config.core.discovery.kubernetes.kubeconfig).toBe('/run/weft-lab/k/kubeconfig');
+    expect(labNodeObject(n3)).toEqual({
+      metadata: {
+        name: 'n3',
+        labels: { 'kubernetes.io/hostname': 'n3', 'topology.kubernetes.io/region': 'loc2' },
+        annotations: { 'weft.io/persistent-keepalive': '5' },
+      },
+      spec: { podCIDR: '198.19.3.0/24', podCIDRs: ['198.19.3.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: '198.18.2.13' }, { type: 'Hostname', address: 'n3' }], conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    // What the kubernetes source makes of it: the same node the directory source would describe.
+    const node = nodeInfo(labNodeObject(n3));
+    expect([node.internalAddresses, node.podCIDRs, node.labels['topology.kubernetes.io/region']]).toEqual([['198.18.2.13'], ['198.19.3.0/24'], 'loc2']);
   });
 });

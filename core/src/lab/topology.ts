@@ -5,8 +5,15 @@
  * Addresses (docs/design.md, "Addresses in the lab and the tests"):
  * - location k's underlay: 198.18.k.0/24, its gateway (router or NAT router) 198.18.k.1;
  * - node i: 198.18.k.(10+i) on its underlay; pod CIDR 198.19.i.0/24, gateway 198.19.i.1, pod 198.19.i.10;
- * - a NAT router's public side: 203.0.113.(4k+2)/30, the backbone router 203.0.113.(4k+1).
+ * - a NAT router's public side: 203.0.113.(4k+2)/30, the backbone router 203.0.113.(4k+1);
+ * - with `discovery: kubernetes`, the lab's API server: 198.18.1.2, on the first location's switch.
  */
+
+/** Where the lab's nodes come from: a folder of node documents, or an API server (the project's fake one). */
+export type LabDiscovery = 'directory' | 'kubernetes';
+
+/** The lab's API server (`discovery: kubernetes`): an address on the first location's switch, and its port. */
+export const LAB_API = { address: '198.18.1.2', port: 6443 } as const;
 
 /** What `weft lab up` was asked for. */
 export interface LabOptions {
@@ -16,6 +23,8 @@ export interface LabOptions {
   readonly locations: number;
   /** Every location but the first behind a NAT router. */
   readonly nat: boolean;
+  /** Where the agents learn of the nodes (default `directory`). */
+  readonly discovery?: LabDiscovery;
 }
 
 export const LAB_LIMITS = { nodes: 60, locations: 8 } as const;
@@ -63,6 +72,8 @@ export interface LabTopology {
   /** Every namespace of the lab, in the order they are created. */
   readonly namespaces: readonly string[];
   readonly routerNetns: string | undefined;
+  /** The namespace the lab's API server runs in (`discovery: kubernetes`). */
+  readonly apiNetns: string | undefined;
   readonly steps: readonly LabStep[];
 }
 
@@ -77,6 +88,9 @@ export function checkLabOptions(o: LabOptions): string[] {
     problems.push(`--locations: expected an integer 1-${String(LAB_LIMITS.locations)}, got ${String(o.locations)}`);
   } else if (Number.isInteger(o.nodes) && o.locations > o.nodes) problems.push(`--locations: ${String(o.locations)} locations need at least as many nodes, got ${String(o.nodes)}`);
   if (o.nat && o.locations < 2) problems.push('--nat: needs at least 2 locations (the first is never behind NAT)');
+  if (o.discovery !== undefined && o.discovery !== 'directory' && o.discovery !== 'kubernetes') {
+    problems.push(`--discovery: expected directory or kubernetes, got ${JSON.stringify(o.discovery)}`);
+  }
   return problems;
 }
 
@@ -190,13 +204,32 @@ export function labTopology(options: LabOptions): LabTopology {
     for (const loc of locations) steps.push({ kind: 'ip', netns: loc.switchNetns, lines: ['link set gw master br0', 'link set gw up'] });
     steps.push({ kind: 'sysctl', netns: routerNetns, settings: forward });
   }
+  // The API server sits on the first location's switch (never behind NAT): nodes there reach it on-link, the others
+  // through the router (and their NAT router).
+  const apiNetns = options.discovery === 'kubernetes' ? `${prefix}api` : undefined;
+  if (apiNetns) {
+    const sw = (locations[0] as LabLocation).switchNetns;
+    steps.push({
+      kind: 'ip',
+      netns: apiNetns,
+      lines: [
+        'link set lo up',
+        `link add eth0 type veth peer name api netns ${sw}`,
+        `addr add ${LAB_API.address}/24 dev eth0`,
+        'link set eth0 up',
+        ...(multi ? ['route add default via 198.18.1.1'] : []),
+      ],
+    });
+    steps.push({ kind: 'ip', netns: sw, lines: ['link set api master br0', 'link set api up'] });
+  }
   const namespaces = [
     ...locations.map((l) => l.switchNetns),
     ...(routerNetns ? [routerNetns] : []),
+    ...(apiNetns ? [apiNetns] : []),
     ...locations.flatMap((l) => (l.natNetns ? [l.natNetns] : [])),
     ...nodes.flatMap((n) => [n.netns, n.podNetns]),
   ];
-  return { options, prefix, nodes, locations, namespaces, routerNetns, steps };
+  return { options, prefix, nodes, locations, namespaces, routerNetns, apiNetns, steps };
 }
 
 /**

@@ -156,6 +156,7 @@ export class Agent {
         return this.source.publish(patch);
       },
       current: () => (this.source ? this.source.current().self.annotations : {}),
+      connected: () => this.source?.health?.().connected ?? true,
       logger: this.logger,
     });
     this.root = createRootContainer();

@@ -67,11 +67,22 @@ export interface FakeApiServerOptions {
   readonly pageSize?: number;
   /** The bearer token requests must carry (default `fake-token`). */
   readonly token?: string;
+  /** The address to listen on (default 127.0.0.1). */
+  readonly host?: string;
+  /** The port to listen on (default: any free one). */
+  readonly port?: number;
+  /** How many of the last requests {@link FakeApiServer.requests} keeps (default: all). */
+  readonly keepRequests?: number;
+  /** Called with every request as it arrives (before it is authenticated). */
+  readonly onRequest?: (request: FakeApiServer['requests'][number]) => void;
 }
 
 export async function startFakeApiServer(options: FakeApiServerOptions = {}): Promise<FakeApiServer> {
   const token = options.token ?? 'fake-token';
   const pageSize = options.pageSize ?? 500;
+  const host = options.host ?? '127.0.0.1';
+  const keepRequests = options.keepRequests ?? Infinity;
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
   /** Snapshots handed out to paged lists, by continue token. */
   const pages = new Map<string, { rv: number; items: KubeObject[] }>();
   let rv = 100;
@@ -81,7 +92,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
   const watchers = new Set<{ resource: Resource; res: ServerResponse }>();
   const sockets = new Set<Socket>();
   const requests: FakeApiServer['requests'] = [];
-  let port = 0;
+  let port = options.port ?? 0;
   let server: Server | undefined;
 
   const key = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -97,7 +108,10 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://fake');
-    requests.push({ method: req.method ?? 'GET', url: `${url.pathname}${url.search}`, contentType: req.headers['content-type'] });
+    const seen = { method: req.method ?? 'GET', url: `${url.pathname}${url.search}`, contentType: req.headers['content-type'] };
+    options.onRequest?.(seen);
+    requests.push(seen);
+    if (requests.length > keepRequests) requests.splice(0, requests.length - keepRequests);
     if (req.headers.authorization !== `Bearer ${token}`) return status(res, 401, 'Unauthorized', 'Unauthorized');
     const collection = PATHS[url.pathname];
     if (collection && req.method === 'GET') {
@@ -170,7 +184,13 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
     });
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(port, host, () => {
+        s.off('error', reject);
+        resolve();
+      });
+    });
     port = (s.address() as AddressInfo).port;
     server = s;
   };
@@ -186,7 +206,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
   await listen();
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${hostInUrl}:${String(port)}`,
     put(resource, object, options = {}) {
       rv += 1;
       const k = key(object);
@@ -221,7 +241,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
       [
         'apiVersion: v1',
         'kind: Config',
-        'clusters: [{name: fake, cluster: {server: "http://127.0.0.1:' + String(port) + '", insecure-skip-tls-verify: true}}]',
+        `clusters: [{name: fake, cluster: {server: "http://${hostInUrl}:${String(port)}", insecure-skip-tls-verify: true}}]`,
         `users: [{name: weft, user: {token: ${token}}}]`,
         'contexts: [{name: fake, context: {cluster: fake, user: weft}}]',
         'current-context: fake',

@@ -201,6 +201,15 @@ export default definePlugin({
         const own = ownEndpoint(view.self, config.port);
         if (own.problem) logger.warn({ node: view.self.name }, own.problem);
         const self = { publicKey: key.publicKey, endpoint: own.endpoint, overlay4: choice.ip4, overlay6: choice.ip6, overlaySince: choice.since };
+        const identity = {
+          [PUBLISHED.publicKey]: key.publicKey,
+          [PUBLISHED.endpoint]: own.endpoint ?? null,
+          [PUBLISHED.overlay]: `${choice.ip4},${choice.ip6}`,
+          [PUBLISHED.overlaySince]: String(choice.since),
+        };
+        // At start, who this node is goes out before the first apply (the slowest: it makes the device), so that
+        // peers add it meanwhile; the poke after the apply then starts every handshake at once.
+        if (last === undefined && !dryRun) await publish(identity);
 
         // A reconcile for a cluster change alone plans from the device as last read, and touches the kernel only
         // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
@@ -268,10 +277,7 @@ export default definePlugin({
         if (beat) lastBeat = mono;
         if (!dryRun) {
           await publish({
-            [PUBLISHED.publicKey]: key.publicKey,
-            [PUBLISHED.endpoint]: own.endpoint ?? null,
-            [PUBLISHED.overlay]: `${choice.ip4},${choice.ip6}`,
-            [PUBLISHED.overlaySince]: String(choice.since),
+            ...identity,
             [PUBLISHED.discovered]: Object.keys(plan.discovered).length > 0 ? JSON.stringify(plan.discovered) : null,
             // The heartbeat serves one purpose, choosing a location's leader: a full mesh publishes none (a Node patch
             // per node per heartbeat that every other agent would process, N² for nothing) and removes an old one.
