@@ -49,8 +49,13 @@ if (json) {
   const e = results.efficiency;
   if (e?.skipped) console.log(`efficiency: skipped (${e.skipped})`);
   else if (e) {
-    console.log(`efficiency, the lab's n1 agent (wireguard + keepalive, directory source), ${e.windowSeconds} s windows${e.quick ? ' (--quick: noisier)' : ''}:`);
-    console.log(`  idle CPU ${e.idleCpuSecondsPerMinute} s per minute; ${e.unrelatedChangeCpuMs} ms CPU per unrelated node change; ${e.ownDocumentWritesPerMinute} own-document writes per minute; VmRSS ${e.rssMiB} MiB`);
+    const t = e.targets;
+    console.log(`efficiency, the lab's n1 agent (${e.configuration}), ${e.windowSeconds} s windows${e.quick ? ' (--quick: noisier, short soak)' : ''}:`);
+    console.log(`  idle CPU ${e.idleCpuSecondsPerMinute} s per minute (wireguard alone: ${e.idleCpuSecondsPerMinuteWireguardOnly}, target <= ${t.idleCpuSecondsPerMinuteWireguardOnly})`);
+    console.log(`  no-op wireguard reconcile <= ${e.noopReconcileCpuMs} ms CPU (${e.noopReconciles} in the window; target <= ${t.noopReconcileCpuMs})`);
+    console.log(`  unrelated Node change ${e.unrelatedChangeCpuMs} ms CPU (target <= ${t.unrelatedChangeCpuMs}); Node patches ${e.nodePatchesPerMinute} per node per minute at rest (target ${t.nodePatchesPerMinute})`);
+    console.log(`  join: agent start -> handshakes with every peer, median ${e.joinMedianMs} ms on the kubernetes source (${e.joinTrialsMs.join(', ')}), ${e.joinMedianMsDirectory} ms on the directory source (target <= ${t.joinMedianMs})`);
+    console.log(`  soak ${e.soakSeconds} s with ${e.soakCycles} join/leave cycles: VmRSS ${e.rssMiB} MiB at the end (max ${e.rssMaxMiB}; target <= ${t.rssMiB}), slope ${e.rssSlopeMiBPerMin} MiB/min over the last two thirds`);
   }
   const ka = results.keepalive;
   if (ka) {

@@ -117,4 +117,29 @@ describe.skipIf(skip)(`the lab on the kubernetes source${skipNote(skip)}`, () =>
     },
     OUTAGE_MS + 240_000,
   );
+
+  it('without any heartbeat: a node whose agent is stopped (WireGuard still forwarding) and a node cut off are told apart from a healthy idle one', async () => {
+    const lab = await Lab.up({ name: name('kt'), nodes: 4, discovery: 'kubernetes', timeoutMs: 60_000 });
+    const s = await lab.status();
+    expect(s.converged, s.problems.join('\n')).toBe(true);
+    for (const n of await lab.apiNodes()) expect(Object.keys(n.metadata.annotations ?? {}).filter((k) => k.includes('last-seen'))).toEqual([]);
+    await until('n1:pod → n2:pod', () => ping(lab, 'n1:pod', podOf(s, 'n2')), 30_000);
+
+    await lab.killAgent('n2'); // its wireguard-go keeps running
+    await lab.cut('n1', 'n3');
+    type KeepaliveStatus = { diagnosis: Record<string, string>; results: { target: string; plane: string; up: boolean; result?: string }[] };
+    const keepalive = async () => JSON.parse((await agentGet(lab, 'n1', '/api/keepalive/status')).body) as KeepaliveStatus;
+    await until('n1 tells n2 (agent stopped) from n3 (cut off)', async () => {
+      const d = (await keepalive()).diagnosis;
+      return (d.n2 ?? '').startsWith('agent:') && (d.n3 ?? '').startsWith('unreachable:');
+    }, 20_000);
+    const k = await keepalive();
+    expect(k.diagnosis.n4).toBeUndefined(); // healthy and idle: nothing to say
+    expect(k.results.filter((r) => r.target === 'n4').every((r) => r.up)).toBe(true);
+    expect(k.results.filter((r) => r.target === 'n2' && r.plane !== 'pod').map((r) => r.result)).toEqual(['refused', 'refused']);
+    // The stopped agent's node still forwards: it stays in the mesh, its pod answers through the tunnel.
+    expect(await ping(lab, 'n1:pod', podOf(s, 'n2'))).toBe(true);
+    expect(await peerKeys(lab, 'n1')).toContain(await publicKeyOf(lab, 'n2'));
+    await lab.down();
+  }, 180_000);
 });

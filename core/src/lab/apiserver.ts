@@ -12,7 +12,8 @@ import { startFakeApiServer, type KubeObject } from '../testing/fake-apiserver.j
  * - `PUT /nodes/NAME` — create or replace a Node (what a kubelet registering does); `?ifAbsent=true`: only when
  *   there is none, so that an agent's published annotations survive its restart;
  * - `DELETE /nodes/NAME` — delete a Node (`kubectl delete node`);
- * - `GET /status` — `{ serving, nodes, patches, requests }`: `patches` counts Node PATCH requests since start.
+ * - `GET /status` — `{ serving, nodes, patches, requests }`: `patches` counts Node PATCH requests since start;
+ * - `GET /nodes` — the Node objects as the server holds them.
  */
 export interface LabApiStatus {
   readonly serving: boolean;
@@ -52,6 +53,7 @@ export async function serveLabApi(options: { host: string; port: number; token: 
       return reply(res, 200, status());
     }
     if (req.method === 'GET' && url.pathname === '/status') return reply(res, 200, status());
+    if (req.method === 'GET' && url.pathname === '/nodes') return reply(res, 200, api.objects('nodes'));
     if (node !== undefined && req.method === 'PUT') {
       const object = JSON.parse(await body(req)) as KubeObject;
       if (object.metadata?.name !== node) return reply(res, 400, { error: `the object's metadata.name is not ${node}` });

@@ -407,6 +407,11 @@ export class Lab {
     return { url, state: s.serving ? 'serving' : 'down', pid, nodes: s.nodes, patches: s.patches };
   }
 
+  /** The Node objects the API server holds (with what the agents published on them). */
+  async apiNodes(): Promise<{ metadata: { name: string; annotations?: Record<string, string>; [k: string]: unknown }; [k: string]: unknown }[]> {
+    return this.api('GET', '/nodes');
+  }
+
   private api<T = unknown>(method: string, path: string, payload?: unknown): Promise<T> {
     if (!this.kubernetes) return Promise.reject(new Error(`lab "${this.name}" has no API server (it was made with --discovery directory)`));
     return labApiControl<T>(join(this.dir, 'api.sock'), method, path, payload);

@@ -15,6 +15,11 @@ describe('diagnosis from the planes together', () => {
     [[r('b', 'underlay', false), r('b', 'overlay', false)], 'unreachable: the node does not answer on any plane — is it down, or cut off?'],
     [[r('b', 'underlay', true), r('b', 'overlay', true)], undefined],
     [[r('b', 'underlay', true), noOverlay], undefined],
+    // Its kernel resets the connection: the node is there, its agent is not (the tunnel may still carry traffic).
+    [[r('b', 'underlay', false, { result: 'refused' }), r('b', 'overlay', false, { result: 'refused' }), r('b', 'pod', true)], 'agent: the node answers but its weft agent does not (probe port refused) — is the agent stopped?'],
+    [[r('b', 'underlay', false, { result: 'refused' }), noOverlay], 'agent: the node answers but its weft agent does not (probe port refused) — is the agent stopped?'],
+    // Refused on one plane, silent on the other: not a stopped agent.
+    [[r('b', 'underlay', false, { result: 'refused' }), r('b', 'overlay', false)], 'unreachable: the node does not answer on any plane — is it down, or cut off?'],
   ])('%j → %s', (results, text) => {
     expect(diagnose(results)).toBe(text);
   });

@@ -31,6 +31,10 @@ export function diagnose(results: readonly ProbeResult[]): string | undefined {
     return r.up;
   };
   const [u, o, p] = [state('underlay'), state('overlay'), state('pod')];
+  // Refused: the node's kernel answered with a reset — it is there, but nothing listens on the probe port. Not
+  // "unreachable": its agent is stopped (or its probe server is), and its tunnel may well still carry traffic.
+  const node = [by.get('underlay'), by.get('overlay')].filter((r) => r !== undefined && r.missing === undefined && r.at !== undefined);
+  if (node.length > 0 && node.every((r) => r?.result === 'refused')) return 'agent: the node answers but its weft agent does not (probe port refused) — is the agent stopped?';
   if (u === true && o === false) return 'tunnel: the underlay answers, the overlay does not — look at WireGuard (handshakes, endpoints, keys)';
   if ((u === true || o === true) && p === false) return 'pod network: the node answers, the address in its pod CIDR does not — look at its pod bridge and routes';
   if (u === false && o === true) return 'underlay: its internal address does not answer while the overlay does — a firewall or route on the underlay';
