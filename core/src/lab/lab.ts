@@ -372,7 +372,8 @@ export class Lab {
   settings(): Record<string, unknown> {
     return {
       discovery: this.kubernetes ? 'kubernetes' : 'directory',
-      resync: LAB_SETTINGS.resync,
+      // The --config file's, when it sets one.
+      resync: (this.record.config ? templateSectionsSync(this.record.config).reconcile?.resync : undefined) ?? LAB_SETTINGS.resync,
       ...(this.kubernetes ? {} : { directoryRescan: LAB_SETTINGS.rescan }),
       plugins: this.pluginNames(),
       config: this.record.config,

@@ -67,6 +67,19 @@ describe('the wireguard plugin in an agent', () => {
     expect(k.sysctls.get('net.ipv4.ip_forward')).toBe('1');
   });
 
+  it("reads the underlay's MTU at start, not on every heartbeat; a change of its own address reads it again", async () => {
+    const kernel = new MemoryKernel();
+    kernel.addForeign({ links: [{ kind: 'dummy', name: 'eth0', mtu: 1450 }], addresses: [{ dev: 'eth0', address: '192.0.2.1/24' }] });
+    let reads = 0;
+    const interfaces = kernel.interfaces.bind(kernel);
+    kernel.interfaces = () => ((reads += 1), interfaces());
+    const t = await start({ kernel });
+    await t.waitForReconcile('wireguard', { runs: 3, timeoutMs: 10_000 }); // heartbeats (1 s)
+    expect(reads).toBe(1);
+    t.cluster.setNode({ ...self, internalAddresses: ['192.0.2.9'] });
+    await t.waitFor(() => reads === 2, { what: 'the MTU read again' });
+  });
+
   it('never shows its private key: not in logs, metrics, status, graph or errors', async () => {
     const t = await start();
     const secret = t.kernel.snapshot().wireguard.get('weft-wg0')?.privateKey as string;

@@ -33,6 +33,11 @@ async function loadKey(state: PluginState, dryRun: boolean): Promise<{ privateKe
 
 const now = () => Math.floor(Date.now() / 1000);
 
+/** Reconciles that come round by themselves; anything else (start, a config change, a retry) reads afresh. */
+const ROUTINE_REASONS = new Set(['cluster', 'resync', 'requeue']);
+/** How long the underlay's MTU is trusted on routine reconciles, in seconds. */
+const MTU_REREAD_S = 300;
+
 /**
  * The WireGuard mesh: every node (granularity `full`) or one leader per location (`location`) carries pod traffic
  * to the others through an encrypted interface; routes for every peer's pod CIDRs and overlay addresses go through
@@ -77,7 +82,7 @@ export default definePlugin({
 
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let lastBeat = Number.NEGATIVE_INFINITY;
-    let mtuCache: number | undefined;
+    let mtuCache: { mtu: number; at: number; addresses: string } | undefined;
     let lastSent = -1;
     let excludedLogged = '';
 
@@ -230,8 +235,14 @@ export default definePlugin({
         for (const name of ignoredLeaderAnnotation) if (!present.has(name)) ignoredLeaderAnnotation.delete(name);
         let plan = planMesh({ view, config, self, observed, claimsSeen, now: t, heartbeatAges });
         // The underlay's MTU is read with the device (not for a cluster change alone: that costs no process).
-        if (!onlyCluster || mtuCache === undefined) mtuCache = await mtuFor(view.self.internalAddresses);
-        const mtu = mtuCache;
+        // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
+        // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
+        const addresses = view.self.internalAddresses.join(',');
+        const routine = [...reasons].every((r) => ROUTINE_REASONS.has(r));
+        if (mtuCache === undefined || !routine || mtuCache.addresses !== addresses || performance.now() / 1000 - mtuCache.at >= MTU_REREAD_S) {
+          mtuCache = { mtu: await mtuFor(view.self.internalAddresses), at: performance.now() / 1000, addresses };
+        }
+        const mtu = mtuCache.mtu;
         const fingerprint = (p: MeshPlan) => JSON.stringify(desiredState(p, config, '', mtu));
         if (onlyCluster && last && fingerprint(plan) === last.desired) {
           last = { ...last, plan };
