@@ -427,8 +427,10 @@ export class Lab {
   private async startApi(): Promise<void> {
     const netns = this.topology.apiNetns as string;
     const log = await open(join(this.dir, 'api.log'), 'a', 0o600);
+    let exited: string | undefined;
     try {
       const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, API_MAIN, this.dir], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+      child.once('exit', (code, sig) => (exited = sig ? `killed by ${sig}` : `exit ${String(code)}`));
       const pid = await new Promise<number>((resolve, reject) => {
         child.once('spawn', () => resolve(child.pid as number));
         child.once('error', reject);
@@ -446,7 +448,7 @@ export class Lab {
         () => false,
       );
       if (ok) break;
-      if (!this.apiRunning()) throw new Error(`the lab's API server exited: ${lastLine(join(this.dir, 'api.log'))}`);
+      if (exited !== undefined) throw new Error(`the lab's API server ended (${exited}): ${lastLine(join(this.dir, 'api.log'))}`);
       if (performance.now() > deadline) throw new Error(`the lab's API server did not answer in 15 s (${join(this.dir, 'api.log')})`);
       await sleep(50);
     }
