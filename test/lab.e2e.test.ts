@@ -143,7 +143,7 @@ describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
     const up = await execa(process.execPath, [bin, 'lab', 'up', '--name', name, '--nodes', '2'], { reject: false });
     expect(up.stderr).toBe('');
     expect(up.exitCode).toBe(0);
-    expect(up.stdout).toContain(`lab "${name}": 2 nodes, 1 location · resync 5s, directory rescan 2s · converged`);
+    expect(up.stdout).toContain(`lab "${name}": 2 nodes, 1 location · discovery directory, resync 5s, directory rescan 2s · converged`);
     const status = JSON.parse((await execa(process.execPath, [bin, 'lab', 'status', '--json', '--name', name])).stdout) as { nodes: { name: string; agent: string; pod: string; http: string; underlay: string; podCIDR: string; plugins: object }[] };
     expect(status.nodes.map((n) => Object.keys(n))).toEqual([expect.arrayContaining(['name', 'underlay', 'podCIDR', 'pod', 'agent', 'http', 'plugins']), expect.anything()]);
     const exec = await execa(process.execPath, [bin, 'lab', 'exec', '--name', name, 'n1:pod', '--', 'ip', '-4', '-br', 'addr', 'show', 'eth0'], { reject: false });
@@ -173,7 +173,7 @@ describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain('weft quickstart: building');
-    expect(r.stdout).toContain(`lab "${name}": 2 nodes, 1 location · resync 5s, directory rescan 2s · converged`);
+    expect(r.stdout).toContain(`lab "${name}": 2 nodes, 1 location · discovery directory, resync 5s, directory rescan 2s · converged`);
     // The hint, as a user copies it: one command per line, a comment after `#`.
     const hint = r.stdout
       .slice(r.stdout.indexOf('weft quickstart: the lab is up. Try:\n'))

@@ -51,24 +51,29 @@ describe('AnnotationPublisher', () => {
     expect(h.logs.filter((l) => l.includes('publishing annotations failed'))).toHaveLength(3);
   });
 
-  it("a write that failed while disconnected lands within 250 ms of the connection's return, not after its backoff", async () => {
-    let connected = false;
-    let attempts = 0;
-    const writes: Record<string, string | null>[] = [];
-    const publisher = new AnnotationPublisher({
-      write: async (patch) => {
-        await Promise.resolve();
-        attempts += 1;
-        if (!connected) throw new Error('connect ECONNREFUSED');
-        writes.push({ ...patch });
-      },
-      current: () => Object.assign({}, ...writes) as Record<string, string>,
-      connected: () => connected,
+  /** A publisher whose backoff is a minute long, so that only the connection's return can end it early. */
+  const longBackoff = (write: (patch: Record<string, string | null>) => Promise<void>, connected: () => boolean, current: () => Record<string, string> = () => ({})) =>
+    new AnnotationPublisher({
+      write,
+      current,
+      connected,
       logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, d) => d() })),
       debounceMs: 5,
       backoffInitialMs: 60_000,
       backoffMaxMs: 60_000,
     });
+
+  it("a write that failed while disconnected lands within 250 ms of the connection's return, not after its backoff", async () => {
+    let connected = false;
+    let attempts = 0;
+    const writes: Record<string, string | null>[] = [];
+    const write = async (patch: Record<string, string | null>) => {
+      await Promise.resolve();
+      attempts += 1;
+      if (!connected) throw new Error('connect ECONNREFUSED');
+      writes.push({ ...patch });
+    };
+    const publisher = longBackoff(write, () => connected, () => Object.assign({}, ...writes) as Record<string, string>);
     try {
       publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });
       await new Promise((r) => setTimeout(r, 600));
@@ -85,19 +90,12 @@ describe('AnnotationPublisher', () => {
 
   it('a write refused by a server that answers waits out its whole backoff (no hammering)', async () => {
     let attempts = 0;
-    const publisher = new AnnotationPublisher({
-      write: async () => {
-        await Promise.resolve();
-        attempts += 1;
-        throw new Error('403 Forbidden');
-      },
-      current: () => ({}),
-      connected: () => true,
-      logger: createLogger({ level: 'silent', format: 'json' }, new Writable({ write: (_c, _e, d) => d() })),
-      debounceMs: 5,
-      backoffInitialMs: 60_000,
-      backoffMaxMs: 60_000,
-    });
+    const write = async () => {
+      await Promise.resolve();
+      attempts += 1;
+      throw new Error('403 Forbidden');
+    };
+    const publisher = longBackoff(write, () => true);
     try {
       publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });
       await new Promise((r) => setTimeout(r, 700));

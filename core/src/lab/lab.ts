@@ -601,7 +601,7 @@ export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections
 }
 
 function describeOptions(o: LabOptions): string {
-  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''} --discovery ${o.discovery ?? 'directory'}`;
+  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''}${o.discovery === 'kubernetes' ? ' --discovery kubernetes' : ''}`;
 }
 
 /**
