@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,7 +138,7 @@ describe.skipIf(skip)(`the WireGuard mesh in the lab${skipNote(skip)}`, () => {
     const dir = await mkdtemp(join(tmpdir(), 'weft-wg-lab-'));
     try {
       const config = join(dir, 'lab.yaml');
-      await writeFile(config, 'plugins:\n  wireguard:\n    granularity: location\n    heartbeat: 5s\n    staleAfter: 15s\n');
+      await writeFile(config, 'plugins:\n  wireguard:\n    granularity: location\n    heartbeat: 5s\n');
       const lab = await Lab.up({ name: name('wd'), nodes: 4, locations: 2, nat: true, config, timeoutMs: 30_000 });
       const s = await lab.status();
       const wg = (node: string) => s.nodes.find((n) => n.name === node)?.plugins.wireguard as { isLeader: boolean; leaders: Record<string, string>; peers: { name: string }[] };
@@ -149,6 +149,11 @@ describe.skipIf(skip)(`the WireGuard mesh in the lab${skipNote(skip)}`, () => {
       // n2 → n1 (underlay) → n3 (WireGuard, through the NAT) → n4 (underlay), and back.
       await until("n2's pod → n4's pod", () => ping(lab, 'n2:pod', podOf(s, 'n4')), 40_000);
       await allPodsPing(lab, s, 40_000);
+      // No heartbeat by location either: over more than two heartbeats no node rewrites its document.
+      const docs = () => ['n1', 'n2', 'n3', 'n4'].map((n) => statSync(join(lab.dir, 'nodes', `${n}.yaml`)).mtimeMs);
+      const before = docs();
+      await new Promise((r) => setTimeout(r, 12_000));
+      expect(docs()).toEqual(before);
       await lab.down();
     } finally {
       await rm(dir, { recursive: true, force: true });

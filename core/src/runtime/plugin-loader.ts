@@ -21,7 +21,7 @@ export const BUILTIN_PLUGINS: readonly BuiltinPlugin[] = [
     module: '@weft/plugin-wireguard',
     description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it',
     status: 'available',
-    lab: { granularity: 'full', heartbeat: '5s', staleAfter: '15s' },
+    lab: { granularity: 'full', heartbeat: '5s' },
   },
   { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'VXLAN overlay between nodes with unicast FDB and neighbour entries', status: { planned: 'a later issue' } },
   { name: 'gre-tunnel', module: '@weft/plugin-gre-tunnel', description: "brings a Service's external IP into its pods through GRE tunnels", status: { planned: 'a later issue' } },

@@ -51,15 +51,12 @@ export const WireGuardConfig = z.strictObject({
   overlayCIDR: ipv4Range().default('100.64.0.0/10').meta({ description: 'where overlay IPv4 addresses come from (one per node)' }),
   overlayCIDR6: ulaRange().default('fd77:6566:7400::/64').meta({ description: 'where overlay IPv6 addresses come from (same offset as the IPv4 one)' }),
   persistentKeepalive: intInRange(0, 65535).default(0).meta({ description: "seconds between keepalives to every peer (0: off); a node's weft.io/persistent-keepalive annotation overrides it" }),
-  staleAfter: duration({ min: 5_000 })
-    .prefault('3m')
-    .meta({ description: "a node whose heartbeat (weft.io/wireguard-last-seen) this agent has not seen change for this long is stale and cannot lead its location" }),
   leaders: z
     .array(z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, { error: (iss) => `expected a node name, got ${describeValue(iss.input)}` }))
     .max(1000)
     .default([])
     .meta({ description: 'nodes preferred as their location\'s leader, most preferred first (the operator\'s choice: no node can put itself here)' }),
-  heartbeat: duration({ min: 1_000 }).prefault('30s').meta({ description: 'how often the node re-reads WireGuard (repairing drift, refreshing metrics) and, with granularity location, publishes weft.io/wireguard-last-seen' }),
+  heartbeat: duration({ min: 1_000 }).prefault('30s').meta({ description: 'how often the node re-reads WireGuard (repairing drift, refreshing metrics); nothing is published for it' }),
   peers: z.array(ExternalPeer).default([]).meta({ description: 'peers outside the cluster' }),
 });
 export type WireGuardConfig = z.output<typeof WireGuardConfig>;

@@ -12,7 +12,7 @@ export const PUBLISHED = {
   overlaySince: 'weft.io/wireguard-ip-since',
   /** JSON `{ "<public key>": "ip:port" }`: where this node saw its peers' packets come from (behind NAT). */
   discovered: 'weft.io/wireguard-discovered-endpoints',
-  /** Unix seconds: refreshed every heartbeat while the node's WireGuard is healthy. */
+  /** No longer published (a location's leader is chosen by Ready): removed where an older version left it. */
   lastSeen: 'weft.io/wireguard-last-seen',
 } as const;
 
@@ -58,7 +58,6 @@ export interface NodeFacts {
   readonly leaderLabel: boolean;
   /** Seconds; 0 off. What the node asks for (it sits behind NAT). */
   readonly keepalive: number;
-  readonly lastSeen: number | undefined;
   /** Endpoints this node observed, by the peer's public key. */
   readonly discovered: Readonly<Record<string, string>>;
 }
@@ -132,12 +131,6 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
     keepalive = Number(keepaliveText);
     if (!/^\d{1,5}$/.test(keepaliveText) || keepalive > 65535) problems.push(`${OPERATOR.persistentKeepalive}: expected seconds 0-65535, got ${JSON.stringify(keepaliveText.slice(0, 60))}`);
   }
-  const lastSeenText = a[PUBLISHED.lastSeen];
-  let lastSeen: number | undefined;
-  if (lastSeenText !== undefined) {
-    lastSeen = Number(lastSeenText);
-    if (!/^\d{1,12}$/.test(lastSeenText)) problems.push(`${PUBLISHED.lastSeen}: expected unix seconds, got ${JSON.stringify(lastSeenText.slice(0, 60))}`);
-  }
   const discovered: Record<string, string> = {};
   const discText = a[PUBLISHED.discovered];
   if (discText !== undefined && discText.length > MAX_DISCOVERED_BYTES) {
@@ -175,7 +168,6 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
     internal6: first(n.internalAddresses, 6),
     leaderLabel: ['true', '1', 'yes'].includes((n.labels[LEADER_LABEL] ?? '').toLowerCase()),
     keepalive,
-    lastSeen,
     discovered,
   };
 }

@@ -1,17 +1,15 @@
 import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
-import { ChangeClock } from './freshness.js';
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { peerConfig } from './peer-config.js';
 import { poke, pokeTargets } from './poke.js';
-import { desiredState, firstSightAge, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
+import { desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
 
 export { WireGuardConfig } from './config.js';
 export { PUBLISHED, OPERATOR, LEADER_LABEL, IGNORED_LEADER_ANNOTATION, readNode } from './facts.js';
-export { ChangeClock } from './freshness.js';
-export { planMesh, desiredState, electLeader, leaderOrder, firstSightAge, type LeaderRules, type MeshPlan, type PlannedPeer, type PlanInput, type SelfFacts } from './planner.js';
+export { planMesh, desiredState, electLeader, leaderOrder, type LeaderRules, type MeshPlan, type PlannedPeer, type PlanInput, type SelfFacts } from './planner.js';
 export { chooseOverlay, winners } from './overlay.js';
 export { meshDot } from './graph.js';
 export { peerConfig } from './peer-config.js';
@@ -66,10 +64,6 @@ export default definePlugin({
     }
     // When this node first saw each other node's overlay claim: a claim's age is never a node's own word.
     const claimsSeen = parseLedger((await state.readFile('overlay-claims.json'))?.toString('utf8'));
-    // Intervals on the monotonic clock (seconds): a wall-clock step neither stops the heartbeat nor ends the grace.
-    const startedAt = performance.now() / 1000;
-    const heartbeats = new ChangeClock();
-    const handshakes = new ChangeClock();
     const ignoredLeaderAnnotation = new Set<string>();
 
     const gPeers = metrics.gauge({ name: 'weft_wireguard_peers', help: 'WireGuard peers configured on this node' });
@@ -81,9 +75,7 @@ export default definePlugin({
     const lastBytes = new Map<string, { rx: number; tx: number }>();
 
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
-    let lastBeat = Number.NEGATIVE_INFINITY;
     let mtuCache: { mtu: number; at: number; addresses: string } | undefined;
-    let lastSent = -1;
     let excludedLogged = '';
 
     const updateMetrics = (plan: MeshPlan, observed: WireGuardDeviceStatus | undefined) => {
@@ -220,21 +212,15 @@ export default definePlugin({
         // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
         const onlyCluster = last !== undefined && [...reasons].every((r) => r === 'cluster');
         let observed = onlyCluster ? last?.observed : await kernel.wireguardStatus(config.interface);
-        // Heartbeats: a node is alive when this agent sees its heartbeat change, whatever the value says.
-        const heartbeatAges = new Map<string, number>();
         for (const n of view.nodes) {
-          const text = n.annotations[PUBLISHED.lastSeen];
-          if (text !== undefined && /^\d{1,12}$/.test(text)) heartbeatAges.set(n.name, heartbeats.observe(n.name, text, firstSightAge(Number(text), t, config.staleAfter / 1000)));
           if (n.annotations[IGNORED_LEADER_ANNOTATION] !== undefined && !ignoredLeaderAnnotation.has(n.name)) {
             ignoredLeaderAnnotation.add(n.name);
             logger.warn({ node: n.name }, `${IGNORED_LEADER_ANNOTATION} is ignored: a node can set it on itself. Prefer leaders with the plugin's leaders list or the ${LEADER_LABEL} label`);
           }
         }
-        heartbeats.retain(new Set(heartbeatAges.keys()));
         const present = new Set(view.nodes.map((n) => n.name));
         for (const name of ignoredLeaderAnnotation) if (!present.has(name)) ignoredLeaderAnnotation.delete(name);
-        let plan = planMesh({ view, config, self, observed, claimsSeen, now: t, heartbeatAges });
-        // The underlay's MTU is read with the device (not for a cluster change alone: that costs no process).
+        let plan = planMesh({ view, config, self, observed, claimsSeen, now: t });
         // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
         // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
         const addresses = view.self.internalAddresses.join(',');
@@ -250,7 +236,7 @@ export default definePlugin({
           if (onlyCluster) {
             // Something changed: plan again from the device as it is now, so a roamed endpoint is kept.
             observed = await kernel.wireguardStatus(config.interface);
-            plan = planMesh({ view, config, self, observed, claimsSeen, now: t, heartbeatAges });
+            plan = planMesh({ view, config, self, observed, claimsSeen, now: t });
           }
           if (plan.selfProblem) logger.error({ problem: plan.selfProblem }, "this node's own WireGuard data is invalid; it has no peers until that is fixed");
           await kernel.apply(desiredState(plan, config, key.privateKey, mtu));
@@ -266,33 +252,14 @@ export default definePlugin({
         }
         updateMetrics(plan, observed);
 
-        // Publish: identity, what this node saw of its peers, and a heartbeat while its WireGuard is healthy.
-        // Healthy: a fresh handshake with some peer — or nothing tried to go out since the last look (an idle mesh
-        // makes no handshakes and is not broken for it), or no peers, or a recent start.
-        // A handshake is fresh when this agent saw its time change within REJECT_AFTER_TIME (the kernel reports wall
-        // time: after a clock step, only new handshakes count).
-        const peersSeen = new Set<string>();
-        let fresh = false;
-        for (const p of observed?.peers ?? []) {
-          if (p.latestHandshake <= 0) continue;
-          peersSeen.add(p.publicKey);
-          if (handshakes.observe(p.publicKey, String(p.latestHandshake), Math.max(0, t - p.latestHandshake)) <= HANDSHAKE_FRESH_SECONDS) fresh = true;
-        }
-        if (observed) handshakes.retain(peersSeen);
-        const mono = performance.now() / 1000;
-        const sent = (observed?.peers ?? []).reduce((sum, p) => sum + p.transmitBytes, 0);
-        const idle = !onlyCluster && sent === lastSent;
-        if (!onlyCluster) lastSent = sent;
-        const healthy = observed !== undefined && (plan.peers.length === 0 || fresh || idle || mono - startedAt <= config.staleAfter / 1000);
-        const beat = healthy && mono - lastBeat >= config.heartbeat / 1000;
-        if (beat) lastBeat = mono;
+        // Publish: identity and what this node saw of its peers — facts, written only when they change. Nothing
+        // periodic: a location's leader is chosen by Ready (planner.ts), so a quiet mesh makes no Node patch at all.
+        // A heartbeat an older version published is removed.
         if (!dryRun) {
           await publish({
             ...identity,
             [PUBLISHED.discovered]: Object.keys(plan.discovered).length > 0 ? JSON.stringify(plan.discovered) : null,
-            // The heartbeat serves one purpose, choosing a location's leader: a full mesh publishes none (a Node patch
-            // per node per heartbeat that every other agent would process, N² for nothing) and removes an old one.
-            ...(config.granularity !== 'location' ? { [PUBLISHED.lastSeen]: null } : beat ? { [PUBLISHED.lastSeen]: String(t) } : {}),
+            [PUBLISHED.lastSeen]: null,
           });
         }
         return { requeueAfter: config.heartbeat };

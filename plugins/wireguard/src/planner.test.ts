@@ -3,8 +3,7 @@ import { vettedView } from '@weft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED } from './facts.js';
-import { ChangeClock } from './freshness.js';
-import { desiredState, electLeader, firstSightAge, type LeaderRules, type MeshPlan, planMesh, type SelfFacts } from './planner.js';
+import { desiredState, electLeader, type LeaderRules, type MeshPlan, planMesh, type SelfFacts } from './planner.js';
 import { readNode } from './facts.js';
 
 const NOW = 1_800_000_000;
@@ -177,10 +176,6 @@ describe('planner: locations and leaders', () => {
     ]);
   });
 
-  const ageOf = (members: readonly NodeInfo[]) => (name: string) => {
-    const text = members.find((m) => m.name === name)?.annotations[PUBLISHED.lastSeen];
-    return text === undefined ? undefined : firstSightAge(Number(text), NOW, 180);
-  };
   const beat = (ago: number) => ({ [PUBLISHED.lastSeen]: String(NOW - ago) });
   it.each<[string, NodeInfo[], Partial<Pick<LeaderRules, 'preferred' | 'datedBy'>>, string]>([
     ['the oldest node, where the API server dates them', [node('n1', { location: 'a', createdAt: 9000 }), node('n2', { location: 'a' })], {}, 'n2'],
@@ -191,38 +186,19 @@ describe('planner: locations and leaders', () => {
     ["the label is a node's own word in the directory source", [node('n1', { location: 'a' }), node('n2', { location: 'a', labels: { [LEADER_LABEL]: 'true' } })], { datedBy: 'agent' }, 'n1'],
     ["the config's leaders, in their order, before the label", [node('n1', { location: 'a' }), node('n2', { location: 'a', labels: { [LEADER_LABEL]: 'true' } }), node('n3', { location: 'a' })], { preferred: ['n3', 'n2'] }, 'n3'],
     ['failover: the leader is not Ready', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], {}, 'n2'],
-    ['failover: the leader stopped its heartbeat', [node('n1', { location: 'a', annotations: beat(400) }), node('n2', { location: 'a', annotations: beat(10) })], {}, 'n2'],
-    ['failover: a preferred leader that is stale', [node('n1', { location: 'a', annotations: beat(400) }), node('n2', { location: 'a', annotations: beat(10) })], { preferred: ['n1'] }, 'n2'],
-    ['a leader that never published a heartbeat, while another is fresh', [node('n1', { location: 'a' }), node('n2', { location: 'a', annotations: beat(10) })], {}, 'n2'],
-    ['a node without a heartbeat yet is fresh while it is new', [node('n1', { location: 'a', createdAt: (NOW - 5) * 1000 }), node('n2', { location: 'a', annotations: beat(10) })], { preferred: ['n1'] }, 'n1'],
-    ['a heartbeat dated in the future does not count', [node('n1', { location: 'a', annotations: beat(-86_400) }), node('n2', { location: 'a', annotations: beat(10) })], { preferred: ['n1'] }, 'n2'],
-    ['no heartbeats anywhere: the first Ready node', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], {}, 'n2'],
-    ['nobody healthy: the first of all rather than none', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a', ready: false })], {}, 'n1'],
+    ['failover: a preferred leader that is not Ready', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a' })], { preferred: ['n1'] }, 'n2'],
+    // What a node publishes about its own liveness buys nothing either (an older version's heartbeat).
+    ['a heartbeat, fresh or stale, changes nothing', [node('n1', { location: 'a', annotations: beat(400) }), node('n2', { location: 'a', annotations: beat(1) })], {}, 'n1'],
+    ['a heartbeat dated in the future changes nothing', [node('n1', { location: 'a' }), node('n2', { location: 'a', annotations: beat(-86_400) })], {}, 'n1'],
+    ['nobody Ready: the first of all rather than none', [node('n1', { location: 'a', ready: false }), node('n2', { location: 'a', ready: false })], {}, 'n1'],
   ])('leader: %s', (_what, members, over, leader) => {
     const facts = members.map((m) => readNode(m, config()));
-    expect(electLeader(facts as never, NOW, 180_000, { preferred: [], datedBy: 'cluster', heartbeatAge: ageOf(members), ...over })?.name).toBe(leader);
-    // Every node of the location agrees.
+    expect(electLeader(facts as never, { preferred: [], datedBy: 'cluster', ...over })?.name).toBe(leader);
+    // Every node of the location agrees, and so does a node of another location (it peers with that leader).
     const v = (self: string) => vettedView({ self, nodes: [...members, node('n5', { location: 'z' })], datedBy: over.datedBy ?? 'cluster' });
-    for (const m of members) expect(planMesh({ view: v(m.name), config: config({ leaders: over.preferred ?? [] }), self: selfOf(m), now: NOW }).leaders.a, m.name).toBe(leader);
-  });
-
-  it("a heartbeat counts by what this agent saw of it change, not by the time it says (a stuck one, a clock that stepped)", () => {
-    const members = [node('n1', { location: 'a', annotations: beat(10) }), node('n2', { location: 'a', annotations: beat(99_999) })];
-    const leaderWith = (ages: Record<string, number>) => planMesh({ view: vettedView({ self: 'n3', nodes: [...members, node('n3', { location: 'b' })] }), config: config(), self: selfOf(node('n3')), now: NOW, heartbeatAges: new Map(Object.entries(ages)) }).leaders.a;
-    // Stuck at a recent-looking value for 400 s: stale. Old-looking, but it changed 5 s ago: fresh.
-    expect(leaderWith({ n1: 400, n2: 5 })).toBe('n2');
-    expect(leaderWith({ n1: 5, n2: 5 })).toBe('n1');
-    // The change clock: a first sight takes the value's age, then only a change makes it young again.
-    let t = 0;
-    const clock = new ChangeClock(() => t);
-    expect(clock.observe('n1', '100', 7)).toBe(7);
-    t = 50;
-    expect(clock.observe('n1', '100', 0)).toBe(57);
-    t = 60;
-    expect(clock.observe('n1', '5', 0)).toBe(0); // a value from the past, but a change
-    expect(clock.observe('n2', String(NOW + 86_400), Number.POSITIVE_INFINITY)).toBe(Number.POSITIVE_INFINITY);
-    clock.retain(new Set(['n2']));
-    expect(clock.observe('n1', '5', 3)).toBe(3); // forgotten: a first sight again
+    for (const m of [...members, node('n5', { location: 'z' })]) {
+      expect(planMesh({ view: v(m.name), config: config({ leaders: over.preferred ?? [] }), self: selfOf(m), now: NOW }).leaders.a, m.name).toBe(leader);
+    }
   });
 
   it('nodes without a location form one location of their own', () => {
@@ -258,9 +234,9 @@ describe('planner: NAT', () => {
     const p = plan('n1', nodes, { granularity: 'full' }, observed);
     expect(p.peers[0]).toMatchObject({ endpoint: '203.0.113.10:51820', endpointSource: 'observed' });
     expect(p.discovered).toEqual({ [pub('n3')]: '203.0.113.10:51820' });
-    // Handshakes renew every two minutes: a 100-s-old one is live whatever staleAfter (a leader's heartbeat) says.
+    // Handshakes renew every two minutes: a 100-s-old one is live.
     const older = { ...observed, peers: observed.peers.map((x) => ({ ...x, latestHandshake: NOW - 100 })) };
-    expect(plan('n1', nodes, { granularity: 'full', staleAfter: '15s' }, older).peers[0]).toMatchObject({ endpoint: '203.0.113.10:51820', endpointSource: 'observed' });
+    expect(plan('n1', nodes, { granularity: 'full' }, older).peers[0]).toMatchObject({ endpoint: '203.0.113.10:51820', endpointSource: 'observed' });
     // A stale handshake: back to what the peer publishes, nothing discovered.
     const stale = { ...observed, peers: observed.peers.map((x) => ({ ...x, latestHandshake: NOW - 600 })) };
     const q = plan('n1', nodes, { granularity: 'full' }, stale);
@@ -427,12 +403,11 @@ describe('planner: a hostile node', () => {
 
   it('claims to lead its location (weft.io/leader, a public address, a name that sorts first, a fresh heartbeat): the leader stays', () => {
     const claimLead = { [IGNORED_LEADER_ANNOTATION]: 'true', [PUBLISHED.lastSeen]: String(NOW) };
-    const alive = { [PUBLISHED.lastSeen]: String(NOW - 20) };
     const attacker = { ...evil('a-evil', { location: 'a', external: ['203.0.113.66'], pods: ['198.18.66.0/24'], annotations: claimLead }), createdAt: 60_000 };
-    const nodes = [node('n1', { location: 'a', annotations: alive }), node('n2', { location: 'a', annotations: alive }), node('n3', { location: 'b', annotations: alive }), attacker];
+    const nodes = [node('n1', { location: 'a' }), node('n2', { location: 'a' }), node('n3', { location: 'b' }), attacker];
     for (const self of ['n1', 'n2', 'n3']) expect(plan(self, nodes).leaders.a, self).toBe('n1');
-    // The leader goes stale: the next honest node (older than the attacker) takes over, not the attacker.
-    const failed = [node('n1', { location: 'a', annotations: { [PUBLISHED.lastSeen]: String(NOW - 400) } }), ...nodes.slice(1)];
+    // The leader goes NotReady: the next honest node (older than the attacker) takes over, not the attacker.
+    const failed = [node('n1', { location: 'a', ready: false }), ...nodes.slice(1)];
     for (const self of ['n2', 'n3']) expect(plan(self, failed).leaders.a, self).toBe('n2');
   });
 

@@ -43,11 +43,6 @@ export interface PlanInput {
   readonly claimsSeen?: ReadonlyMap<string, number>;
   /** Unix seconds. */
   readonly now: number;
-  /**
-   * Seconds since this agent saw each node's heartbeat change (see {@link LeaderRules.heartbeatAge}); absent: judged
-   * from the published values as if seen for the first time.
-   */
-  readonly heartbeatAges?: ReadonlyMap<string, number>;
 }
 
 /** One WireGuard peer of this node. */
@@ -120,20 +115,6 @@ export interface LeaderRules {
   readonly preferred: readonly string[];
   /** Who dated the nodes (ClusterView.datedBy): ages and the leader label count only when it is the cluster. */
   readonly datedBy: 'cluster' | 'agent';
-  /**
-   * Seconds since this agent saw each node's heartbeat change (at first sight: how old the published value is, or
-   * `Infinity` when it is dated in the future beyond `staleAfter`). A node without an entry has published none.
-   */
-  readonly heartbeatAge: (node: string) => number | undefined;
-}
-
-/**
- * The age of a heartbeat seen for the first time: how old its value says it is, never below 0; a value dated in the
- * future beyond `staleAfter` is not believed at all (`Infinity`). After the first sight only changes count.
- */
-export function firstSightAge(lastSeen: number, now: number, staleAfterSeconds: number): number {
-  if (lastSeen - now > staleAfterSeconds) return Number.POSITIVE_INFINITY;
-  return Math.max(0, now - lastSeen);
 }
 
 /**
@@ -156,19 +137,15 @@ export function leaderOrder(rules: Pick<LeaderRules, 'preferred' | 'datedBy'>): 
 }
 
 /**
- * The leader of one location: the first by {@link leaderOrder} among nodes that are Ready and fresh — whose
- * heartbeat this agent saw change within `staleAfter` (a node that never published one: only while it is newer than
- * `staleAfter`); when none qualifies, the first Ready node; when none is Ready, the first of all.
+ * The leader of one location: the first by {@link leaderOrder} among its Ready nodes; when none is Ready, the first
+ * of all. Ready is the cluster's own judgement (in Kubernetes the node lifecycle controller marks a node NotReady when
+ * its kubelet stops renewing its Lease), the same for every agent: the nodes of a location, and the leaders of the
+ * others, agree on it without anything published for it. Nothing periodic goes through the API server.
  */
-export function electLeader(members: readonly NodeFacts[], now: number, staleAfterMs: number, rules: LeaderRules): NodeFacts | undefined {
-  const window = staleAfterMs / 1000;
-  const fresh = (n: NodeFacts) => {
-    const age = rules.heartbeatAge(n.name);
-    return age === undefined ? now * 1000 - n.createdAt <= staleAfterMs : age <= window;
-  };
+export function electLeader(members: readonly NodeFacts[], rules: LeaderRules): NodeFacts | undefined {
   const order = leaderOrder(rules);
   const first = (list: readonly NodeFacts[]) => [...list].sort(order)[0];
-  return first(members.filter((n) => n.ready && fresh(n))) ?? first(members.filter((n) => n.ready)) ?? first(members);
+  return first(members.filter((n) => n.ready)) ?? first(members);
 }
 
 /** Addresses sorted by value per family: which of them lies in a network, found in log time. */
@@ -377,20 +354,11 @@ export function planMesh(input: PlanInput): MeshPlan {
       routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNetwork(c) as string)));
     }
   } else {
-    const lastSeen = new Map(valid.map((n) => [n.name, n.lastSeen]));
-    const rules: LeaderRules = {
-      preferred: config.leaders,
-      datedBy: view.datedBy,
-      heartbeatAge: (name) => {
-        if (input.heartbeatAges) return input.heartbeatAges.get(name);
-        const seen = lastSeen.get(name);
-        return seen === undefined ? undefined : firstSightAge(seen, now, config.staleAfter / 1000);
-      },
-    };
+    const rules: LeaderRules = { preferred: config.leaders, datedBy: view.datedBy };
     const locations = new Map<string, NodeFacts[]>();
     for (const n of valid) locations.set(n.location, [...(locations.get(n.location) ?? []), n]);
     for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const leader = electLeader(members, now, config.staleAfter, rules) as NodeFacts;
+      const leader = electLeader(members, rules) as NodeFacts;
       leaders[loc] = leader.name;
     }
 
