@@ -127,6 +127,39 @@ describe.skipIf(skip)(`wireguard-go that dies${skipNote(skip)}`, () => {
   });
 });
 
+describe.skipIf(skip)(`one read of WireGuard per reconcile${skipNote(skip)}`, () => {
+  it("the apply's read reuses the plugin's read of a moment ago; later, or after a write, it reads again", async () => {
+    const { generateWireGuardKeyPair } = await import('./wgkeys.js');
+    const ns = await freshNetns('wrd');
+    const owner = { name: 'wread', linkPrefix: 'wrd', routeProtocol: 164 };
+    const names = new Set(['wrd0']);
+    const state = (peers: string[]) => ({
+      links: [{ kind: 'wireguard' as const, name: 'wrd0' }],
+      wireguard: [{ name: 'wrd0', privateKey: generateWireGuardKeyPair().privateKey, peers: peers.map((publicKey, i) => ({ publicKey, allowedIPs: [`100.64.${String(i + 1)}.0/24`] })) }],
+    });
+    const [a, b] = [generateWireGuardKeyPair().publicKey, generateWireGuardKeyPair().publicKey];
+    try {
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { wireguard: 'userspace' });
+      const first = state([a]);
+      await kernel.apply(owner, first);
+      const reading = (await kernel.observe(owner)).processes; // nothing read since the write: wg runs
+      await kernel.wireguardStatus(names); // the plugin's read
+      expect((await kernel.observe(owner)).processes).toBe(reading - 1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await kernel.observe(owner)).processes).toBe(reading);
+      // A write between the two: the apply's execute forgets the read.
+      await kernel.wireguardStatus(names);
+      const changed = await kernel.apply(owner, { ...first, wireguard: [{ ...(first.wireguard[0] as (typeof first.wireguard)[number]), peers: [...(first.wireguard[0]?.peers ?? []), { publicKey: b, allowedIPs: ['100.64.9.0/24'] }] }] });
+      expect(changed.changes.map((c) => `${c.op} ${c.kind}`)).toEqual(['add wgpeer']);
+      const after = await kernel.observe(owner);
+      expect(after.processes).toBe(reading);
+      expect(after.state.wireguard[0]?.peers.map((p) => p.publicKey).sort()).toEqual([a, b].sort());
+    } finally {
+      await ns.remove();
+    }
+  });
+});
+
 describe.skipIf(skip)(`links moved into another namespace${skipNote(skip)}`, () => {
   it('creates the link here, moves it, configures it there, and tears it down there', async () => {
     const [host, pod] = [await freshNetns('mvh'), await freshNetns('mvp')];

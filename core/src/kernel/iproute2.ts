@@ -25,6 +25,9 @@ export type WireGuardImplementation = 'auto' | 'kernel' | 'userspace';
 /** Runs a program with arguments (never a shell); stdin optional. Swappable for tests. */
 export type Runner = (file: string, args: readonly string[], input?: string) => Promise<{ stdout: string; stderr: string; exitCode: number }>;
 
+/** How long a read of WireGuard stands for the device, when nothing was written since (ms). */
+const WG_DUMP_REUSE_MS = 250;
+
 const defaultRunner: Runner = async (file, args, input) => {
   const r = await execa(file, args, { input, reject: false, timeout: 60_000, stripFinalNewline: true });
   if (r.failed && r.exitCode === undefined) throw new Error(`${file}: ${r.shortMessage}`);
@@ -54,6 +57,8 @@ export class Iproute2Kernel implements KernelBackend {
   private readonly nftApplied = new Map<string, { body: string; listing: string }>();
   private nftMissing: boolean | undefined;
   private wireguardResolved: Promise<'kernel' | 'userspace'> | undefined;
+  /** The last `wg show all dump` and when it was read (see wgDump). */
+  private lastWgDump: { text: string; at: number } | undefined;
 
   constructor(
     readonly netns: NetnsRef = { kind: 'own' },
@@ -101,9 +106,21 @@ export class Iproute2Kernel implements KernelBackend {
 
   async wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]> {
     if (names.size === 0) return [];
+    return parseWgStatus((await this.wgDump(true)).text, names);
+  }
+
+  /**
+   * `wg show all dump`. A plugin reads the device to plan, then applies, and the apply reads it again to diff: the
+   * second read reuses the first when it is younger than {@link WG_DUMP_REUSE_MS} and nothing was written since (one
+   * process less per reconcile). `fresh` always reads.
+   */
+  private async wgDump(fresh = false): Promise<{ text: string; processes: number }> {
+    const kept = this.lastWgDump;
+    if (!fresh && kept && performance.now() - kept.at < WG_DUMP_REUSE_MS) return { text: kept.text, processes: 0 };
     const r = await this.exec('wg', ['show', 'all', 'dump']);
     if (r.exitCode !== 0) throw new Error(`wg show all dump (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
-    return parseWgStatus(r.stdout, names);
+    this.lastWgDump = { text: r.stdout, at: performance.now() };
+    return { text: r.stdout, processes: 1 };
   }
 
   async interfaces(): Promise<InterfaceInfo[]> {
@@ -199,10 +216,9 @@ export class Iproute2Kernel implements KernelBackend {
     let wireguard: NWireGuard[] = [];
     const wgNames = new Set(links.filter((l) => l.kind === 'wireguard').map((l) => l.name));
     if (wgNames.size > 0) {
-      const r = await this.exec('wg', ['show', 'all', 'dump']);
-      processes += 1;
-      if (r.exitCode !== 0) throw new Error(`wg show all dump (${this.where}): ${r.stderr}`);
-      wireguard = parseWgDump(r.stdout, wgNames);
+      const dump = await this.wgDump();
+      processes += dump.processes;
+      wireguard = parseWgDump(dump.text, wgNames);
     }
 
     const sysctls: Sysctl[] = [];
@@ -238,6 +254,16 @@ export class Iproute2Kernel implements KernelBackend {
   }
 
   async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
+    // Whatever was read of WireGuard before is not what the device holds after this.
+    this.lastWgDump = undefined;
+    try {
+      return await this.executeChanges(owner, changes);
+    } finally {
+      this.lastWgDump = undefined;
+    }
+  }
+
+  private async executeChanges(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
     const segments = batches(changes);
     const applied: Change[] = [];
     let processes = 0;
