@@ -75,6 +75,27 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(sk
       await ns.remove();
     }
   });
+
+  it('an owner without rules is read by one ip process: both families of addresses, routes and neighbours', async () => {
+    const ns = await freshNetns('kr');
+    try {
+      const owner = { ...OWNER, name: 'contract-norules', rulePriorities: undefined };
+      const state = { ...contractState(), rules: [], neighbours: [...(contractState().neighbours ?? []), { dev: 'wcbr0', address: '2001:db8:c::9', lladdr: '02:00:00:00:00:19' }] };
+      const counting = countingRunner();
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
+      await kernel.apply(owner, state);
+      const observed = (await kernel.observe(owner, { sysctlKeys: ['net.ipv4.ip_forward'] })).state;
+      expect(observed.addresses.map((a) => a.address).sort()).toEqual(['192.0.2.1/24', '2001:db8:c::1/64']);
+      expect(observed.routes.map((r) => r.dst).sort()).toEqual(['198.18.10.0/24', '198.18.11.0/24', '2001:db8:d::/64']);
+      expect(observed.neighbours.map((n) => n.address).sort()).toEqual(['192.0.2.9', '2001:db8:c::9']);
+      const steady = await kernel.apply(owner, state);
+      expect(steady.changes).toEqual([]);
+      // reads only: one ip, bridge fdb (a vxlan link exists), sysctl
+      expect(steady.processes).toBe(3);
+    } finally {
+      await ns.remove();
+    }
+  });
 });
 
 describe.skipIf(skip)(`wireguard-go sockets shared across namespaces${skipNote(skip)}`, () => {

@@ -92,9 +92,11 @@ export class Iproute2Kernel implements KernelBackend {
     return this.run(file, argv, input);
   }
 
-  private async readBatch(family: Family, lines: string[]): Promise<Json[][]> {
-    const r = await this.exec('ip', [`-${family}`, '-json', '-details', '-batch', '-'], `${lines.join('\n')}\n`);
-    if (r.exitCode !== 0) throw new Error(`ip -${family} -json -batch (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
+  /** One `ip -batch` of reads; `family` undefined: both, where the object shows both (addresses, neighbours). */
+  private async readBatch(family: Family | undefined, lines: string[]): Promise<Json[][]> {
+    const flag = family === undefined ? [] : [`-${family}`];
+    const r = await this.exec('ip', [...flag, '-json', '-details', '-batch', '-'], `${lines.join('\n')}\n`);
+    if (r.exitCode !== 0) throw new Error(`ip ${flag.join('')} -json -batch (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
     const out = r.stdout
       .split('\n')
       .filter((l) => l.trim() !== '')
@@ -145,13 +147,27 @@ export class Iproute2Kernel implements KernelBackend {
     // Without the MPLS module loaded no namespace can hold an MPLS route: no need to ask.
     const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && (await exists('/proc/sys/net/mpls')));
     const wantNft = hints.nftables === true || first || this.nftOwners.has(owner.name);
-    const [[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6], mplsRead, nftRead] = await Promise.all([
-      this.readBatch(4, ['link show', 'address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
-      this.readBatch(6, ['address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
+    // An owner without a rule priority range has no rules (normalize refuses them), and then one `ip` reads it all:
+    // addresses and neighbours of both families come without a family flag, routes by family with `root 0.0.0.0/0`
+    // and `root ::/0` (without one, `table all` lists both families, and without `table all` only IPv4). Rules
+    // have no such selector, so an owner with rules reads each family apart.
+    const rulesToo = owner.rulePriorities !== undefined;
+    const readIp = async (): Promise<[Json[][], Json[][]]> => {
+      if (rulesToo) {
+        return Promise.all([
+          this.readBatch(4, ['link show', 'address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
+          this.readBatch(6, ['address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
+        ]);
+      }
+      const [links, addrs, r4, r6, neigh] = await this.readBatch(undefined, ['link show', 'address show', `route show table all proto ${proto} root 0.0.0.0/0`, `route show table all proto ${proto} root ::/0`, 'neigh show nud permanent']);
+      return [[links as Json[], addrs as Json[], r4 as Json[], [], neigh as Json[]], [[], r6 as Json[], [], []]];
+    };
+    const [[[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6]], mplsRead, nftRead] = await Promise.all([
+      readIp(),
       wantMpls ? this.readMpls(proto) : undefined,
       wantNft ? this.listNftTables(owner) : undefined,
     ]);
-    let processes = 2;
+    let processes = rulesToo ? 2 : 1;
     // Links the owner moved into other namespaces (the desired ones, and those seen there before).
     const elsewhere = new Set([...(hints.linkNetns ?? []), ...(this.movedTo.get(owner.name) ?? [])]);
     const movedLinks: NLink[] = [];
