@@ -15,4 +15,12 @@ describe.skipIf(skip)(`weft doctor on this machine${skipNote(skip)}`, () => {
     expect(report.checks.filter((c) => ['link bridge', 'link veth', 'link vxlan', 'network namespaces'].includes(c.name)).every((c) => c.ok)).toBe(true);
     expect(formatDoctor(report)).toMatch(/^kernel \S+\n/);
   });
+
+  it("what a plugin requires at start probes only that: WireGuard's question touches no other link kind, MPLS or nftables", async () => {
+    const report = await probeMachine(['wireguard']);
+    const names = report.checks.map((c) => c.name);
+    expect(names.filter((n) => !n.startsWith('tool '))).toEqual(['network namespaces', 'link wireguard']);
+    // Judged as in the whole report (where the kernel has no module, wireguard-go stands in).
+    expect(report.checks.find((c) => c.name === 'link wireguard')?.ok).toBe((await probeMachine()).checks.find((c) => c.name === 'link wireguard')?.ok);
+  });
 });

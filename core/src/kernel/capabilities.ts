@@ -1,4 +1,5 @@
 import { access, constants } from 'node:fs/promises';
+import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { WeftError } from '../api/errors.js';
@@ -75,11 +76,13 @@ const run = (file: string, args: string[], input?: string) => execa(file, args, 
 /**
  * Probes what this machine and kernel support, in a throwaway network namespace (root): each link kind, MPLS,
  * nftables, and the tools weft runs; plus the forwarding sysctls of the agent's own namespace. Changes nothing that
- * outlives the probe.
+ * outlives the probe. `only`: just these capabilities (with the tools, which cost no process), no sysctls — what an
+ * agent asks at start, where every process is paid on every node (the whole report took ~15 processes, ~160 ms).
  */
-export async function probeMachine(): Promise<DoctorReport> {
+export async function probeMachine(only?: readonly Capability[]): Promise<DoctorReport> {
   const checks: Check[] = [];
-  const kernel = (await run('uname', ['-r'])).stdout || 'unknown';
+  const kernel = release() || 'unknown';
+  const wanted = (c: Capability) => only === undefined || only.includes(c);
   for (const [tool, fix] of DOCTOR_TOOLS) {
     const path = await which(tool);
     checks.push(path ? { name: `tool ${tool}`, ok: true, detail: path } : { name: `tool ${tool}`, ok: false, detail: 'not found on PATH', fix });
@@ -93,21 +96,26 @@ export async function probeMachine(): Promise<DoctorReport> {
   checks.push({ name: 'network namespaces', ok: true, detail: 'ip netns add works' });
   try {
     for (const [kind, args, fix] of LINKS) {
+      if (!wanted(kind)) continue;
       const r = await run('ip', ['-n', ns, 'link', 'add', `wd${kind}`, ...args.map((a) => (a === 'PEER' ? `wp${kind}` : a))]);
       checks.push(r.exitCode === 0 ? { name: `link ${kind}`, ok: true, detail: 'supported' } : { name: `link ${kind}`, ok: false, detail: r.stderr.split('\n')[0] ?? 'failed', fix });
     }
-    const mpls = await run('ip', ['netns', 'exec', ns, 'sysctl', '-n', 'net.mpls.platform_labels']);
-    checks.push(
-      mpls.exitCode === 0
-        ? { name: 'mpls', ok: true, detail: `net.mpls.platform_labels = ${mpls.stdout}` }
-        : { name: 'mpls', ok: false, detail: 'no net.mpls sysctls', fix: 'modprobe mpls_router mpls_iptunnel' },
-    );
-    const nft = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables']);
-    checks.push(
-      nft.exitCode === 0
-        ? { name: 'nftables', ok: true, detail: 'nft works' }
-        : { name: 'nftables', ok: false, detail: nft.stderr.split('\n')[0] || 'nft failed', fix: 'apt-get install nftables; modprobe nf_tables' },
-    );
+    if (wanted('mpls')) {
+      const mpls = await run('ip', ['netns', 'exec', ns, 'sysctl', '-n', 'net.mpls.platform_labels']);
+      checks.push(
+        mpls.exitCode === 0
+          ? { name: 'mpls', ok: true, detail: `net.mpls.platform_labels = ${mpls.stdout}` }
+          : { name: 'mpls', ok: false, detail: 'no net.mpls sysctls', fix: 'modprobe mpls_router mpls_iptunnel' },
+      );
+    }
+    if (wanted('nftables')) {
+      const nft = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables']);
+      checks.push(
+        nft.exitCode === 0
+          ? { name: 'nftables', ok: true, detail: 'nft works' }
+          : { name: 'nftables', ok: false, detail: nft.stderr.split('\n')[0] || 'nft failed', fix: 'apt-get install nftables; modprobe nf_tables' },
+      );
+    }
   } finally {
     await run('ip', ['netns', 'del', ns]);
   }
@@ -116,7 +124,7 @@ export async function probeMachine(): Promise<DoctorReport> {
   if (wg >= 0 && checks.some((c) => c.name === 'tool wireguard-go' && c.ok)) {
     checks[wg] = { name: 'link wireguard', ok: true, detail: 'no kernel module; weft runs wireguard-go (userspace)' };
   }
-  for (const key of ['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding']) {
+  for (const key of only === undefined ? ['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'] : []) {
     // Informational: plugins that route turn forwarding on themselves (a sysctl in their desired state).
     const r = await run('sysctl', ['-n', key]);
     checks.push({ name: `sysctl ${key}`, ok: r.exitCode === 0, detail: r.exitCode === 0 ? `${r.stdout}${r.stdout === '1' ? '' : ' (plugins that route set it to 1)'}` : r.stderr || 'unreadable' });

@@ -1,5 +1,5 @@
 import { WeftError } from '../api/errors.js';
-import type { DoctorReport } from './capabilities.js';
+import type { Capability, DoctorReport } from './capabilities.js';
 import { diffState } from './diff.js';
 import type { Change, DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from './model.js';
 import { checkOwner, normalizeDesired, type NormalState } from './normalize.js';
@@ -46,8 +46,8 @@ export interface KernelBackend {
   observe(owner: KernelOwner, hints?: ObserveHints): Promise<{ state: NormalState; processes: number }>;
   /** Makes the changes in order; on failure throws {@link KernelApplyError}. Returns processes spawned. */
   execute(owner: KernelOwner, changes: readonly Change[]): Promise<number>;
-  /** What this kernel and machine support (`weft doctor`). */
-  probe(): Promise<DoctorReport>;
+  /** What this kernel and machine support (`weft doctor`); `only`: just these capabilities (what a plugin requires). */
+  probe(only?: readonly Capability[]): Promise<DoctorReport>;
   /** Run-time state of these WireGuard devices (those that exist). */
   wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]>;
   /** Every interface of the namespace with its MTU and addresses. */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
-import { type DoctorReport, probeMachine, which } from './capabilities.js';
+import { type Capability, type DoctorReport, probeMachine, which } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import { canonicalIP, type Family } from './ip.js';
 import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
@@ -356,12 +356,17 @@ export class Iproute2Kernel implements KernelBackend {
     return (JSON.parse(r.stdout || '[]') as Json[]).map(parseMpls).filter((m): m is NMplsRoute => m !== undefined);
   }
 
-  private probed: Promise<DoctorReport> | undefined;
+  private readonly probed = new Map<string, Promise<DoctorReport>>();
 
-  /** What this machine supports; probed once, in a throwaway namespace. */
-  probe(): Promise<DoctorReport> {
-    this.probed ??= probeMachine();
-    return this.probed;
+  /** What this machine supports (`only` these capabilities); probed once per question, in a throwaway namespace. */
+  probe(only?: readonly Capability[]): Promise<DoctorReport> {
+    const key = only === undefined ? '*' : [...new Set(only)].sort().join(',');
+    let report = this.probed.get(key);
+    if (!report) {
+      report = probeMachine(only);
+      this.probed.set(key, report);
+    }
+    return report;
   }
 
   /** Whether this namespace gets kernel WireGuard or wireguard-go (`auto` probes once with a throwaway link). */

@@ -41,7 +41,7 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
       return (await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: true })).changes;
     },
     async require(...needs) {
-      requireCapabilities(await o.backend.probe(), o.plugin, needs);
+      requireCapabilities(await o.backend.probe(needs), o.plugin, needs);
     },
     async wireguardStatus(device) {
       const owner = ownerOrThrow();
