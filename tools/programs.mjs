@@ -47,7 +47,6 @@ export const PROGRAMS = Object.freeze({
   'wireguard-go': { package: 'wireguard-go', groups: ['agent', 'lab', 'e2e'] },
   nft: { package: 'nftables', groups: ['agent', 'lab', 'e2e'] },
   sysctl: { package: 'procps', groups: ['agent', 'lab', 'e2e'] },
-  uname: { package: 'coreutils', groups: ['agent'] },
   nsenter: { package: 'util-linux', groups: ['agent', 'lab'] },
   unshare: { package: 'util-linux', groups: ['lab'] },
   taskset: { package: 'util-linux', groups: ['lab'] },
