@@ -11,6 +11,7 @@ import { loadConfigText, readConfigFile } from '../config/load.js';
 import { which } from '../kernel/capabilities.js';
 import { httpGet } from '../observe/http-get.js';
 import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
+import { fakeKubeconfig } from '../testing/fake-apiserver.js';
 import { labApiControl, type LabApiStatus } from './apiserver.js';
 import { cutRuleset, LAB_API, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
 
@@ -520,7 +521,7 @@ export class Lab {
     if (this.kubernetes) {
       const token = randomBytes(24).toString('base64url');
       await writeFile(join(this.dir, 'api-token'), `${token}\n`, { mode: 0o600 });
-      await writeFile(join(this.dir, 'kubeconfig'), labKubeconfig(token), { mode: 0o600 });
+      await writeFile(join(this.dir, 'kubeconfig'), fakeKubeconfig(`http://${LAB_API.address}:${String(LAB_API.port)}`, token), { mode: 0o600 });
       await this.startApi();
     }
     for (const n of t.nodes) await this.startAgent(n.name);
@@ -634,18 +635,6 @@ export function labNodeObject(n: LabNode): { metadata: { name: string; [k: strin
   };
 }
 
-/** The kubeconfig every lab agent reads: the lab's API server, its token. */
-function labKubeconfig(token: string): string {
-  return [
-    'apiVersion: v1',
-    'kind: Config',
-    `clusters: [{name: weft-lab, cluster: {server: "http://${LAB_API.address}:${String(LAB_API.port)}"}}]`,
-    `users: [{name: weft, user: {token: ${token}}}]`,
-    'contexts: [{name: weft-lab, context: {cluster: weft-lab, user: weft}}]',
-    'current-context: weft-lab',
-    '',
-  ].join('\n');
-}
 
 function readRecord(dir: string): LabRecord | undefined {
   try {

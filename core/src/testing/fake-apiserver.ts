@@ -51,6 +51,19 @@ const KINDS: Record<Resource, { kind: string; apiVersion: string }> = {
   endpointslices: { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1' },
 };
 
+/** A kubeconfig file's text for a fake API server at `server` (plain HTTP) with a bearer token. */
+export function fakeKubeconfig(server: string, token: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    `clusters: [{name: fake, cluster: {server: ${JSON.stringify(server)}, insecure-skip-tls-verify: true}}]`,
+    `users: [{name: weft, user: {token: ${token}}}]`,
+    'contexts: [{name: fake, context: {cluster: fake, user: weft}}]',
+    'current-context: fake',
+    '',
+  ].join('\n');
+}
+
 /** RFC 7386 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
@@ -237,16 +250,7 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
       for (const w of watchers) w.res.end();
       watchers.clear();
     },
-    kubeconfig: () =>
-      [
-        'apiVersion: v1',
-        'kind: Config',
-        `clusters: [{name: fake, cluster: {server: "http://${hostInUrl}:${String(port)}", insecure-skip-tls-verify: true}}]`,
-        `users: [{name: weft, user: {token: ${token}}}]`,
-        'contexts: [{name: fake, context: {cluster: fake, user: weft}}]',
-        'current-context: fake',
-        '',
-      ].join('\n'),
+    kubeconfig: () => fakeKubeconfig(`http://${hostInUrl}:${String(port)}`, token),
     requests,
     stop,
     start: listen,

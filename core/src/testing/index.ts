@@ -186,4 +186,4 @@ export async function startTestAgent(options: StartTestAgentOptions): Promise<Te
     },
   };
 }
-export { type FakeApiServer, type KubeObject, mergePatch, type Resource, startFakeApiServer } from './fake-apiserver.js';
+export { type FakeApiServer, fakeKubeconfig, type KubeObject, mergePatch, type Resource, startFakeApiServer } from './fake-apiserver.js';
