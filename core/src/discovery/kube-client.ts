@@ -1,33 +1,23 @@
 import { readFileSync } from 'node:fs';
+import type { Agent as HttpAgent, IncomingMessage, request as httpRequest } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
+import type * as Undici from 'undici';
 import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
+import { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { parse as parseYaml } from 'yaml';
-import type * as UndiciModule from 'undici';
-import type * as WatchModule from '@kubernetes/client-node/dist/watch.js';
-import type { RequestContext as RequestContextClass } from '@kubernetes/client-node/dist/gen/http/http.js';
 import type { Logger } from '../observe/logger.js';
 
-type Undici = typeof UndiciModule;
-
 /**
- * What weft needs of the Kubernetes API: list a collection, watch it, merge-patch the own Node. The full
- * `@kubernetes/client-node` costs ~60 MiB RSS on import (its `KubeConfig` module loads every generated API model),
- * on every node of the cluster; this module imports only the client's `Watch` (and undici, which it uses), reads
- * in-cluster credentials and plain kubeconfigs itself, and falls back to the full `KubeConfig` only for a
+ * What weft needs of the Kubernetes API: list a collection, watch it, merge-patch the own Node — on Node's own
+ * `http`/`https`. What it costs matters because an agent runs on every node: the full `@kubernetes/client-node`
+ * costs ~60 MiB RSS on import (its `KubeConfig` module loads every generated API model), and the `undici` it speaks
+ * through another ~20 MiB and ~0.15 s of start-up (its HTTP parser is WebAssembly, compiled at start). This module
+ * reads in-cluster credentials and plain kubeconfigs itself and loads the full client (with undici) only for a
  * kubeconfig that needs what the lean reader does not do (exec plugins, auth providers, proxies).
  */
-
-/** The part of the client's `RequestContext` that authentication writes to. */
-interface AuthTarget {
-  setHeaderParam(key: string, value: string): void;
-  setDispatcher(dispatcher: unknown): void;
-}
-
-/** What the client's `Watch` asks of its config (a subset of `KubeConfig`). */
-export interface KubeAuth {
-  getCurrentCluster(): { readonly server: string } | null;
-  applySecurityAuthentication(context: AuthTarget): Promise<void>;
-}
 
 /** A failed API request: the HTTP status and the API's own `Status` message when it sent one. */
 export class KubeApiError extends Error {
@@ -51,13 +41,170 @@ interface KubeList {
   readonly metadata?: { readonly resourceVersion?: string; readonly continue?: string };
 }
 
+/** TLS settings of a connection to the API server (PEM text). */
+export interface KubeTls {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly rejectUnauthorized?: false;
+  readonly servername?: string;
+}
+
+/** What the lean client connects with: the server, its TLS settings and how requests authenticate. */
+export interface KubeCredentials {
+  readonly server: string;
+  readonly tls: KubeTls;
+  /** A fixed bearer token, a file holding one (re-read every minute: bound tokens rotate), or basic auth. */
+  readonly token: { readonly value?: string; readonly file?: string; readonly basic?: string };
+}
+
+/** The `Authorization` header of a request made with `credentials` (reading a token file at most once a minute). */
+export function authorizer(credentials: KubeCredentials): () => string | undefined {
+  const { token } = credentials;
+  let cached: { value: string; at: number } | undefined;
+  return () => {
+    if (token.value !== undefined) return `Bearer ${token.value}`;
+    if (token.file !== undefined) {
+      if (!cached || performance.now() - cached.at > 60_000) cached = { value: readFileSync(token.file, 'utf8').trim(), at: performance.now() };
+      return `Bearer ${cached.value}`;
+    }
+    return token.basic !== undefined ? `Basic ${token.basic}` : undefined;
+  };
+}
+
+/** An answer's status and body, as a stream. */
+interface Opened {
+  readonly status: number;
+  readonly body: Readable;
+}
+
+/** How requests reach the API server. */
+interface Transport {
+  readonly server: string;
+  open(method: string, path: string, signal: AbortSignal, body?: { type: string; text: string }): Promise<Opened>;
+}
+
+/** Requests on Node's own `http`/`https`, with keep-alive connections. */
+class NodeTransport implements Transport {
+  private constructor(
+    readonly server: string,
+    private readonly request: typeof httpRequest,
+    private readonly agent: HttpAgent,
+    private readonly authorization: () => string | undefined,
+  ) {}
+
+  static async create(credentials: KubeCredentials): Promise<NodeTransport> {
+    const server = credentials.server.replace(/\/+$/, '');
+    let url: URL;
+    try {
+      url = new URL(server);
+    } catch {
+      throw new Error(`the API server address ${JSON.stringify(credentials.server)} is not a URL`);
+    }
+    if (url.protocol === 'https:') {
+      const https = await import('node:https');
+      const agent = new https.Agent({ keepAlive: true, ...credentials.tls });
+      return new NodeTransport(server, https.request, agent, authorizer(credentials));
+    }
+    if (url.protocol !== 'http:') throw new Error(`the API server address ${server} is neither https nor http`);
+    const http = await import('node:http');
+    return new NodeTransport(server, http.request, new http.Agent({ keepAlive: true }), authorizer(credentials));
+  }
+
+  open(method: string, path: string, signal: AbortSignal, body?: { type: string; text: string }): Promise<Opened> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    const authorization = this.authorization();
+    if (authorization !== undefined) headers.Authorization = authorization;
+    if (body) headers['Content-Type'] = body.type;
+    return new Promise<Opened>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      let answer: IncomingMessage | undefined;
+      const req = this.request(`${this.server}${path}`, { method, agent: this.agent, headers }, (res: IncomingMessage) => {
+        answer = res;
+        resolve({ status: res.statusCode ?? 0, body: res });
+      });
+      // Not http's own `signal` option: it also destroys the connection when the answer is complete and the
+      // keep-alive agent holds it again (an error on an idle socket that nobody listens to). A complete answer is
+      // left to end on its own.
+      const abort = () => {
+        if (!answer?.complete) req.destroy(signal.reason as Error);
+      };
+      signal.addEventListener('abort', abort, { once: true });
+      req.once('close', () => signal.removeEventListener('abort', abort));
+      req.on('error', reject);
+      req.end(body?.text);
+    });
+  }
+}
+
+/** Requests through the full client library (its `KubeConfig` authenticates each one) and the undici it uses. */
+class FullClientTransport implements Transport {
+  private constructor(
+    readonly server: string,
+    private readonly config: KubeConfig,
+    private readonly undici: typeof Undici,
+    private readonly requestContext: typeof RequestContext,
+  ) {}
+
+  static async create(path: string): Promise<FullClientTransport> {
+    const [k8s, undici, http] = await Promise.all([import('@kubernetes/client-node'), import('undici'), import('@kubernetes/client-node/dist/gen/http/http.js')]);
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(path);
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error(`kubeconfig ${path}: no current cluster`);
+    return new FullClientTransport(cluster.server.replace(/\/+$/, ''), kc, undici, http.RequestContext);
+  }
+
+  async open(method: string, path: string, signal: AbortSignal, body?: { type: string; text: string }): Promise<Opened> {
+    const url = `${this.server}${path}`;
+    const ctx = new this.requestContext(url, method as never);
+    await this.config.applySecurityAuthentication(ctx);
+    const res = await this.undici.fetch(url, {
+      method,
+      headers: { ...ctx.getHeaders(), Accept: 'application/json', ...(body ? { 'Content-Type': body.type } : {}) },
+      ...(body ? { body: body.text } : {}),
+      dispatcher: ctx.getDispatcher() as never,
+      signal,
+    });
+    return { status: res.status, body: res.body ? Readable.fromWeb(res.body as never) : Readable.from([]) };
+  }
+}
+
+/** The most of one answer (a list page) the client reads, and of one watch event. */
+const MAX_BODY_BYTES = 256 * 1024 * 1024;
+const MAX_EVENT_BYTES = 16 * 1024 * 1024;
+
+/** Reads a whole body as text, refusing more than `max` bytes. */
+function readBody(body: Readable, what: string, max = MAX_BODY_BYTES): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        body.destroy();
+        reject(new Error(`${what}: the answer is larger than ${String(max / 1048576)} MiB`));
+      } else chunks.push(chunk);
+    });
+    body.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    body.on('error', reject);
+  });
+}
+
+/** The `Status` message of a refused request, when the body is one. */
+function statusMessage(text: string): string | undefined {
+  try {
+    const status = JSON.parse(text) as { message?: unknown };
+    return typeof status.message === 'string' ? status.message : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The API client the kubernetes source uses: list (paged), watch, merge patch. */
 export class KubeClient {
   private constructor(
-    private readonly auth: KubeAuth,
-    private readonly undici: Undici,
-    private readonly watchModule: typeof WatchModule,
-    private readonly requestContext: typeof RequestContextClass,
+    private readonly transport: Transport,
     /** Where the credentials came from, for logs: `in-cluster`, a kubeconfig path, `(full client) …`. */
     readonly origin: string,
   ) {}
@@ -67,28 +214,19 @@ export class KubeClient {
    * `$KUBECONFIG` (its first path), else `~/.kube/config`.
    */
   static async load(kubeconfig: string | undefined, logger: Logger): Promise<KubeClient> {
-    const [undici, watchModule, http] = await Promise.all([
-      import('undici'),
-      import('@kubernetes/client-node/dist/watch.js'),
-      import('@kubernetes/client-node/dist/gen/http/http.js'),
-    ]);
-    const inCluster = kubeconfig === undefined && process.env.KUBERNETES_SERVICE_HOST !== undefined;
-    if (inCluster) return new KubeClient(inClusterAuth(undici), undici, watchModule, http.RequestContext, 'in-cluster');
+    if (kubeconfig === undefined && process.env.KUBERNETES_SERVICE_HOST !== undefined) {
+      return new KubeClient(await NodeTransport.create(inClusterCredentials()), 'in-cluster');
+    }
     const path = kubeconfig ?? process.env.KUBECONFIG?.split(':').find((p) => p !== '') ?? join(homedir(), '.kube', 'config');
-    const lean = kubeconfigAuth(path, undici);
-    if (lean.auth) return new KubeClient(lean.auth, undici, watchModule, http.RequestContext, path);
-    logger.info({ kubeconfig: path, needs: lean.needs }, 'the kubeconfig needs the full Kubernetes client library (about 60 MiB more memory)');
-    const k8s = await import('@kubernetes/client-node');
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(path);
-    return new KubeClient(kc, undici, watchModule, http.RequestContext, `(full client) ${path}`);
+    const lean = kubeconfigCredentials(path);
+    if (lean.credentials) return new KubeClient(await NodeTransport.create(lean.credentials), path);
+    logger.info({ kubeconfig: path, needs: lean.needs }, 'the kubeconfig needs the full Kubernetes client library (about 80 MiB more memory)');
+    return new KubeClient(await FullClientTransport.create(path), `(full client) ${path}`);
   }
 
   /** The API server's base URL. */
   get server(): string {
-    const cluster = this.auth.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
-    return cluster.server.replace(/\/+$/, '');
+    return this.transport.server;
   }
 
   /** Every object of a collection, following `continue` tokens; with the list's resourceVersion. */
@@ -109,12 +247,14 @@ export class KubeClient {
 
   /** A JSON merge patch (RFC 7386) of one object. */
   async mergePatch(path: string, patch: unknown): Promise<KubeObject> {
-    return (await this.request('PATCH', path, { type: 'application/merge-patch+json', body: JSON.stringify(patch) })) as KubeObject;
+    return (await this.request('PATCH', path, { type: 'application/merge-patch+json', text: JSON.stringify(patch) })) as KubeObject;
   }
 
   /**
    * Watches a collection from `resourceVersion`. Calls `onEvent` per event and `done` once when the stream ends
-   * (`null`: closed cleanly). Resolves once the request is under way, with a handle to abort it.
+   * (`null`: closed cleanly; an error otherwise — also when the returned controller aborts it). A stream silent for
+   * 30 s longer than `timeoutSeconds` (after which the server ends it) is aborted as dead. Resolves once the request
+   * is under way, with a handle to abort it.
    */
   async watch(
     path: string,
@@ -123,10 +263,65 @@ export class KubeClient {
     onEvent: (type: string, object: KubeObject) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
-    const w = new this.watchModule.Watch(this.auth as never);
-    // The client aborts a stream that is silent for this long; the server ends it after timeoutSeconds first.
-    (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = (timeoutSeconds + 30) * 1000;
-    return w.watch(path, { resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, (type, obj) => onEvent(type, obj as KubeObject), done);
+    const controller = new AbortController();
+    const query = new URLSearchParams({ watch: 'true', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) });
+    const idleMs = (timeoutSeconds + 30) * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new Error(`watch ${path}: silent for ${String(idleMs / 1000)} s`)), idleMs);
+      timer.unref();
+    };
+    let finished = false;
+    const finish = (err: unknown) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      controller.abort();
+      done(err);
+    };
+    arm();
+    let opened: Opened;
+    try {
+      opened = await this.transport.open('GET', `${path}?${query.toString()}`, controller.signal);
+    } catch (err) {
+      finish(controller.signal.reason instanceof Error && controller.signal.aborted ? controller.signal.reason : err);
+      return controller;
+    }
+    const { status, body } = opened;
+    if (status !== 200) {
+      readBody(body, `watch ${path}`, 1024 * 1024).then(
+        (text) => finish(new KubeApiError(status, `watch ${path}: HTTP ${String(status)}${((m) => (m ? `: ${m}` : ''))(statusMessage(text))}`)),
+        finish,
+      );
+      return controller;
+    }
+    const decoder = new StringDecoder('utf8');
+    let partial = '';
+    body.on('data', (chunk: Buffer) => {
+      arm();
+      const lines = (partial + decoder.write(chunk)).split('\n');
+      partial = lines.pop() ?? '';
+      if (partial.length > MAX_EVENT_BYTES) return void body.destroy(new Error(`watch ${path}: an event larger than ${String(MAX_EVENT_BYTES / 1048576)} MiB`));
+      for (const line of lines) {
+        if (finished || controller.signal.aborted) return;
+        if (line.trim() === '') continue;
+        let event: { type?: unknown; object?: unknown };
+        try {
+          event = JSON.parse(line) as typeof event;
+        } catch {
+          return void body.destroy(new Error(`watch ${path}: a line that is not JSON: ${line.slice(0, 80)}`));
+        }
+        if (typeof event.type !== 'string' || typeof event.object !== 'object' || event.object === null) {
+          return void body.destroy(new Error(`watch ${path}: an event without type or object: ${line.slice(0, 80)}`));
+        }
+        onEvent(event.type, event.object as KubeObject);
+      }
+    });
+    body.once('end', () => finish(null));
+    body.on('error', (err) => finish(controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : err));
+    body.once('close', () => finish(controller.signal.aborted ? (controller.signal.reason ?? new Error(`watch ${path}: aborted`)) : null));
+    return controller;
   }
 
   /**
@@ -134,79 +329,41 @@ export class KubeClient {
    * ask every half second while it is down, so that the source is back within a second of its return.
    */
   async reachable(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    const url = `${this.server}/version`;
     try {
-      const ctx = new this.requestContext(url, 'GET');
-      await this.auth.applySecurityAuthentication(ctx);
-      const res = await this.undici.fetch(url, {
-        method: 'GET',
-        headers: { ...ctx.getHeaders(), Accept: 'application/json' },
-        dispatcher: ctx.getDispatcher(),
-        signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
-      });
-      await res.text();
+      const { body } = await this.transport.open('GET', '/version', within(timeoutMs, signal));
+      await readBody(body, '/version', 1024 * 1024);
       return true;
     } catch {
       return false;
     }
   }
 
-  private async request(method: string, path: string, body?: { type: string; body: string }, signal?: AbortSignal): Promise<unknown> {
-    const url = `${this.server}${path}`;
-    const ctx = new this.requestContext(url, method as never);
-    await this.auth.applySecurityAuthentication(ctx);
-    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
-    if (body) headers['Content-Type'] = body.type;
-    const res = await this.undici.fetch(url, {
-      method,
-      headers,
-      ...(body ? { body: body.body } : {}),
-      dispatcher: ctx.getDispatcher(),
-      signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(30_000)]) : AbortSignal.timeout(30_000),
-    });
-    const text = await res.text();
-    if (!res.ok) {
-      let message = `${method} ${path}: HTTP ${String(res.status)}`;
-      try {
-        const status = JSON.parse(text) as { message?: unknown };
-        if (typeof status.message === 'string') message += `: ${status.message}`;
-      } catch {
-        // not a Status object
-      }
-      throw new KubeApiError(res.status, message);
+  private async request(method: string, path: string, body?: { type: string; text: string }, signal?: AbortSignal): Promise<unknown> {
+    const { status, body: answer } = await this.transport.open(method, path, within(30_000, signal), body);
+    const text = await readBody(answer, `${method} ${path}`);
+    if (status < 200 || status > 299) {
+      const message = statusMessage(text);
+      throw new KubeApiError(status, `${method} ${path}: HTTP ${String(status)}${message !== undefined ? `: ${message}` : ''}`);
     }
     return JSON.parse(text) as unknown;
   }
 }
 
-const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
-
-/** In-cluster: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the service account's token (re-read every minute: bound tokens rotate) and CA. */
-export function inClusterAuth(undici: Pick<Undici, 'Agent'>, root = SERVICE_ACCOUNT): KubeAuth {
-  const host = process.env.KUBERNETES_SERVICE_HOST ?? '';
-  const port = process.env.KUBERNETES_SERVICE_PORT ?? '443';
-  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const dispatcher = new undici.Agent({ connect: { ca: readFileSync(join(root, 'ca.crt'), 'utf8') } });
-  return tokenAuth(server, dispatcher, { file: join(root, 'token') });
+/** A signal that aborts after `ms`, or with `signal`. */
+function within(ms: number, signal?: AbortSignal): AbortSignal {
+  return signal ? AbortSignal.any([signal, AbortSignal.timeout(ms)]) : AbortSignal.timeout(ms);
 }
 
-function tokenAuth(server: string, dispatcher: unknown, token: { value?: string; file?: string; basic?: string }): KubeAuth {
-  let cached: { value: string; at: number } | undefined;
-  const bearer = (): string | undefined => {
-    if (token.value !== undefined) return token.value;
-    if (token.file === undefined) return undefined;
-    if (!cached || performance.now() - cached.at > 60_000) cached = { value: readFileSync(token.file, 'utf8').trim(), at: performance.now() };
-    return cached.value;
-  };
+const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** In-cluster: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` with the service account's token and CA. */
+export function inClusterCredentials(root = SERVICE_ACCOUNT): KubeCredentials {
+  const host = process.env.KUBERNETES_SERVICE_HOST ?? '';
+  const port = process.env.KUBERNETES_SERVICE_PORT ?? '443';
   return {
-    getCurrentCluster: () => ({ server }),
-    applySecurityAuthentication: (ctx) => {
-      const b = bearer();
-      if (b !== undefined) ctx.setHeaderParam('Authorization', `Bearer ${b}`);
-      else if (token.basic !== undefined) ctx.setHeaderParam('Authorization', `Basic ${token.basic}`);
-      ctx.setDispatcher(dispatcher);
-      return Promise.resolve();
-    },
+    server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    tls: { ca: readFileSync(join(root, 'ca.crt'), 'utf8') },
+    token: { file: join(root, 'token') },
   };
 }
 
@@ -221,7 +378,7 @@ const USER_KEYS = new Set(['token', 'tokenFile', 'client-certificate', 'client-c
  * A kubeconfig's current context, when it uses only what the lean reader handles (token, token file, client
  * certificate, basic auth, CA, insecure-skip-tls-verify, tls-server-name); otherwise what it needs.
  */
-export function kubeconfigAuth(path: string, undici: Pick<Undici, 'Agent'>): { auth?: KubeAuth; needs?: string } {
+export function kubeconfigCredentials(path: string): { credentials?: KubeCredentials; needs?: string } {
   let doc: Fields;
   try {
     doc = (parseYaml(readFileSync(path, 'utf8')) ?? {}) as Fields;
@@ -252,20 +409,22 @@ export function kubeconfigAuth(path: string, undici: Pick<Undici, 'Agent'>): { a
   const ca = material(cluster['certificate-authority-data'], cluster['certificate-authority']);
   const cert = material(user['client-certificate-data'], user['client-certificate']);
   const key = material(user['client-key-data'], user['client-key']);
-  const connect = {
-    ...(ca !== undefined ? { ca } : {}),
-    ...(cert !== undefined ? { cert } : {}),
-    ...(key !== undefined ? { key } : {}),
-    ...(cluster['insecure-skip-tls-verify'] === true ? { rejectUnauthorized: false } : {}),
-    ...(typeof cluster['tls-server-name'] === 'string' ? { servername: cluster['tls-server-name'] } : {}),
-  };
-  const dispatcher = new undici.Agent({ connect });
   const basic = typeof user.username === 'string' ? Buffer.from(`${user.username}:${typeof user.password === 'string' ? user.password : ''}`).toString('base64') : undefined;
   return {
-    auth: tokenAuth(cluster.server, dispatcher, {
-      ...(typeof user.token === 'string' ? { value: user.token } : {}),
-      ...(typeof user.tokenFile === 'string' ? { file: resolve(base, user.tokenFile) } : {}),
-      ...(basic !== undefined ? { basic } : {}),
-    }),
+    credentials: {
+      server: cluster.server,
+      tls: {
+        ...(ca !== undefined ? { ca } : {}),
+        ...(cert !== undefined ? { cert } : {}),
+        ...(key !== undefined ? { key } : {}),
+        ...(cluster['insecure-skip-tls-verify'] === true ? { rejectUnauthorized: false as const } : {}),
+        ...(typeof cluster['tls-server-name'] === 'string' ? { servername: cluster['tls-server-name'] } : {}),
+      },
+      token: {
+        ...(typeof user.token === 'string' ? { value: user.token } : {}),
+        ...(typeof user.tokenFile === 'string' ? { file: resolve(base, user.tokenFile) } : {}),
+        ...(basic !== undefined ? { basic } : {}),
+      },
+    },
   };
 }
