@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { parseListen } from '../config/schema.js';
-import { DEFAULT_LAB_ROOT } from '../lab/lab.js';
+import { DEFAULT_LAB_ROOT } from '../lab/topology.js';
 import { type AgentTarget, httpGet } from '../observe/http-get.js';
 
 export type { AgentTarget };

@@ -4,16 +4,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { describeError } from '../api/errors.js';
 import { parseDuration } from '../api/schema.js';
 import type { PluginDefinition } from '../api/plugin.js';
-import { configJsonSchema } from '../config/json-schema.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
 import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
-import { formatDoctor, probeMachine } from '../kernel/capabilities.js';
 import { createLogger } from '../observe/logger.js';
-import { cleanupNode, formatCleanup } from '../runtime/cleanup.js';
-import { formatPlan, planConfig, planToJson } from '../runtime/plan.js';
-import { runAgent } from '../runtime/run.js';
-import { agentGet, agentTarget } from './agent-api.js';
 import { registerLabCommands } from './lab.js';
 import { table } from './table.js';
 import { WEFT_VERSION } from '../runtime/version.js';
@@ -53,6 +47,10 @@ async function availableBuiltins(): Promise<PluginDefinition[]> {
   return out;
 }
 
+/**
+ * The CLI. Each command imports what it runs when it runs (`weft run` loads the agent, not the planner, the
+ * cleanup, the doctor or the schema writer): start-up is paid on every node at every restart.
+ */
 function buildProgram(io: CliIO): Command {
   const program = new Command('weft')
     .description('weft: a node network agent for Kubernetes')
@@ -76,6 +74,7 @@ function buildProgram(io: CliIO): Command {
     .addOption(configOption())
     .action(async (opts: { config: string }) => {
       try {
+        const { runAgent } = await import('../runtime/run.js');
         const agent = await runAgent({ configPath: opts.config, env: io.env });
         await agent.stopped;
       } catch (err) {
@@ -92,6 +91,7 @@ function buildProgram(io: CliIO): Command {
       try {
         const loaded = await loadConfigFile(opts.config, { env: io.env });
         const logger = createLogger({ level: 'warn', format: 'json' }, process.stderr);
+        const { formatPlan, planConfig, planToJson } = await import('../runtime/plan.js');
         const plans = await planConfig(loaded, { env: io.env, logger });
         io.out(opts.json ? `${JSON.stringify(planToJson(plans), null, 2)}\n` : formatPlan(plans));
         if (plans.some((p) => p.error !== undefined)) throw new ExitWith(EXIT.failed);
@@ -110,6 +110,7 @@ function buildProgram(io: CliIO): Command {
       try {
         const loaded = await loadConfigFile(opts.config, { env: io.env });
         const logger = createLogger({ level: 'warn', format: 'json' }, process.stderr);
+        const { cleanupNode, formatCleanup } = await import('../runtime/cleanup.js');
         io.out(formatCleanup(await cleanupNode(loaded, { env: io.env, logger, keepKernel: opts.keepKernel === true })));
       } catch (err) {
         fail(err);
@@ -121,6 +122,7 @@ function buildProgram(io: CliIO): Command {
     .description('report what this kernel and machine support (link kinds, MPLS, nftables, tools) and how to fix what is missing')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
+      const { formatDoctor, probeMachine } = await import('../kernel/capabilities.js');
       const report = await probeMachine();
       io.out(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
     });
@@ -152,6 +154,7 @@ function buildProgram(io: CliIO): Command {
     .option('-o, --out <file>', 'write the schema to this file')
     .option('--check', 'with --out: exit 1 when the file differs from the schema instead of writing it')
     .action(async (opts: { out?: string; check?: boolean }) => {
+      const { configJsonSchema } = await import('../config/json-schema.js');
       const text = `${JSON.stringify(configJsonSchema(await availableBuiltins()), null, 2)}\n`;
       if (!opts.out) return io.out(text);
       if (opts.check) {
@@ -205,6 +208,7 @@ function buildProgram(io: CliIO): Command {
       .description("print the WireGuard mesh as Graphviz DOT, as a running agent sees it (pipe into `dot -Tsvg`)"),
   ).action(async (opts: { config: string; url?: string; lab?: string; labName: string }) => {
     try {
+      const { agentGet, agentTarget } = await import('./agent-api.js');
       io.out(await agentGet(await agentTarget(opts, io.env), '/api/wireguard/graph'));
     } catch (err) {
       fail(err);
@@ -218,6 +222,7 @@ function buildProgram(io: CliIO): Command {
       .argument('<name>', "the external peer's name (plugins.wireguard.peers[].name)"),
   ).action(async (name: string, opts: { config: string; url?: string; lab?: string; labName: string }) => {
     try {
+      const { agentGet, agentTarget } = await import('./agent-api.js');
       io.out(await agentGet(await agentTarget(opts, io.env), `/api/wireguard/peer-config?name=${encodeURIComponent(name)}`));
     } catch (err) {
       fail(err);

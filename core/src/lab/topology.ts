@@ -9,6 +9,9 @@
  * - with `discovery: kubernetes`, the lab's API server: 198.18.1.2, on the first location's switch.
  */
 
+/** Where labs keep their files: `<root>/<name>/`. A tmpfs, like the namespaces: a reboot clears both. */
+export const DEFAULT_LAB_ROOT = '/run/weft-lab';
+
 /** Where the lab's nodes come from: a folder of node documents, or an API server (the project's fake one). */
 export type LabDiscovery = 'directory' | 'kubernetes';
 
