@@ -1,15 +1,18 @@
 // The agent's resident memory once it is ready: with the directory source (the lab's), and with the kubernetes
 // source against an in-process API server (also with the runtime flags docs/discovery.md recommends), beside a bare
-// Node process, in the same run. VmRSS, and its private part (RssAnon): the rest is the node executable's own pages,
+// Node process, in the same run; and the bundle (dist/weft/weft.mjs, what the lab and the image run), bare and with
+// the DaemonSet's Node flags (AGENT_NODE_FLAGS). VmRSS, and its private part (RssAnon): the rest is the node executable's own pages,
 // file-backed, clean and reclaimable.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { AGENT_NODE_FLAGS } from '../core/dist/lab/index.js';
 import { startFakeApiServer } from '../core/dist/testing/index.js';
 
 const node = process.execPath;
 const bin = new URL('../core/bin/weft.js', import.meta.url).pathname;
+const bundle = new URL('../dist/weft/weft.mjs', import.meta.url).pathname;
 
 async function rssMiB(pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -27,8 +30,8 @@ async function waitReady(port, child) {
   throw new Error('agent not ready');
 }
 
-async function agentRss(config, port, flags = []) {
-  const child = execa(node, [...flags, bin, 'run', '--config', config], { reject: false, env: { NODE_NAME: 'n1' } });
+async function agentRss(config, port, flags = [], entry = bin) {
+  const child = execa(node, [...flags, entry, 'run', '--config', config], { reject: false, env: { NODE_NAME: 'n1' } });
   try {
     await waitReady(port, child);
     await new Promise((r) => setTimeout(r, 1500)); // settle: the first reconciles and GC
@@ -58,6 +61,9 @@ export async function memoryBenchmark() {
       directoryMiB: await agentRss(join(dir, 'dir.yaml'), 19472),
       kubernetesMiB: await agentRss(join(dir, 'k8s.yaml'), 19471),
       kubernetesFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, ['--max-semi-space-size=1']),
+      bundleMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [], bundle),
+      bundleFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [...AGENT_NODE_FLAGS], bundle),
+      bundleFlags: AGENT_NODE_FLAGS.join(' '),
       targetMiB: 64,
     };
   } finally {

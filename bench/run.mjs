@@ -37,6 +37,9 @@ if (json) {
     row('weft, directory source', m.directoryMiB);
     row('weft, kubernetes source', m.kubernetesMiB);
     row('weft, kubernetes source, --max-semi-space-size=1', m.kubernetesFlagsMiB);
+    row('weft bundle, kubernetes source', m.bundleMiB);
+    row('weft bundle, kubernetes source, DaemonSet flags', m.bundleFlagsMiB);
+    console.log(`  (DaemonSet flags: ${m.bundleFlags})`);
   }
   if (results.wireguard) printWireguard(results.wireguard);
   if (results.claims) {

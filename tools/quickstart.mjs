@@ -64,6 +64,7 @@ if (!existsSync(node)) fail('npm ci did not install Node 24 (node_modules/.bin/n
 
 say('building');
 run(node, [join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.build.json']);
+run(node, [join(repo, 'tools/bundle.mjs')]); // the lab's agents run the bundle, as the image does
 
 say('weft lab up');
 const weft = (args, options) => spawnSync(node, [join(repo, 'core/bin/weft.js'), ...args], { cwd: repo, ...options });

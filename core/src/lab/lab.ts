@@ -11,12 +11,12 @@ import { loadConfigText, readConfigFile } from '../config/load.js';
 import { which } from '../kernel/capabilities.js';
 import { httpGet } from '../observe/http-get.js';
 import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
+import { BUNDLE } from '../runtime/build-info.js';
 import { fakeKubeconfig } from '../testing/fake-apiserver.js';
 import { labApiControl, type LabApiStatus } from './apiserver.js';
-import { cutRuleset, LAB_API, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
+import { cutRuleset, DEFAULT_LAB_ROOT, LAB_API, labTopology, type LabNode, type LabOptions, type LabTopology } from './topology.js';
 
-/** Where labs keep their files: `<root>/<name>/`. A tmpfs, like the namespaces: a reboot clears both. */
-export const DEFAULT_LAB_ROOT = '/run/weft-lab';
+export { DEFAULT_LAB_ROOT } from './topology.js';
 /** The agent's HTTP port inside each node's namespace. */
 export const LAB_HTTP_PORT = 9471;
 /** The lab's defaults, short so that a lab converges and heals quickly; `weft lab status` shows them. */
@@ -24,17 +24,25 @@ export const LAB_SETTINGS = { resync: '5s', rescan: '2s', natKeepalive: 5 } as c
 /** The lab's address plan, declared to every agent as an operator would: pods in 198.19/16, nodes in 198.18/16 and behind NATs in 203.0.113/24. */
 export const LAB_ADDRESS_PLAN = { podNetworks: ['198.19.0.0/16'], underlayNetworks: ['198.18.0.0/16', '203.0.113.0/24'] } as const;
 
-const BIN = fileURLToPath(new URL('../../bin/weft.js', import.meta.url));
+/** @weft/core's directory: two up from dist/lab/ (src/lab/ in tests); beside the bundle's dist/weft/ in the bundle. */
+const CORE_DIR = BUNDLE ? new URL('../../core/', import.meta.url) : new URL('../../', import.meta.url);
 /**
- * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"): a young generation
- * of 1 MiB semi-spaces instead of V8's 16 MiB. Measured on lab agents in the DaemonSet's configuration with churn:
- * the first minutes' VmRSS 131–137 → 105–112 MiB (RssAnon 85 → 58 MiB) for the same CPU; once V8's memory reducer
- * has run (after about 4 minutes) both settle near 107–112 MiB, so what it buys is a lower peak — the figure a
- * memory limit must cover.
+ * What the lab's agents run: the bundle (`npm run build` makes it with tools/bundle.mjs), as the DaemonSet's image
+ * does — start-up and memory are measured on what ships.
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR));
+/**
+ * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/performance.md, "Node flags"):
+ * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
+ *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
+ * - `--no-opt --no-maglev --optimize-for-size --max-lazy`: no optimising compilers (their code and their output are
+ *   never paged in), bytecode and Sparkplug only — the bundled agent at rest 88 → 77 MiB; the price is CPU where
+ *   the agent computes much: the wireguard planner takes about twice as long (5,000 nodes: 0.25 → 0.49 s), idle
+ *   CPU is ~8 % higher. A cluster of thousands of nodes may prefer to drop these four.
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--no-opt', '--no-maglev', '--optimize-for-size', '--max-lazy'];
 /** The lab's API server process (built: from the sources too, tests run the built one). */
-const API_MAIN = fileURLToPath(new URL('../../dist/lab/apiserver-main.js', import.meta.url));
+const API_MAIN = fileURLToPath(new URL('dist/lab/apiserver-main.js', CORE_DIR));
 
 /** What `Lab.up` takes; every field has a default (3 nodes, 1 location, no NAT, the lab named `lab`). */
 export interface LabUpOptions extends Partial<LabOptions> {
@@ -261,14 +269,20 @@ export class Lab {
     const n = this.node(node);
     const current = this.record.agents[n.name];
     if (current && isAgent(current.pid, this.dir, n.name)) return current.pid;
+    if (!existsSync(AGENT_BIN)) throw new Error(`the lab's agents run the bundle ${AGENT_BIN}, which is missing: run npm run build`);
     if (this.kubernetes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
     const nodeDir = join(this.dir, n.name);
     const log = await open(join(nodeDir, 'agent.log'), 'a', 0o600);
     try {
       const child = spawn(
         'nsenter',
-        [`--net=/run/netns/${n.netns}`, `--mount=${this.mountFile(n.name)}`, '--', process.execPath, ...AGENT_NODE_FLAGS, BIN, 'run', '--config', join(nodeDir, 'weft.yaml')],
-        { detached: true, stdio: ['ignore', log.fd, log.fd], env: { ...process.env, NODE_NAME: n.name, NO_COLOR: '1' } },
+        [`--net=/run/netns/${n.netns}`, `--mount=${this.mountFile(n.name)}`, '--', process.execPath, ...AGENT_NODE_FLAGS, AGENT_BIN, 'run', '--config', join(nodeDir, 'weft.yaml')],
+        {
+          detached: true,
+          stdio: ['ignore', log.fd, log.fd],
+          // Node's compile cache, per node as the DaemonSet keeps it in /var/lib/weft: a restart compiles less.
+          env: { ...process.env, NODE_NAME: n.name, NO_COLOR: '1', NODE_COMPILE_CACHE: join(nodeDir, 'compile-cache') },
+        },
       );
       const pid = await new Promise<number>((resolve, reject) => {
         child.once('spawn', () => resolve(child.pid as number));

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { BUNDLE } from '../runtime/build-info.js';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
@@ -9,8 +10,12 @@ export interface LogSettings {
   readonly format: 'auto' | 'json' | 'pretty';
 }
 
-/** Whether pino-pretty is installed (it is a dev dependency; production images log JSON). */
+/**
+ * Whether pino-pretty is installed (it is a dev dependency; production images log JSON). Never in the bundle: pino
+ * runs a transport in a worker thread from its own files, which a bundle does not carry.
+ */
 function prettyAvailable(): boolean {
+  if (BUNDLE) return false;
   try {
     createRequire(import.meta.url).resolve('pino-pretty');
     return true;

@@ -2,6 +2,7 @@ import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describeError, WeftError } from '../api/errors.js';
 import { isPluginDefinition, PLUGIN_API_VERSION, type PluginDefinition } from '../api/plugin.js';
+import { importModule } from './build-info.js';
 
 /** A plugin that ships with weft, loaded by its config key alone. */
 export interface BuiltinPlugin {
@@ -78,7 +79,7 @@ export async function loadPlugin(origin: PluginOrigin, options: ImportGuard = {}
 
   let mod: Record<string, unknown>;
   try {
-    mod = options.timeoutMs === undefined && !options.guardExit ? ((await import(specifier)) as Record<string, unknown>) : await guardedImport(specifier, options);
+    mod = options.timeoutMs === undefined && !options.guardExit ? await importModule(specifier) : await guardedImport(specifier, options);
   } catch (err) {
     throw new WeftError('WEFT_PLUGIN_IMPORT_FAILED', `plugin "${key}": cannot import ${shown}: ${describeError(err)}`, { cause: err });
   }
@@ -121,7 +122,7 @@ async function guardedImport(specifier: string, options: ImportGuard): Promise<R
   }
   let timer: NodeJS.Timeout | undefined;
   try {
-    const loading = import(specifier) as Promise<Record<string, unknown>>;
+    const loading = importModule(specifier);
     if (options.timeoutMs === undefined) return await loading;
     const ms = options.timeoutMs;
     return await Promise.race([
