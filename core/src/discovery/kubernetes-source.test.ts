@@ -86,6 +86,30 @@ describe('KubernetesNodeSource against a fake API server', () => {
     expect(t.source.current().services).toBeUndefined();
   });
 
+  it('keeps every unchanged node the same object from view to view, and makes no view for a change weft does not see', async () => {
+    const t = await setup();
+    for (const n of ['n1', 'n2', 'n3']) t.server.put('nodes', k8sNode(n));
+    await t.start();
+    const first = t.source.current();
+    // A new annotation on n2: a new view in which n1 and n3 are the very same objects.
+    t.server.put('nodes', k8sNode('n2', { annotations: { 'example.com/x': '1' } }));
+    await until('n2 annotated', () => t.source.current().nodes[1]?.annotations['example.com/x'] === '1');
+    const second = t.source.current();
+    expect(second.nodes[0]).toBe(first.nodes[0]);
+    expect(second.nodes[2]).toBe(first.nodes[2]);
+    expect(second.self).toBe(first.self);
+    expect(second.nodes[1]).not.toBe(first.nodes[1]);
+    // n3 written again as it was (a new resourceVersion, what a status update that weft ignores looks like).
+    const views = t.changes.length;
+    t.server.put('nodes', k8sNode('n3'));
+    t.server.put('nodes', k8sNode('n2', { annotations: { 'example.com/x': '2' } }));
+    await until('n2 changed again', () => t.source.current().nodes[1]?.annotations['example.com/x'] === '2');
+    expect(t.source.current().nodes[2]).toBe(first.nodes[2]);
+    t.server.put('nodes', k8sNode('n3'));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(t.changes.length).toBe(views + 1);
+  });
+
   it('resumes a closed watch from its version without listing again', async () => {
     const t = await setup();
     t.server.put('nodes', k8sNode('n1'));

@@ -5,7 +5,7 @@ import type { KubernetesSettings } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
 import { KubeApiError, KubeClient, type KubeObject } from './kube-client.js';
-import { locationOf, makeView } from './view.js';
+import { bareNode, locationOf, makeView } from './view.js';
 
 const RESOURCES: Record<Watchable, string> = {
   nodes: '/api/v1/nodes',
@@ -112,6 +112,10 @@ export class KubernetesNodeSource implements NodeSource {
   private lastProbe: { at: number; pending: boolean; answer: Promise<boolean> } | undefined;
   /** When the API stopped answering (unix ms), while it does not. */
   private disconnectedSince: number | undefined;
+  /** The info made of each object the source holds (see rebuild()). */
+  private readonly made = new WeakMap<object, unknown>();
+  /** This node while the API has no Node object for it: one object, so that views without it compare equal. */
+  private readonly bareSelf: NodeInfo;
 
   constructor(
     private readonly selfName: string,
@@ -121,7 +125,8 @@ export class KubernetesNodeSource implements NodeSource {
     /** How long the server keeps one watch open before the source resumes it (client-go picks 5–10 min). */
     private readonly watchSeconds = 300 + Math.floor(Math.random() * 300),
   ) {
-    this.view = makeView({ selfName, nodes: [], revision: 0 });
+    this.bareSelf = bareNode(selfName);
+    this.view = makeView({ selfName, nodes: [], revision: 0, fallbackSelf: this.bareSelf });
   }
 
   /** Resolves once every collection has listed (retrying with backoff while the API is unreachable). */
@@ -367,18 +372,45 @@ export class KubernetesNodeSource implements NodeSource {
     }, 10);
   }
 
+  /**
+   * A new view of what the source holds. Each object's info is made once (kept by the object, which the watch
+   * replaces when it changes), and a changed object whose info came out equal keeps the previous info: an unchanged
+   * node is the same object from view to view, so everything downstream (claims, each plugin's `reads`) compares by
+   * identity — a change costs about what the changed node costs, not what the whole cluster costs (1,000 nodes: an
+   * unrelated annotation cost an agent ~38 ms when every node's info was made and compared again).
+   */
   private rebuild(): void {
+    const prev = this.view;
     const list = <T>(resource: Watchable) => [...(this.watched.find((w) => w.resource === resource)?.objects.values() ?? [])] as T[];
-    const nodes = list<V1Node>('nodes').map(nodeInfo).filter((n) => n.name !== '');
-    const next = makeView({
-      selfName: this.selfName,
-      nodes,
-      services: this.watched.some((w) => w.resource === 'services') ? list<V1Service>('services').map(serviceInfo) : undefined,
-      endpointSlices: this.watched.some((w) => w.resource === 'endpointslices') ? list<V1EndpointSlice>('endpointslices').map(endpointSliceInfo) : undefined,
-      revision: this.view.revision + 1,
-    });
-    if (JSON.stringify({ ...next, revision: 0 }) === JSON.stringify({ ...this.view, revision: 0 })) return;
+    const nodes = this.infos(list<V1Node>('nodes'), nodeInfo, (n) => n.name, prev.nodes).filter((n) => n.name !== '');
+    const key = (x: { namespace: string; name: string }) => `${x.namespace}/${x.name}`;
+    const services = this.watched.some((w) => w.resource === 'services') ? this.infos(list<V1Service>('services'), serviceInfo, key, prev.services ?? []) : undefined;
+    const endpointSlices = this.watched.some((w) => w.resource === 'endpointslices')
+      ? this.infos(list<V1EndpointSlice>('endpointslices'), endpointSliceInfo, key, prev.endpointSlices ?? [])
+      : undefined;
+    const next = makeView({ selfName: this.selfName, nodes, services, endpointSlices, revision: prev.revision + 1, fallbackSelf: this.bareSelf });
+    if (next.self === prev.self && sameItems(next.nodes, prev.nodes) && sameItems(next.services, prev.services) && sameItems(next.endpointSlices, prev.endpointSlices)) return;
     this.view = next;
     this.onChange?.(next);
   }
+
+  /** The info of each object: kept by object; for a new object, the previous one of its key when equal. */
+  private infos<O extends object, I>(objects: readonly O[], make: (o: O) => I, key: (i: I) => string, previous: readonly I[]): I[] {
+    let before: Map<string, I> | undefined;
+    return objects.map((o) => {
+      const known = this.made.get(o) as I | undefined;
+      if (known !== undefined) return known;
+      const fresh = make(o);
+      before ??= new Map(previous.map((i) => [key(i), i]));
+      const old = before.get(key(fresh));
+      const info = old !== undefined && JSON.stringify(old) === JSON.stringify(fresh) ? old : fresh;
+      this.made.set(o, info);
+      return info;
+    });
+  }
+}
+
+/** Whether two lists hold the same objects in the same order. */
+function sameItems<T>(a: readonly T[] | undefined, b: readonly T[] | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]));
 }
