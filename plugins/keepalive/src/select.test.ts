@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assignAll, firstDelay, nextDelay, redundancy, selectTargets } from './select.js';
+import { assignAll, firstDelay, nextDelay, redundancy, score, selectTargets } from './select.js';
 
 const names = (n: number) => Array.from({ length: n }, (_, i) => `node-${String(i).padStart(4, '0')}`);
 
@@ -65,5 +65,52 @@ describe('peer selection', () => {
       expect(f).toBeLessThanOrEqual(10_000);
     }
     expect(nextDelay(10_000, 0, () => 0.3)).toBe(10_000);
+  });
+});
+
+/** The assignment as select.ts describes it, written the plain way (a full sort of every prober per target). */
+function reference(members: readonly string[], options: { maxPeers: number; minProbers: number }): Map<string, string[]> {
+  const all = [...new Set(members)].sort();
+  const out = new Map(all.map((m) => [m, [] as string[]]));
+  if (all.length - 1 <= options.maxPeers) {
+    for (const m of all) out.set(m, all.filter((x) => x !== m));
+    return out;
+  }
+  const fnv = (name: string) => {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+    return h >>> 0;
+  };
+  const hashes = all.map(fnv);
+  const r = redundancy(options.maxPeers, options.minProbers);
+  const load = all.map(() => 0);
+  const order = all.map((_, i) => i).sort((a, b) => (hashes[a] as number) - (hashes[b] as number) || a - b);
+  for (const t of order) {
+    const candidates = all.map((_, i) => i).sort((a, b) => score(hashes[b] as number, hashes[t] as number) - score(hashes[a] as number, hashes[t] as number) || a - b);
+    let picked = 0;
+    for (const p of candidates) {
+      if (picked === r) break;
+      if (p === t || (load[p] as number) >= options.maxPeers) continue;
+      out.get(all[p] as string)?.push(all[t] as string);
+      load[p] = (load[p] as number) + 1;
+      picked++;
+    }
+  }
+  for (const list of out.values()) list.sort();
+  return out;
+}
+
+describe('assignAll, fast', () => {
+  it.each([
+    [12, 10, 3],
+    [150, 10, 3],
+    [400, 100, 3],
+    [200, 2, 1],
+  ])('%i nodes, maxPeers %i, minProbers %i: the same assignment as the plain algorithm', (n, maxPeers, minProbers) => {
+    expect(assignAll(names(n), { maxPeers, minProbers })).toEqual(reference(names(n), { maxPeers, minProbers }));
+  });
+
+  it("the same also when a target's short list is used up by full probers (the whole order is sorted then)", () => {
+    for (const shortList of [1, 2, 3]) expect(assignAll(names(150), { maxPeers: 4, minProbers: 2 }, shortList)).toEqual(reference(names(150), { maxPeers: 4, minProbers: 2 }));
   });
 });
