@@ -24,5 +24,5 @@ export default tseslint.config(
     rules: { 'weft/plugin-boundaries': 'error' },
   },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
-  { files: ['bench/**/*.mjs', 'test/**/*.mjs', 'tools/**/*.mjs'], languageOptions: { globals: { console: 'readonly', process: 'readonly', URL: 'readonly', fetch: 'readonly', setTimeout: 'readonly', performance: 'readonly' } } },
+  { files: ['bench/**/*.mjs', 'test/**/*.mjs', 'tools/**/*.mjs'], languageOptions: { globals: { console: 'readonly', process: 'readonly', URL: 'readonly', fetch: 'readonly', setTimeout: 'readonly', performance: 'readonly', structuredClone: 'readonly' } } },
 );

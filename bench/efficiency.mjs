@@ -22,14 +22,14 @@ import { join } from 'node:path';
 import process from 'node:process';
 
 const ticks = 100; // USER_HZ on Linux
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const round = (x, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const round = (x, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? null : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function usage(pid) {
+export function usage(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -46,24 +46,29 @@ export function slope(points) {
   return sxx === 0 ? 0 : points.reduce((s, p) => s + (p[0] - mx) * (p[1] - my), 0) / sxx;
 }
 
-const agentPid = (lab, node) => JSON.parse(readFileSync(join(lab.dir, 'lab.json'), 'utf8')).agents[node].pid;
+export const agentPid = (lab, node) => JSON.parse(readFileSync(join(lab.dir, 'lab.json'), 'utf8')).agents[node].pid;
 
-/** Reconciles a plugin ran, from the agent's metrics (over its Unix socket, with curl-free node:http). */
-async function reconciles(lab, node, plugin) {
+/** An agent's /metrics text (over its Unix socket, with curl-free node:http). */
+export async function agentMetrics(lab, node) {
   const { request } = await import('node:http');
-  const body = await new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(lab.dir, node, 'http.sock'), path: '/metrics', timeout: 3000 }, (res) => {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: join(lab.dir, node, 'http.sock'), path: '/metrics', timeout: 5000 }, (res) => {
       let b = '';
       res.setEncoding('utf8').on('data', (c) => (b += c)).on('end', () => resolve(b));
     });
     req.on('error', reject).end();
   });
+}
+
+/** Reconciles a plugin ran, from the agent's metrics. */
+export async function reconciles(lab, node, plugin) {
+  const body = await agentMetrics(lab, node);
   let total = 0;
   for (const m of body.matchAll(new RegExp(`^weft_reconcile_total\\{[^}]*plugin="${plugin}"[^}]*\\} (\\d+)`, 'gm'))) total += Number(m[1]);
   return total;
 }
 
-async function config(dir, plugins) {
+export async function config(dir, plugins) {
   const file = join(dir, `${Object.keys(plugins).join('-')}.yaml`);
   // Every setting at its default, as the DaemonSet runs: the lab's short resync is replaced by the default.
   await writeFile(file, `reconcile: { resync: 30s }\nplugins:\n${Object.entries(plugins).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);

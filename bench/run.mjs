@@ -4,6 +4,7 @@ import { claimsBenchmark } from './claims.mjs';
 import { efficiencyBenchmark } from './efficiency.mjs';
 import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
+import { scaleBenchmark } from './scale.mjs';
 import { keepaliveBenchmark } from './keepalive.mjs';
 import { wireguardBenchmark } from './wireguard.mjs';
 
@@ -16,6 +17,7 @@ if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark(
 if (!only || only === 'keepalive') results.keepalive = await keepaliveBenchmark();
 if (!only || only === 'claims') results.claims = await claimsBenchmark();
 if (!only || only === 'efficiency') results.efficiency = await efficiencyBenchmark({ quick: process.argv.includes('--quick') });
+if (!only || only === 'scale') results.scale = await scaleBenchmark({ quick: process.argv.includes('--quick') });
 
 function printWireguard(w) {
   console.log('wireguard planner (median ms; floor = reading and checking every node\'s annotations)');
@@ -59,6 +61,17 @@ if (json) {
     console.log(`  unrelated Node change ${e.unrelatedChangeCpuMs} ms CPU (target <= ${t.unrelatedChangeCpuMs}); Node patches ${e.nodePatchesPerMinute} per node per minute at rest (target ${t.nodePatchesPerMinute})`);
     console.log(`  join: agent start -> handshakes with every peer, median ${e.joinMedianMs} ms on the kubernetes source (${e.joinTrialsMs.join(', ')}), ${e.joinMedianMsDirectory} ms on the directory source (target <= ${t.joinMedianMs})`);
     console.log(`  soak ${e.soakSeconds} s with ${e.soakCycles} join/leave cycles: VmRSS ${e.rssMiB} MiB at the end (max ${e.rssMaxMiB}; target <= ${t.rssMiB}), slope ${e.rssSlopeMiBPerMin} MiB/min over the last two thirds`);
+  }
+  const sc = results.scale;
+  if (sc?.skipped) console.log(`scale: skipped (${sc.skipped})`);
+  else if (sc) {
+    console.log(`scale, the lab's n1 agent (${sc.configuration}), ${sc.windowSeconds} s windows${sc.quick ? ' (--quick: 1,000 nodes only)' : ''}:`);
+    for (const r of sc.sizes) {
+      console.log(
+        `  ${String(r.nodes).padStart(5)} nodes: converged in ${r.convergeSeconds} s; VmRSS ${r.rssMiB} MiB (private ${r.rssAnonMiB}); idle ${r.idleCpuSecondsPerMinute} s CPU/min; ` +
+          `unrelated change ${r.unrelatedChangeCpuMs} ms; peer change ${r.peerChangeCpuMs} ms CPU (reconcile ${r.peerChangeReconcileMs} ms); ${r.watchBytesPerChange} bytes per watch event`,
+      );
+    }
   }
   const ka = results.keepalive;
   if (ka) {

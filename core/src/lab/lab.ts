@@ -32,15 +32,14 @@ const CORE_DIR = BUNDLE ? new URL('../../core/', import.meta.url) : new URL('../
  */
 export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR));
 /**
- * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/performance.md, "Node flags"):
+ * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"):
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
  *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
- * - `--no-opt --no-maglev --optimize-for-size --max-lazy`: no optimising compilers (their code and their output are
- *   never paged in), bytecode and Sparkplug only — the bundled agent at rest 88 → 77 MiB; the price is CPU where
- *   the agent computes much: the wireguard planner takes about twice as long (5,000 nodes: 0.25 → 0.49 s), idle
- *   CPU is ~8 % higher. A cluster of thousands of nodes may prefer to drop these four.
+ * - `--optimize-for-size --max-lazy`: V8's memory-saving heuristics, and no eager compilation (~4 MiB).
+ * Not the optimising compilers' removal (`--no-opt --no-maglev`): 11 MiB less, but the interpreter makes the
+ * agent's heavy loops 10–30× slower (keepalive's assignment for 5,000 nodes: 0.3 → 7.5 s).
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--no-opt', '--no-maglev', '--optimize-for-size', '--max-lazy'];
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size', '--max-lazy'];
 /** The lab's API server process (built: from the sources too, tests run the built one). */
 const API_MAIN = fileURLToPath(new URL('dist/lab/apiserver-main.js', CORE_DIR));
 
