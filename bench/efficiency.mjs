@@ -68,10 +68,10 @@ export async function reconciles(lab, node, plugin) {
   return total;
 }
 
-export async function config(dir, plugins) {
+export async function config(dir, plugins, resync = '30s') {
   const file = join(dir, `${Object.keys(plugins).join('-')}.yaml`);
   // Every setting at its default, as the DaemonSet runs: the lab's short resync is replaced by the default.
-  await writeFile(file, `reconcile: { resync: 30s }\nplugins:\n${Object.entries(plugins).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);
+  await writeFile(file, `reconcile: { resync: ${resync} }\nplugins:\n${Object.entries(plugins).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);
   return file;
 }
 

@@ -35,7 +35,7 @@ export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR
  * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"):
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
  *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
- * - `--optimize-for-size --max-lazy`: V8's memory-saving heuristics, and no eager compilation (~4 MiB).
+ * - `--optimize-for-size --max-lazy`: V8's memory-saving heuristics, and no eager compilation (1–4 MiB).
  * Not the optimising compilers' removal (`--no-opt --no-maglev`): 11 MiB less, but the interpreter makes the
  * agent's heavy loops 10–30× slower (keepalive's assignment for 5,000 nodes: 0.3 → 7.5 s).
  */
