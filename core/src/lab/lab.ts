@@ -279,7 +279,7 @@ export class Lab {
         {
           detached: true,
           stdio: ['ignore', log.fd, log.fd],
-          // Node's compile cache, per node as the DaemonSet keeps it in /var/lib/weft: a restart compiles less.
+          // Node's compile cache, per node (the DaemonSet is to keep it in /var/lib/weft): a restart compiles less.
           env: { ...process.env, NODE_NAME: n.name, NO_COLOR: '1', NODE_COMPILE_CACHE: join(nodeDir, 'compile-cache') },
         },
       );
