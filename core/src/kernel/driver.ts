@@ -52,6 +52,8 @@ export interface KernelBackend {
   wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]>;
   /** Every interface of the namespace with its MTU and addresses. */
   interfaces(): Promise<InterfaceInfo[]>;
+  /** Releases what the backend keeps running (the iproute2 backend's `ip monitor`); the agent calls it when it stops. */
+  close?(): void;
 }
 
 /**

@@ -148,34 +148,101 @@ describe.skipIf(skip)(`wireguard-go that dies${skipNote(skip)}`, () => {
   });
 });
 
-describe.skipIf(skip)(`one read of WireGuard per reconcile${skipNote(skip)}`, () => {
-  it("the apply's read reuses the plugin's read of a moment ago; later, or after a write, it reads again", async () => {
+describe.skipIf(skip)(`wireguard-go through its control socket${skipNote(skip)}`, () => {
+  it('reads and writes a device without starting wg, and reads it as wg show all dump does', async () => {
     const { generateWireGuardKeyPair } = await import('./wgkeys.js');
     const ns = await freshNetns('wrd');
     const owner = { name: 'wread', linkPrefix: 'wrd', routeProtocol: 164 };
     const names = new Set(['wrd0']);
-    const state = (peers: string[]) => ({
-      links: [{ kind: 'wireguard' as const, name: 'wrd0' }],
-      wireguard: [{ name: 'wrd0', privateKey: generateWireGuardKeyPair().privateKey, peers: peers.map((publicKey, i) => ({ publicKey, allowedIPs: [`100.64.${String(i + 1)}.0/24`] })) }],
-    });
-    const [a, b] = [generateWireGuardKeyPair().publicKey, generateWireGuardKeyPair().publicKey];
+    const [a, b, psk] = [generateWireGuardKeyPair().publicKey, generateWireGuardKeyPair().publicKey, generateWireGuardKeyPair().privateKey];
+    const device = {
+      name: 'wrd0',
+      privateKey: generateWireGuardKeyPair().privateKey,
+      listenPort: 51899,
+      fwmark: 0x51,
+      peers: [{ publicKey: a, allowedIPs: ['100.64.1.0/24', 'fd00:64::1/128'], endpoint: '192.0.2.7:51820', presharedKey: psk, persistentKeepalive: 25 }],
+    };
+    const state = (d: typeof device) => ({ links: [{ kind: 'wireguard' as const, name: 'wrd0' }], wireguard: [d] });
     try {
-      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { wireguard: 'userspace' });
-      const first = state([a]);
-      await kernel.apply(owner, first);
-      const reading = (await kernel.observe(owner)).processes; // nothing read since the write: wg runs
-      await kernel.wireguardStatus(names); // the plugin's read
-      expect((await kernel.observe(owner)).processes).toBe(reading - 1);
-      await new Promise((r) => setTimeout(r, 300));
-      expect((await kernel.observe(owner)).processes).toBe(reading);
-      // A write between the two: the apply's execute forgets the read.
-      await kernel.wireguardStatus(names);
-      const changed = await kernel.apply(owner, { ...first, wireguard: [{ ...(first.wireguard[0] as (typeof first.wireguard)[number]), peers: [...(first.wireguard[0]?.peers ?? []), { publicKey: b, allowedIPs: ['100.64.9.0/24'] }] }] });
-      expect(changed.changes.map((c) => `${c.op} ${c.kind}`)).toEqual(['add wgpeer']);
-      const after = await kernel.observe(owner);
-      expect(after.processes).toBe(reading);
-      expect(after.state.wireguard[0]?.peers.map((p) => p.publicKey).sort()).toEqual([a, b].sort());
+      const counting = countingRunner();
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { wireguard: 'userspace', runner: counting.runner });
+      await kernel.apply(owner, state(device));
+      expect((await kernel.apply(owner, state(device))).changes).toEqual([]);
+      // A peer added, one field of the other changed, then removed: each read back as written.
+      const second = { ...device, peers: [{ ...device.peers[0], persistentKeepalive: 0, presharedKey: undefined }, { publicKey: b, allowedIPs: ['100.64.9.0/24'] }] } as unknown as typeof device;
+      expect((await kernel.apply(owner, state(second))).changes.map((c) => `${c.op} ${c.kind}`).sort()).toEqual(['add wgpeer', 'replace wgpeer']);
+      expect((await kernel.apply(owner, state(second))).changes).toEqual([]);
+      const status = await kernel.wireguardStatus(names);
+      expect(status[0]?.peers.map((p) => [p.publicKey, p.persistentKeepalive])).toEqual([[a, 0], [b, 0]].sort((x, y) => (String(x[0]) < String(y[0]) ? -1 : 1)));
+      // wireguard-go was started once; wg never ran.
+      expect(counting.lines().filter((l) => /(^| )wg( |$)/.test(l))).toEqual([]);
+      // What the driver reads is what wg prints.
+      const wg = (await execa('ip', ['netns', 'exec', ns.name, 'wg', 'show', 'all', 'dump'])).stdout.split('\n').filter((l) => l.startsWith('wrd0\t'));
+      const { parseWgDump } = await import('./wireguard.js');
+      expect((await kernel.observe(owner)).state.wireguard).toEqual(parseWgDump(wg.join('\n'), names));
+      expect(status).toEqual((await import('./wireguard.js')).parseWgStatus(wg.join('\n'), names));
+      expect((await kernel.apply(owner, state({ ...device, peers: [] }))).changes.map((c) => `${c.op} ${c.kind}`).sort()).toEqual(['delete wgpeer', 'delete wgpeer']);
+      expect((await kernel.wireguardStatus(names))[0]?.peers).toEqual([]);
     } finally {
+      await ns.remove();
+    }
+  });
+});
+
+describe.skipIf(skip)(`a steady read through ip monitor${skipNote(skip)}`, () => {
+  it('reuses a read while the kernel reports nothing, reads again after a change, a write of its own or the monitor dying', async () => {
+    const { MONITOR_SETTLE_MS } = await import('./monitor.js');
+    const ns = await freshNetns('kmo');
+    const owner = { name: 'kmon', linkPrefix: 'wkm', routeProtocol: 165 };
+    const state = {
+      links: [{ kind: 'bridge' as const, name: 'wkm0', up: true }],
+      addresses: [{ dev: 'wkm0', address: '198.18.61.1/24' }],
+      routes: [{ dst: '198.18.62.0/24', via: '198.18.61.2', dev: 'wkm0' }],
+    };
+    const ip = (...args: string[]) => execa('ip', ['-n', ns.name, ...args]);
+    const counting = countingRunner();
+    const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner, monitor: true });
+    const until = async (what: () => Promise<boolean>) => {
+      for (let i = 0; i < 100 && !(await what()); i++) await new Promise((r) => setTimeout(r, 20));
+      return what();
+    };
+    try {
+      await kernel.apply(owner, state);
+      await new Promise((r) => setTimeout(r, MONITOR_SETTLE_MS + 100));
+      expect((await kernel.observe(owner)).processes).toBe(1); // the first read after settling
+      const before = counting.count();
+      const steady = await kernel.apply(owner, state);
+      expect(steady.changes).toEqual([]);
+      expect(steady.processes).toBe(0);
+      expect(counting.count()).toBe(before);
+      // ARP comes and goes on its own: not a change of anything the driver owns.
+      await ip('neigh', 'add', '198.18.61.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'wkm0', 'nud', 'reachable');
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await kernel.observe(owner)).processes).toBe(0);
+      // A route deleted behind its back: seen at the next read, and put back.
+      await ip('route', 'del', '198.18.62.0/24', 'proto', '165');
+      expect(await until(async () => !(await kernel.observe(owner)).state.routes.some((r) => r.dst === '198.18.62.0/24'))).toBe(true);
+      const healed = await kernel.apply(owner, state);
+      expect(healed.changes.map((c) => `${c.op} ${c.id}`)).toEqual(['add route 198.18.62.0/24 table 254 metric 0']);
+      // Its own write: read again at once, and the route is there.
+      const after = await kernel.observe(owner);
+      expect(after.processes).toBe(1);
+      expect(after.state.routes.map((r) => r.dst)).toEqual(['198.18.62.0/24']);
+      // An MTU changed by hand: a link event.
+      await ip('link', 'set', 'wkm0', 'mtu', '1400');
+      expect(await until(async () => (await kernel.interfaces()).find((i) => i.name === 'wkm0')?.mtu === 1400)).toBe(true);
+      // The monitor dies: nothing is reused until one runs again.
+      const monitor = (kernel as unknown as { monitor: { pid: number | undefined } }).monitor;
+      expect(monitor.pid).toBeGreaterThan(0);
+      process.kill(monitor.pid as number, 'SIGKILL');
+      expect(await until(async () => monitor.pid === undefined)).toBe(true);
+      expect((await kernel.observe(owner)).processes).toBe(1);
+      expect((await kernel.observe(owner)).processes).toBe(1);
+    } finally {
+      const monitor = (kernel as unknown as { monitor: { pid: number | undefined } }).monitor;
+      const pid = monitor.pid;
+      kernel.close();
+      if (pid !== undefined) expect(await until(async () => !existsSync(`/proc/${String(pid)}`) || readFileSync(`/proc/${String(pid)}/stat`, 'utf8').includes(') Z'))).toBe(true);
       await ns.remove();
     }
   });

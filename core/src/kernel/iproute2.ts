@@ -1,5 +1,6 @@
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
@@ -9,9 +10,11 @@ import { canonicalIP, type Family } from './ip.js';
 import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
 import { type Json, parseLink, parseMpls, parseRoute, parseRule, sysctlPath } from './iproute2-parse.js';
 import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
+import { KernelMonitor } from './monitor.js';
 import { splitRuleset } from './nftables.js';
 import { type NLink, type NMplsRoute, nftPrefix, type NormalState, type NRoute, type NWireGuard } from './normalize.js';
-import { parseWgDump, parseWgStatus, socketAnswers, WIREGUARD_SOCKET_DIR, wgWritePlan } from './wireguard.js';
+import { wireGuardPublicKey } from './wgkeys.js';
+import { parseWgDump, parseWgStatus, socketAnswers, uapiDump, uapiRequest, uapiSetRequest, WIREGUARD_SOCKET_DIR, wgWritePlan } from './wireguard.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
@@ -58,13 +61,29 @@ export class Iproute2Kernel implements KernelBackend {
   private nftMissing: boolean | undefined;
   private wireguardResolved: Promise<'kernel' | 'userspace'> | undefined;
   /** The last `wg show all dump` and when it was read (see wgDump). */
-  private lastWgDump: { text: string; at: number } | undefined;
+  private lastWgDump: { key: string; text: string; at: number } | undefined;
+  /** Tells when a read of the namespace still stands (the `monitor` option). */
+  private readonly monitor: KernelMonitor | undefined;
 
   constructor(
     readonly netns: NetnsRef = { kind: 'own' },
-    options: { runner?: Runner; wireguard?: WireGuardImplementation; scratchDir?: string } = {},
+    options: {
+      runner?: Runner;
+      wireguard?: WireGuardImplementation;
+      scratchDir?: string;
+      /**
+       * Keep one `ip monitor` running and reuse a read of links, addresses, routes, rules and neighbours while the
+       * kernel reports no change to them (the agent sets it: a steady reconcile then starts no process at all).
+       */
+      monitor?: boolean;
+    } = {},
   ) {
     this.run = options.runner ?? defaultRunner;
+    if (options.monitor) {
+      // setpriv: the monitor dies with the agent, however the agent ends (kill -9 included).
+      const [file, argv] = this.command('ip', ['-o', 'monitor', 'link', 'address', 'route', 'rule', 'neigh']);
+      this.monitor = new KernelMonitor(['setpriv', ['--pdeathsig', 'KILL', file, ...argv]]);
+    }
     this.scratchDir = options.scratchDir ?? tmpdir();
     this.wireguard = options.wireguard ?? 'auto';
     this.where = netns.kind === 'own' ? 'own namespace' : netns.kind === 'named' ? `netns ${netns.name}` : `netns ${netns.path}`;
@@ -108,27 +127,65 @@ export class Iproute2Kernel implements KernelBackend {
 
   async wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]> {
     if (names.size === 0) return [];
-    return parseWgStatus((await this.wgDump(true)).text, names);
+    return parseWgStatus((await this.wgDump(names, true)).text, names);
   }
 
+  /** The public key of the last private key asked about (a device keeps its key: derived once). */
+  private lastPublicKey: [string, string] | undefined;
+  private readonly publicKeyOf = (privateKey: string): string => {
+    if (this.lastPublicKey?.[0] !== privateKey) this.lastPublicKey = [privateKey, wireGuardPublicKey(privateKey)];
+    return this.lastPublicKey[1];
+  };
+
   /**
-   * `wg show all dump`. A plugin reads the device to plan, then applies, and the apply reads it again to diff: the
-   * second read reuses the first when it is younger than {@link WG_DUMP_REUSE_MS} and nothing was written since (one
-   * process less per reconcile). `fresh` always reads.
+   * These devices as `wg show all dump` prints them. A wireguard-go device is asked on its control socket, in this
+   * process; kernel WireGuard (or a name that is neither) costs one `wg show all dump`. A plugin reads the device to
+   * plan, then applies, and the apply reads it again to diff: the second read reuses the first when it is younger
+   * than {@link WG_DUMP_REUSE_MS}, covers the same devices and nothing was written since. `fresh` always reads.
    */
-  private async wgDump(fresh = false): Promise<{ text: string; processes: number }> {
+  private async wgDump(names: ReadonlySet<string>, fresh = false): Promise<{ text: string; processes: number }> {
+    const key = [...names].sort().join(' ');
     const kept = this.lastWgDump;
-    if (!fresh && kept && performance.now() - kept.at < WG_DUMP_REUSE_MS) return { text: kept.text, processes: 0 };
-    const r = await this.exec('wg', ['show', 'all', 'dump']);
-    if (r.exitCode !== 0) throw new Error(`wg show all dump (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
-    this.lastWgDump = { text: r.stdout, at: performance.now() };
-    return { text: r.stdout, processes: 1 };
+    if (!fresh && kept && kept.key === key && performance.now() - kept.at < WG_DUMP_REUSE_MS) return { text: kept.text, processes: 0 };
+    const parts: string[] = [];
+    const viaWg = new Set<string>();
+    await Promise.all(
+      [...names].map(async (name) => {
+        const socket = join(WIREGUARD_SOCKET_DIR, `${name}.sock`);
+        if (!(exists(socket))) {
+          viaWg.add(name);
+          return;
+        }
+        const answer = await uapiRequest(socket, 'get=1\n\n');
+        if (answer.errno !== 0) throw new Error(`wireguard-go ${name} (${socket}): get=1 answered errno ${String(answer.errno)}`);
+        parts.push(uapiDump(name, answer.lines, this.publicKeyOf));
+      }),
+    );
+    let processes = 0;
+    if (viaWg.size > 0) {
+      const r = await this.exec('wg', ['show', 'all', 'dump']);
+      processes = 1;
+      if (r.exitCode !== 0) throw new Error(`wg show all dump (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
+      parts.push(...r.stdout.split('\n').filter((line) => viaWg.has(line.slice(0, line.indexOf('\t')))));
+    }
+    const text = parts.join('\n');
+    this.lastWgDump = { key, text, at: performance.now() };
+    return { text, processes };
+  }
+
+  /** Stops the `ip monitor` (the `monitor` option). */
+  close(): void {
+    this.monitor?.close();
   }
 
   async interfaces(): Promise<InterfaceInfo[]> {
-    const r = await this.exec('ip', ['-json', 'address', 'show']);
-    if (r.exitCode !== 0) throw new Error(`ip -json address show (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
-    return (JSON.parse(r.stdout || '[]') as Json[]).map((j) => ({
+    const read = async () => {
+      const r = await this.exec('ip', ['-json', 'address', 'show']);
+      if (r.exitCode !== 0) throw new Error(`ip -json address show (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
+      return JSON.parse(r.stdout || '[]') as Json[];
+    };
+    const list = this.monitor ? (await this.monitor.reuse('interfaces', read)).value : await read();
+    return list.map((j) => ({
       name: j.ifname as string,
       mtu: Number(j.mtu) || 0,
       up: Array.isArray(j.flags) && (j.flags as string[]).includes('UP'),
@@ -145,7 +202,7 @@ export class Iproute2Kernel implements KernelBackend {
     const first = !this.seen.has(owner.name);
     this.seen.add(owner.name);
     // Without the MPLS module loaded no namespace can hold an MPLS route: no need to ask.
-    const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && (await exists('/proc/sys/net/mpls')));
+    const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && (exists('/proc/sys/net/mpls')));
     const wantNft = hints.nftables === true || first || this.nftOwners.has(owner.name);
     // An owner without a rule priority range has no rules (normalize refuses them), and then one `ip` reads it all:
     // addresses and neighbours of both families come without a family flag, routes by family with `root 0.0.0.0/0`
@@ -162,12 +219,19 @@ export class Iproute2Kernel implements KernelBackend {
       const [links, addrs, r4, r6, neigh] = await this.readBatch(undefined, ['link show', 'address show', `route show table all proto ${proto} root 0.0.0.0/0`, `route show table all proto ${proto} root ::/0`, 'neigh show nud permanent']);
       return [[links as Json[], addrs as Json[], r4 as Json[], [], neigh as Json[]], [[], r6 as Json[], [], []]];
     };
+    let ipProcesses = rulesToo ? 2 : 1;
+    const readIpOnce = async (): Promise<[Json[][], Json[][]]> => {
+      if (!this.monitor) return readIp();
+      const { value, reused } = await this.monitor.reuse(`${rulesToo ? 'rules' : 'plain'} ${proto}`, readIp);
+      if (reused) ipProcesses = 0;
+      return value;
+    };
     const [[[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6]], mplsRead, nftRead] = await Promise.all([
-      readIp(),
+      readIpOnce(),
       wantMpls ? this.readMpls(proto) : undefined,
       wantNft ? this.listNftTables(owner) : undefined,
     ]);
-    let processes = rulesToo ? 2 : 1;
+    let processes = ipProcesses;
     // Links the owner moved into other namespaces (the desired ones, and those seen there before).
     const elsewhere = new Set([...(hints.linkNetns ?? []), ...(this.movedTo.get(owner.name) ?? [])]);
     const movedLinks: NLink[] = [];
@@ -189,7 +253,7 @@ export class Iproute2Kernel implements KernelBackend {
     for (const j of (links4 ?? []).filter((x) => owned(x.ifname))) {
       const info = (j.linkinfo ?? {}) as Json;
       // A wireguard-go device is a TUN device with a control socket.
-      if (info.info_kind === 'tun' && (await exists(join(WIREGUARD_SOCKET_DIR, `${j.ifname as string}.sock`)))) {
+      if (info.info_kind === 'tun' && (exists(join(WIREGUARD_SOCKET_DIR, `${j.ifname as string}.sock`)))) {
         links.push({ ...(parseLink({ ...j, linkinfo: { info_kind: 'wireguard' } }) as NLink) });
         continue;
       }
@@ -232,7 +296,7 @@ export class Iproute2Kernel implements KernelBackend {
     let wireguard: NWireGuard[] = [];
     const wgNames = new Set(links.filter((l) => l.kind === 'wireguard').map((l) => l.name));
     if (wgNames.size > 0) {
-      const dump = await this.wgDump();
+      const dump = await this.wgDump(wgNames);
       processes += dump.processes;
       wireguard = parseWgDump(dump.text, wgNames);
     }
@@ -241,7 +305,8 @@ export class Iproute2Kernel implements KernelBackend {
     if (sysctlKeys.length > 0) {
       if (this.netns.kind === 'own') {
         for (const key of sysctlKeys) {
-          const value = await readFile(sysctlPath(key), 'utf8').catch(() => undefined);
+          // A file of /proc: read at once (one syscall each, never waits on a disk), without a file handle's four steps.
+          const value = readProcFile(sysctlPath(key));
           if (value !== undefined) sysctls.push({ key, value: value.trim().replace(/\s+/g, ' ') });
         }
       } else {
@@ -270,12 +335,14 @@ export class Iproute2Kernel implements KernelBackend {
   }
 
   async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
-    // Whatever was read of WireGuard before is not what the device holds after this.
+    // Whatever was read before is not what the kernel holds after this.
     this.lastWgDump = undefined;
+    this.monitor?.forget();
     try {
       return await this.executeChanges(owner, changes);
     } finally {
       this.lastWgDump = undefined;
+      this.monitor?.forget();
     }
   }
 
@@ -408,9 +475,10 @@ export class Iproute2Kernel implements KernelBackend {
   }
 
   /**
-   * The `wg set` runs per device (split below the kernel's argument limits; long allowed-IP lists by `wg addconf`).
-   * Keys and configs go through private files in a fresh directory under the scratch directory, never the command
-   * line, and are removed right after.
+   * Per device, one `set=1` request on a wireguard-go device's control socket; for kernel WireGuard, the `wg set`
+   * runs (split below the kernel's argument limits; long allowed-IP lists by `wg addconf`). Keys and configs for `wg`
+   * go through private files in a fresh directory under the scratch directory, never the command line, and are
+   * removed right after.
    */
   private async writeWireGuard(changes: Change[], applied: Change[]): Promise<number> {
     const byDevice = new Map<string, Change[]>();
@@ -420,6 +488,29 @@ export class Iproute2Kernel implements KernelBackend {
       if (list) list.push(c);
       else byDevice.set(device, [c]);
     }
+    const viaWg = new Map<string, Change[]>();
+    for (const [device, list] of byDevice) {
+      const socket = join(WIREGUARD_SOCKET_DIR, `${device}.sock`);
+      if (!(exists(socket))) {
+        viaWg.set(device, list);
+        continue;
+      }
+      let answer;
+      try {
+        answer = await uapiRequest(socket, uapiSetRequest(list));
+      } catch (err) {
+        throw new KernelApplyError(list[0] as Change, `wireguard-go ${device}: ${describeError(err)}`, applied);
+      }
+      if (answer.errno !== 0) {
+        const name = Object.entries(osConstants.errno).find(([, n]) => n === Math.abs(answer.errno))?.[0];
+        throw new KernelApplyError(list[0] as Change, `wireguard-go ${device}: set=1 answered errno ${String(answer.errno)}${name ? ` (${name})` : ''}`, applied);
+      }
+      applied.push(...list);
+    }
+    return viaWg.size > 0 ? this.writeWithWg(viaWg, applied) : 0;
+  }
+
+  private async writeWithWg(byDevice: Map<string, Change[]>, applied: Change[]): Promise<number> {
     let processes = 0;
     await mkdir(this.scratchDir, { recursive: true, mode: 0o700 });
     const dir = await mkdtemp(join(this.scratchDir, 'weft-wg-'));
@@ -536,11 +627,19 @@ export class Iproute2Kernel implements KernelBackend {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * Whether a path exists. Only ever asked of /proc and /var/run (in-memory filesystems that answer at once): a plain
+ * stat, not a promise round trip through the thread pool, since a steady reconcile asks several times.
+ */
+function exists(path: string): boolean {
+  return existsSync(path);
+}
+
+/** A /proc file's text, or undefined when it cannot be read. */
+function readProcFile(path: string): string | undefined {
   try {
-    await access(path);
-    return true;
+    return readFileSync(path, 'utf8');
   } catch {
-    return false;
+    return undefined;
   }
 }

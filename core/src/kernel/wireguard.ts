@@ -135,3 +135,127 @@ export function socketAnswers(path: string): Promise<boolean> {
     client.once('error', () => done(false));
   });
 }
+
+/** The longest answer read from a control socket (5,000 peers with two allowed IPs each are about 2 MiB). */
+const UAPI_MAX_BYTES = 64 * 1024 * 1024;
+
+/** What a control socket answered: the `key=value` lines before `errno=`, and the errno (0: success). */
+export interface UapiAnswer {
+  readonly lines: readonly string[];
+  readonly errno: number;
+}
+
+/**
+ * One request on a wireguard-go control socket: the cross-platform configuration protocol that wg(8) itself speaks
+ * to userspace implementations (`get=1` to read, `set=1` to write; an answer ends with `errno=N` and a blank line).
+ * In the agent's own process: no `wg` to spawn and no key file to write.
+ */
+export function uapiRequest(socket: string, request: string, timeoutMs = 10_000): Promise<UapiAnswer> {
+  return new Promise((resolve, reject) => {
+    const client = connect(socket);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (err: Error | undefined, answer?: UapiAnswer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      client.destroy();
+      if (err) reject(err);
+      else resolve(answer as UapiAnswer);
+    };
+    const timer = setTimeout(() => finish(new Error(`${socket}: no answer within ${String(timeoutMs)} ms`)), timeoutMs);
+    const parse = (ended: boolean) => {
+      const text = Buffer.concat(chunks, size).toString('utf8');
+      const m = /(?:^|\n)errno=(-?\d+)\n\n$/.exec(text);
+      if (m) finish(undefined, { lines: text.slice(0, m.index).split('\n').filter((l) => l !== ''), errno: Number(m[1]) });
+      else if (ended) finish(new Error(`${socket}: the answer ended without errno (${String(size)} bytes)`));
+    };
+    client.once('connect', () => client.end(request));
+    client.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > UAPI_MAX_BYTES) finish(new Error(`${socket}: answer longer than ${String(UAPI_MAX_BYTES)} bytes`));
+      // An answer ends with a blank line; nothing before it has one.
+      else if (chunk.length >= 2 ? chunk[chunk.length - 1] === 10 && chunk[chunk.length - 2] === 10 : chunk[0] === 10) parse(false);
+    });
+    client.once('end', () => parse(true));
+    client.once('error', (err) => finish(new Error(`${socket}: ${err.message}`)));
+  });
+}
+
+const hexKey = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
+const b64Key = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+const ZERO_KEY_HEX = '0'.repeat(64);
+
+/**
+ * A `get=1` answer for device `name` as the lines `wg show all dump` prints for it, so that one parser reads both.
+ * The device's public key is not in the answer: `publicKey` derives it from the private key.
+ */
+export function uapiDump(name: string, lines: readonly string[], publicKey: (privateKey: string) => string): string {
+  let privateKey = '(none)';
+  let port = '0';
+  let fwmark = 'off';
+  type Peer = { key: string; psk: string; endpoint: string; allowed: string[]; handshake: string; rx: string; tx: string; keepalive: string };
+  const peers: Peer[] = [];
+  let peer: Peer | undefined;
+  for (const line of lines) {
+    const eq = line.indexOf('=');
+    if (eq < 0) continue;
+    const k = line.slice(0, eq);
+    const v = line.slice(eq + 1);
+    if (k === 'public_key') {
+      peer = { key: b64Key(v), psk: '(none)', endpoint: '(none)', allowed: [], handshake: '0', rx: '0', tx: '0', keepalive: 'off' };
+      peers.push(peer);
+    } else if (peer === undefined) {
+      if (k === 'private_key' && v !== ZERO_KEY_HEX) privateKey = b64Key(v);
+      else if (k === 'listen_port') port = v;
+      else if (k === 'fwmark' && Number(v) > 0) fwmark = `0x${Number(v).toString(16)}`;
+    } else if (k === 'preshared_key') peer.psk = v === ZERO_KEY_HEX ? '(none)' : b64Key(v);
+    else if (k === 'endpoint') peer.endpoint = v;
+    else if (k === 'allowed_ip') peer.allowed.push(v);
+    else if (k === 'last_handshake_time_sec') peer.handshake = v;
+    else if (k === 'rx_bytes') peer.rx = v;
+    else if (k === 'tx_bytes') peer.tx = v;
+    else if (k === 'persistent_keepalive_interval') peer.keepalive = Number(v) > 0 ? v : 'off';
+  }
+  const pub = privateKey === '(none)' ? '(none)' : publicKey(privateKey);
+  return [
+    [name, privateKey, pub, port, fwmark].join('\t'),
+    ...peers.map((p) => [name, p.key, p.psk, p.endpoint, p.allowed.length > 0 ? p.allowed.join(',') : '(none)', p.handshake, p.rx, p.tx, p.keepalive].join('\t')),
+  ].join('\n');
+}
+
+/**
+ * The `set=1` request that makes one device's changes, the same changes {@link wgWritePlan} makes with `wg set`:
+ * device fields first (the protocol wants them before any peer), then each peer. One request, however many peers.
+ */
+export function uapiSetRequest(changes: readonly Change[]): string {
+  const device: string[] = [];
+  const peers: string[] = [];
+  for (const change of changes) {
+    const fields = new Set(change.fields ?? []);
+    if (change.kind === 'wireguard') {
+      const d = change.object as WireGuardDevice;
+      if (fields.has('privateKey')) device.push(`private_key=${hexKey(d.privateKey)}`);
+      if (fields.has('listenPort') && d.listenPort !== undefined) device.push(`listen_port=${String(d.listenPort)}`);
+      if (fields.has('fwmark')) device.push(`fwmark=${String(d.fwmark ?? 0)}`);
+      continue;
+    }
+    const p = change.object as NPeer & { device: string };
+    peers.push(`public_key=${hexKey(p.publicKey)}`);
+    if (change.op === 'delete') {
+      peers.push('remove=true');
+      continue;
+    }
+    const all = change.op === 'add';
+    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) peers.push(`preshared_key=${p.presharedKey ? hexKey(p.presharedKey) : ZERO_KEY_HEX}`);
+    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) peers.push(`endpoint=${p.endpoint}`);
+    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) peers.push(`persistent_keepalive_interval=${String(p.persistentKeepalive)}`);
+    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) {
+      peers.push('replace_allowed_ips=true');
+      for (const ip of p.allowedIPs) peers.push(`allowed_ip=${ip}`);
+    }
+  }
+  return `set=1\n${[...device, ...peers].map((l) => `${l}\n`).join('')}\n`;
+}

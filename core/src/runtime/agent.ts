@@ -60,7 +60,7 @@ export interface AgentOptions {
 /** The iproute2 kernel of the namespace the config names. */
 export function kernelFor(core: CoreConfig): KernelBackend {
   const netns = core.kernel.netns;
-  const options = { scratchDir: scratchDir(core) };
+  const options = { scratchDir: scratchDir(core), monitor: true };
   if (netns === null) return new Iproute2Kernel({ kind: 'own' }, options);
   return new Iproute2Kernel(netns.startsWith('/') ? { kind: 'path', path: netns } : { kind: 'named', name: netns }, options);
 }
@@ -265,7 +265,10 @@ export class Agent {
 
     // The state directory holds the driver's scratch directory too.
     const kernelChanged = (!sameJSON(prev.core.kernel, core.kernel) || prev.core.node.stateDir !== core.node.stateDir) && this.options.kernel === undefined;
-    if (kernelChanged) this.kernel = kernelFor(core);
+    if (kernelChanged) {
+      this.kernel.close?.();
+      this.kernel = kernelFor(core);
+    }
     const stateDirChanged = prev.core.node.stateDir !== core.node.stateDir || kernelChanged;
     const wanted = new Map(next.plugins.map((p) => [p.name, p]));
     // Removed plugins go first, in reverse order, and clean up after themselves.
@@ -493,6 +496,7 @@ export class Agent {
         await this.pendingSource?.stop();
         await this.http.close();
         await this.http.closeSocket();
+        if (this.options.kernel === undefined) this.kernel.close?.();
         this.logger.info('weft stopped');
       } finally {
         this.markStopped();
