@@ -56,4 +56,22 @@ describe('network arithmetic for plugins', () => {
     expect(bigIntToIp((ipToBigInt('192.0.2.255')?.value ?? 0n) + 1n, 4)).toBe('192.0.3.0');
     expect([hostNetwork('192.0.2.1'), hostNetwork('2001:db8::1'), joinHostPort('2001:db8::1', 51820), joinHostPort('192.0.2.1', 51820)]).toEqual(['192.0.2.1/32', '2001:db8::1/128', '[2001:db8::1]:51820', '192.0.2.1:51820']);
   });
+
+  it('remembered parses: frozen results, the same answer every time, right across many more texts than it keeps', () => {
+    const n = parseNetwork('198.18.1.7/24');
+    expect(Object.isFrozen(n)).toBe(true);
+    expect(parseNetwork('198.18.1.7/24')).toBe(n);
+    // 40,000 distinct addresses (more than both generations hold), twice: every answer right each time.
+    for (let round = 0; round < 2; round++) {
+      for (let i = 1; i <= 40_000; i++) {
+        const [hi, lo] = [((i >> 16) + 1).toString(16), (i & 0xffff || 0xabc).toString(16)];
+        const text = `2001:DB8:1:${hi.toUpperCase()}:${lo.toUpperCase()}:1:1:1`;
+        const want = `2001:db8:1:${hi}:${lo}:1:1:1`;
+        if (canonicalIP(text) !== want) expect(canonicalIP(text)).toBe(want);
+      }
+    }
+    expect(canonicalIP('1'.repeat(70))).toBeUndefined();
+    expect(canonicalIP('not an address')).toBeUndefined();
+    expect(canonicalIP('not an address')).toBeUndefined();
+  });
 });

@@ -172,6 +172,21 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   };
 }
 
+const remembered = new WeakMap<NodeInfo, { config: object; facts: NodeFacts | Excluded }>();
+
+/**
+ * {@link readNode}, remembered per node object and config object. The core hands an unchanged node over as the same
+ * object from view to view, so a steady mesh reads and checks each node once, not once per reconcile (5,000 nodes:
+ * the larger part of a plan). A changed node is a new object, read afresh.
+ */
+export function readNodeOnce(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR' | 'overlayCIDR6'>): NodeFacts | Excluded {
+  const kept = remembered.get(n);
+  if (kept !== undefined && kept.config === config) return kept.facts;
+  const facts = readNode(n, config);
+  remembered.set(n, { config, facts });
+  return facts;
+}
+
 /**
  * The endpoint a node publishes: `weft.io/force-endpoint` when set (and valid), else an external address, else an
  * internal one (IPv4 before IPv6), with the listen port. `problem` says why a forced endpoint was ignored.

@@ -15,7 +15,7 @@ import {
   type WireGuardDeviceStatus,
 } from '@weft/core';
 import type { ExternalPeer, WireGuardConfig } from './config.js';
-import { type Excluded, type NodeFacts, PUBLISHED, readNode } from './facts.js';
+import { type Excluded, type NodeFacts, PUBLISHED, readNode, readNodeOnce } from './facts.js';
 import { claimKey, winners } from './overlay.js';
 
 /**
@@ -189,7 +189,7 @@ export function planMesh(input: PlanInput): MeshPlan {
   const others: NodeFacts[] = [];
   for (const n of view.nodes) {
     if (n.name === view.self.name) continue;
-    const f = readNode(n, config);
+    const f = readNodeOnce(n, config);
     if ('kind' in f) excluded.push(f);
     else others.push(f);
   }
