@@ -131,13 +131,28 @@ describe('ReconcileLoop', () => {
     await h.loop.stop();
   });
 
-  it('resyncs periodically with ±10 % jitter', async () => {
+  it('resyncs a period (±10 % jitter) after the last run', async () => {
     const h = harness(async () => undefined, { resync: 10_000 });
     h.loop.start();
     await vi.advanceTimersByTimeAsync(35_000);
-    // random 0.5 → exactly the period
-    expect(h.runs.map((r) => r.at)).toEqual([100, 10_100, 20_100, 30_100]);
+    // random 0.5 → exactly the period, from the end of the run before (each run here ends at once), plus the debounce
+    expect(h.runs.map((r) => r.at)).toEqual([100, 10_200, 20_300, 30_400]);
     expect(h.runs[1]?.reasons).toEqual(['resync']);
+    // A run for another reason puts the resync off by a period.
+    h.loop.trigger('cluster');
+    await vi.advanceTimersByTimeAsync(9_000);
+    expect(h.runs.map((r) => r.reasons.join())).toEqual(['start', 'resync', 'resync', 'resync', 'cluster']);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(h.runs.at(-1)?.reasons).toEqual(['resync']);
+    await h.loop.stop();
+  });
+
+  it('a plugin that requeues itself more often than the resync is never run for a resync', async () => {
+    const h = harness(async () => ({ requeueAfter: 9_000 }), { resync: 10_000 });
+    h.loop.start();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(h.runs.length).toBe(7);
+    expect(h.runs.slice(1).every((r) => r.reasons.join() === 'requeue')).toBe(true);
     await h.loop.stop();
   });
 

@@ -49,7 +49,9 @@ export interface LoopOptions {
  * - triggers merge: reasons collect until the next run, which starts `debounce` ms after the first of them;
  * - never two runs at once; a trigger during a run causes exactly one more run after it;
  * - an error retries after a capped exponential backoff with jitter; a {@link TerminalError} does not retry;
- * - `requeueAfter` from a run schedules another; a periodic resync triggers one regardless;
+ * - `requeueAfter` from a run schedules another; a resync triggers one when `resync` (±10 %) passed since the last
+ *   run ended, whatever its reason (every run looks at everything: a plugin that requeues itself as often is never
+ *   run twice for it);
  * - a run that outlives `timeout` is aborted through its signal. It is awaited still (never overlapped); if it
  *   ignores the abort for `stuckAfter` ms it is reported stuck.
  */
@@ -225,6 +227,8 @@ export class ReconcileLoop {
 
   private afterRun(result: RunResult, nextInMs: number | undefined): void {
     if (this.stopped) return;
+    // This run looked at everything: the next resync is due a full period from now.
+    this.armResync();
     if (this.pending.size > 0) this.scheduleIn(this.settings.debounce);
     if (nextInMs !== undefined) {
       this.pending.add(result === 'success' ? 'requeue' : 'retry');
