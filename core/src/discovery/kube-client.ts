@@ -267,8 +267,13 @@ export class KubeClient {
     const query = new URLSearchParams({ watch: 'true', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) });
     const idleMs = (timeoutSeconds + 30) * 1000;
     let timer: NodeJS.Timeout | undefined;
+    // One timer for the watch's life, pushed back at every chunk (refresh: no new timer per event).
     const arm = () => {
-      clearTimeout(timer);
+      if (finished) return;
+      if (timer !== undefined) {
+        timer.refresh();
+        return;
+      }
       timer = setTimeout(() => controller.abort(new Error(`watch ${path}: silent for ${String(idleMs / 1000)} s`)), idleMs);
       timer.unref();
     };
