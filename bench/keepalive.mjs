@@ -1,13 +1,18 @@
 // Keepalive benchmark: the agent's CPU while it probes 1000 simulated peers every 10 s (a new TCP connection per
-// probe, underlay plane), beside the same agent with the same 1000-node view and nothing to probe (every peer
-// NotReady), in the same run. The peers are one helper process answering on 1000 loopback addresses.
+// probe, underlay plane), beside, in the same run: the same agent with the same 1000-node view and nothing to probe
+// (every peer NotReady); the agent reusing its connections (`newConnection: false`); and the floor, a bare Node
+// client making the same probes at the same rate (connect, the same GET, read to the end, close) and nothing else.
+// The peers are one helper process answering on 1000 loopback addresses. On loopback the kernel's work for both
+// ends of a connection is charged to whoever sends, so the floor is what any Node prober pays here.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 
 const node = process.execPath;
-const bin = new URL('../core/bin/weft.js', import.meta.url).pathname;
+// The agent as the lab and the DaemonSet run it: the bundle, with the Node flags the memory benchmark chose.
+const bin = new URL('../dist/weft/weft.mjs', import.meta.url).pathname;
+const { AGENT_NODE_FLAGS } = await import('../core/dist/lab/lab.js');
 const PEERS = Number(process.env.WEFT_BENCH_PEERS ?? 1000);
 const WINDOW_MS = Number(process.env.WEFT_BENCH_WINDOW_MS ?? 30_000);
 const PORT = 19_600;
@@ -29,31 +34,67 @@ async function waitReady(port, child) {
   throw new Error('agent not ready');
 }
 
-async function agentCpu(dir, ready, httpPort) {
+async function agentCpu(dir, ready, httpPort, newConnection = true) {
   const nodes = [{ name: 'self', internalAddresses: ['127.0.0.1'] }, ...Array.from({ length: PEERS }, (_, i) => ({ name: `peer-${i}`, internalAddresses: [addr(i)], ready }))];
   const config = {
     node: { name: 'self', stateDir: join(dir, `state-${ready}`) },
     discovery: { source: 'static', static: { nodes } },
     http: { listen: `127.0.0.1:${httpPort}` },
     log: { level: 'warn', format: 'json' },
-    plugins: { keepalive: { port: PORT, listen: '127.0.0.1', interval: '10s', timeout: '2s', planes: ['underlay'], maxPeers: PEERS + 1 } },
+    plugins: { keepalive: { port: PORT, listen: '127.0.0.1', interval: '10s', timeout: '2s', planes: ['underlay'], maxPeers: PEERS + 1, newConnection } },
   };
-  const file = join(dir, `weft-${ready}.json.yaml`);
+  const file = join(dir, `weft-${ready}-${newConnection}.json.yaml`);
   await writeFile(file, JSON.stringify(config));
-  const child = execa(node, [bin, 'run', '--config', file], { reject: false });
+  const child = execa(node, [...AGENT_NODE_FLAGS, bin, 'run', '--config', file], { reject: false });
   try {
     await waitReady(httpPort, child);
     await new Promise((r) => setTimeout(r, 12_000)); // past the first round (spread over one interval)
     const metrics = async () => (await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()).split('\n').filter((l) => l.startsWith('weft_probe_total{')).reduce((s, l) => s + Number(l.split(' ').at(-1)), 0);
-    const [cpu0, probes0] = [await cpuSeconds(child.pid), await metrics()];
+    // The scrapes (1,000 targets' series) lie outside the window.
+    const probes0 = await metrics();
+    const cpu0 = await cpuSeconds(child.pid);
     await new Promise((r) => setTimeout(r, WINDOW_MS));
-    const [cpu1, probes1] = [await cpuSeconds(child.pid), await metrics()];
+    const cpu1 = await cpuSeconds(child.pid);
+    const probes1 = await metrics();
     const ok = (await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()).split('\n').filter((l) => l.startsWith('weft_probe_up{') && l.endsWith(' 1')).length;
     return { cpuSeconds: cpu1 - cpu0, probes: probes1 - probes0, peersUp: ok };
   } finally {
     child.kill('SIGTERM');
     await child;
   }
+}
+
+/** The floor: a bare client probing the same peers at the same rate for the window; its CPU per probe (µs). */
+async function floorPerProbe() {
+  const script = `
+    import { connect } from 'node:net';
+    const addr = ${addr.toString()};
+    const probe = (i) => new Promise((resolve) => {
+      const s = connect({ host: addr(i), port: ${PORT} });
+      const chunks = [];
+      s.setNoDelay(true);
+      s.on('connect', () => s.write('GET / HTTP/1.1\\r\\nHost: ' + addr(i) + '\\r\\nConnection: close\\r\\n\\r\\n'));
+      s.on('data', (c) => chunks.push(c));
+      s.on('end', () => { s.destroy(); resolve(JSON.parse(Buffer.concat(chunks).toString().split('\\r\\n\\r\\n')[1]).node === 'peer-' + i); });
+      s.on('error', () => { s.destroy(); resolve(false); });
+    });
+    const rate = ${PEERS} / 10; // probes per second, as the agent at a 10 s interval
+    const total = Math.round(rate * ${WINDOW_MS} / 1000);
+    let sent = 0, ok = 0, done = 0;
+    const t0 = process.cpuUsage();
+    await new Promise((resolve) => {
+      const timer = setInterval(() => {
+        for (let k = 0; k < rate / 10 && sent < total; k++) void probe(sent++ % ${PEERS}).then((good) => { ok += good ? 1 : 0; if (++done === total) resolve(); });
+        if (sent >= total) clearInterval(timer);
+      }, 100);
+    });
+    const u = process.cpuUsage(t0);
+    console.log(JSON.stringify({ probes: done, ok, microseconds: u.user + u.system }));
+  `;
+  const r = await execa(node, ['--input-type=module', '-e', script], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`the floor client failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout);
+  return { probes: out.probes, ok: out.ok, cpuMicrosecondsPerProbe: Math.round(out.microseconds / out.probes) };
 }
 
 export async function keepaliveBenchmark() {
@@ -75,7 +116,10 @@ export async function keepaliveBenchmark() {
     });
     const idle = await agentCpu(dir, false, 19_681);
     const busy = await agentCpu(dir, true, 19_682);
+    const kept = await agentCpu(dir, true, 19_683, false);
+    const floor = await floorPerProbe();
     const extra = busy.cpuSeconds - idle.cpuSeconds;
+    const perProbe = busy.probes > 0 ? Math.round((extra / busy.probes) * 1e6) : null;
     return {
       peers: PEERS,
       windowSeconds: WINDOW_MS / 1000,
@@ -83,7 +127,16 @@ export async function keepaliveBenchmark() {
       peersUp: busy.peersUp,
       agentCpuPercent: +((busy.cpuSeconds / (WINDOW_MS / 1000)) * 100).toFixed(2),
       idleAgentCpuPercent: +((idle.cpuSeconds / (WINDOW_MS / 1000)) * 100).toFixed(2),
-      cpuMicrosecondsPerProbe: busy.probes > 0 ? Math.round((extra / busy.probes) * 1e6) : null,
+      cpuMicrosecondsPerProbe: perProbe,
+      floorCpuMicrosecondsPerProbe: floor.cpuMicrosecondsPerProbe,
+      floorProbesOk: floor.ok,
+      ratioToFloor: perProbe === null ? null : +(perProbe / floor.cpuMicrosecondsPerProbe).toFixed(2),
+      keptConnections: {
+        agentCpuPercent: +((kept.cpuSeconds / (WINDOW_MS / 1000)) * 100).toFixed(2),
+        cpuMicrosecondsPerProbe: kept.probes > 0 ? Math.round(((kept.cpuSeconds - idle.cpuSeconds) / kept.probes) * 1e6) : null,
+        peersUp: kept.peersUp,
+      },
+      targetAgentCpuPercent: 3,
     };
   } finally {
     peers.kill('SIGTERM');

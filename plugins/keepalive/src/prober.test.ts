@@ -50,3 +50,13 @@ it('the UDP probe counts loss, reordering and duplicates from what the echo send
   const [result] = prober.results();
   expect(result).toMatchObject({ target: 'n2', plane: 'underlay', up: true, ok: 2, failed: 0, udp: { lost: 2, reordered: 2, duplicates: 2, lastLoss: 0.2 } });
 });
+
+it('probes start on a grid, so that those due together share the wake-ups; never earlier than asked', async () => {
+  const { onGrid, PROBE_SLOT_MS } = await import('./prober.js');
+  for (const [delay, now] of [[0, 0], [1, 0], [40, 1_234.5], [9_000, 77.7], [PROBE_SLOT_MS, 5 * PROBE_SLOT_MS]] as const) {
+    const moved = onGrid(delay, now);
+    expect(moved).toBeGreaterThanOrEqual(delay);
+    expect(moved - delay).toBeLessThan(PROBE_SLOT_MS);
+    expect(Math.abs(((now + moved) / PROBE_SLOT_MS) % 1)).toBeLessThan(1e-9);
+  }
+});
