@@ -35,7 +35,12 @@ export function usage(pid) {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   // utime + stime + cutime + cstime: the processes the agent ran (ip, wg) count too, once it has waited for them.
-  return { cpuSeconds: (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / ticks, rssMiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024 };
+  return {
+    cpuSeconds: (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / ticks,
+    rssMiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024,
+    // The private part: the rest of VmRSS is the node executable's pages (shared, clean, reclaimable).
+    rssAnonMiB: Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024,
+  };
 }
 
 /**
@@ -198,6 +203,7 @@ export async function efficiencyBenchmark(options = {}) {
     }
     const tail = samples.filter(([m]) => m >= soakS / 60 / 3);
     out.rssMiB = round(samples.at(-1)[1], 1);
+    out.rssAnonMiB = round(usage(pid).rssAnonMiB, 1);
     out.rssMaxMiB = round(Math.max(...samples.map((s) => s[1])), 1);
     out.rssSlopeMiBPerMin = round(slope(tail), 3);
     out.rssAfterMinutes = round(samples.at(-1)[0], 1);
