@@ -120,7 +120,9 @@ async function join1(lab, node, peers) {
 export async function wireguardAlone(Lab, name, dir, extra, windowS) {
   const lab = await Lab.up({ name, nodes: 3, discovery: 'kubernetes', config: await config(dir, { wireguard: { granularity: 'full', ...extra } }), timeoutMs: 60_000 });
   try {
-    await sleep(10_000);
+    // Past the start's own work (the first resync, the monitor's first trusted read, the peers' publishing): idle is
+    // the steady state.
+    await sleep(40_000);
     const pid = agentPid(lab, 'n1');
     const r0 = await reconciles(lab, 'n1', 'wireguard');
     const c0 = await preciseCpu(lab, 'n1', pid);

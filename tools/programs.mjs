@@ -48,7 +48,7 @@ export const PROGRAMS = Object.freeze({
   nft: { package: 'nftables', groups: ['agent', 'lab', 'e2e'] },
   sysctl: { package: 'procps', groups: ['agent', 'lab', 'e2e'] },
   nsenter: { package: 'util-linux', groups: ['agent', 'lab'] },
-  setpriv: { package: 'util-linux', groups: ['agent'] },
+  setpriv: { package: 'util-linux', groups: ['agent'], via: 'core/src/kernel/iproute2.ts' },
   unshare: { package: 'util-linux', groups: ['lab'] },
   taskset: { package: 'util-linux', groups: ['lab'] },
   mount: { package: 'mount', groups: ['lab'] },

@@ -40,6 +40,7 @@ export const DOCTOR_TOOLS: readonly (readonly [string, string])[] = [
   ['bridge', 'apt-get install iproute2'],
   ['sysctl', 'apt-get install procps'],
   ['nsenter', 'apt-get install util-linux'],
+  ['setpriv', "apt-get install util-linux (it runs the kernel driver's ip monitor; without it every reconcile reads the kernel again)"],
   ['wg', 'apt-get install wireguard-tools'],
   ['wireguard-go', 'apt-get install wireguard-go (only needed where the kernel has no WireGuard module)'],
   ['nft', 'apt-get install nftables'],
