@@ -152,7 +152,7 @@ export class Iproute2Kernel implements KernelBackend {
     await Promise.all(
       [...names].map(async (name) => {
         const socket = join(WIREGUARD_SOCKET_DIR, `${name}.sock`);
-        if (!(exists(socket))) {
+        if (!exists(socket)) {
           viaWg.add(name);
           return;
         }
@@ -202,7 +202,7 @@ export class Iproute2Kernel implements KernelBackend {
     const first = !this.seen.has(owner.name);
     this.seen.add(owner.name);
     // Without the MPLS module loaded no namespace can hold an MPLS route: no need to ask.
-    const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && (exists('/proc/sys/net/mpls')));
+    const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && exists('/proc/sys/net/mpls'));
     const wantNft = hints.nftables === true || first || this.nftOwners.has(owner.name);
     // An owner without a rule priority range has no rules (normalize refuses them), and then one `ip` reads it all:
     // addresses and neighbours of both families come without a family flag, routes by family with `root 0.0.0.0/0`
@@ -253,7 +253,7 @@ export class Iproute2Kernel implements KernelBackend {
     for (const j of (links4 ?? []).filter((x) => owned(x.ifname))) {
       const info = (j.linkinfo ?? {}) as Json;
       // A wireguard-go device is a TUN device with a control socket.
-      if (info.info_kind === 'tun' && (exists(join(WIREGUARD_SOCKET_DIR, `${j.ifname as string}.sock`)))) {
+      if (info.info_kind === 'tun' && exists(join(WIREGUARD_SOCKET_DIR, `${j.ifname as string}.sock`))) {
         links.push({ ...(parseLink({ ...j, linkinfo: { info_kind: 'wireguard' } }) as NLink) });
         continue;
       }
@@ -491,7 +491,7 @@ export class Iproute2Kernel implements KernelBackend {
     const viaWg = new Map<string, Change[]>();
     for (const [device, list] of byDevice) {
       const socket = join(WIREGUARD_SOCKET_DIR, `${device}.sock`);
-      if (!(exists(socket))) {
+      if (!exists(socket)) {
         viaWg.set(device, list);
         continue;
       }
