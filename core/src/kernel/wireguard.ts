@@ -18,6 +18,47 @@ export interface WgWrite {
 }
 
 /**
+ * What one change writes, decided once for `wg set` and for wireguard-go's control socket alike: the device's fields,
+ * a peer removed, or a peer's fields (an added peer: those it has; a replaced one: those that differ). `presharedKey`
+ * empty clears it.
+ */
+type WgWrites =
+  | { readonly kind: 'device'; readonly privateKey?: string; readonly listenPort?: number; readonly fwmark?: number }
+  | { readonly kind: 'remove'; readonly publicKey: string }
+  | {
+      readonly kind: 'peer';
+      readonly publicKey: string;
+      readonly presharedKey?: string;
+      readonly endpoint?: string;
+      readonly allowedIPs?: readonly string[];
+      readonly persistentKeepalive?: number;
+    };
+
+function writesOf(change: Change): WgWrites {
+  const fields = new Set(change.fields ?? []);
+  if (change.kind === 'wireguard') {
+    const d = change.object as WireGuardDevice;
+    return {
+      kind: 'device',
+      ...(fields.has('privateKey') ? { privateKey: d.privateKey } : {}),
+      ...(fields.has('listenPort') && d.listenPort !== undefined ? { listenPort: d.listenPort } : {}),
+      ...(fields.has('fwmark') ? { fwmark: d.fwmark ?? 0 } : {}),
+    };
+  }
+  const p = change.object as NPeer & { device: string };
+  if (change.op === 'delete') return { kind: 'remove', publicKey: p.publicKey };
+  const all = change.op === 'add';
+  return {
+    kind: 'peer',
+    publicKey: p.publicKey,
+    ...((all ? p.presharedKey !== undefined : fields.has('presharedKey')) ? { presharedKey: p.presharedKey ?? '' } : {}),
+    ...(p.endpoint !== undefined && (all || fields.has('endpoint')) ? { endpoint: p.endpoint } : {}),
+    ...((all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) ? { allowedIPs: p.allowedIPs } : {}),
+    ...((all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) ? { persistentKeepalive: p.persistentKeepalive } : {}),
+  };
+}
+
+/**
  * The `wg set` runs (and, for long allowed-IP lists, the `wg addconf` file) for one device's changes, split so no
  * argument and no command line reaches the kernel's limits. Keys never appear on a command line: `secretFile`
  * writes each to a private file and returns its path.
@@ -39,31 +80,28 @@ export function wgWritePlan(device: string, changes: readonly Change[], secretFi
   };
   const conf: string[] = [];
   for (const change of changes) {
-    const fields = new Set(change.fields ?? []);
+    const w = writesOf(change);
     const part: string[] = [];
-    if (change.kind === 'wireguard') {
-      const d = change.object as WireGuardDevice;
-      if (fields.has('privateKey')) part.push('private-key', secretFile(d.privateKey));
-      if (fields.has('listenPort') && d.listenPort !== undefined) part.push('listen-port', String(d.listenPort));
-      if (fields.has('fwmark')) part.push('fwmark', d.fwmark ? String(d.fwmark) : 'off');
+    if (w.kind === 'device') {
+      if (w.privateKey !== undefined) part.push('private-key', secretFile(w.privateKey));
+      if (w.listenPort !== undefined) part.push('listen-port', String(w.listenPort));
+      if (w.fwmark !== undefined) part.push('fwmark', w.fwmark ? String(w.fwmark) : 'off');
       if (part.length > 0) push(part);
       continue;
     }
-    const p = change.object as NPeer & { device: string };
-    part.push('peer', p.publicKey);
-    if (change.op === 'delete') {
+    part.push('peer', w.publicKey);
+    if (w.kind === 'remove') {
       push([...part, 'remove']);
       continue;
     }
-    const all = change.op === 'add';
-    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) part.push('preshared-key', p.presharedKey ? secretFile(p.presharedKey) : '/dev/null');
-    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) part.push('endpoint', p.endpoint);
-    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) {
-      const list = p.allowedIPs.join(',');
+    if (w.presharedKey !== undefined) part.push('preshared-key', w.presharedKey ? secretFile(w.presharedKey) : '/dev/null');
+    if (w.endpoint !== undefined) part.push('endpoint', w.endpoint);
+    if (w.allowedIPs !== undefined) {
+      const list = w.allowedIPs.join(',');
       if (list.length <= WG_ALLOWED_IPS_ARG_MAX) part.push('allowed-ips', list);
-      else conf.push(`[Peer]\nPublicKey = ${p.publicKey}\nAllowedIPs = ${p.allowedIPs.join(', ')}\n`);
+      else conf.push(`[Peer]\nPublicKey = ${w.publicKey}\nAllowedIPs = ${w.allowedIPs.join(', ')}\n`);
     }
-    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) part.push('persistent-keepalive', p.persistentKeepalive ? String(p.persistentKeepalive) : 'off');
+    if (w.persistentKeepalive !== undefined) part.push('persistent-keepalive', w.persistentKeepalive ? String(w.persistentKeepalive) : 'off');
     push(part);
   }
   flush();
@@ -234,27 +272,24 @@ export function uapiSetRequest(changes: readonly Change[]): string {
   const device: string[] = [];
   const peers: string[] = [];
   for (const change of changes) {
-    const fields = new Set(change.fields ?? []);
-    if (change.kind === 'wireguard') {
-      const d = change.object as WireGuardDevice;
-      if (fields.has('privateKey')) device.push(`private_key=${hexKey(d.privateKey)}`);
-      if (fields.has('listenPort') && d.listenPort !== undefined) device.push(`listen_port=${String(d.listenPort)}`);
-      if (fields.has('fwmark')) device.push(`fwmark=${String(d.fwmark ?? 0)}`);
+    const w = writesOf(change);
+    if (w.kind === 'device') {
+      if (w.privateKey !== undefined) device.push(`private_key=${hexKey(w.privateKey)}`);
+      if (w.listenPort !== undefined) device.push(`listen_port=${String(w.listenPort)}`);
+      if (w.fwmark !== undefined) device.push(`fwmark=${String(w.fwmark)}`);
       continue;
     }
-    const p = change.object as NPeer & { device: string };
-    peers.push(`public_key=${hexKey(p.publicKey)}`);
-    if (change.op === 'delete') {
+    peers.push(`public_key=${hexKey(w.publicKey)}`);
+    if (w.kind === 'remove') {
       peers.push('remove=true');
       continue;
     }
-    const all = change.op === 'add';
-    if (all ? p.presharedKey !== undefined : fields.has('presharedKey')) peers.push(`preshared_key=${p.presharedKey ? hexKey(p.presharedKey) : ZERO_KEY_HEX}`);
-    if (p.endpoint !== undefined && (all || fields.has('endpoint'))) peers.push(`endpoint=${p.endpoint}`);
-    if (all ? p.persistentKeepalive > 0 : fields.has('persistentKeepalive')) peers.push(`persistent_keepalive_interval=${String(p.persistentKeepalive)}`);
-    if (all ? p.allowedIPs.length > 0 : fields.has('allowedIPs')) {
+    if (w.presharedKey !== undefined) peers.push(`preshared_key=${w.presharedKey ? hexKey(w.presharedKey) : ZERO_KEY_HEX}`);
+    if (w.endpoint !== undefined) peers.push(`endpoint=${w.endpoint}`);
+    if (w.persistentKeepalive !== undefined) peers.push(`persistent_keepalive_interval=${String(w.persistentKeepalive)}`);
+    if (w.allowedIPs !== undefined) {
       peers.push('replace_allowed_ips=true');
-      for (const ip of p.allowedIPs) peers.push(`allowed_ip=${ip}`);
+      for (const ip of w.allowedIPs) peers.push(`allowed_ip=${ip}`);
     }
   }
   return `set=1\n${[...device, ...peers].map((l) => `${l}\n`).join('')}\n`;
