@@ -41,6 +41,11 @@ describe('AnnotationPublisher', () => {
     expect(await h.publisher.flushed()).toBe(true);
     expect(h.writes).toHaveLength(1);
     expect(h.node).toEqual({ other: 'kept', 'weft.io/wireguard-public-key': 'k1', 'weft.io/keepalive-port': '4242' });
+    // Someone removed a published annotation: the same values published again put it back.
+    delete h.node['weft.io/keepalive-port'];
+    h.publisher.publish('keepalive', { 'weft.io/keepalive-port': '4242' });
+    expect(await h.publisher.flushed()).toBe(true);
+    expect(h.writes).toEqual([{ 'weft.io/wireguard-public-key': 'k1', 'weft.io/old': null, 'weft.io/keepalive-port': '4242' }, { 'weft.io/keepalive-port': '4242' }]);
   });
 
   it('retries with backoff until the write lands (an outage delays, never loses)', async () => {

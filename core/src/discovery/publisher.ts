@@ -48,6 +48,8 @@ export class AnnotationPublisher {
     const mine = this.byPlugin.get(plugin) ?? new Map<string, string | null>();
     for (const [key, value] of Object.entries(patch)) mine.set(key, value);
     this.byPlugin.set(plugin, mine);
+    // What the node already has (the steady case: a plugin publishes the same facts every run) needs no write.
+    if (this.timer === undefined && this.writing === undefined && Object.keys(this.pending()).length === 0) return;
     this.schedule(this.o.debounceMs ?? 20);
   }
 

@@ -52,8 +52,45 @@ export interface KernelBackend {
   wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]>;
   /** Every interface of the namespace with its MTU and addresses. */
   interfaces(): Promise<InterfaceInfo[]>;
-  /** Releases what the backend keeps running (the iproute2 backend's `ip monitor`); the agent calls it when it stops. */
+  /**
+   * Releases what the backend keeps running (the iproute2 backend's `ip monitor` and control-socket connections);
+   * the agent calls it when it stops.
+   */
   close?(): void;
+}
+
+/** Per owner: the last desired state that normalised (as JSON), and what it normalised to. */
+const lastNormal = new WeakMap<KernelOwner, { json: string; normal: NormalState }>();
+
+/**
+ * {@link normalizeDesired}, done once for a desired state that is the same as the owner's last one (as JSON): a
+ * steady reconcile asks for what it asked for before. A state that is not plain JSON is normalised every time.
+ */
+function normalizeOnce(owner: KernelOwner, desired: DesiredState): NormalState {
+  let json: string;
+  try {
+    json = JSON.stringify(desired);
+  } catch {
+    return normalizeDesired(owner, desired);
+  }
+  const kept = lastNormal.get(owner);
+  if (kept?.json === json) return kept.normal;
+  const normal = normalizeDesired(owner, desired);
+  lastNormal.set(owner, { json, normal });
+  return normal;
+}
+
+/** Per owner: the last diff, of which normalised state and which observed state (as JSON). */
+const lastDiff = new WeakMap<KernelOwner, { normal: NormalState; observed: string; changes: Change[] }>();
+
+/** {@link diffState}, done once while neither side changed: a steady reconcile finds what it found before. */
+function diffOnce(owner: KernelOwner, observed: NormalState, normal: NormalState): Change[] {
+  const json = JSON.stringify(observed);
+  const kept = lastDiff.get(owner);
+  if (kept?.normal === normal && kept.observed === json) return kept.changes;
+  const changes = diffState(observed, normal);
+  lastDiff.set(owner, { normal, observed: json, changes });
+  return changes;
 }
 
 /**
@@ -67,12 +104,12 @@ export async function applyDesired(
   options: { dryRun?: boolean } = {},
 ): Promise<ApplyResult> {
   checkOwner(owner);
-  const normal = normalizeDesired(owner, desired);
+  const normal = normalizeOnce(owner, desired);
   const observed = await backend.observe(owner, { sysctlKeys: normal.sysctls.map((s) => s.key), nftables: normal.nftables.length > 0,
     mpls: normal.mplsRoutes.length > 0,
     linkNetns: [...new Set(normal.links.flatMap((l) => (l.netns !== undefined ? [l.netns] : [])))],
   });
-  const changes = diffState(observed.state, normal);
+  const changes = diffOnce(owner, observed.state, normal);
   if (options.dryRun || changes.length === 0) return { changes, processes: observed.processes };
   const written = await backend.execute(owner, changes);
   return { changes, processes: observed.processes + written };

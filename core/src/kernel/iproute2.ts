@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,10 +11,11 @@ import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
 import { type Json, parseLink, parseMpls, parseRoute, parseRule, sysctlPath } from './iproute2-parse.js';
 import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
 import { KernelMonitor } from './monitor.js';
+import { ProcFiles } from './procfiles.js';
 import { splitRuleset } from './nftables.js';
 import { type NLink, type NMplsRoute, nftPrefix, type NormalState, type NRoute, type NWireGuard } from './normalize.js';
 import { wireGuardPublicKey } from './wgkeys.js';
-import { parseWgDump, parseWgStatus, socketAnswers, uapiDump, uapiRequest, uapiSetRequest, WIREGUARD_SOCKET_DIR, wgWritePlan } from './wireguard.js';
+import { parseWgDump, parseWgStatus, socketAnswers, UapiConnection, uapiDump, uapiRequest, uapiSetRequest, WIREGUARD_SOCKET_DIR, wgWritePlan } from './wireguard.js';
 
 /** Which network namespace a driver acts in. */
 export type NetnsRef = { readonly kind: 'own' } | { readonly kind: 'named'; readonly name: string } | { readonly kind: 'path'; readonly path: string };
@@ -60,6 +61,10 @@ export class Iproute2Kernel implements KernelBackend {
   private readonly nftApplied = new Map<string, { body: string; listing: string }>();
   private nftMissing: boolean | undefined;
   private wireguardResolved: Promise<'kernel' | 'userspace'> | undefined;
+  /** Sysctls read through kept descriptors (own namespace only). */
+  private readonly procFiles = new ProcFiles();
+  /** A kept connection per wireguard-go control socket, for reads (see wgDump). */
+  private readonly uapiReads = new Map<string, UapiConnection>();
   /** The last `wg show all dump` and when it was read (see wgDump). */
   private lastWgDump: { key: string; text: string; at: number } | undefined;
   /** Tells when a read of the namespace still stands (the `monitor` option). */
@@ -152,11 +157,14 @@ export class Iproute2Kernel implements KernelBackend {
     await Promise.all(
       [...names].map(async (name) => {
         const socket = join(WIREGUARD_SOCKET_DIR, `${name}.sock`);
-        if (!exists(socket)) {
+        let connection = this.uapiReads.get(socket);
+        if (!connection?.connected && !exists(socket)) {
+          this.uapiReads.delete(socket);
           viaWg.add(name);
           return;
         }
-        const answer = await uapiRequest(socket, 'get=1\n\n');
+        if (!connection) this.uapiReads.set(socket, (connection = new UapiConnection(socket)));
+        const answer = await connection.request('get=1\n\n');
         if (answer.errno !== 0) throw new Error(`wireguard-go ${name} (${socket}): get=1 answered errno ${String(answer.errno)}`);
         parts.push(uapiDump(name, answer.lines, this.publicKeyOf));
       }),
@@ -173,9 +181,18 @@ export class Iproute2Kernel implements KernelBackend {
     return { text, processes };
   }
 
-  /** Stops the `ip monitor` (the `monitor` option). */
+  /** Whether a TUN device is wireguard-go's: it has a control socket (a kept connection to it proves that). */
+  private isWireGuardGo(name: string): boolean {
+    const socket = join(WIREGUARD_SOCKET_DIR, `${name}.sock`);
+    return this.uapiReads.get(socket)?.connected === true || exists(socket);
+  }
+
+  /** Stops the `ip monitor` (the `monitor` option), closes the kept control-socket connections and /proc files. */
   close(): void {
     this.monitor?.close();
+    for (const c of this.uapiReads.values()) c.close();
+    this.uapiReads.clear();
+    this.procFiles.close();
   }
 
   async interfaces(): Promise<InterfaceInfo[]> {
@@ -253,7 +270,7 @@ export class Iproute2Kernel implements KernelBackend {
     for (const j of (links4 ?? []).filter((x) => owned(x.ifname))) {
       const info = (j.linkinfo ?? {}) as Json;
       // A wireguard-go device is a TUN device with a control socket.
-      if (info.info_kind === 'tun' && exists(join(WIREGUARD_SOCKET_DIR, `${j.ifname as string}.sock`))) {
+      if (info.info_kind === 'tun' && this.isWireGuardGo(j.ifname as string)) {
         links.push({ ...(parseLink({ ...j, linkinfo: { info_kind: 'wireguard' } }) as NLink) });
         continue;
       }
@@ -306,7 +323,7 @@ export class Iproute2Kernel implements KernelBackend {
       if (this.netns.kind === 'own') {
         for (const key of sysctlKeys) {
           // A file of /proc: read at once (one syscall each, never waits on a disk), without a file handle's four steps.
-          const value = readProcFile(sysctlPath(key));
+          const value = this.procFiles.read(sysctlPath(key));
           if (value !== undefined) sysctls.push({ key, value: value.trim().replace(/\s+/g, ' ') });
         }
       } else {
@@ -635,11 +652,3 @@ function exists(path: string): boolean {
   return existsSync(path);
 }
 
-/** A /proc file's text, or undefined when it cannot be read. */
-function readProcFile(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}

@@ -59,6 +59,25 @@ describe('MemoryKernel', () => {
   });
 });
 
+describe('a desired state asked for again', () => {
+  it('is normalised once, and any change to it, however small, is seen', async () => {
+    const kernel = new MemoryKernel();
+    const owner = { name: 't', linkPrefix: 't', routeProtocol: 150 };
+    const a = { links: [{ kind: 'bridge' as const, name: 'tb0', mtu: 1400 }], routes: [{ dst: '198.18.2.0/24', dev: 'tb0' }] };
+    const b = { links: [{ kind: 'bridge' as const, name: 'tb0', mtu: 1401 }], routes: [{ dst: '198.18.2.0/24', dev: 'tb0' }] };
+    expect((await kernel.apply(owner, a)).changes).toHaveLength(2);
+    expect((await kernel.apply(owner, structuredClone(a))).changes).toEqual([]);
+    expect((await kernel.apply(owner, b)).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['set link tb0']);
+    expect((await kernel.apply(owner, a)).changes.map((c) => `${c.op} ${c.id}`)).toEqual(['set link tb0']);
+    // Another owner asking for the same objects is checked against its own ownership.
+    await expect(kernel.apply({ ...owner, name: 'u', linkPrefix: 'u' }, a)).rejects.toThrow(/tb0/);
+    // Invalid input is refused every time, not once.
+    const bad = { routes: [{ dst: '198.18.3.1/24', dev: 'tb0' }] };
+    await expect(kernel.apply(owner, bad)).rejects.toThrow(/host bits|198\.18\.3\.1/);
+    await expect(kernel.apply(owner, bad)).rejects.toThrow(/host bits|198\.18\.3\.1/);
+  });
+});
+
 describe('links moved into another namespace (memory)', () => {
   it('keeps them under the owner, and refuses addresses on them here', async () => {
     const kernel = new MemoryKernel();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Change } from './model.js';
 import { generateWireGuardKeyPair } from './wgkeys.js';
-import { parseWgDump, uapiDump, uapiRequest, uapiSetRequest, WG_ALLOWED_IPS_ARG_MAX, WG_SET_ARGS_MAX, wgWritePlan } from './wireguard.js';
+import { parseWgDump, UapiConnection, uapiDump, uapiRequest, uapiSetRequest, WG_ALLOWED_IPS_ARG_MAX, WG_SET_ARGS_MAX, wgWritePlan } from './wireguard.js';
 import { wireGuardPublicKey } from './wgkeys.js';
 
 const peer = (allowedIPs: string[], extra: Record<string, unknown> = {}): Change => ({
@@ -131,6 +131,61 @@ describe('the wireguard-go control socket protocol', () => {
       await expect(uapiRequest(socket, 'get=1\n\n', 200)).rejects.toThrow(/no answer within 200 ms/);
       await expect(uapiRequest(join(dir, 'none.sock'), 'get=1\n\n')).rejects.toThrow(/none\.sock: connect ENOENT/);
     } finally {
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('a kept connection serves request after request, opens a new one when the old was closed, and drops a silent one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-uapi-'));
+    const accepted: Socket[] = [];
+    let silent = false;
+    let requests = 0;
+    const server = createServer((s) => {
+      accepted.push(s);
+      let buf = '';
+      s.on('data', (d: Buffer) => {
+        buf += d.toString();
+        // Like wireguard-go: one answer per request, the connection stays open.
+        while (buf.includes('\n\n')) {
+          const end = buf.indexOf('\n\n');
+          buf = buf.slice(end + 2);
+          requests += 1;
+          if (silent) continue;
+          const port = String(51820 + requests);
+          s.write(`listen_port=${port.slice(0, 2)}`);
+          setTimeout(() => s.write(`${port.slice(2)}\nerrno=0\n\n`), 2);
+        }
+      });
+    });
+    const socket = join(dir, 'wg0.sock');
+    await new Promise<void>((r) => server.listen(socket, r));
+    const c = new UapiConnection(socket, 300);
+    try {
+      const answers = await Promise.all([c.request('get=1\n\n'), c.request('get=1\n\n'), c.request('get=1\n\n')]);
+      expect(answers.map((a) => a.lines)).toEqual([['listen_port=51821'], ['listen_port=51822'], ['listen_port=51823']]);
+      expect(accepted).toHaveLength(1);
+      expect(c.connected).toBe(true);
+      // The device went away and came back (wireguard-go closes its connections): the next request reconnects.
+      accepted[0]?.destroy();
+      await new Promise((r) => setTimeout(r, 20));
+      expect((await c.request('get=1\n\n')).lines).toEqual(['listen_port=51824']);
+      expect(accepted).toHaveLength(2);
+      // A connection closed while the request was on its way is replaced once, and the request answered.
+      const closing = accepted[1] as Socket;
+      closing.removeAllListeners('data');
+      closing.once('data', () => closing.destroy());
+      expect((await c.request('get=1\n\n')).lines).toEqual(['listen_port=51825']);
+      expect(accepted).toHaveLength(3);
+      silent = true;
+      await expect(c.request('get=1\n\n')).rejects.toThrow(/no answer within 300 ms/);
+      expect(c.connected).toBe(false);
+      silent = false;
+      expect((await c.request('get=1\n\n')).errno).toBe(0);
+      expect(accepted).toHaveLength(4);
+      c.close();
+      await expect(new UapiConnection(join(dir, 'none.sock')).request('get=1\n\n')).rejects.toThrow(/none\.sock: connect ENOENT/);
+    } finally {
+      c.close();
       server.close();
       await rm(dir, { recursive: true, force: true });
     }

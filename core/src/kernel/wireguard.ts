@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Change, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeerStatus } from './model.js';
 import type { NPeer, NWireGuard } from './normalize.js';
 
@@ -183,16 +183,44 @@ export interface UapiAnswer {
   readonly errno: number;
 }
 
+/** Gathers one answer from a control socket: it is complete at `errno=N` and a blank line (nothing before has one). */
+class AnswerReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(private readonly socket: string) {}
+
+  /** Bytes received so far. */
+  get received(): number {
+    return this.size;
+  }
+
+  /** Adds a chunk; returns the answer once it is complete, throws past {@link UAPI_MAX_BYTES}. */
+  add(chunk: Buffer): UapiAnswer | undefined {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > UAPI_MAX_BYTES) throw new Error(`${this.socket}: answer longer than ${String(UAPI_MAX_BYTES)} bytes`);
+    const last = chunk.length >= 2 ? chunk[chunk.length - 1] === 10 && chunk[chunk.length - 2] === 10 : chunk[0] === 10;
+    return last ? this.answer() : undefined;
+  }
+
+  /** The answer if the bytes so far make one. */
+  answer(): UapiAnswer | undefined {
+    const text = Buffer.concat(this.chunks, this.size).toString('utf8');
+    const m = /(?:^|\n)errno=(-?\d+)\n\n$/.exec(text);
+    return m ? { lines: text.slice(0, m.index).split('\n').filter((l) => l !== ''), errno: Number(m[1]) } : undefined;
+  }
+}
+
 /**
  * One request on a wireguard-go control socket: the cross-platform configuration protocol that wg(8) itself speaks
  * to userspace implementations (`get=1` to read, `set=1` to write; an answer ends with `errno=N` and a blank line).
- * In the agent's own process: no `wg` to spawn and no key file to write.
+ * In the agent's own process: no `wg` to spawn and no key file to write. A connection of its own, closed after.
  */
 export function uapiRequest(socket: string, request: string, timeoutMs = 10_000): Promise<UapiAnswer> {
   return new Promise((resolve, reject) => {
     const client = connect(socket);
-    const chunks: Buffer[] = [];
-    let size = 0;
+    const reader = new AnswerReader(socket);
     let settled = false;
     const finish = (err: Error | undefined, answer?: UapiAnswer) => {
       if (settled) return;
@@ -203,23 +231,111 @@ export function uapiRequest(socket: string, request: string, timeoutMs = 10_000)
       else resolve(answer as UapiAnswer);
     };
     const timer = setTimeout(() => finish(new Error(`${socket}: no answer within ${String(timeoutMs)} ms`)), timeoutMs);
-    const parse = (ended: boolean) => {
-      const text = Buffer.concat(chunks, size).toString('utf8');
-      const m = /(?:^|\n)errno=(-?\d+)\n\n$/.exec(text);
-      if (m) finish(undefined, { lines: text.slice(0, m.index).split('\n').filter((l) => l !== ''), errno: Number(m[1]) });
-      else if (ended) finish(new Error(`${socket}: the answer ended without errno (${String(size)} bytes)`));
-    };
     client.once('connect', () => client.end(request));
     client.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > UAPI_MAX_BYTES) finish(new Error(`${socket}: answer longer than ${String(UAPI_MAX_BYTES)} bytes`));
-      // An answer ends with a blank line; nothing before it has one.
-      else if (chunk.length >= 2 ? chunk[chunk.length - 1] === 10 && chunk[chunk.length - 2] === 10 : chunk[0] === 10) parse(false);
+      try {
+        const answer = reader.add(chunk);
+        if (answer) finish(undefined, answer);
+      } catch (err) {
+        finish(err as Error);
+      }
     });
-    client.once('end', () => parse(true));
+    client.once('end', () => {
+      const answer = reader.answer();
+      finish(answer ? undefined : new Error(`${socket}: the answer ended without errno (${String(reader.received)} bytes)`), answer);
+    });
     client.once('error', (err) => finish(new Error(`${socket}: ${err.message}`)));
   });
+}
+
+/**
+ * A kept connection to one control socket for reads: wireguard-go serves request after request on one connection,
+ * so a steady reconcile's `get=1` costs no connect and no close. Requests go one at a time. A kept connection that
+ * turns out closed before any byte of the answer (the device was re-created meanwhile) is replaced once; a timeout
+ * or a broken answer drops the connection. It never keeps the process alive.
+ */
+export class UapiConnection {
+  private socket: Socket | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly path: string,
+    private readonly timeoutMs = 10_000,
+  ) {}
+
+  /** Sends `request` and resolves with its answer. Meant for `get=1`: a request that fails is sent again once. */
+  request(request: string): Promise<UapiAnswer> {
+    const run = this.queue.then(() => this.send(request, true));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Whether a connection is open now (the socket then exists: wireguard-go closes its connections when it goes). */
+  get connected(): boolean {
+    return this.socket !== undefined;
+  }
+
+  /** Closes the connection (the next request opens a new one). */
+  close(): void {
+    this.socket?.destroy();
+    this.socket = undefined;
+  }
+
+  private open(): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const s = connect(this.path);
+      s.unref();
+      const failed = (err: Error) => reject(new Error(`${this.path}: ${err.message}`));
+      s.once('error', failed);
+      s.once('connect', () => {
+        s.off('error', failed);
+        // While idle: a close or an error only means the next request opens a new connection.
+        s.on('error', () => undefined);
+        s.once('close', () => {
+          if (this.socket === s) this.socket = undefined;
+        });
+        resolve(s);
+      });
+    });
+  }
+
+  private async send(request: string, mayRetry: boolean): Promise<UapiAnswer> {
+    const kept = this.socket !== undefined;
+    const s = this.socket ?? (this.socket = await this.open());
+    try {
+      return await new Promise<UapiAnswer>((resolve, reject) => {
+        const reader = new AnswerReader(this.path);
+        const done = (err: Error | undefined, answer?: UapiAnswer) => {
+          clearTimeout(timer);
+          s.off('data', onData);
+          s.off('close', onClose);
+          if (err) reject(err);
+          else resolve(answer as UapiAnswer);
+        };
+        const onData = (chunk: Buffer) => {
+          try {
+            const answer = reader.add(chunk);
+            if (answer) done(undefined, answer);
+          } catch (err) {
+            this.close();
+            done(err as Error);
+          }
+        };
+        const onClose = () => done(Object.assign(new Error(`${this.path}: the connection closed after ${String(reader.received)} bytes of the answer`), { early: reader.received === 0 }));
+        const timer = setTimeout(() => {
+          this.close();
+          done(new Error(`${this.path}: no answer within ${String(this.timeoutMs)} ms`));
+        }, this.timeoutMs);
+        s.on('data', onData);
+        s.once('close', onClose);
+        s.write(request);
+      });
+    } catch (err) {
+      if (this.socket === s && s.destroyed) this.socket = undefined;
+      if (mayRetry && kept && (err as { early?: boolean }).early === true) return this.send(request, false);
+      throw err;
+    }
+  }
 }
 
 const hexKey = (b64: string) => Buffer.from(b64, 'base64').toString('hex');

@@ -1,15 +1,15 @@
-import { canonicalIP, definePlugin, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
+import { canonicalIP, definePlugin, type DesiredState, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { peerConfig } from './peer-config.js';
 import { poke, pokeTargets } from './poke.js';
-import { desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan, planMesh } from './planner.js';
+import { createPlanner, desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan } from './planner.js';
 
 export { WireGuardConfig } from './config.js';
 export { PUBLISHED, OPERATOR, LEADER_LABEL, IGNORED_LEADER_ANNOTATION, readNode } from './facts.js';
-export { planMesh, desiredState, electLeader, leaderOrder, type LeaderRules, type MeshPlan, type PlannedPeer, type PlanInput, type SelfFacts } from './planner.js';
+export { planMesh, createPlanner, desiredState, electLeader, leaderOrder, type LeaderRules, type MeshPlan, type PlannedPeer, type PlanInput, type SelfFacts } from './planner.js';
 export { chooseOverlay, winners } from './overlay.js';
 export { meshDot } from './graph.js';
 export { peerConfig } from './peer-config.js';
@@ -76,9 +76,26 @@ export default definePlugin({
 
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let mtuCache: { mtu: number; at: number; addresses: string } | undefined;
+    // A quiet mesh's heartbeat plans nothing: the last plan (the same object) while nothing it reads changed.
+    const planner = createPlanner();
+    // The desired state of a plan, made once per plan and MTU (with and without the private key, for the fingerprint).
+    let desiredOf: { plan: MeshPlan; mtu: number; state: DesiredState; fingerprint: string } | undefined;
+    const desiredFor = (plan: MeshPlan, mtu: number) => {
+      if (desiredOf?.plan !== plan || desiredOf.mtu !== mtu) {
+        desiredOf = { plan, mtu, state: desiredState(plan, config, key.privateKey, mtu), fingerprint: JSON.stringify(desiredState(plan, config, '', mtu)) };
+      }
+      return desiredOf;
+    };
     let excludedLogged = '';
+    // The overlay claims of the last view (the same view object: the same claims).
+    let madeOf: { view: object; claimed: { node: string; ip4: string }[] } | undefined;
 
+    // What the metrics were last made from: a heartbeat that saw no handshake and no byte changes none of them.
+    let metricsOf: { plan: MeshPlan; counters: string } | undefined;
     const updateMetrics = (plan: MeshPlan, observed: WireGuardDeviceStatus | undefined) => {
+      const counters = (observed?.peers ?? []).map((p) => `${p.publicKey} ${String(p.latestHandshake)} ${String(p.receiveBytes)} ${String(p.transmitBytes)}`).join('\n');
+      if (metricsOf?.plan === plan && metricsOf.counters === counters) return;
+      metricsOf = { plan, counters };
       gPeers.set(plan.peers.length);
       gLeader.set(plan.isLeader ? 1 : 0);
       gHandshake.reset();
@@ -175,11 +192,15 @@ export default definePlugin({
         const t = now();
         // Overlay address: kept unless another node's older claim wins it (overlay.ts).
         // Every other node's claim counts, even one the mesh leaves out for another bad value.
-        const made = view.nodes.flatMap((n) => {
-          if (n.name === view.self.name) return [];
-          const o = readOverlay(n.annotations, config);
-          return o.overlay4 !== undefined ? [{ node: n.name, ip4: o.overlay4 }] : [];
-        });
+        if (madeOf?.view !== view) {
+          const claimed = view.nodes.flatMap((n) => {
+            if (n.name === view.self.name) return [];
+            const o = readOverlay(n.annotations, config);
+            return o.overlay4 !== undefined ? [{ node: n.name, ip4: o.overlay4 }] : [];
+          });
+          madeOf = { view, claimed };
+        }
+        const made = madeOf.claimed;
         if (noteClaims(claimsSeen, made, t) && !dryRun) await state.writeFile('overlay-claims.json', JSON.stringify(Object.fromEntries(claimsSeen)));
         const claims: Claim[] = made.map((c) => ({ ...c, since: claimsSeen.get(claimKey(c.node, c.ip4)) ?? t }));
         const choice = chooseOverlay({
@@ -220,7 +241,7 @@ export default definePlugin({
         }
         const present = new Set(view.nodes.map((n) => n.name));
         for (const name of ignoredLeaderAnnotation) if (!present.has(name)) ignoredLeaderAnnotation.delete(name);
-        let plan = planMesh({ view, config, self, observed, claimsSeen, now: t });
+        let plan = planner({ view, config, self, observed, claimsSeen, now: t });
         // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
         // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
         const addresses = view.self.internalAddresses.join(',');
@@ -229,20 +250,20 @@ export default definePlugin({
           mtuCache = { mtu: await mtuFor(view.self.internalAddresses), at: performance.now() / 1000, addresses };
         }
         const mtu = mtuCache.mtu;
-        const fingerprint = (p: MeshPlan) => JSON.stringify(desiredState(p, config, '', mtu));
-        if (onlyCluster && last && fingerprint(plan) === last.desired) {
+        if (onlyCluster && last && desiredFor(plan, mtu).fingerprint === last.desired) {
           last = { ...last, plan };
         } else {
           if (onlyCluster) {
             // Something changed: plan again from the device as it is now, so a roamed endpoint is kept.
             observed = await kernel.wireguardStatus(config.interface);
-            plan = planMesh({ view, config, self, observed, claimsSeen, now: t });
+            plan = planner({ view, config, self, observed, claimsSeen, now: t });
           }
           if (plan.selfProblem) logger.error({ problem: plan.selfProblem }, "this node's own WireGuard data is invalid; it has no peers until that is fixed");
-          await kernel.apply(desiredState(plan, config, key.privateKey, mtu));
+          const desired = desiredFor(plan, mtu);
+          await kernel.apply(desired.state);
           // New peers get a datagram through the tunnel: the handshake starts now, not at WireGuard's 5 s retry.
           if (!dryRun) await poke(pokeTargets(last?.plan, plan, [config.overlayCIDR, config.overlayCIDR6]));
-          last = { plan, observed, desired: fingerprint(plan), at: t };
+          last = { plan, observed, desired: desired.fingerprint, at: t };
         }
 
         const excluded = JSON.stringify(plan.excluded);

@@ -3,7 +3,7 @@ import { vettedView } from '@weft/core/testing';
 import { describe, expect, it } from 'vitest';
 import { WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED } from './facts.js';
-import { desiredState, electLeader, type LeaderRules, type MeshPlan, planMesh, type SelfFacts } from './planner.js';
+import { createPlanner, desiredState, electLeader, type LeaderRules, type MeshPlan, planMesh, type PlanInput, type SelfFacts } from './planner.js';
 import { readNode } from './facts.js';
 
 const NOW = 1_800_000_000;
@@ -438,3 +438,53 @@ describe('planner: a hostile node', () => {
 function canonical(cidr: string): string {
   return canonicalNetwork(cidr) as string;
 }
+
+describe('planner: the last plan kept while nothing it reads changed', () => {
+  const nodes = [node('n1'), node('n3', { endpoint: '198.51.100.3:51820' })];
+  const v = view('n1', nodes);
+  const cfg = config({ granularity: 'full' });
+  const self = selfOf(nodes[0] as NodeInfo);
+  const claimsSeen = new Map([['n3 100.64.0.3', 1003]]);
+  const seenAt = (latestHandshake: number, endpoint = '203.0.113.10:51820'): WireGuardDeviceStatus => ({
+    name: 'weft-wg0',
+    publicKey: pub('n1'),
+    listenPort: 51820,
+    peers: [{ publicKey: pub('n3'), endpoint, allowedIPs: [], latestHandshake, receiveBytes: 1, transmitBytes: 1, persistentKeepalive: 0 }],
+  });
+  const input = (extra: Partial<PlanInput> = {}): PlanInput => ({ view: v, config: cfg, self, claimsSeen, observed: seenAt(NOW - 30), now: NOW, ...extra });
+
+  it('hands back the same plan for the same view, config and facts, and counters that moved change nothing', () => {
+    const planner = createPlanner();
+    const first = planner(input());
+    expect(first).toEqual(planMesh(input()));
+    const busier = seenAt(NOW - 30);
+    expect(planner(input({ observed: { ...busier, peers: busier.peers.map((p) => ({ ...p, receiveBytes: 999 })) }, now: NOW + 5 }))).toBe(first);
+  });
+
+  it('plans again when anything the plan reads changes', () => {
+    const planner = createPlanner();
+    const first = planner(input());
+    expect(first.peers[0]).toMatchObject({ endpoint: '203.0.113.10:51820', endpointSource: 'observed' });
+    // The handshake goes stale with time alone: back to the published endpoint.
+    const later = planner(input({ now: NOW + 600 }));
+    expect(later).not.toBe(first);
+    expect(later.peers[0]).toMatchObject({ endpoint: '198.51.100.3:51820', endpointSource: 'published' });
+    // The peer roamed.
+    expect(planner(input({ observed: seenAt(NOW - 30, '203.0.113.11:51820') })).peers[0]?.endpoint).toBe('203.0.113.11:51820');
+    // A new view, this node's own facts, the claims it noted, the config: each is a new plan.
+    const again = planner(input());
+    expect(planner(input({ view: view('n1', [...nodes, node('n2')]) })).peers.map((p) => p.name)).toEqual(['n2', 'n3']);
+    expect(planner(input())).not.toBe(again);
+    expect(planner(input({ self: { ...self, overlay4: '100.64.0.9' } })).addresses[0]).toBe('100.64.0.9/32');
+    expect(planner(input({ claimsSeen: new Map([['n3 100.64.0.3', 1]]) }))).not.toBe(planner(input()));
+    expect(planner(input({ config: config({ granularity: 'full', persistentKeepalive: 7 }) })).peers[0]?.persistentKeepalive).toBe(7);
+  });
+
+  it('counts the time when the plan read it: a claim not noted yet is seen now', () => {
+    const planner = createPlanner();
+    const unnoted = input({ claimsSeen: new Map() });
+    const first = planner(unnoted);
+    expect(planner({ ...unnoted })).toBe(first);
+    expect(planner({ ...unnoted, now: NOW + 1 })).not.toBe(first);
+  });
+});

@@ -183,6 +183,37 @@ function selfNode(view: ClusterView, self: SelfFacts): NodeInfo {
 
 /** The mesh for this node: a pure function of the view, the config, what it knows of itself and what its device saw. */
 export function planMesh(input: PlanInput): MeshPlan {
+  return plan(input, { nowRead: false });
+}
+
+/**
+ * What a plan reads besides the view and the config (those two are compared by identity): this node's facts, the
+ * claims it noted, and of each observed peer only its key, its endpoint and whether its handshake is fresh at `now`.
+ * Keep in step with {@link plan}: anything it comes to read of its input belongs here.
+ */
+function planKey(input: PlanInput): string {
+  const { self, observed, claimsSeen, now } = input;
+  const peers = (observed?.peers ?? []).map((p) => `${p.publicKey} ${p.endpoint ?? ''} ${p.latestHandshake > 0 && now - p.latestHandshake <= HANDSHAKE_FRESH_SECONDS ? 'fresh' : ''}`);
+  return JSON.stringify([self, peers, claimsSeen ? [...claimsSeen] : null]);
+}
+
+/**
+ * {@link planMesh} that hands back its last plan, the very object, while nothing the plan reads has changed: a
+ * heartbeat of a quiet mesh plans nothing. `now` counts only where the last plan read it (a claim not yet noted).
+ */
+export function createPlanner(): (input: PlanInput) => MeshPlan {
+  let last: { view: ClusterView; config: WireGuardConfig; key: string; now: number; nowRead: boolean; plan: MeshPlan } | undefined;
+  return (input) => {
+    const key = planKey(input);
+    if (last && last.view === input.view && last.config === input.config && last.key === key && (!last.nowRead || last.now === input.now)) return last.plan;
+    const trace = { nowRead: false };
+    const made = plan(input, trace);
+    last = { view: input.view, config: input.config, key, now: input.now, nowRead: trace.nowRead, plan: made };
+    return made;
+  };
+}
+
+function plan(input: PlanInput, trace: { nowRead: boolean }): MeshPlan {
   const { view, config, self, now } = input;
   const excluded: Excluded[] = [];
   const me = readNode(selfNode(view, self), config);
@@ -274,7 +305,13 @@ export function planMesh(input: PlanInput): MeshPlan {
   }
 
   // Overlay addresses: a contested one counts only for the node that keeps it (overlay.ts).
-  const seenAt = (n: NodeFacts) => (n.name === me.name ? self.overlaySince : (input.claimsSeen?.get(claimKey(n.name, n.overlay4 as string)) ?? now));
+  const seenAt = (n: NodeFacts) => {
+    if (n.name === me.name) return self.overlaySince;
+    const seen = input.claimsSeen?.get(claimKey(n.name, n.overlay4 as string));
+    if (seen !== undefined) return seen;
+    trace.nowRead = true;
+    return now;
+  };
   const keeper = winners(valid.filter((n) => n.overlay4 !== undefined).map((n) => ({ node: n.name, ip4: n.overlay4 as string, since: seenAt(n) })));
   const overlayNets = (n: NodeFacts) =>
     n.overlay4 !== undefined && keeper.get(n.overlay4) === n.name ? [hostNetwork(n.overlay4), ...(n.overlay6 ? [hostNetwork(n.overlay6)] : [])] : [];
