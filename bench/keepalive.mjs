@@ -12,7 +12,7 @@ import { execa } from 'execa';
 const node = process.execPath;
 // The agent as the lab and the DaemonSet run it: the bundle, with the Node flags the memory benchmark chose.
 const bin = new URL('../dist/weft/weft.mjs', import.meta.url).pathname;
-const { AGENT_NODE_FLAGS } = await import('../core/dist/lab/lab.js');
+const { AGENT_ENV, AGENT_NODE_FLAGS } = await import('../core/dist/lab/lab.js');
 const PEERS = Number(process.env.WEFT_BENCH_PEERS ?? 1000);
 const WINDOW_MS = Number(process.env.WEFT_BENCH_WINDOW_MS ?? 30_000);
 const PORT = 19_600;
@@ -45,7 +45,7 @@ async function agentCpu(dir, ready, httpPort, newConnection = true) {
   };
   const file = join(dir, `weft-${ready}-${newConnection}.json.yaml`);
   await writeFile(file, JSON.stringify(config));
-  const child = execa(node, [...AGENT_NODE_FLAGS, bin, 'run', '--config', file], { reject: false });
+  const child = execa(node, [...AGENT_NODE_FLAGS, bin, 'run', '--config', file], { reject: false, env: AGENT_ENV });
   try {
     await waitReady(httpPort, child);
     await new Promise((r) => setTimeout(r, 12_000)); // past the first round (spread over one interval)

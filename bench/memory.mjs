@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { AGENT_NODE_FLAGS } from '../core/dist/lab/index.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../core/dist/lab/index.js';
 import { startFakeApiServer } from '../core/dist/testing/index.js';
 
 const node = process.execPath;
@@ -30,8 +30,8 @@ async function waitReady(port, child) {
   throw new Error('agent not ready');
 }
 
-async function agentRss(config, port, flags = [], entry = bin) {
-  const child = execa(node, [...flags, entry, 'run', '--config', config], { reject: false, env: { NODE_NAME: 'n1' } });
+async function agentRss(config, port, flags = [], entry = bin, env = {}) {
+  const child = execa(node, [...flags, entry, 'run', '--config', config], { reject: false, env: { ...env, NODE_NAME: 'n1' } });
   try {
     await waitReady(port, child);
     await new Promise((r) => setTimeout(r, 1500)); // settle: the first reconciles and GC
@@ -62,7 +62,7 @@ export async function memoryBenchmark() {
       kubernetesMiB: await agentRss(join(dir, 'k8s.yaml'), 19471),
       kubernetesFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, ['--max-semi-space-size=1']),
       bundleMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [], bundle),
-      bundleFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [...AGENT_NODE_FLAGS], bundle),
+      bundleFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [...AGENT_NODE_FLAGS], bundle, AGENT_ENV),
       bundleFlags: AGENT_NODE_FLAGS.join(' '),
       targetMiB: 64,
     };

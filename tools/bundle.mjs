@@ -24,7 +24,18 @@ const result = await build({
     if (log.code === 'INEFFECTIVE_DYNAMIC_IMPORT' || log.code === 'EVAL') return;
     handler(level, log);
   },
-  output: { dir: out, format: 'esm', entryFileNames: '[name].mjs', chunkFileNames: 'chunks/[name]-[hash].mjs', sourcemap: false },
+  output: {
+    dir: out,
+    format: 'esm',
+    entryFileNames: '[name].mjs',
+    chunkFileNames: 'chunks/[name]-[hash].mjs',
+    sourcemap: false,
+    // V8 keeps every loaded file's text for as long as it runs (lazy functions compile from it), and a text with one
+    // character outside ASCII is kept at two bytes per character: without comments and with non-ASCII characters
+    // escaped, the agent's loaded sources take ~1.4 MiB of heap instead of ~3 (licences stay).
+    comments: { legal: true, annotation: false, jsdoc: false },
+    charset: 'ascii',
+  },
   write: true,
 });
 const files = result.output.filter((o) => o.type === 'chunk');

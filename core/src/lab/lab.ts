@@ -36,14 +36,24 @@ export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
  *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
  *   (it costs keepalive ~75 µs of CPU per probe: 1,000 peers at 10 s, 2.8 → 3.5 % of a core);
- * - `--optimize-for-size`: V8's memory-saving heuristics, the old generation grown in smaller steps. 3.7 MiB less in
- *   the 3-node lab, 14 MiB less VmRSS (31 MiB less private memory) with 1,000 nodes; it costs CPU: keepalive 120 µs
- *   more per probe (3.5 → 4.7 % of a core at 1,000 peers), a peer's change 224 → 275 ms with 1,000 nodes;
+ * - `--max-opt=2`: V8's tiers up to Maglev, never TurboFan. TurboFan's own code is ~5 MiB of the `node` executable
+ *   that then never pages in (VmRSS 85.6 → 79.6 MiB in the 3-node lab after 30 s), and nothing is spent compiling
+ *   with it; keepalive's probes cost the same (4.3 → 4.2 % of a core), the planner for 5,000 nodes is faster (warm
+ *   193 → 155 ms, with the other flags);
+ * - `--single-threaded`: V8 compiles and collects on the main thread, no helper threads (their stacks and arenas):
+ *   ~1–3 MiB;
  * - `--max-lazy`: no eager compilation.
- * Not the optimising compilers' removal (`--no-opt --no-maglev`): 11 MiB less, but the interpreter makes the
- * agent's heavy loops 10–30× slower (keepalive's assignment for 5,000 nodes: 0.3 → 7.5 s).
+ * Not `--optimize-for-size` (which the lab passed before `--max-opt=2`): 3.7 MiB less, but 120 µs more CPU per
+ * keepalive probe (3.3 → 4.3 % of a core at 1,000 peers) and a slower planner. Not the optimising compilers'
+ * removal (`--no-opt --no-maglev`): 11 MiB less, but the interpreter makes the agent's heavy loops 10–30× slower
+ * (keepalive's assignment for 5,000 nodes: 0.3 → 7.5 s). The environment adds {@link AGENT_ENV}.
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--optimize-for-size', '--max-lazy'];
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--max-opt=2', '--single-threaded', '--max-lazy'];
+/**
+ * The environment every lab agent gets besides its own (and the DaemonSet's container): glibc's malloc keeps at most
+ * two arenas (one per thread by default, each holding freed memory of its own): 1–3 MiB less.
+ */
+export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 /** The lab's API server process (built: from the sources too, tests run the built one). */
 const API_MAIN = fileURLToPath(new URL('dist/lab/apiserver-main.js', CORE_DIR));
 
@@ -284,7 +294,7 @@ export class Lab {
           detached: true,
           stdio: ['ignore', log.fd, log.fd],
           // Node's compile cache, per node (the DaemonSet is to keep it in /var/lib/weft): a restart compiles less.
-          env: { ...process.env, NODE_NAME: n.name, NO_COLOR: '1', NODE_COMPILE_CACHE: join(nodeDir, 'compile-cache') },
+          env: { ...process.env, ...AGENT_ENV, NODE_NAME: n.name, NO_COLOR: '1', NODE_COMPILE_CACHE: join(nodeDir, 'compile-cache') },
         },
       );
       const pid = await new Promise<number>((resolve, reject) => {
