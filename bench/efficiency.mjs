@@ -104,6 +104,9 @@ async function join1(lab, node, peers) {
     if (still.every((c) => c === peers - 1)) break;
     await sleep(100);
   }
+  // The node registers first (its Node object: the kubelet's part, before the DaemonSet's pod starts), and its peers
+  // have seen it: the clock starts with the agent.
+  await lab.register(node);
   await sleep(500);
   const started = performance.now();
   await lab.startAgent(node);

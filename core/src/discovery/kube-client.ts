@@ -1,14 +1,17 @@
 import { readFileSync } from 'node:fs';
 import type { Agent as HttpAgent, IncomingMessage, request as httpRequest } from 'node:http';
+import type * as NodeHttps from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
 import type * as Undici from 'undici';
 import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { Readable } from 'node:stream';
+import { createRequire } from 'node:module';
 import { StringDecoder } from 'node:string_decoder';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../observe/logger.js';
+import { http } from '../observe/node-http.js';
 
 /**
  * What weft needs of the Kubernetes API: list a collection, watch it, merge-patch the own Node — on Node's own
@@ -102,12 +105,11 @@ class NodeTransport implements Transport {
       throw new Error(`the API server address ${JSON.stringify(credentials.server)} is not a URL`);
     }
     if (url.protocol === 'https:') {
-      const https = await import('node:https');
+      const https = createRequire(import.meta.url)('node:https') as typeof NodeHttps;
       const agent = new https.Agent({ keepAlive: true, ...credentials.tls });
       return new NodeTransport(server, https.request, agent, authorizer(credentials));
     }
     if (url.protocol !== 'http:') throw new Error(`the API server address ${server} is neither https nor http`);
-    const http = await import('node:http');
     return new NodeTransport(server, http.request, new http.Agent({ keepAlive: true }), authorizer(credentials));
   }
 

@@ -32,9 +32,10 @@ describe('ProcFiles', () => {
 
   it('reads /proc, and a file that went away is missing, not its last value', async () => {
     expect(files.read('/proc/sys/kernel/ostype')).toBe('Linux\n');
-    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => undefined, 30_000)'], { stdio: 'ignore' });
     const comm = `/proc/${String(child.pid)}/comm`;
-    expect(files.read(comm)).toBe('sleep\n');
+    expect(files.read(`/proc/${String(child.pid)}/cmdline`)).toContain('setTimeout');
+    expect(files.read(comm)).toMatch(/\S\n$/);
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;

@@ -274,6 +274,16 @@ export class Lab {
   }
 
   /**
+   * With `discovery: kubernetes`, creates the node's Node object when there is none — what a kubelet does when it
+   * registers, before the DaemonSet's pod starts on the node. {@link startAgent} does it too; the join benchmark does
+   * it first, so that its clock starts with the agent.
+   */
+  async register(node: string): Promise<void> {
+    const n = this.node(node);
+    if (this.kubernetes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
+  }
+
+  /**
    * Starts a node's agent (when it is not running) in the node's network and mount namespace. With `discovery:
    * kubernetes` its Node object is created first when there is none (a kubelet registering), also while the API
    * server is down (it then appears to everyone when the server is back).
@@ -283,7 +293,7 @@ export class Lab {
     const current = this.record.agents[n.name];
     if (current && isAgent(current.pid, this.dir, n.name)) return current.pid;
     if (!existsSync(AGENT_BIN)) throw new Error(`the lab's agents run the bundle ${AGENT_BIN}, which is missing: run npm run build`);
-    if (this.kubernetes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
+    await this.register(n.name);
     const nodeDir = join(this.dir, n.name);
     const log = await open(join(nodeDir, 'agent.log'), 'a', 0o600);
     try {

@@ -1,4 +1,5 @@
-import { type IncomingMessage, request } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { http } from './node-http.js';
 
 /** Where an agent's API is: a Unix socket, or a base URL. */
 export type AgentTarget = { readonly socket: string } | { readonly url: string };
@@ -18,8 +19,8 @@ export function httpGet(target: AgentTarget, path: string, timeoutMs: number): P
     };
     const req =
       'socket' in target
-        ? request({ socketPath: target.socket, path, timeout: timeoutMs }, onResponse)
-        : request(new URL(path, `${target.url}/`), { timeout: timeoutMs }, onResponse);
+        ? http.request({ socketPath: target.socket, path, timeout: timeoutMs }, onResponse)
+        : http.request(new URL(path, `${target.url}/`), { timeout: timeoutMs }, onResponse);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${String(timeoutMs / 1000)} s`)));
     req.on('error', reject);
     req.end();

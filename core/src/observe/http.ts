@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { describeError, WeftError } from '../api/errors.js';
+import { http } from './node-http.js';
 import type { HttpHandler, HttpReply, HttpRequest, PluginHttp } from '../api/services.js';
 import { RateLimiter, type RateLimits } from './rate-limit.js';
 
@@ -153,7 +154,7 @@ export class HttpServer {
   }
 
   private create(limited: boolean): Server {
-    const server = createServer((req, res) => {
+    const server = http.createServer((req, res) => {
       if (limited) {
         const verdict = this.rate.admit(req.socket.remoteAddress ?? '?');
         if (verdict !== 'ok') {

@@ -48,18 +48,30 @@ describe('ReconcileLoop', () => {
     vi.useRealTimers();
   });
 
-  it('merges a burst of triggers into one run after the debounce', async () => {
+  it('runs at once after a quiet spell, with every trigger of that turn; triggers that follow a run merge into one run a debounce after it', async () => {
     const h = harness(async () => undefined);
     h.loop.start();
     h.loop.trigger('cluster');
     h.loop.trigger('cluster');
     h.loop.trigger('config');
-    await vi.advanceTimersByTimeAsync(99);
-    expect(h.runs).toHaveLength(0);
-    await vi.advanceTimersByTimeAsync(1);
-    expect(h.runs).toEqual([{ at: 100, reasons: ['cluster', 'config', 'start'], attempt: 0 }]);
-    await vi.advanceTimersByTimeAsync(10_000);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.runs).toEqual([{ at: 0, reasons: ['cluster', 'config', 'start'], attempt: 0 }]);
+    // A burst right after that run: one run, a debounce after the run ended.
+    for (const [t, reason] of [[10, 'a'], [40, 'b'], [70, 'a']] as const) {
+      await vi.advanceTimersByTimeAsync(t - Date.now());
+      h.loop.trigger(reason);
+    }
+    await vi.advanceTimersByTimeAsync(29);
     expect(h.runs).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.runs[1]).toEqual({ at: 100, reasons: ['a', 'b'], attempt: 0 });
+    // Quiet again: a lone trigger does not wait.
+    await vi.advanceTimersByTimeAsync(4_900);
+    h.loop.trigger('cluster');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(h.runs.map((r) => r.at)).toEqual([0, 100, 5_000]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(h.runs).toHaveLength(3);
     await h.loop.stop();
   });
 
@@ -75,7 +87,8 @@ describe('ReconcileLoop', () => {
     expect(h.runs).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(5_000);
     expect(h.runs).toHaveLength(2);
-    expect(h.runs[1]).toEqual({ at: 1_200, reasons: ['t0', 't1'], attempt: 0 });
+    // The first run started at once and ended at 1,000: the next one a debounce later.
+    expect(h.runs[1]).toEqual({ at: 1_100, reasons: ['t0', 't1'], attempt: 0 });
     expect(h.maxActive()).toBe(1);
     await h.loop.stop();
   });
@@ -126,7 +139,7 @@ describe('ReconcileLoop', () => {
     const h = harness(async (_ctx, n) => (n < 3 ? { requeueAfter: 2_000 } : undefined));
     h.loop.start();
     await vi.advanceTimersByTimeAsync(20_000);
-    expect(h.runs.map((r) => r.at)).toEqual([100, 2_100, 4_100]);
+    expect(h.runs.map((r) => r.at)).toEqual([0, 2_000, 4_000]);
     expect(h.runs[1]?.reasons).toEqual(['requeue']);
     await h.loop.stop();
   });
@@ -135,8 +148,9 @@ describe('ReconcileLoop', () => {
     const h = harness(async () => undefined, { resync: 10_000 });
     h.loop.start();
     await vi.advanceTimersByTimeAsync(35_000);
-    // random 0.5 → exactly the period, from the end of the run before (each run here ends at once), plus the debounce
-    expect(h.runs.map((r) => r.at)).toEqual([100, 10_200, 20_300, 30_400]);
+    // random 0.5 → exactly the period, from the end of the run before (each run here ends at once); the run itself on
+    // the next turn (setTimeout 0: a millisecond)
+    expect(h.runs.map((r) => r.at)).toEqual([0, 10_001, 20_002, 30_003]);
     expect(h.runs[1]?.reasons).toEqual(['resync']);
     // A run for another reason puts the resync off by a period.
     h.loop.trigger('cluster');
@@ -206,7 +220,7 @@ describe('ReconcileLoop', () => {
     const healthy = harness(async () => ({ requeueAfter: 1_000 }));
     for (const h of [hung, throwing, healthy]) h.loop.start();
     await vi.advanceTimersByTimeAsync(10_050);
-    expect(healthy.runs.map((r) => r.at)).toEqual([100, 1_100, 2_100, 3_100, 4_100, 5_100, 6_100, 7_100, 8_100, 9_100]);
+    expect(healthy.runs.map((r) => r.at)).toEqual([0, 1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000, 8_000, 9_000, 10_000]);
     expect(throwing.reports[0]?.result).toBe('error');
     expect(hung.runs).toHaveLength(1);
     await healthy.loop.stop();

@@ -46,7 +46,10 @@ export interface LoopOptions {
 
 /**
  * The reconcile loop of one plugin, with the semantics of controller-runtime's work queue for a single key:
- * - triggers merge: reasons collect until the next run, which starts `debounce` ms after the first of them;
+ * - triggers merge: reasons collect until the next run. A trigger after a quiet spell (nothing ran for `debounce`
+ *   ms) runs at once — on the next turn of the event loop, so that the triggers of this turn join it — and a trigger
+ *   that follows a run closer than that waits until `debounce` ms after that run ended: a burst costs one run more
+ *   at most, and a lone change (a node joining) is acted on without waiting;
  * - never two runs at once; a trigger during a run causes exactly one more run after it;
  * - an error retries after a capped exponential backoff with jitter; a {@link TerminalError} does not retry;
  * - `requeueAfter` from a run schedules another; a resync triggers one when `resync` (±10 %) passed since the last
@@ -64,6 +67,8 @@ export class ReconcileLoop {
   private resyncTimer: NodeJS.Timeout | undefined;
   private current: { promise: Promise<void>; controller: AbortController } | undefined;
   private failures = 0;
+  /** When the last run ended (performance.now()); long ago before the first. */
+  private lastEnd = Number.NEGATIVE_INFINITY;
   private started = false;
   private stopped = false;
 
@@ -85,7 +90,7 @@ export class ReconcileLoop {
     if (this.stopped) return;
     this.pending.add(reason);
     if (!this.started || this.current) return; // the run in progress schedules the next one when it ends
-    this.scheduleIn(this.settings.debounce);
+    this.scheduleIn(this.lastEnd + this.settings.debounce - performance.now());
   }
 
   /** New timings; they apply from the next scheduling decision. */
@@ -226,6 +231,7 @@ export class ReconcileLoop {
   }
 
   private afterRun(result: RunResult, nextInMs: number | undefined): void {
+    this.lastEnd = performance.now();
     if (this.stopped) return;
     // This run looked at everything: the next resync is due a full period from now.
     this.armResync();

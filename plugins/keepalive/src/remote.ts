@@ -1,8 +1,8 @@
-import { request } from 'node:http';
 import { isIP } from 'node:net';
 import { describeError, z } from '@weft/core';
 import { PLANES } from './config.js';
 import type { NodeStatus } from './matrix.js';
+import { http } from './node-http.js';
 import { RESULTS } from './prober.js';
 
 
@@ -61,7 +61,7 @@ export function fetchStatus(address: string, port: number, timeoutMs: number, ma
       clearTimeout(timer);
       resolve(v);
     };
-    const req = request({ host: address, family: isIP(address), port, path: '/status', agent: false, headers: { Connection: 'close' } }, (res) => {
+    const req = http.request({ host: address, family: isIP(address), port, path: '/status', agent: false, headers: { Connection: 'close' } }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
