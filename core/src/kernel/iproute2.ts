@@ -322,7 +322,7 @@ export class Iproute2Kernel implements KernelBackend {
     if (sysctlKeys.length > 0) {
       if (this.netns.kind === 'own') {
         for (const key of sysctlKeys) {
-          // A file of /proc: read at once (one syscall each, never waits on a disk), without a file handle's four steps.
+          // A file of /proc, read through a descriptor kept open (ProcFiles): one pread, never a wait on a disk.
           const value = this.procFiles.read(sysctlPath(key));
           if (value !== undefined) sysctls.push({ key, value: value.trim().replace(/\s+/g, ' ') });
         }
