@@ -263,7 +263,10 @@ export class UapiConnection {
     private readonly timeoutMs = 10_000,
   ) {}
 
-  /** Sends `request` and resolves with its answer. Meant for `get=1`: a request that fails is sent again once. */
+  /**
+   * Sends `request` and resolves with its answer. Meant for `get=1`: a request that meets a kept connection closed
+   * before any byte of its answer is sent once more, on a new connection; any other failure is the caller's.
+   */
   request(request: string): Promise<UapiAnswer> {
     const run = this.queue.then(() => this.send(request, true));
     this.queue = run.catch(() => undefined);

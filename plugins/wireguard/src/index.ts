@@ -1,4 +1,4 @@
-import { canonicalIP, definePlugin, type DesiredState, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
+import { canonicalIP, type ClusterView, definePlugin, type DesiredState, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
@@ -88,7 +88,7 @@ export default definePlugin({
     };
     let excludedLogged = '';
     // The overlay claims of the last view (the same view object: the same claims).
-    let madeOf: { view: object; claimed: { node: string; ip4: string }[] } | undefined;
+    let madeOf: { view: ClusterView; claimed: { node: string; ip4: string }[] } | undefined;
 
     // What the metrics were last made from: a heartbeat that saw no handshake and no byte changes none of them.
     let metricsOf: { plan: MeshPlan; counters: string } | undefined;
