@@ -46,6 +46,9 @@ export const DOCTOR_TOOLS: readonly (readonly [string, string])[] = [
   ['nft', 'apt-get install nftables'],
 ];
 
+/** How to get WireGuard where the kernel has none. */
+export const WIREGUARD_FIX = 'modprobe wireguard (kernel ≥ 5.6), or install wireguard-go: weft then runs WireGuard in userspace';
+
 const LINKS: readonly [Capability, string[], string][] = [
   ['bridge', ['type', 'bridge'], 'modprobe bridge'],
   ['veth', ['type', 'veth', 'peer', 'name', 'PEER'], 'modprobe veth'],
@@ -54,7 +57,7 @@ const LINKS: readonly [Capability, string[], string][] = [
   ['gre', ['type', 'gre', 'remote', '192.0.2.1'], 'modprobe ip_gre'],
   ['ip6gre', ['type', 'ip6gre', 'remote', '2001:db8::1'], 'modprobe ip6_gre'],
   ['ipip', ['type', 'ipip', 'remote', '192.0.2.1'], 'modprobe ipip'],
-  ['wireguard', ['type', 'wireguard'], 'modprobe wireguard (kernel ≥ 5.6), or install wireguard-go: weft then runs WireGuard in userspace'],
+  ['wireguard', ['type', 'wireguard'], WIREGUARD_FIX],
 ];
 
 /** Finds an executable on PATH without a shell. */

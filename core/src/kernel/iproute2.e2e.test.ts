@@ -50,6 +50,29 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(sk
     }
   });
 
+  it("answers a plugin's WireGuard question with the throwaway link its first device asks for anyway", async () => {
+    const ns = await freshNetns('kq');
+    try {
+      const counting = countingRunner();
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
+      const before = (await execa('ip', ['netns', 'list'])).stdout;
+      const report = await kernel.probe(['wireguard']);
+      expect(report.checks.map((c) => c.name)).toEqual(['link wireguard']);
+      expect(report.checks[0]?.ok).toBe(true);
+      expect(report.checks[0]?.detail).toMatch(kernelHasWireGuard() ? /^supported$/ : /^no kernel module; weft runs wireguard-go \(userspace, \/\S+\/wireguard-go\)$/);
+      // One `ip link add` in the node's own namespace (and its `del` where the kernel made the link); no namespace.
+      const add = `ip -n ${ns.name} link add P type wireguard`;
+      expect(counting.lines().map((l) => l.replace(/weftwgp\d+/, 'P'))).toEqual(kernelHasWireGuard() ? [add, `ip -n ${ns.name} link del P`] : [add]);
+      expect((await execa('ip', ['netns', 'list'])).stdout).toBe(before);
+      // The driver's own question (which implementation a new device gets) is then answered without a process.
+      await kernel.wireguardImplementation();
+      await kernel.probe(['wireguard']);
+      expect(counting.count()).toBe(kernelHasWireGuard() ? 2 : 1);
+    } finally {
+      await ns.remove();
+    }
+  });
+
   it('reads with a few processes and writes a whole state with one batch per tool', async () => {
     const ns = await freshNetns('kb');
     try {

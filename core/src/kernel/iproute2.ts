@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { constants as osConstants, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describeError } from '../api/errors.js';
-import { type Capability, type DoctorReport, probeMachine, which } from './capabilities.js';
+import { type Capability, type Check, type DoctorReport, probeMachine, WIREGUARD_FIX, which } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import { canonicalIP, type Family } from './ip.js';
 import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
@@ -442,15 +442,37 @@ export class Iproute2Kernel implements KernelBackend {
 
   private readonly probed = new Map<string, Promise<DoctorReport>>();
 
-  /** What this machine supports (`only` these capabilities); probed once per question, in a throwaway namespace. */
+  /**
+   * What this machine supports (`only` these capabilities); probed once per question, in a throwaway namespace.
+   * WireGuard is answered by the question the first device asks anyway ({@link wireguardImplementation}: one
+   * throwaway link in this namespace) and wireguard-go on PATH, not by a namespace of its own: at an agent's start
+   * that was three processes in a row before the first reconcile.
+   */
   probe(only?: readonly Capability[]): Promise<DoctorReport> {
     const key = only === undefined ? '*' : [...new Set(only)].sort().join(',');
     let report = this.probed.get(key);
     if (!report) {
-      report = probeMachine(only);
+      // `wireguard: kernel` settles the implementation without asking: the throwaway namespace asks the kernel.
+      report = only?.includes('wireguard') && this.wireguard !== 'kernel' ? this.probeWithWireGuard(only) : probeMachine(only);
       this.probed.set(key, report);
     }
     return report;
+  }
+
+  private async probeWithWireGuard(only: readonly Capability[]): Promise<DoctorReport> {
+    const rest = only.filter((c) => c !== 'wireguard');
+    const [implementation, wireguardGo, others] = await Promise.all([
+      this.wireguardImplementation(),
+      which('wireguard-go'),
+      rest.length > 0 ? probeMachine(rest) : undefined,
+    ]);
+    const check: Check =
+      implementation === 'kernel'
+        ? { name: 'link wireguard', ok: true, detail: 'supported' }
+        : wireguardGo
+          ? { name: 'link wireguard', ok: true, detail: `no kernel module; weft runs wireguard-go (userspace, ${wireguardGo})` }
+          : { name: 'link wireguard', ok: false, detail: 'no kernel module, and no wireguard-go on PATH', fix: WIREGUARD_FIX };
+    return { kernel: others?.kernel ?? (release() || 'unknown'), checks: [...(others?.checks ?? []), check] };
   }
 
   /** Whether this namespace gets kernel WireGuard or wireguard-go (`auto` probes once with a throwaway link). */

@@ -78,4 +78,13 @@ describe('weft doctor on the VM kernel', () => {
     expect(missing).toEqual([]);
     expect(report.checks.find((c) => c.name === 'link wireguard')?.detail).toBe('supported');
   });
+
+  it("answers a plugin's WireGuard question from the kernel", async () => {
+    const h = await vmHarness('vq');
+    try {
+      expect((await h.backend.probe(['wireguard'])).checks).toEqual([{ name: 'link wireguard', ok: true, detail: 'supported' }]);
+    } finally {
+      await h.close();
+    }
+  });
 });

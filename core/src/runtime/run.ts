@@ -1,3 +1,4 @@
+import { flushCompileCache, getCompileCacheDir } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { describeError } from '../api/errors.js';
 import { loadConfigText, readConfigFile } from '../config/load.js';
@@ -55,6 +56,7 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
     throw err;
   }
   starting = false;
+  persistCompileCacheOnceReady(agent);
 
   const watcher = watchConfigFile(options.configPath, {
     pollMs: options.configPollMs ?? 10_000,
@@ -69,4 +71,42 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
   watcher.initial(text);
   void agent.stopped.then(() => watcher.close());
   return agent;
+}
+
+/** How long after its start an agent that never gets ready still writes its compile cache. */
+const COMPILE_CACHE_FALLBACK_MS = 60_000;
+
+/**
+ * Writes Node's compile cache (`NODE_COMPILE_CACHE`) once the agent is first ready. Node writes it only at a clean
+ * exit, which a killed agent (SIGKILL, OOM, a node's crash) never has; and written after the first reconcile it
+ * holds the code of every function the start ran, not only of the modules' top level, so the next start compiles
+ * almost nothing. Without a cache directory this does nothing.
+ */
+function persistCompileCacheOnceReady(agent: Agent): void {
+  if (getCompileCacheDir() === undefined) return;
+  let done = false;
+  const flush = (): void => {
+    if (done) return;
+    done = true;
+    unsubscribe();
+    clearTimeout(fallback);
+    // On the next turn: the reconcile that made the agent ready finishes first (its last functions compiled too).
+    setImmediate(() => {
+      try {
+        flushCompileCache();
+      } catch {
+        // A cache that cannot be written costs the next start some time, nothing else.
+      }
+    });
+  };
+  const unsubscribe = agent.onChange(() => {
+    if (agent.readiness().ready) flush();
+  });
+  const fallback = setTimeout(flush, COMPILE_CACHE_FALLBACK_MS);
+  fallback.unref();
+  if (agent.readiness().ready) flush();
+  void agent.stopped.then(() => {
+    unsubscribe();
+    clearTimeout(fallback);
+  });
 }
