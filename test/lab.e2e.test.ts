@@ -80,6 +80,9 @@ describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
     await lab.killAgent('n2');
     const dead = await lab.status();
     expect(dead.nodes[1]?.agent).toBe('dead');
+    // It wrote its compile cache once it was ready, not at an exit it never had: the restart compiles little.
+    const cached = readdirSync(join(lab.dir, 'n2', 'compile-cache'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    expect(cached.length).toBeGreaterThan(5);
     expect(dead.problems).toEqual([`n2: agent is not running (weft lab logs n2)`]);
     await new Promise((r) => setTimeout(r, 1000));
     expect((await lab.status()).nodes[1]?.agent).toBe('dead');
