@@ -32,24 +32,27 @@ const CORE_DIR = BUNDLE ? new URL('../../core/', import.meta.url) : new URL('../
  */
 export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR));
 /**
- * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"). Every one of them
- * leaves V8's flag hash alone: Node's built-in modules come with compiled code that V8 takes only under the flags it
- * was made with, and a flag such as `--max-opt`, `--max-lazy` or `--single-threaded` made every start compile each
- * built-in module it loads from source (~25 ms for `weft --version`, 0.08 s of the lab's join; `node
- * --profile-deserialization` lists each cached module it takes).
+ * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"):
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
  *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
  *   (it costs keepalive ~75 µs of CPU per probe: 1,000 peers at 10 s, 2.8 → 3.5 % of a core);
- * - `--single-threaded-gc`, `--no-concurrent-recompilation`, `--no-concurrent-sparkplug`: V8 collects and compiles
- *   on the main thread, no helper threads at work (what `--single-threaded` does, without its flag-hash cost).
- * Not `--max-opt=2` (no TurboFan) nor `--max-lazy`: side by side in one lab for 4 minutes, the agent without them
- * was 0.7 MiB smaller, not larger, and keepalive at 1,000 peers cost the same (3.03 against 3.07 % of a core); the
- * join was 446 against 529 ms (median of five). Not `--optimize-for-size`: 3.7 MiB less, but 120 µs more CPU per
- * keepalive probe and a slower planner. Not the optimising compilers' removal (`--no-opt --no-maglev`): 11 MiB less,
- * but the interpreter makes the agent's heavy loops 10–30× slower (keepalive's assignment for 5,000 nodes: 0.3 →
- * 7.5 s). The environment adds {@link AGENT_ENV}.
+ * - `--max-opt=2`: V8's tiers up to Maglev, never TurboFan. TurboFan's own code is ~4.6 MiB of the `node`
+ *   executable, which pages in once the agent's hot functions reach it: side by side in one lab with churn, 75.6 MiB
+ *   with the flag and 79.4 without after 2.5 minutes (45.4 against 50.0 MiB of file pages). Keepalive's probes cost
+ *   the same (3.07 against 3.03 % of a core at 1,000 peers);
+ * - `--single-threaded`: V8 compiles and collects on the main thread, no helper threads (their stacks and arenas):
+ *   ~1–3 MiB;
+ * - `--max-lazy`: no eager compilation.
+ * What they cost: each of the last three is in V8's flag hash, and Node's built-in modules ship compiled for the
+ * default flags only; with any of them V8 compiles each built-in module the agent loads from source — 0.08 s of the
+ * lab's join (529 against 446 ms, median of five; `node --profile-deserialization` lists the cached code V8 takes).
+ * `--single-threaded-gc --no-concurrent-recompilation --no-concurrent-sparkplug` would keep that code, but nothing
+ * outside the hash keeps TurboFan out. Not `--optimize-for-size`: 3.7 MiB less, but 120 µs more CPU per keepalive
+ * probe and a slower planner. Not the optimising compilers' removal (`--no-opt --no-maglev`): 11 MiB less, but the
+ * interpreter makes the agent's heavy loops 10–30× slower (keepalive's assignment for 5,000 nodes: 0.3 → 7.5 s).
+ * The environment adds {@link AGENT_ENV}.
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--no-concurrent-recompilation', '--no-concurrent-sparkplug'];
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--max-opt=2', '--single-threaded', '--max-lazy'];
 /**
  * The environment every lab agent gets besides its own (and the DaemonSet's container): glibc's malloc keeps at most
  * two arenas (one per thread by default, each holding freed memory of its own): 1–3 MiB less.
