@@ -105,6 +105,7 @@ class NodeTransport implements Transport {
       throw new Error(`the API server address ${JSON.stringify(credentials.server)} is not a URL`);
     }
     if (url.protocol === 'https:') {
+      // Through `require`, as `node:http` (observe/node-http.ts): no ES module facade reading every export.
       const https = createRequire(import.meta.url)('node:https') as typeof NodeHttps;
       const agent = new https.Agent({ keepAlive: true, ...credentials.tls });
       return new NodeTransport(server, https.request, agent, authorizer(credentials));
