@@ -89,7 +89,15 @@ describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
     const restarted = await lab.startAgent('n2');
     expect(restarted).not.toBe(pid);
     expect((await lab.waitConverged(20_000)).converged).toBe(true);
-    expect(readFileSync(lab.logFile('n2'), 'utf8').match(/"msg":"weft started"/g)).toHaveLength(2);
+    const n2log = readFileSync(lab.logFile('n2'), 'utf8');
+    expect(n2log.match(/"msg":"weft started"/g)).toHaveLength(2);
+    // Each start settled once ready: the compile cache written, then TurboFan off (runtime/run.ts).
+    const settled = n2log.split('\n').filter((l) => l.includes('"msg":"settled after the start"')).map((l) => JSON.parse(l) as { compileCache: string | null; turbofan: boolean });
+    expect(settled).toHaveLength(2);
+    for (const s of settled) {
+      expect(s.compileCache?.startsWith(join(lab.dir, 'n2', 'compile-cache'))).toBe(true);
+      expect(s.turbofan).toBe(false);
+    }
 
     // cut: only that pair loses the underlay; heal restores it.
     await lab.cut('n1', 'n2');

@@ -75,7 +75,7 @@ function buildProgram(io: CliIO): Command {
     .action(async (opts: { config: string }) => {
       try {
         const { runAgent } = await import('../runtime/run.js');
-        const agent = await runAgent({ configPath: opts.config, env: io.env });
+        const agent = await runAgent({ configPath: opts.config, env: io.env, ownProcess: true });
         await agent.stopped;
       } catch (err) {
         fail(err);

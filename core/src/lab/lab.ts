@@ -36,23 +36,18 @@ export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
  *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
  *   (it costs keepalive ~75 µs of CPU per probe: 1,000 peers at 10 s, 2.8 → 3.5 % of a core);
- * - `--max-opt=2`: V8's tiers up to Maglev, never TurboFan. TurboFan's own code is ~4.6 MiB of the `node`
- *   executable, which pages in once the agent's hot functions reach it: side by side in one lab with churn, 75.6 MiB
- *   with the flag and 79.4 without after 2.5 minutes (45.4 against 50.0 MiB of file pages). Keepalive's probes cost
- *   the same (3.07 against 3.03 % of a core at 1,000 peers);
- * - `--single-threaded`: V8 compiles and collects on the main thread, no helper threads (their stacks and arenas):
- *   ~1–3 MiB;
- * - `--max-lazy`: no eager compilation.
- * What they cost: each of the last three is in V8's flag hash, and Node's built-in modules ship compiled for the
- * default flags only; with any of them V8 compiles each built-in module the agent loads from source — 0.08 s of the
- * lab's join (529 against 446 ms, median of five; `node --profile-deserialization` lists the cached code V8 takes).
- * `--single-threaded-gc --no-concurrent-recompilation --no-concurrent-sparkplug` would keep that code, but nothing
- * outside the hash keeps TurboFan out. Not `--optimize-for-size`: 3.7 MiB less, but 120 µs more CPU per keepalive
- * probe and a slower planner. Not the optimising compilers' removal (`--no-opt --no-maglev`): 11 MiB less, but the
- * interpreter makes the agent's heavy loops 10–30× slower (keepalive's assignment for 5,000 nodes: 0.3 → 7.5 s).
- * The environment adds {@link AGENT_ENV}.
+ * - `--single-threaded-gc --no-concurrent-recompilation --no-concurrent-sparkplug`: V8 collects and compiles on the
+ *   main thread, without helper threads (their stacks and arenas): ~1–3 MiB.
+ * None of them is in V8's flag hash, so Node's built-in modules keep the code they ship compiled for the default
+ * flags. The flags that are — `--max-opt=2` (no TurboFan), `--single-threaded`, `--max-lazy`, which the agent ran
+ * with before — made V8 compile every built-in module it loads from source: 0.07–0.1 s of the lab's join (509
+ * against 439 ms, median of eight, alternated in one lab). TurboFan stays out all the same: `weft run` turns it off
+ * once it is ready (runtime/run.ts, `settleOnceReady`). Not `--optimize-for-size`: 3.7 MiB less, but 120 µs more
+ * CPU per keepalive probe and a slower planner. Not the optimising compilers' removal (`--no-opt --no-maglev`):
+ * 11 MiB less, but the interpreter makes the agent's heavy loops 10–30× slower (keepalive's assignment for 5,000
+ * nodes: 0.3 → 7.5 s). The environment adds {@link AGENT_ENV}.
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--max-opt=2', '--single-threaded', '--max-lazy'];
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--no-concurrent-recompilation', '--no-concurrent-sparkplug'];
 /**
  * The environment every lab agent gets besides its own (and the DaemonSet's container): glibc's malloc keeps at most
  * two arenas (one per thread by default, each holding freed memory of its own): 1–3 MiB less.

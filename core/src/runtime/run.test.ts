@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cachedDataVersionTag } from 'node:v8';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fakeConfigMap } from '../../../test/support/configmap.js';
@@ -60,6 +61,18 @@ async function setup(plugins: string[]) {
 
 
 const reloadMetric = async (agent: Agent) => (await agent.metrics.core.configReloadSuccessful.get()).values[0]?.value;
+
+describe('runAgent once ready', () => {
+  it('settles (logs it) and leaves the V8 of a process that is not its own alone', async () => {
+    // ownProcess (weft run) would turn TurboFan off, which changes V8's flag hash: here it must not.
+    const tag = cachedDataVersionTag();
+    const { agent, logs } = await setup(['  greeter:', `    module: ${greeter}`, '    greeting: hi']);
+    await until('greeter reconciled', () => agent.readiness().ready);
+    await until('settled', () => logs.some((l) => l.msg === 'settled after the start'));
+    expect(logs.find((l) => l.msg === 'settled after the start')).toMatchObject({ turbofan: true });
+    expect(cachedDataVersionTag()).toBe(tag);
+  });
+});
 
 describe('runAgent with a watched ConfigMap', () => {
   it('refuses an invalid file before anything runs', async () => {

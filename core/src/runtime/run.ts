@@ -1,9 +1,10 @@
 import { flushCompileCache, getCompileCacheDir } from 'node:module';
 import { dirname, resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { describeError } from '../api/errors.js';
 import { loadConfigText, readConfigFile } from '../config/load.js';
 import { watchConfigFile } from '../config/watch.js';
-import { createLogger } from '../observe/logger.js';
+import { createLogger, type Logger } from '../observe/logger.js';
 import { Agent, type AgentOptions, StartInterrupted } from './agent.js';
 
 export interface RunOptions extends AgentOptions {
@@ -12,6 +13,12 @@ export interface RunOptions extends AgentOptions {
   readonly configPollMs?: number;
   /** Install SIGTERM/SIGINT handlers (default true). */
   readonly handleSignals?: boolean;
+  /**
+   * The process is the agent's own (`weft run`): once ready, V8's TurboFan is turned off for the whole process
+   * unless the environment says `WEFT_TURBOFAN=on` (see {@link settleOnceReady}). Default false: an agent run inside
+   * another program leaves its V8 alone.
+   */
+  readonly ownProcess?: boolean;
 }
 
 /**
@@ -56,7 +63,7 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
     throw err;
   }
   starting = false;
-  persistCompileCacheOnceReady(agent);
+  settleOnceReady(agent, options.ownProcess === true && env['WEFT_TURBOFAN'] !== 'on', logger);
 
   const watcher = watchConfigFile(options.configPath, {
     pollMs: options.configPollMs ?? 10_000,
@@ -73,38 +80,47 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
   return agent;
 }
 
-/** How long after its start an agent that never gets ready still writes its compile cache. */
-const COMPILE_CACHE_FALLBACK_MS = 60_000;
+/** How long after its start an agent that never gets ready still settles (see {@link settleOnceReady}). */
+const SETTLE_FALLBACK_MS = 60_000;
 
 /**
- * Writes Node's compile cache (`NODE_COMPILE_CACHE`) once the agent is first ready. Node writes it only at a clean
- * exit, which a killed agent (SIGKILL, OOM, a node's crash) never has; and written after the first reconcile it
- * holds the code of every function the start ran, not only of the modules' top level, so the next start compiles
- * almost nothing. Without a cache directory this does nothing.
+ * Once the agent is first ready (or {@link SETTLE_FALLBACK_MS} after its start if it never gets ready), on the next
+ * turn — after the reconcile that made it ready has finished:
+ * 1. Writes Node's compile cache (`NODE_COMPILE_CACHE`, when set). Node writes it only at a clean exit, which a
+ *    killed agent (SIGKILL, OOM, a node's crash) never has; and written after the first reconcile it holds the code
+ *    of every function the start ran, not only of the modules' top level, so the next start compiles almost nothing.
+ * 2. When `turbofanOff` (`weft run`, see {@link RunOptions.ownProcess}), turns V8's optimising compiler TurboFan
+ *    off (`--no-turbofan`; hot functions stop at Maglev). TurboFan's own code is ~4.6 MiB of the `node` executable,
+ *    paged in on every node once the agent's hot functions reach it. On the command line the same flag (`--max-opt=2`) costs the
+ *    start ~0.08 s: it is in V8's flag hash, and Node's built-in modules ship compiled for the default flags only.
+ *    Set here, after the compile cache was written under the start's flags, it costs nothing.
  */
-function persistCompileCacheOnceReady(agent: Agent): void {
-  if (getCompileCacheDir() === undefined) return;
+function settleOnceReady(agent: Agent, turbofanOff: boolean, logger: Logger): void {
   let done = false;
-  const flush = (): void => {
+  const settle = (): void => {
     if (done) return;
     done = true;
     unsubscribe();
     clearTimeout(fallback);
-    // On the next turn: the reconcile that made the agent ready finishes first (its last functions compiled too).
     setImmediate(() => {
-      try {
-        flushCompileCache();
-      } catch {
-        // A cache that cannot be written costs the next start some time, nothing else.
+      const cacheDir = getCompileCacheDir();
+      if (cacheDir !== undefined) {
+        try {
+          flushCompileCache();
+        } catch {
+          // A cache that cannot be written costs the next start some time, nothing else.
+        }
       }
+      if (turbofanOff) setFlagsFromString('--no-turbofan');
+      logger.info({ compileCache: cacheDir ?? null, turbofan: !turbofanOff }, 'settled after the start');
     });
   };
   const unsubscribe = agent.onChange(() => {
-    if (agent.readiness().ready) flush();
+    if (agent.readiness().ready) settle();
   });
-  const fallback = setTimeout(flush, COMPILE_CACHE_FALLBACK_MS);
+  const fallback = setTimeout(settle, SETTLE_FALLBACK_MS);
   fallback.unref();
-  if (agent.readiness().ready) flush();
+  if (agent.readiness().ready) settle();
   void agent.stopped.then(() => {
     unsubscribe();
     clearTimeout(fallback);
