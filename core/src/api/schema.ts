@@ -1,6 +1,11 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 
+// Zod compiles a fast path for each object schema (`new Function`) the first time it parses with it: ~10 ms of the
+// agent's start for schemas that parse a config once, and compiled code kept for the life of the process. Interpreted,
+// a parse of a config or a node document costs well under a millisecond.
+z.config({ jitless: true });
+
 /** Renders a config value for an error message: strings quoted, the rest as JSON. */
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
