@@ -183,7 +183,7 @@ export class Agent {
     if (this.started) throw new Error('agent already started');
     this.started = true;
     const { core } = this.config;
-    this.logger.info({ version: WEFT_VERSION, node: this.nodeName, config: this.config.file, plugins: this.config.plugins.map((p) => p.name) }, 'weft starting');
+    this.logger.info({ version: WEFT_VERSION, node: this.nodeName, config: this.config.file, plugins: this.config.plugins.map((p) => p.name), uptimeMs: uptimeMs() }, 'weft starting');
     // Each step gives way to stop(): a SIGTERM while discovery waits for its first view, or while a plugin sets up,
     // stops the agent at once (start then rejects with StartInterrupted).
     const step = <T>(work: Promise<T>): Promise<T> => Promise.race([work, this.stopAsked.promise]);
@@ -198,7 +198,7 @@ export class Agent {
       for (const host of this.hosts) host.start();
       this.metrics.core.configReloadSuccessful.set(1);
       this.metrics.core.configReloadTimestamp.set(Date.now() / 1000);
-      this.logger.info({ http: this.http.address() }, 'weft started');
+      this.logger.info({ http: this.http.address(), uptimeMs: uptimeMs() }, 'weft started');
     } catch (err) {
       await this.stop();
       throw err;
@@ -530,4 +530,9 @@ function httpLimits(core: CoreConfig): HttpLimits {
 
 function plural(n: number, word: string): string {
   return `${String(n)} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** How long the process has run, in whole milliseconds: what the start cost, in the start's log lines. */
+function uptimeMs(): number {
+  return Math.round(process.uptime() * 1000);
 }

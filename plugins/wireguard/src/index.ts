@@ -227,12 +227,25 @@ export default definePlugin({
         };
         // At start, who this node is goes out before the first apply (the slowest: it makes the device), so that
         // peers add it meanwhile; the poke after the apply then starts every handshake at once.
-        if (last === undefined && !dryRun) await publish(identity);
+        const announced = last === undefined && !dryRun ? publish(identity) : undefined;
 
         // A reconcile for a cluster change alone plans from the device as last read, and touches the kernel only
         // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
         const onlyCluster = last !== undefined && [...reasons].every((r) => r === 'cluster');
-        let observed = onlyCluster ? last?.observed : await kernel.wireguardStatus(config.interface);
+        // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
+        // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
+        const addresses = view.self.internalAddresses.join(',');
+        const routine = [...reasons].every((r) => ROUTINE_REASONS.has(r));
+        const fresh = mtuCache !== undefined && routine && mtuCache.addresses === addresses && performance.now() / 1000 - mtuCache.at < MTU_REREAD_S ? mtuCache : undefined;
+        // The identity's patch, the device's status and the MTU's read are independent: they run at once.
+        const [status, mtuRead] = await Promise.all([
+          onlyCluster ? undefined : kernel.wireguardStatus(config.interface),
+          fresh ?? mtuFor(view.self.internalAddresses).then((m) => ({ mtu: m, at: performance.now() / 1000, addresses })),
+          announced,
+        ]);
+        mtuCache = mtuRead;
+        const mtu = mtuRead.mtu;
+        let observed = onlyCluster ? last?.observed : status;
         for (const n of view.nodes) {
           if (n.annotations[IGNORED_LEADER_ANNOTATION] !== undefined && !ignoredLeaderAnnotation.has(n.name)) {
             ignoredLeaderAnnotation.add(n.name);
@@ -242,14 +255,6 @@ export default definePlugin({
         const present = new Set(view.nodes.map((n) => n.name));
         for (const name of ignoredLeaderAnnotation) if (!present.has(name)) ignoredLeaderAnnotation.delete(name);
         let plan = planner({ view, config, self, observed, claimsSeen, now: t });
-        // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
-        // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
-        const addresses = view.self.internalAddresses.join(',');
-        const routine = [...reasons].every((r) => ROUTINE_REASONS.has(r));
-        if (mtuCache === undefined || !routine || mtuCache.addresses !== addresses || performance.now() / 1000 - mtuCache.at >= MTU_REREAD_S) {
-          mtuCache = { mtu: await mtuFor(view.self.internalAddresses), at: performance.now() / 1000, addresses };
-        }
-        const mtu = mtuCache.mtu;
         if (onlyCluster && last && desiredFor(plan, mtu).fingerprint === last.desired) {
           last = { ...last, plan };
         } else {
