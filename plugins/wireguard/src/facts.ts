@@ -1,5 +1,4 @@
-import { isIP } from 'node:net';
-import { canonicalEndpoint, canonicalIP, canonicalNetwork, isWireGuardKey, joinHostPort, networkContains, type NodeInfo, parseNetwork } from '@weft/core';
+import { canonicalEndpoint, canonicalIP, canonicalNetwork, familyOf, hostNetwork, isWireGuardKey, joinHostPort, networkContains, type NodeInfo, parseNetwork } from '@weft/core';
 import type { WireGuardConfig } from './config.js';
 
 /** The annotations this plugin publishes on its own node (and reads from the others). */
@@ -50,6 +49,8 @@ export interface NodeFacts {
   readonly endpoint: string | undefined;
   readonly overlay4: string | undefined;
   readonly overlay6: string | undefined;
+  /** The overlay addresses as host networks (`/32`, `/128`), what the mesh routes to the node; none without an IPv4 one. */
+  readonly overlayHosts: readonly string[];
   readonly podCIDRs: readonly string[];
   /** First internal IPv4 and IPv6 addresses (the underlay inside a location). */
   readonly internal4: string | undefined;
@@ -153,7 +154,7 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
   }
   if (problems.length > 0) return { node: n.name, kind: 'invalid', reason: problems.join('; ') };
 
-  const first = (list: readonly string[], family: 4 | 6) => list.map((x) => canonicalIP(x)).find((x) => x !== undefined && isIP(x) === family);
+  const first = (list: readonly string[], family: 4 | 6) => list.map((x) => canonicalIP(x)).find((x) => x !== undefined && familyOf(x) === family);
   return {
     name: n.name,
     createdAt: n.createdAt,
@@ -163,6 +164,7 @@ export function readNode(n: NodeInfo, config: Pick<WireGuardConfig, 'overlayCIDR
     endpoint,
     overlay4,
     overlay6,
+    overlayHosts: overlay4 !== undefined ? [hostNetwork(overlay4), ...(overlay6 !== undefined ? [hostNetwork(overlay6)] : [])] : [],
     podCIDRs,
     internal4: first(n.internalAddresses, 4),
     internal6: first(n.internalAddresses, 6),
@@ -201,7 +203,7 @@ export function ownEndpoint(n: NodeInfo, port: number): { endpoint: string | und
   }
   const pick = (list: readonly string[]) => {
     const ips = list.map((x) => canonicalIP(x)).filter((x): x is string => x !== undefined);
-    return ips.find((x) => isIP(x) === 4) ?? ips.find((x) => isIP(x) === 6);
+    return ips.find((x) => familyOf(x) === 4) ?? ips.find((x) => familyOf(x) === 6);
   };
   const host = pick(n.externalAddresses) ?? pick(n.internalAddresses);
   return { endpoint: host === undefined ? undefined : joinHostPort(host, port), ...(problem ? { problem } : {}) };
