@@ -35,7 +35,7 @@ export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR
  * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"):
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
  *   the same CPU (VmRSS 131–137 → 105–112 MiB in the first minutes of a lab agent with churn);
- *   (it costs keepalive ~75 µs of CPU per probe: 1,000 peers at 10 s, 2.8 → 3.5 % of a core);
+ *   (keepalive's GC: 26–29 µs of a ~315 µs probe with it, 19–20 µs with 2 MiB semi-spaces, 2026-11-30);
  * - `--single-threaded-gc --no-concurrent-recompilation --no-concurrent-sparkplug`: V8 collects and compiles on the
  *   main thread, without helper threads (their stacks and arenas): ~1–3 MiB.
  * None of them is in V8's flag hash, so Node's built-in modules keep the code they ship compiled for the default

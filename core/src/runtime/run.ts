@@ -91,9 +91,9 @@ const SETTLE_FALLBACK_MS = 60_000;
  *    of every function the start ran, not only of the modules' top level, so the next start compiles almost nothing.
  * 2. When `turbofanOff` (`weft run`, see {@link RunOptions.ownProcess}), turns V8's optimising compiler TurboFan
  *    off (`--no-turbofan`; hot functions stop at Maglev). TurboFan's own code is ~4.6 MiB of the `node` executable,
- *    paged in on every node once the agent's hot functions reach it. On the command line the same flag (`--max-opt=2`) costs the
- *    start ~0.08 s: it is in V8's flag hash, and Node's built-in modules ship compiled for the default flags only.
- *    Set here, after the compile cache was written under the start's flags, it costs nothing.
+ *    paged in on every node once the agent's hot functions reach it. On the command line the same effect
+ *    (`--max-opt=2`) costs the start ~0.08 s: it is in V8's flag hash, and Node's built-in modules ship compiled for
+ *    the default flags only. Set here, after the compile cache was written under the start's flags, it costs nothing.
  */
 function settleOnceReady(agent: Agent, turbofanOff: boolean, logger: Logger): void {
   let done = false;
