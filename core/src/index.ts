@@ -16,7 +16,7 @@ export {
   type ServicePort,
   type Watchable,
 } from './api/cluster.js';
-export { NODE_FIELDS, type NodeField, type NodeReads } from './discovery/reads.js';
+export { NODE_FIELDS, type NodeField, nodeNarrower, type NodeReads } from './discovery/reads.js';
 export { describeError, ERROR_CODES, isWeftError, TerminalError, WeftError, type WeftErrorCode } from './api/errors.js';
 export {
   definePlugin,

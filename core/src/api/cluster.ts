@@ -1,3 +1,5 @@
+import type { NodeReads } from '../discovery/reads.js';
+
 /** What a plugin can ask the core to discover for it, besides its own node. */
 export type Watchable = 'nodes' | 'services' | 'endpointslices';
 
@@ -10,7 +12,12 @@ export interface NodeInfo {
   readonly externalAddresses: readonly string[];
   /** Every pod CIDR of the node (dual stack: one per family). */
   readonly podCIDRs: readonly string[];
+  /**
+   * The node's labels. Of the other nodes, the `kubernetes` and `directory` sources keep only those some enabled
+   * plugin reads (the union of the plugins' `reads.labels`; all when one did not narrow them); the own node keeps all.
+   */
   readonly labels: Readonly<Record<string, string>>;
+  /** The node's annotations, kept the same way as {@link NodeInfo.labels} (by `reads.annotations`). */
   readonly annotations: Readonly<Record<string, string>>;
   /** The node's Ready condition; `true` when the source has no notion of readiness. */
   readonly ready: boolean;
@@ -136,8 +143,13 @@ export type AnnotationPatch = Readonly<Record<string, string | null>>;
  * config itself). The core owns the only instance; plugins see it through {@link ClusterService}.
  */
 export interface NodeSource {
-  /** Starts watching. Resolves once the first full view is known (the source is "synced"). */
-  start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void>;
+  /**
+   * Starts watching. Resolves once the first full view is known (the source is "synced"). `reads` is what the enabled
+   * plugins read of a node (the union of their `reads`): a source should leave the other annotations and labels out of
+   * every node but the own one, so that a change to them is no change of the view (`nodeNarrower` does it). A source
+   * that keeps them is correct too, only dearer: each plugin's own `reads` still decides whether it runs.
+   */
+  start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void, reads?: NodeReads): Promise<void>;
   /** The latest view; only valid after `start` resolved. */
   current(): ClusterView;
   /** Whether the source has a complete view (it stays true while an API outage keeps the last view). */

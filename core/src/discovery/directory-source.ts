@@ -10,6 +10,7 @@ import { NodeDocument, type DirectorySettings } from '../config/schema.js';
 import { formatProblem, YamlSource } from '../config/yaml-source.js';
 import type { Logger } from '../observe/logger.js';
 import { patchAnnotations } from './memory-source.js';
+import { type NodeReads, nodeNarrower } from './reads.js';
 import { locationOf, makeView } from './view.js';
 
 /**
@@ -21,6 +22,8 @@ import { locationOf, makeView } from './view.js';
 export class DirectoryNodeSource implements NodeSource {
   private view: ClusterView;
   private onChange: ((view: ClusterView) => void) | undefined;
+  /** What the plugins read of the other nodes (see start()). */
+  private narrow: (node: NodeInfo) => NodeInfo = (node) => node;
   private watches: ReadonlySet<Watchable> = new Set(['nodes']);
   private readonly good = new Map<string, NodeDocument>();
   /** When this agent first saw each node (ms): the node's age, since a document's own word cannot date it. */
@@ -53,8 +56,10 @@ export class DirectoryNodeSource implements NodeSource {
     this.view = makeView({ selfName, nodes: [], revision: 0, datedBy: 'agent' });
   }
 
-  async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
+  /** Of the other nodes' documents, only the annotations and labels in `reads` make it into the view. */
+  async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void, reads?: NodeReads): Promise<void> {
     this.watches = watches;
+    this.narrow = nodeNarrower(reads, this.selfName);
     await mkdir(this.settings.path, { recursive: true });
     this.firstSeen = await this.loadFirstSeen();
     // Annotations this node published before a restart stay, as they would on a Node object.
@@ -263,7 +268,7 @@ export class DirectoryNodeSource implements NodeSource {
     const slices: EndpointSliceInfo[] = [];
     this.dateNodes([...new Set([this.selfName, ...[...this.good.values()].map((d) => d.name)])]);
     for (const doc of this.good.values()) {
-      nodes.push({
+      const node: NodeInfo = {
         name: doc.name,
         internalAddresses: doc.internalAddresses,
         externalAddresses: doc.externalAddresses,
@@ -273,7 +278,8 @@ export class DirectoryNodeSource implements NodeSource {
         ready: doc.ready,
         location: locationOf(doc.labels, doc.annotations),
         createdAt: this.firstSeen.get(doc.name) ?? Date.now(),
-      });
+      };
+      nodes.push(this.narrow(node));
       services.push(...doc.services);
       slices.push(...doc.endpointSlices);
     }

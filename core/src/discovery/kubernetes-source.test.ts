@@ -9,6 +9,7 @@ import { createLogger } from '../observe/logger.js';
 import { MetricsHub } from '../observe/metrics.js';
 import { KubeClient } from './kube-client.js';
 import { KubernetesNodeSource } from './kubernetes-source.js';
+import type { NodeReads } from './reads.js';
 import { until } from '../../../test/support/until.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -48,8 +49,8 @@ async function setup(watches: string[] = ['nodes'], options: Parameters<typeof s
     logs,
     source,
     changes,
-    start: async () => {
-      await source.start(new Set(watches as never[]), (v) => changes.push(v.revision));
+    start: async (reads?: NodeReads) => {
+      await source.start(new Set(watches as never[]), (v) => changes.push(v.revision), reads);
       cleanups.push(() => source.stop());
     },
   };
@@ -107,6 +108,27 @@ describe('KubernetesNodeSource against a fake API server', () => {
     expect(t.source.current().nodes[2]).toBe(first.nodes[2]);
     t.server.put('nodes', k8sNode('n3'));
     await new Promise((r) => setTimeout(r, 200));
+    expect(t.changes.length).toBe(views + 1);
+  });
+
+  it('keeps of the other nodes only the annotations and labels some plugin reads: a change to the rest is counted and dropped', async () => {
+    const t = await setup();
+    const unread = { annotations: { 'example.com/counter': '0', 'weft.io/wireguard-key': 'k1' }, labels: { 'example.com/pool': 'a', 'topology.kubernetes.io/region': 'eu' } };
+    for (const n of ['n1', 'n2']) t.server.put('nodes', k8sNode(n, unread));
+    await t.start({ annotations: ['weft.io/wireguard-*'], labels: [] });
+    // The own node keeps everything (what the publisher compares with); n2 what is read, and its location.
+    expect(t.source.current().self).toMatchObject(unread);
+    expect(t.source.current().nodes[1]).toMatchObject({ annotations: { 'weft.io/wireguard-key': 'k1' }, labels: {}, location: 'eu' });
+    const views = t.changes.length;
+    const events = async () => (await t.metrics.core.discoveryEvents.get()).values.find((v) => v.labels.type === 'update')?.value ?? 0;
+    const before = await events();
+    for (let i = 1; i <= 5; i++) t.server.put('nodes', k8sNode('n2', { ...unread, annotations: { ...unread.annotations, 'example.com/counter': String(i) }, labels: { ...unread.labels, 'example.com/pool': String(i) } }));
+    await until('five updates counted', async () => (await events()) === before + 5);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(t.changes.length).toBe(views);
+    // What a plugin reads still makes a view.
+    t.server.put('nodes', k8sNode('n2', { ...unread, annotations: { 'weft.io/wireguard-key': 'k2' } }));
+    await until('new key', () => t.source.current().nodes[1]?.annotations['weft.io/wireguard-key'] === 'k2');
     expect(t.changes.length).toBe(views + 1);
   });
 

@@ -1,10 +1,12 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { Counter } from 'prom-client';
 import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, ServiceInfo, Watchable } from '../api/cluster.js';
 import { describeError } from '../api/errors.js';
 import type { KubernetesSettings } from '../config/schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
 import { KubeApiError, KubeClient, type KubeObject } from './kube-client.js';
+import { type NodeReads, nodeNarrower, sameData } from './reads.js';
 import { bareNode, locationOf, makeView } from './view.js';
 
 const RESOURCES: Record<Watchable, string> = {
@@ -71,10 +73,18 @@ export function endpointSliceInfo(e: V1EndpointSlice): EndpointSliceInfo {
   };
 }
 
-/** One watched collection: the objects as last listed and watched, by namespace/name. */
+/** What weft makes of one watched object. */
+type Info = NodeInfo | ServiceInfo | EndpointSliceInfo;
+
+/**
+ * One watched collection: the info of each object as last listed and watched, by namespace/name. The objects
+ * themselves are not kept (a real Node object, with its images and managed fields, is many times its info).
+ */
 interface Watched {
   readonly resource: Watchable;
-  readonly objects: Map<string, KubeObject>;
+  readonly objects: Map<string, Info>;
+  /** weft_discovery_events_total's children for this resource, by event type (made once). */
+  readonly counted: Partial<Record<'add' | 'update' | 'delete', Counter.Internal>>;
   resourceVersion: string;
   /** Consecutive failed requests; 0 while connected. */
   failures: number;
@@ -112,8 +122,8 @@ export class KubernetesNodeSource implements NodeSource {
   private lastProbe: { at: number; pending: boolean; answer: Promise<boolean> } | undefined;
   /** When the API stopped answering (unix ms), while it does not. */
   private disconnectedSince: number | undefined;
-  /** The info made of each object the source holds (see rebuild()). */
-  private readonly made = new WeakMap<object, unknown>();
+  /** What the plugins read of the other nodes; the rest is left out of their infos (see start()). */
+  private narrow: (node: NodeInfo) => NodeInfo = (node) => node;
   /** This node while the API has no Node object for it: one object, so that views without it compare equal. */
   private readonly bareSelf: NodeInfo;
 
@@ -129,12 +139,16 @@ export class KubernetesNodeSource implements NodeSource {
     this.view = makeView({ selfName, nodes: [], revision: 0, fallbackSelf: this.bareSelf });
   }
 
-  /** Resolves once every collection has listed (retrying with backoff while the API is unreachable). */
-  async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
+  /**
+   * Resolves once every collection has listed (retrying with backoff while the API is unreachable). Of the other
+   * nodes, only the annotations and labels in `reads` are kept: a change to any other is noticed, and dropped.
+   */
+  async start(watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void, reads?: NodeReads): Promise<void> {
+    this.narrow = nodeNarrower(reads, this.selfName);
     this.client = await KubeClient.load(this.settings.kubeconfig ?? undefined, this.logger);
     this.logger.debug({ credentials: this.client.origin, server: this.client.server }, 'kubernetes source');
     for (const resource of ['nodes', 'services', 'endpointslices'] as const) {
-      if (watches.has(resource)) this.watched.push({ resource, objects: new Map(), resourceVersion: '', failures: 0, abort: undefined });
+      if (watches.has(resource)) this.watched.push({ resource, objects: new Map(), counted: {}, resourceVersion: '', failures: 0, abort: undefined });
     }
     await Promise.all(this.watched.map((w) => this.firstList(w)));
     if (this.stopped) return;
@@ -227,16 +241,44 @@ export class KubernetesNodeSource implements NodeSource {
   private async list(w: Watched): Promise<void> {
     const client = this.client as KubeClient;
     const { items, resourceVersion } = await client.list(RESOURCES[w.resource], this.stopping.signal);
-    const fresh = new Map(items.map((o) => [keyOf(o), o]));
-    for (const [k, o] of fresh) {
-      const old = w.objects.get(k);
-      if (!old) this.event(w, 'add');
-      else if (old.metadata?.resourceVersion !== o.metadata?.resourceVersion) this.event(w, 'update');
+    const listed = new Set<string>();
+    for (const o of items) {
+      const k = keyOf(o);
+      listed.add(k);
+      const change = this.hold(w, k, o);
+      if (change !== undefined) this.event(w, change, true);
     }
-    for (const k of w.objects.keys()) if (!fresh.has(k)) this.event(w, 'delete');
-    w.objects.clear();
-    for (const [k, o] of fresh) w.objects.set(k, o);
+    for (const k of w.objects.keys()) {
+      if (listed.has(k)) continue;
+      w.objects.delete(k);
+      this.event(w, 'delete', true);
+    }
     w.resourceVersion = resourceVersion;
+  }
+
+  /**
+   * Keeps what weft makes of an object. An info that comes out equal to the one held leaves that one in place: an
+   * unchanged node is the same object from view to view, and a change to nothing weft keeps (a kubelet's status
+   * heartbeat, an annotation no plugin reads) makes no new view at all. Says what changed: nothing (undefined), or
+   * an object added or updated.
+   */
+  private hold(w: Watched, key: string, o: KubeObject): 'add' | 'update' | undefined {
+    const fresh = this.infoOf(w.resource, o);
+    const old = w.objects.get(key);
+    if (old !== undefined && sameData(old, fresh)) return undefined;
+    w.objects.set(key, fresh);
+    return old === undefined ? 'add' : 'update';
+  }
+
+  private infoOf(resource: Watchable, o: KubeObject): Info {
+    switch (resource) {
+      case 'nodes':
+        return this.narrow(nodeInfo(o));
+      case 'services':
+        return serviceInfo(o);
+      case 'endpointslices':
+        return endpointSliceInfo(o as unknown as V1EndpointSlice);
+    }
   }
 
   /** One watch stream from the collection's version, applied to what the source holds, until it ends. */
@@ -249,12 +291,14 @@ export class KubernetesNodeSource implements NodeSource {
         const version = object.metadata?.resourceVersion;
         switch (type) {
           case 'ADDED':
-          case 'MODIFIED':
-            this.event(w, w.objects.has(keyOf(object)) ? 'update' : 'add');
-            w.objects.set(keyOf(object), object);
+          case 'MODIFIED': {
+            // Every event counts; only one that changed what the source holds makes a new view.
+            const change = this.hold(w, keyOf(object), object);
+            this.event(w, change ?? 'update', change !== undefined);
             break;
+          }
           case 'DELETED':
-            if (w.objects.delete(keyOf(object))) this.event(w, 'delete');
+            if (w.objects.delete(keyOf(object))) this.event(w, 'delete', true);
             break;
           case 'BOOKMARK':
             break;
@@ -297,9 +341,10 @@ export class KubernetesNodeSource implements NodeSource {
     });
   }
 
-  private event(w: Watched, type: 'add' | 'update' | 'delete'): void {
-    this.metrics?.core.discoveryEvents.inc({ resource: w.resource, type });
-    this.changed();
+  /** Counts an event; one that changed what the source holds makes a new view. */
+  private event(w: Watched, type: 'add' | 'update' | 'delete', changed: boolean): void {
+    if (this.metrics) (w.counted[type] ??= this.metrics.core.discoveryEvents.labels({ resource: w.resource, type })).inc();
+    if (changed) this.changed();
   }
 
   private sleep(ms: number): Promise<void> {
@@ -373,40 +418,24 @@ export class KubernetesNodeSource implements NodeSource {
   }
 
   /**
-   * A new view of what the source holds. Each object's info is made once (kept by the object, which the watch
-   * replaces when it changes), and a changed object whose info came out equal keeps the previous info: an unchanged
-   * node is the same object from view to view, so everything downstream (claims, each plugin's `reads`) compares by
-   * identity — a change costs about what the changed node costs, not what the whole cluster costs (1,000 nodes: an
-   * unrelated annotation cost an agent ~38 ms when every node's info was made and compared again).
+   * A new view of what the source holds. The infos are those held (see hold()): an unchanged node is the same object
+   * from view to view, so everything downstream (claims, each plugin's `reads`) compares by identity — a change costs
+   * about what the changed node costs, not what the whole cluster costs (1,000 nodes: an unrelated annotation cost an
+   * agent ~38 ms when every node's info was made and compared again).
    */
   private rebuild(): void {
     const prev = this.view;
-    const list = <T>(resource: Watchable) => [...(this.watched.find((w) => w.resource === resource)?.objects.values() ?? [])] as T[];
-    const nodes = this.infos(list<V1Node>('nodes'), nodeInfo, (n) => n.name, prev.nodes).filter((n) => n.name !== '');
-    const key = (x: { namespace: string; name: string }) => `${x.namespace}/${x.name}`;
-    const services = this.watched.some((w) => w.resource === 'services') ? this.infos(list<V1Service>('services'), serviceInfo, key, prev.services ?? []) : undefined;
-    const endpointSlices = this.watched.some((w) => w.resource === 'endpointslices')
-      ? this.infos(list<V1EndpointSlice>('endpointslices'), endpointSliceInfo, key, prev.endpointSlices ?? [])
-      : undefined;
+    const held = <T extends Info>(resource: Watchable): T[] | undefined => {
+      const w = this.watched.find((x) => x.resource === resource);
+      return w === undefined ? undefined : ([...w.objects.values()] as T[]);
+    };
+    const nodes = (held<NodeInfo>('nodes') ?? []).filter((n) => n.name !== '');
+    const services = held<ServiceInfo>('services');
+    const endpointSlices = held<EndpointSliceInfo>('endpointslices');
     const next = makeView({ selfName: this.selfName, nodes, services, endpointSlices, revision: prev.revision + 1, fallbackSelf: this.bareSelf });
     if (next.self === prev.self && sameItems(next.nodes, prev.nodes) && sameItems(next.services, prev.services) && sameItems(next.endpointSlices, prev.endpointSlices)) return;
     this.view = next;
     this.onChange?.(next);
-  }
-
-  /** The info of each object: kept by object; for a new object, the previous one of its key when equal. */
-  private infos<O extends object, I>(objects: readonly O[], make: (o: O) => I, key: (i: I) => string, previous: readonly I[]): I[] {
-    let before: Map<string, I> | undefined;
-    return objects.map((o) => {
-      const known = this.made.get(o) as I | undefined;
-      if (known !== undefined) return known;
-      const fresh = make(o);
-      before ??= new Map(previous.map((i) => [key(i), i]));
-      const old = before.get(key(fresh));
-      const info = old !== undefined && JSON.stringify(old) === JSON.stringify(fresh) ? old : fresh;
-      this.made.set(o, info);
-      return info;
-    });
   }
 }
 

@@ -1,3 +1,4 @@
+import type { NodeReads } from './reads.js';
 import type { AnnotationPatch, ClusterView, EndpointSliceInfo, NodeInfo, NodeSource, Watchable } from '../api/cluster.js';
 import { locationOf, makeView } from './view.js';
 
@@ -38,7 +39,8 @@ export class MemoryNodeSource implements NodeSource {
     this.view = this.snapshot(1);
   }
 
-  async start(_watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void): Promise<void> {
+  /** Keeps every annotation and label, whatever `reads` says (the nodes are the test's or the config's). */
+  async start(_watches: ReadonlySet<Watchable>, onChange: (view: ClusterView) => void, _reads?: NodeReads): Promise<void> {
     this.onChange = onChange;
     await Promise.resolve();
   }

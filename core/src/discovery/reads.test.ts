@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../api/cluster.js';
 import { definePlugin } from '../api/plugin.js';
 import { z } from '../api/schema.js';
-import { compileReads, viewChangedFor } from './reads.js';
+import { compileReads, nodeNarrower, sameData, unionReads, viewChangedFor } from './reads.js';
 import { makeView } from './view.js';
 
 const node = (name: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
@@ -46,5 +46,43 @@ describe('viewChangedFor: what a plugin reads', () => {
     expect(plugin({ annotations: ['a/*'], fields: ['podCIDRs'] })).not.toThrow();
     expect(plugin({ annotations: ['a*b'] })).toThrow(/reads\.annotations must be a list of keys/);
     expect(plugin({ fields: ['podCIDRs', 'colour'] })).toThrow(/reads\.fields: unknown colour/);
+  });
+});
+
+describe('what a source keeps of a node', () => {
+  it('unionReads: every plugin\'s keys, and everything once one plugin did not narrow a part', () => {
+    expect(unionReads([{ annotations: ['weft.io/b-*', 'x.io/a'], labels: [] }, { annotations: ['weft.io/b-*'], labels: ['l'], fields: ['podCIDRs'] }])).toEqual({ annotations: ['weft.io/b-*', 'x.io/a'], labels: ['l'] });
+    expect(unionReads([{ annotations: ['x.io/a'] }, { labels: [] }])).toEqual({});
+    expect(unionReads([{ annotations: ['x.io/a'], labels: [] }, undefined])).toEqual({});
+    expect(unionReads([])).toEqual({ annotations: [], labels: [] });
+  });
+
+  it('nodeNarrower: the other nodes keep the keys read; the own node, and a node with nothing to drop, stay the same object', () => {
+    const keep = nodeNarrower({ annotations: ['weft.io/wireguard-*'], labels: ['kubernetes.io/hostname'] }, 'a');
+    const a = node('a');
+    expect(keep(a)).toBe(a);
+    const b = node('b');
+    const narrowed = keep(b);
+    expect(narrowed).toEqual({ ...b, annotations: { 'weft.io/wireguard-public-key': 'k' } });
+    expect(b.annotations).toHaveProperty('other.io/x');
+    const bare = node('c', { annotations: { 'weft.io/wireguard-public-key': 'k' } });
+    expect(keep(bare)).toBe(bare);
+    const all = nodeNarrower(undefined, 'a');
+    expect(all(b)).toBe(b);
+    expect(nodeNarrower({ annotations: [], labels: [] }, 'a')(b)).toEqual({ ...b, annotations: {}, labels: {} });
+  });
+
+  it('sameData: deep equality of plain data', () => {
+    expect(sameData(node('b'), node('b'))).toBe(true);
+    expect(sameData(node('b'), node('b', { annotations: { 'weft.io/wireguard-public-key': 'k' } }))).toBe(false);
+    expect(sameData(node('b'), node('b', { podCIDRs: ['198.19.1.0/24', '198.19.2.0/24'] }))).toBe(false);
+    expect(sameData({ a: [1, { b: 2 }] }, { a: [1, { b: 2 }] })).toBe(true);
+    expect(sameData({ a: [1, { b: 2 }] }, { a: [1, { b: 3 }] })).toBe(false);
+    expect(sameData({ a: 1 }, { a: 1, b: 1 })).toBe(false);
+    expect(sameData({ a: 1, b: 1 }, { a: 1 })).toBe(false);
+    expect(sameData([], {})).toBe(false);
+    expect(sameData({}, [])).toBe(false);
+    expect(sameData(null, {})).toBe(false);
+    expect(sameData({ a: undefined }, { a: undefined })).toBe(true);
   });
 });

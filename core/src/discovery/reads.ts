@@ -81,3 +81,57 @@ export function viewChangedFor(reads: CompiledReads, prev: ClusterView, next: Cl
   if (prev.services !== next.services && JSON.stringify(prev.services) !== JSON.stringify(next.services)) return true;
   return prev.endpointSlices !== next.endpointSlices && JSON.stringify(prev.endpointSlices) !== JSON.stringify(next.endpointSlices);
 }
+
+/**
+ * What some plugin reads: the union of every enabled plugin's `reads` (one that did not narrow a part reads all of
+ * it). What a source may leave out of the other nodes' infos (see {@link NodeSource.start}).
+ */
+export function unionReads(all: readonly (NodeReads | undefined)[]): NodeReads {
+  const join = (part: 'annotations' | 'labels') => (all.some((r) => r?.[part] === undefined) ? undefined : [...new Set(all.flatMap((r) => r?.[part] ?? []))].sort());
+  const annotations = join('annotations');
+  const labels = join('labels');
+  return { ...(annotations !== undefined ? { annotations } : {}), ...(labels !== undefined ? { labels } : {}) };
+}
+
+/**
+ * A source's narrowing of the nodes it reports to what some plugin reads: the annotations and labels nobody reads are
+ * left out of every node but the own one (which keeps all: the publisher compares with it), so that a change to them is
+ * no change at all and costs the agent nothing past noticing it. `location` is made from the whole node first. Returns
+ * the node itself when nothing is left out.
+ */
+export function nodeNarrower(reads: NodeReads | undefined, selfName: string): (node: NodeInfo) => NodeInfo {
+  const compiled = compileReads(reads);
+  const keep = (set: KeySet, map: Readonly<Record<string, string>>) => {
+    if (set.all) return map;
+    let narrowed: Record<string, string> | undefined;
+    for (const k in map) {
+      if (matches(set, k)) continue;
+      narrowed ??= { ...map };
+      delete narrowed[k];
+    }
+    return narrowed ?? map;
+  };
+  return (node) => {
+    if (node.name === selfName) return node;
+    const annotations = keep(compiled.annotations, node.annotations);
+    const labels = keep(compiled.labels, node.labels);
+    return annotations === node.annotations && labels === node.labels ? node : { ...node, annotations, labels };
+  };
+}
+
+/** Whether two plain values (what JSON holds, and undefined) are equal, deeply. */
+export function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  for (const k in x) if (!(k in y) || !sameData(x[k], y[k])) return false;
+  for (const k in y) if (!(k in x)) return false;
+  return true;
+}

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TerminalError } from '../api/errors.js';
 import { definePlugin, type PluginDefinition, type ReconcileContext } from '../api/plugin.js';
 import { z } from '../api/schema.js';
@@ -301,5 +301,26 @@ describe("a plugin's reads", () => {
     // A node joins: it runs, whatever it carries.
     t.cluster.setNode({ name: 'node-c' });
     await t.waitForReconcile('reader');
+  });
+});
+
+describe('what discovery holds', () => {
+  const reading = (name: string, annotations: string[]) =>
+    definePlugin({ name, apiVersion: '1', description: `reads ${annotations.join(', ')}`, config: z.strictObject({}), reads: { annotations, labels: [] }, setup: () => ({ reconcile: async () => undefined }) });
+
+  it('the source is told what the plugins read, and started again when a reload widens it', async () => {
+    const [a, b] = [reading('a', ['example.com/a']), reading('b', ['example.com/b', 'example.com/a'])];
+    const t = await start({ plugins: [a], http: false });
+    await t.waitForReconcile('a');
+    const restarted = vi.spyOn(t.cluster, 'start');
+    const same = await buildTestConfig({ plugins: [a] });
+    await t.agent.applyConfig({ ...same, core: t.agent.currentConfig.core });
+    expect(restarted).not.toHaveBeenCalled();
+    const wider = await buildTestConfig({ plugins: [a, b] });
+    await t.agent.applyConfig({ ...wider, core: t.agent.currentConfig.core });
+    expect(restarted).toHaveBeenCalledTimes(1);
+    expect(restarted.mock.calls[0]?.[0]).toEqual(new Set(['nodes']));
+    expect(restarted.mock.calls[0]?.[2]).toEqual({ annotations: ['example.com/a', 'example.com/b'], labels: [] });
+    await t.waitForReconcile('b');
   });
 });

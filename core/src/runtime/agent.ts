@@ -9,6 +9,7 @@ import { DirectoryNodeSource } from '../discovery/directory-source.js';
 import { KubernetesNodeSource } from '../discovery/kubernetes-source.js';
 import { ClaimChecker, claimRules, type ClaimRules } from '../discovery/claims.js';
 import { AnnotationPublisher } from '../discovery/publisher.js';
+import { type NodeReads, unionReads } from '../discovery/reads.js';
 import { StaticNodeSource } from '../discovery/static-source.js';
 import { type HttpLimits, type HttpRefusal, HttpServer, type Readiness } from '../observe/http.js';
 import { createLogger, type Logger } from '../observe/logger.js';
@@ -235,8 +236,11 @@ export class Agent {
         for (const host of this.hosts) host.clusterChanged(view);
       }
     }
-    if (!sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery)) {
-      this.logger.info('discovery or node settings changed; restarting discovery');
+    // What the plugins watch and read decides what the source holds: a plugin that watches Services, or reads an
+    // annotation none read before, needs a source that has them.
+    const interestChanged = !sameJSON(sourceInterest(prev), sourceInterest(next));
+    if (!sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery) || interestChanged) {
+      this.logger.info(interestChanged ? 'what the plugins watch or read changed; restarting discovery' : 'discovery or node settings changed; restarting discovery');
       await this.source?.stop();
       await this.startSource(core);
     }
@@ -378,14 +382,14 @@ export class Agent {
   private async startSource(core: CoreConfig): Promise<void> {
     const factory = this.options.nodeSourceFactory ?? defaultNodeSourceFactory;
     const source = factory(core, resolveNodeName(core, this.options.env ?? process.env), this.logger, this.metrics);
-    const watches = new Set<Watchable>(this.config.plugins.flatMap((p) => p.definition.watches));
+    const { watches, reads } = sourceInterest(this.config);
     this.pendingSource = source;
-    await source.start(watches, (view) => {
+    await source.start(new Set(watches), (view) => {
       this.metrics.core.discoveryNodes.set(view.nodes.length);
       const vetted = this.claims.view(view, this.rules);
       for (const host of this.hosts) host.clusterChanged(vetted);
       this.notify();
-    });
+    }, reads);
     this.source = source;
     this.pendingSource = undefined;
     this.metrics.core.discoveryNodes.set(source.current().nodes.length);
@@ -535,4 +539,10 @@ function plural(n: number, word: string): string {
 /** How long the process has run, in whole milliseconds: what the start cost, in the start's log lines. */
 function uptimeMs(): number {
   return Math.round(process.uptime() * 1000);
+}
+
+/** What discovery must hold for a config's plugins: the collections they watch, and the part of a node they read. */
+function sourceInterest(config: WeftConfig): { watches: Watchable[]; reads: NodeReads } {
+  const watches = [...new Set(config.plugins.flatMap((p) => p.definition.watches))].sort();
+  return { watches, reads: unionReads(config.plugins.map((p) => p.definition.reads)) };
 }
