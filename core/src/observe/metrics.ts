@@ -150,6 +150,7 @@ export class MetricsHub {
     this.core.pluginUp.remove({ plugin });
     this.core.reconcileDuration.remove({ plugin });
     for (const result of ['success', 'error', 'terminal', 'timeout']) this.core.reconcileTotal.remove({ plugin, result });
+    this.core.clusterChangesSkipped.remove({ plugin });
   }
 
   /** The Prometheus text exposition of every registry. */

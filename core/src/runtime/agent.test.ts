@@ -322,5 +322,9 @@ describe('what discovery holds', () => {
     expect(restarted.mock.calls[0]?.[0]).toEqual(new Set(['nodes']));
     expect(restarted.mock.calls[0]?.[2]).toEqual({ annotations: ['example.com/a', 'example.com/b'], labels: [] });
     await t.waitForReconcile('b');
+    // The source still speaks to the agent after the restart.
+    const runs = t.status('b').runs;
+    t.cluster.setNode({ name: 'node-x', annotations: { 'example.com/b': '1' } });
+    await t.waitFor(() => t.status('b').runs > runs, { what: 'b runs for the new node' });
   });
 });

@@ -236,11 +236,9 @@ export class Agent {
         for (const host of this.hosts) host.clusterChanged(view);
       }
     }
-    // What the plugins watch and read decides what the source holds: a plugin that watches Services, or reads an
-    // annotation none read before, needs a source that has them.
-    const interestChanged = !sameJSON(sourceInterest(prev), sourceInterest(next));
-    if (!sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery) || interestChanged) {
-      this.logger.info(interestChanged ? 'what the plugins watch or read changed; restarting discovery' : 'discovery or node settings changed; restarting discovery');
+    const sourceChanged = !sameJSON(prev.core.node, core.node) || !sameJSON(prev.core.discovery, core.discovery);
+    if (sourceChanged) {
+      this.logger.info('discovery or node settings changed; restarting discovery');
       await this.source?.stop();
       await this.startSource(core);
     }
@@ -287,6 +285,15 @@ export class Agent {
         this.logger.info({ plugin: host.name }, 'plugin config changed; reconfiguring');
         await host.stop(false);
       }
+    }
+    // What the plugins watch and read decides what the source holds: a plugin that watches Services, or reads an
+    // annotation none read before, needs a source that has them. The new source starts before the old one stops
+    // (the old one serves views meanwhile, as during an API outage), and before the new plugins set up.
+    if (!sourceChanged && !sameJSON(sourceInterest(prev), sourceInterest(next))) {
+      this.logger.info('what the plugins watch or read changed; restarting discovery');
+      const old = this.source;
+      await this.startSource(core);
+      if (old !== this.source) await old?.stop();
     }
     for (const timer of this.setupRetryTimers.values()) clearTimeout(timer);
     this.setupRetryTimers.clear();
@@ -385,6 +392,8 @@ export class Agent {
     const { watches, reads } = sourceInterest(this.config);
     this.pendingSource = source;
     await source.start(new Set(watches), (view) => {
+      // A source being replaced (see doApply) says nothing once its successor has taken over.
+      if (source !== this.source && source !== this.pendingSource) return;
       this.metrics.core.discoveryNodes.set(view.nodes.length);
       const vetted = this.claims.view(view, this.rules);
       for (const host of this.hosts) host.clusterChanged(vetted);

@@ -217,9 +217,11 @@ export class PluginHost {
 
   /**
    * A new cluster view: runs the plugin when something it reads (its `reads`) changed since the view it last ran
-   * with (or that a pending run was asked for); otherwise only counts the skip. Returns whether it will run.
+   * with (or that a pending run was asked for); otherwise only counts the skip. Returns whether it will run; a
+   * stopped plugin never does.
    */
   clusterChanged(view: ClusterView): boolean {
+    if (this.phase === 'stopped') return false;
     if (this.seenView !== undefined && !viewChangedFor(this.reads, this.seenView, view)) {
       this.hub.core.clusterChangesSkipped.inc({ plugin: this.name });
       return false;
