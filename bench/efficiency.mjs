@@ -203,7 +203,8 @@ export async function efficiencyBenchmark(options = {}) {
         cycle++;
         next += every;
       }
-      samples.push([(performance.now() - start) / 60_000, usage(pid).rssMiB]);
+      const u = usage(pid);
+      samples.push([(performance.now() - start) / 60_000, u.rssMiB, u.rssAnonMiB]);
       await sleep(Math.min(10_000, Math.max(100, next - (performance.now() - start))));
     }
     const tail = samples.filter(([m]) => m >= soakS / 60 / 3);
@@ -212,6 +213,8 @@ export async function efficiencyBenchmark(options = {}) {
     out.rssMaxMiB = round(Math.max(...samples.map((s) => s[1])), 1);
     out.rssSlopeMiBPerMin = round(slope(tail), 3);
     out.rssAfterMinutes = round(samples.at(-1)[0], 1);
+    // The soak as it went: one sample per minute, [minute, VmRSS, RssAnon].
+    out.rssTrace = samples.filter((x, i) => i === 0 || Math.floor(x[0]) > Math.floor(samples[i - 1][0])).map(([m, r, an]) => [round(m, 1), round(r, 1), round(an, 1)]);
     await lab.down();
 
     // 2. wireguard alone, idle: its CPU per minute.

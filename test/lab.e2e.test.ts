@@ -91,12 +91,16 @@ describe.skipIf(skip)(`weft lab${skipNote(skip)}`, () => {
     expect((await lab.waitConverged(20_000)).converged).toBe(true);
     const n2log = readFileSync(lab.logFile('n2'), 'utf8');
     expect(n2log.match(/"msg":"weft started"/g)).toHaveLength(2);
-    // Each start settled once ready: the compile cache written, then TurboFan off (runtime/run.ts).
-    const settled = n2log.split('\n').filter((l) => l.includes('"msg":"settled after the start"')).map((l) => JSON.parse(l) as { compileCache: string | null; turbofan: boolean });
+    // Each start settled once ready: the compile cache written, then TurboFan off and the memory reducer on (runtime/run.ts).
+    const settled = n2log
+      .split('\n')
+      .filter((l) => l.includes('"msg":"settled after the start"'))
+      .map((l) => JSON.parse(l) as { compileCache: string | null; turbofan: boolean; memoryReducer: boolean });
     expect(settled).toHaveLength(2);
     for (const s of settled) {
       expect(s.compileCache?.startsWith(join(lab.dir, 'n2', 'compile-cache'))).toBe(true);
       expect(s.turbofan).toBe(false);
+      expect(s.memoryReducer).toBe(true);
     }
 
     // cut: only that pair loses the underlay; heal restores it.

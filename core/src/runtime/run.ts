@@ -6,6 +6,7 @@ import { loadConfigText, readConfigFile } from '../config/load.js';
 import { watchConfigFile } from '../config/watch.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Agent, type AgentOptions, StartInterrupted } from './agent.js';
+import { MemoryReducer } from './memory-reducer.js';
 
 export interface RunOptions extends AgentOptions {
   readonly configPath: string;
@@ -15,7 +16,8 @@ export interface RunOptions extends AgentOptions {
   readonly handleSignals?: boolean;
   /**
    * The process is the agent's own (`weft run`): once ready, V8's TurboFan is turned off for the whole process
-   * unless the environment says `WEFT_TURBOFAN=on` (see {@link settleOnceReady}). Default false: an agent run inside
+   * unless the environment says `WEFT_TURBOFAN=on`, and a {@link MemoryReducer} gives back what bursts of work leave
+   * behind unless it says `WEFT_MEMORY_REDUCER=off` (see {@link settleOnceReady}). Default false: an agent run inside
    * another program leaves its V8 alone.
    */
   readonly ownProcess?: boolean;
@@ -63,7 +65,8 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
     throw err;
   }
   starting = false;
-  settleOnceReady(agent, options.ownProcess === true && env['WEFT_TURBOFAN'] !== 'on', logger);
+  const own = options.ownProcess === true;
+  settleOnceReady(agent, { turbofanOff: own && env['WEFT_TURBOFAN'] !== 'on', reduceMemory: own && env['WEFT_MEMORY_REDUCER'] !== 'off' }, logger);
 
   const watcher = watchConfigFile(options.configPath, {
     pollMs: options.configPollMs ?? 10_000,
@@ -94,8 +97,11 @@ const SETTLE_FALLBACK_MS = 60_000;
  *    paged in on every node once the agent's hot functions reach it. On the command line the same effect
  *    (`--max-opt=2`) costs the start ~0.08 s: it is in V8's flag hash, and Node's built-in modules ship compiled for
  *    the default flags only. Set here, after the compile cache was written under the start's flags, it costs nothing.
+ * 3. When `reduceMemory` (`weft run`), starts the process's {@link MemoryReducer}.
  */
-function settleOnceReady(agent: Agent, turbofanOff: boolean, logger: Logger): void {
+function settleOnceReady(agent: Agent, { turbofanOff, reduceMemory }: { turbofanOff: boolean; reduceMemory: boolean }, logger: Logger): void {
+  let reducer: MemoryReducer | undefined;
+  let stopped = false;
   let done = false;
   const settle = (): void => {
     if (done) return;
@@ -112,7 +118,11 @@ function settleOnceReady(agent: Agent, turbofanOff: boolean, logger: Logger): vo
         }
       }
       if (turbofanOff) setFlagsFromString('--no-turbofan');
-      logger.info({ compileCache: cacheDir ?? null, turbofan: !turbofanOff }, 'settled after the start');
+      if (reduceMemory && !stopped) {
+        reducer = MemoryReducer.forThisProcess(logger);
+        reducer?.start();
+      }
+      logger.info({ compileCache: cacheDir ?? null, turbofan: !turbofanOff, memoryReducer: reducer !== undefined }, 'settled after the start');
     });
   };
   const unsubscribe = agent.onChange(() => {
@@ -122,7 +132,9 @@ function settleOnceReady(agent: Agent, turbofanOff: boolean, logger: Logger): vo
   fallback.unref();
   if (agent.readiness().ready) settle();
   void agent.stopped.then(() => {
+    stopped = true;
     unsubscribe();
     clearTimeout(fallback);
+    reducer?.stop();
   });
 }
