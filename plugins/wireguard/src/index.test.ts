@@ -144,6 +144,24 @@ describe('the wireguard plugin in an agent', () => {
     expect(await metricsText(t)).not.toContain('peer="n2"');
   });
 
+  it('a joined peer with no handshake a second after its poke is reset once (out of the device and back); one handshaken is not', async () => {
+    const deletes = async (t: TestAgent) => Number(/^weft_kernel_changes_total\{owner="wireguard",kind="wgpeer",op="delete"\} (\d+)$/m.exec(await metricsText(t))?.[1] ?? 0);
+    const t = await start();
+    expect(await deletes(t)).toBe(0);
+    await t.waitFor(async () => (await deletes(t)) === 1, { what: 'n2 reset', timeoutMs: 5000 });
+    expect((t.kernel.snapshot().wireguard.get('weft-wg0')?.peers ?? []).map((p) => p.publicKey)).toContain(n2.publicKey);
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await deletes(t)).toBe(1);
+
+    // A node that joins later and handshakes at once is left alone.
+    const n3 = generateWireGuardKeyPair();
+    t.cluster.setNode(peerNode('n3', 3, n3.publicKey));
+    await t.waitFor(() => (t.kernel.snapshot().wireguard.get('weft-wg0')?.peers ?? []).some((p) => p.publicKey === n3.publicKey), { what: 'n3 added' });
+    t.kernel.setPeerStatus('weft-wg0', n3.publicKey, { latestHandshake: Math.floor(Date.now() / 1000) });
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await deletes(t)).toBe(1);
+  }, 15_000);
+
   it('a restart keeps the key and the overlay address, and changes nothing in the kernel', async () => {
     const { mkdtemp, rm } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');

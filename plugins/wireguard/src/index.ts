@@ -4,7 +4,7 @@ import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoi
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { peerConfig } from './peer-config.js';
-import { poke, pokeTargets } from './poke.js';
+import { MAX_RESETS, newPeers, poke, pokeAddresses, RESET_AFTER_MS, stuckPeers, withoutPeers } from './poke.js';
 import { createPlanner, desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan } from './planner.js';
 
 export { WireGuardConfig } from './config.js';
@@ -76,6 +76,9 @@ export default definePlugin({
 
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let mtuCache: { mtu: number; at: number; addresses: string } | undefined;
+    // Peers that joined (a key the last plan did not have) and were poked, waiting for their first handshake: checked
+    // RESET_AFTER_MS after the poke, and reset when they have none (poke.ts, stuckPeers).
+    let awaiting: { keys: Set<string>; at: number } | undefined;
     // A quiet mesh's heartbeat plans nothing: the last plan (the same object) while nothing it reads changed.
     const planner = createPlanner();
     // The desired state of a plan, made once per plan and MTU (with and without the private key, for the fingerprint).
@@ -87,6 +90,7 @@ export default definePlugin({
       return desiredOf;
     };
     let excludedLogged = '';
+    const overlayRanges = [config.overlayCIDR, config.overlayCIDR6];
     // The overlay claims of the last view (the same view object: the same claims).
     let madeOf: { view: ClusterView; claimed: { node: string; ip4: string }[] } | undefined;
 
@@ -231,7 +235,10 @@ export default definePlugin({
 
         // A reconcile for a cluster change alone plans from the device as last read, and touches the kernel only
         // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
-        const onlyCluster = last !== undefined && [...reasons].every((r) => r === 'cluster');
+        // Joined peers whose first handshake is due now: checked below against the device as read now.
+        const due = awaiting !== undefined && performance.now() - awaiting.at >= RESET_AFTER_MS ? awaiting : undefined;
+        if (due !== undefined) awaiting = undefined;
+        const onlyCluster = due === undefined && last !== undefined && [...reasons].every((r) => r === 'cluster');
         // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
         // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
         const addresses = view.self.internalAddresses.join(',');
@@ -267,8 +274,25 @@ export default definePlugin({
           const desired = desiredFor(plan, mtu);
           await kernel.apply(desired.state);
           // New peers get a datagram through the tunnel: the handshake starts now, not at WireGuard's 5 s retry.
-          if (!dryRun) await poke(pokeTargets(last?.plan, plan, [config.overlayCIDR, config.overlayCIDR6]));
+          const fresh = newPeers(last?.plan, plan);
+          if (!dryRun) await poke(pokeAddresses(fresh, overlayRanges));
+          const known = new Set((last?.plan.peers ?? []).map((p) => p.publicKey));
+          const joined = fresh.filter((p) => !known.has(p.publicKey));
+          if (!dryRun && joined.length > 0 && joined.length <= MAX_RESETS) {
+            awaiting = { keys: new Set([...(awaiting?.keys ?? []), ...joined.map((p) => p.publicKey)]), at: performance.now() };
+          }
           last = { plan, observed, desired: desired.fingerprint, at: t };
+        }
+        if (due !== undefined) {
+          // What the device said at the start of this run, a second or more after the poke.
+          const stuck = stuckPeers(due.keys, plan, observed);
+          if (stuck.length > 0) {
+            const state = desiredFor(plan, mtu).state;
+            await kernel.apply(withoutPeers(state, new Set(stuck.map((p) => p.publicKey))));
+            await kernel.apply(state);
+            await poke(pokeAddresses(stuck, overlayRanges));
+            logger.info({ peers: stuck.map((p) => p.name) }, 'no handshake a second after the poke: peer reset so that WireGuard initiates now, not after its 5 s retry');
+          }
         }
 
         const excluded = JSON.stringify(plan.excluded);
@@ -288,7 +312,8 @@ export default definePlugin({
             [PUBLISHED.lastSeen]: null,
           });
         }
-        return { requeueAfter: config.heartbeat };
+        // A joined peer's handshake is checked RESET_AFTER_MS after its poke, not at the next heartbeat.
+        return { requeueAfter: awaiting === undefined ? config.heartbeat : Math.min(config.heartbeat, Math.max(0, awaiting.at + RESET_AFTER_MS - performance.now()) + 10) };
       },
       async stop({ cleanup }) {
         if (cleanup && !dryRun) {

@@ -1,7 +1,8 @@
 import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import type { MeshPlan, PlannedPeer } from './planner.js';
-import { MAX_POKES, poke, pokeTargets } from './poke.js';
+import type { DesiredState, WireGuardDeviceStatus } from '@weft/core';
+import { MAX_POKES, newPeers, poke, pokeTargets, stuckPeers, withoutPeers } from './poke.js';
 
 const peer = (name: string, extra: Partial<PlannedPeer> = {}): PlannedPeer => ({
   name,
@@ -41,5 +42,39 @@ describe('pokeTargets', () => {
     await new Promise((r) => setTimeout(r, 50));
     server.close();
     expect(got).toEqual(['127.0.0.1', '127.0.0.1']);
+  });
+});
+
+describe('a joined peer without a handshake', () => {
+  const status = (hs: Record<string, number>): WireGuardDeviceStatus => ({
+    name: 'weft-wg0',
+    publicKey: 'self',
+    listenPort: 51820,
+    peers: Object.entries(hs).map(([publicKey, latestHandshake]) => ({ publicKey, allowedIPs: [], latestHandshake, receiveBytes: 0, transmitBytes: 0, persistentKeepalive: 0 })),
+  });
+
+  it('newPeers: new by key or by endpoint, node peers with an endpoint only', () => {
+    const before = plan([peer('n2'), peer('n3')]);
+    const after = plan([peer('n2'), peer('n3', { endpoint: '192.0.2.33:51820' }), peer('n4'), peer('n5', { endpoint: undefined }), peer('n6', { kind: 'external' })]);
+    expect(newPeers(before, after).map((p) => p.name)).toEqual(['n3', 'n4']);
+  });
+
+  it('stuckPeers: the awaited peers the device holds with no handshake; not one it does not hold, not one handshaken', () => {
+    const p = plan([peer('n2'), peer('n3'), peer('n4')]);
+    expect(stuckPeers(new Set(['n2-key', 'n3-key', 'n4-key']), p, status({ 'n2-key': 0, 'n3-key': 1_800_000_000 })).map((x) => x.name)).toEqual(['n2']);
+    expect(stuckPeers(new Set(['n2-key']), p, undefined)).toEqual([]);
+    expect(stuckPeers(new Set(), p, status({ 'n2-key': 0 }))).toEqual([]);
+  });
+
+  it('withoutPeers: the same state without those peers in any device, nothing else touched', () => {
+    const state: DesiredState = {
+      routes: [{ dst: '198.18.2.0/24', dev: 'weft-wg0' }],
+      wireguard: [{ name: 'weft-wg0', privateKey: 'k', peers: [{ publicKey: 'n2-key', allowedIPs: [] }, { publicKey: 'n3-key', allowedIPs: [] }] }],
+    };
+    const out = withoutPeers(state, new Set(['n2-key']));
+    expect(out.routes).toBe(state.routes);
+    expect(out.wireguard?.[0]?.peers.map((x) => x.publicKey)).toEqual(['n3-key']);
+    expect(state.wireguard?.[0]?.peers).toHaveLength(2);
+    expect(withoutPeers({ routes: [] }, new Set(['x']))).toEqual({ routes: [] });
   });
 });

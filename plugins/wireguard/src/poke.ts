@@ -1,5 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
-import { addressAt, type Network, networkContains, parseNetwork } from '@weft/core';
+import { addressAt, type DesiredState, type Network, networkContains, parseNetwork, type WireGuardDeviceStatus } from '@weft/core';
 import type { MeshPlan, PlannedPeer } from './planner.js';
 
 /** At most this many peers are poked after one reconcile (a cold start of a large mesh pokes the first ones only). */
@@ -14,16 +14,48 @@ export const MAX_POKES = 256;
  * first allowed network.
  */
 export function pokeTargets(previous: MeshPlan | undefined, next: MeshPlan, overlayRanges: readonly string[]): string[] {
+  return pokeAddresses(newPeers(previous, next), overlayRanges);
+}
+
+/** The node peers of `next` with an endpoint that `previous` did not have (by key and endpoint), in plan order. */
+export function newPeers(previous: MeshPlan | undefined, next: MeshPlan): PlannedPeer[] {
   const before = new Set((previous?.peers ?? []).map((p) => `${p.publicKey} ${p.endpoint ?? ''}`));
+  return next.peers.filter((p) => p.kind !== 'external' && p.endpoint !== undefined && !before.has(`${p.publicKey} ${p.endpoint}`));
+}
+
+/** Where to poke each peer (see {@link pokeTargets}); at most {@link MAX_POKES}. */
+export function pokeAddresses(peers: readonly PlannedPeer[], overlayRanges: readonly string[]): string[] {
   const overlays = overlayRanges.map((r) => parseNetwork(r)).filter((n): n is Network => n !== undefined);
   const out: string[] = [];
-  for (const p of next.peers) {
-    if (p.kind === 'external' || p.endpoint === undefined || before.has(`${p.publicKey} ${p.endpoint}`)) continue;
+  for (const p of peers) {
     const target = addressOf(p, overlays);
     if (target !== undefined) out.push(target);
     if (out.length >= MAX_POKES) break;
   }
   return out;
+}
+
+/** How long after its poke a new peer may go without a handshake before it is reset (see {@link stuckPeers}). */
+export const RESET_AFTER_MS = 1_000;
+/** Above this many new peers at once (a cold start), none is tracked for a reset: WireGuard's own retry serves. */
+export const MAX_RESETS = 16;
+
+/**
+ * The peers, among those newly keyed and poked (`awaiting`, public keys), that the device holds and that still have
+ * had no handshake. Why: when a node joins, it and a peer may add each other in the same few milliseconds; each one's
+ * first initiation (traffic is waiting: keepalive's probes, the poke) can then reach the other before the other holds
+ * it, and be dropped — and WireGuard initiates again only after its 5 s rekey timeout, which a poke cannot shorten.
+ * Such a peer is taken out of the device and put back (a fresh peer state) and poked again: the next packet initiates
+ * at once, and the other side holds this node by now.
+ */
+export function stuckPeers(awaiting: ReadonlySet<string>, plan: MeshPlan, observed: WireGuardDeviceStatus | undefined): PlannedPeer[] {
+  const handshaken = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p.latestHandshake > 0]));
+  return plan.peers.filter((p) => awaiting.has(p.publicKey) && handshaken.get(p.publicKey) === false);
+}
+
+/** The desired state without these peers in any WireGuard device (what a reset applies first). */
+export function withoutPeers(state: DesiredState, keys: ReadonlySet<string>): DesiredState {
+  return { ...state, ...(state.wireguard ? { wireguard: state.wireguard.map((d) => ({ ...d, peers: d.peers.filter((p) => !keys.has(p.publicKey)) })) } : {}) };
 }
 
 function addressOf(p: PlannedPeer, overlays: readonly Network[]): string | undefined {
