@@ -287,7 +287,7 @@ export class Agent {
       }
     }
     // What the plugins watch and read decides what the source holds: a plugin that watches Services, or reads an
-    // annotation none read before, needs a source that has them. The new source starts before the old one stops
+    // annotation none read before, needs a source that has them (and one that narrowed holds less). The new source starts before the old one stops
     // (the old one serves views meanwhile, as during an API outage), and before the new plugins set up.
     if (!sourceChanged && !sameJSON(sourceInterest(prev), sourceInterest(next))) {
       this.logger.info('what the plugins watch or read changed; restarting discovery');

@@ -2,7 +2,7 @@ import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import type { MeshPlan, PlannedPeer } from './planner.js';
 import type { DesiredState, WireGuardDeviceStatus } from '@weft/core';
-import { MAX_POKES, newPeers, poke, pokeTargets, stuckPeers, withoutPeers } from './poke.js';
+import { MAX_POKES, newPeers, poke, pokeAddresses, stuckPeers, withoutPeers } from './poke.js';
 
 const peer = (name: string, extra: Partial<PlannedPeer> = {}): PlannedPeer => ({
   name,
@@ -19,7 +19,8 @@ const peer = (name: string, extra: Partial<PlannedPeer> = {}): PlannedPeer => ({
 const plan = (peers: PlannedPeer[]) => ({ peers }) as unknown as MeshPlan;
 const ranges = ['100.64.0.0/10', 'fd77:6566:7400::/64'];
 
-describe('pokeTargets', () => {
+describe('pokeAddresses of the new peers', () => {
+  const pokeTargets = (previous: MeshPlan | undefined, next: MeshPlan, overlays: readonly string[]) => pokeAddresses(newPeers(previous, next), overlays);
   it('pokes each new node peer at its overlay address; not the ones it had, not external peers, not peers without an endpoint', () => {
     const before = plan([peer('n2'), peer('n3')]);
     const after = plan([peer('n2'), peer('n3', { endpoint: '192.0.2.33:51820' }), peer('n4'), peer('n5', { endpoint: undefined }), peer('n6', { kind: 'external' })]);

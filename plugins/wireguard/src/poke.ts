@@ -5,25 +5,20 @@ import type { MeshPlan, PlannedPeer } from './planner.js';
 /** At most this many peers are poked after one reconcile (a cold start of a large mesh pokes the first ones only). */
 export const MAX_POKES = 256;
 
-/**
- * Where to send one datagram through the tunnel to each node peer that is new since the previous plan (or whose
- * endpoint changed), so that WireGuard initiates a handshake now. Why: a node that joins initiates towards peers that
- * do not know it yet, and they drop it; WireGuard then retries only after 5 s. Each peer, once it learns of the new
- * node, pokes it in turn — and that initiation, to a node that already knows it, completes at once.
- * The address is the peer's overlay address (an allowed IP inside the overlay range), else the first address of its
- * first allowed network.
- */
-export function pokeTargets(previous: MeshPlan | undefined, next: MeshPlan, overlayRanges: readonly string[]): string[] {
-  return pokeAddresses(newPeers(previous, next), overlayRanges);
-}
-
 /** The node peers of `next` with an endpoint that `previous` did not have (by key and endpoint), in plan order. */
 export function newPeers(previous: MeshPlan | undefined, next: MeshPlan): PlannedPeer[] {
   const before = new Set((previous?.peers ?? []).map((p) => `${p.publicKey} ${p.endpoint ?? ''}`));
   return next.peers.filter((p) => p.kind !== 'external' && p.endpoint !== undefined && !before.has(`${p.publicKey} ${p.endpoint}`));
 }
 
-/** Where to poke each peer (see {@link pokeTargets}); at most {@link MAX_POKES}. */
+/**
+ * Where to send one datagram through the tunnel to each of `peers` — the node peers new since the previous plan, or
+ * whose endpoint changed ({@link newPeers}) — so that WireGuard initiates a handshake now. Why: a node that joins initiates towards peers that
+ * do not know it yet, and they drop it; WireGuard then retries only after 5 s. Each peer, once it learns of the new
+ * node, pokes it in turn — and that initiation, to a node that already knows it, completes at once.
+ * The address is the peer's overlay address (an allowed IP inside the overlay range), else the first address of its
+ * first allowed network. At most {@link MAX_POKES}.
+ */
 export function pokeAddresses(peers: readonly PlannedPeer[], overlayRanges: readonly string[]): string[] {
   const overlays = overlayRanges.map((r) => parseNetwork(r)).filter((n): n is Network => n !== undefined);
   const out: string[] = [];
