@@ -48,6 +48,36 @@ describe('AnnotationPublisher', () => {
     expect(h.writes).toEqual([{ 'weft.io/wireguard-public-key': 'k1', 'weft.io/old': null, 'weft.io/keepalive-port': '4242' }, { 'weft.io/keepalive-port': '4242' }]);
   });
 
+  it('writes once when the source shows the write only later (the watch brings it back), and again once it shows a change', async () => {
+    const node: Record<string, string> = {};
+    let shown: Record<string, string> = {};
+    const writes: Record<string, string | null>[] = [];
+    const publisher = new AnnotationPublisher({
+      write: async (patch) => {
+        await Promise.resolve();
+        writes.push({ ...patch });
+        for (const [k, v] of Object.entries(patch)) if (v !== null) node[k] = v;
+      },
+      current: () => shown,
+      logger: createLogger({ level: 'silent', format: 'json' }),
+      debounceMs: 1,
+    });
+    publisher.publish('wireguard', { 'weft.io/wireguard-public-key': 'k1' });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(writes).toEqual([{ 'weft.io/wireguard-public-key': 'k1' }]);
+    // Published again (every reconcile does) before the echo: still one write.
+    publisher.publish('wireguard', { 'weft.io/wireguard-public-key': 'k1' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(writes).toHaveLength(1);
+    // The echo comes; later someone else removes the annotation: the next publish puts it back.
+    shown = { ...node };
+    expect(publisher.pending()).toEqual({});
+    shown = {};
+    publisher.publish('wireguard', { 'weft.io/wireguard-public-key': 'k1' });
+    expect(await publisher.flushed()).toBe(true);
+    expect(writes).toEqual([{ 'weft.io/wireguard-public-key': 'k1' }, { 'weft.io/wireguard-public-key': 'k1' }]);
+  });
+
   it('retries with backoff until the write lands (an outage delays, never loses)', async () => {
     const h = harness(3);
     h.publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });

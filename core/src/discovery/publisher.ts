@@ -5,13 +5,24 @@ import type { Logger } from '../observe/logger.js';
 /** The annotations weft writes: `weft.io/<name>`. */
 export const ANNOTATION_KEY = /^weft\.io\/[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
 
+/**
+ * How long a written value counts as on the node while the source does not show it yet (the watch brings the node
+ * back tens of milliseconds after the write). Without it every write was followed by the same write again until the
+ * echo came: three identical patches per agent start in the lab. Once the source shows the value, or after this
+ * long, the source's word rules again: a value someone else changes later is put back.
+ */
+const ECHO_WAIT_MS = 5_000;
+
 export interface PublisherOptions {
   /** Writes one merge patch of the own node's annotations. */
   readonly write: (patch: AnnotationPatch) => Promise<void>;
   /** The own node's annotations as the source last saw them (what is there now). */
   readonly current: () => Readonly<Record<string, string>>;
   readonly logger: Logger;
-  /** Wait this long so that publishes from several plugins make one write (default 20 ms). */
+  /**
+   * Wait this long so that publishes from several plugins make one write (default 5 ms: plugins that run together
+   * publish within it; a longer wait delayed every join, since peers learn a new node's key from this write).
+   */
   readonly debounceMs?: number;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
@@ -36,6 +47,11 @@ export class AnnotationPublisher {
   private writing: Promise<void> | undefined;
   private failures = 0;
   private stopped = false;
+  /**
+   * The last patch written and until when its values count as there: the source sees a write only when its watch
+   * brings the node back (tens of milliseconds later), and until then `current()` still shows the old values.
+   */
+  private written: { values: Map<string, string | null>; until: number } | undefined;
 
   constructor(private readonly o: PublisherOptions) {}
 
@@ -50,7 +66,7 @@ export class AnnotationPublisher {
     this.byPlugin.set(plugin, mine);
     // What the node already has (the steady case: a plugin publishes the same facts every run) needs no write.
     if (this.timer === undefined && this.writing === undefined && Object.keys(this.pending()).length === 0) return;
-    this.schedule(this.o.debounceMs ?? 20);
+    this.schedule(this.o.debounceMs ?? 5);
   }
 
   /** Removes every key the plugin published (it was switched off). */
@@ -66,9 +82,15 @@ export class AnnotationPublisher {
     const want = new Map<string, string | null>();
     for (const mine of this.byPlugin.values()) for (const [k, v] of mine) if (v !== null || !want.has(k)) want.set(k, v);
     const have = this.o.current();
+    if (this.written !== undefined && performance.now() >= this.written.until) this.written = undefined;
+    const written = this.written?.values;
+    // A written value the source shows is no longer waited for: from then on the source's word rules.
+    if (written !== undefined) for (const [k, v] of written) if ((have[k] ?? null) === v) written.delete(k);
     const patch: Record<string, string | null> = {};
     for (const [k, v] of want) {
-      if (v === null ? k in have : have[k] !== v) patch[k] = v;
+      // What the node holds: what was just written there and the source does not show yet, else what it shows.
+      const there = written?.has(k) === true ? written.get(k) : (have[k] ?? null);
+      if (there !== v) patch[k] = v;
     }
     return patch;
   }
@@ -108,6 +130,10 @@ export class AnnotationPublisher {
     if (Object.keys(patch).length === 0) return;
     try {
       await this.o.write(patch);
+      const now = performance.now();
+      const values = this.written !== undefined && now < this.written.until ? this.written.values : new Map<string, string | null>();
+      for (const [k, v] of Object.entries(patch)) values.set(k, v);
+      this.written = { values, until: now + ECHO_WAIT_MS };
       this.failures = 0;
       this.o.logger.debug({ annotations: Object.keys(patch) }, 'published annotations');
       // Something may have been published while this write was under way.

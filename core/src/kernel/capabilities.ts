@@ -1,4 +1,4 @@
-import { access, constants } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
 import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
@@ -60,19 +60,22 @@ const LINKS: readonly [Capability, string[], string][] = [
   ['wireguard', ['type', 'wireguard'], WIREGUARD_FIX],
 ];
 
-/** Finds an executable on PATH without a shell. */
-export async function which(name: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
+/**
+ * Finds an executable on PATH without a shell. Synchronous stats (microseconds each): asynchronous ones queued behind
+ * the thread pool one directory after the other, which delayed an agent's first kernel read by ~10 ms.
+ */
+export function which(name: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
   for (const dir of path.split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, name);
     try {
-      await access(candidate, constants.X_OK);
-      return candidate;
+      accessSync(candidate, constants.X_OK);
+      return Promise.resolve(candidate);
     } catch {
       // not here
     }
   }
-  return undefined;
+  return Promise.resolve(undefined);
 }
 
 const run = (file: string, args: string[], input?: string) => execa(file, args, { reject: false, input, timeout: 20_000, stripFinalNewline: true });

@@ -50,8 +50,11 @@ export interface KernelBackend {
   probe(only?: readonly Capability[]): Promise<DoctorReport>;
   /** Run-time state of these WireGuard devices (those that exist). */
   wireguardStatus(names: ReadonlySet<string>): Promise<WireGuardDeviceStatus[]>;
-  /** Every interface of the namespace with its MTU and addresses. */
-  interfaces(): Promise<InterfaceInfo[]>;
+  /**
+   * Every interface of the namespace with its MTU and addresses. Asked for an owner, a backend may read the owner's
+   * state with it and keep that for the owner's apply right after (one read instead of two).
+   */
+  interfaces(owner?: KernelOwner): Promise<InterfaceInfo[]>;
   /**
    * Releases what the backend keeps running (the iproute2 backend's `ip monitor` and control-socket connections);
    * the agent calls it when it stops.

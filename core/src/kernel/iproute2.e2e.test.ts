@@ -50,7 +50,7 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(sk
     }
   });
 
-  it("answers a plugin's WireGuard question with the throwaway link its first device asks for anyway", async () => {
+  it("answers a plugin's WireGuard question from /sys/module where it tells, else with the throwaway link its first device asks for anyway", async () => {
     const ns = await freshNetns('kq');
     try {
       const counting = countingRunner();
@@ -60,14 +60,17 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(sk
       expect(report.checks.map((c) => c.name)).toEqual(['link wireguard']);
       expect(report.checks[0]?.ok).toBe(true);
       expect(report.checks[0]?.detail).toMatch(kernelHasWireGuard() ? /^supported$/ : /^no kernel module; weft runs wireguard-go \(userspace, \/\S+\/wireguard-go\)$/);
-      // One `ip link add` in the node's own namespace (and its `del` where the kernel made the link); no namespace.
+      // No process where /sys tells (the module is loaded or built in, or this kernel loads no modules at all);
+      // otherwise one `ip link add` in the node's own namespace (and its `del` where the kernel made the link).
+      const told = existsSync('/sys/module/wireguard') || !existsSync('/proc/sys/kernel/modprobe');
       const add = `ip -n ${ns.name} link add P type wireguard`;
-      expect(counting.lines().map((l) => l.replace(/weftwgp\d+/, 'P'))).toEqual(kernelHasWireGuard() ? [add, `ip -n ${ns.name} link del P`] : [add]);
+      const probed = kernelHasWireGuard() ? [add, `ip -n ${ns.name} link del P`] : [add];
+      expect(counting.lines().map((l) => l.replace(/weftwgp\d+/, 'P'))).toEqual(told ? [] : probed);
       expect((await execa('ip', ['netns', 'list'])).stdout).toBe(before);
       // The driver's own question (which implementation a new device gets) is then answered without a process.
       await kernel.wireguardImplementation();
       await kernel.probe(['wireguard']);
-      expect(counting.count()).toBe(kernelHasWireGuard() ? 2 : 1);
+      expect(counting.count()).toBe(told ? 0 : probed.length);
     } finally {
       await ns.remove();
     }
@@ -115,6 +118,36 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(sk
       expect(steady.changes).toEqual([]);
       // reads only: one ip, bridge fdb (a vxlan link exists), sysctl
       expect(steady.processes).toBe(3);
+    } finally {
+      await ns.remove();
+    }
+  });
+
+  it("interfaces() asked for an owner is that owner's read: the apply right after reads no more, a write in between makes it read again", async () => {
+    const ns = await freshNetns('ki');
+    try {
+      const owner = { ...OWNER, name: 'contract-shared', rulePriorities: undefined };
+      const state = { ...contractState(), rules: [] };
+      const counting = countingRunner();
+      const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
+      const reads = () => counting.lines().filter((l) => l.includes('-json -details -batch')).length;
+      // The owner's first read: its nftables listing (and MPLS routes) begin beside interfaces(), not after it.
+      const before = reads();
+      const interfaces = await kernel.interfaces(owner);
+      expect(interfaces.map((i) => i.name)).toContain('lo');
+      expect(reads()).toBe(before + 1);
+      const cold = await kernel.apply(owner, state);
+      expect(cold.changes.length).toBeGreaterThan(0);
+      expect(reads()).toBe(before + 1);
+      // After the write, the owner's addresses show in a fresh interfaces() (a read, not the one from before).
+      const after = await kernel.interfaces(owner);
+      expect(reads()).toBe(before + 2);
+      expect(after.find((i) => i.name === 'wcbr0')?.addresses).toContain('192.0.2.1/24');
+      expect((await kernel.apply(owner, state)).changes).toEqual([]);
+      expect(reads()).toBe(before + 2);
+      // Not taken twice: the next apply reads again.
+      await kernel.apply(owner, state);
+      expect(reads()).toBe(before + 3);
     } finally {
       await ns.remove();
     }

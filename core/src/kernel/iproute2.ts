@@ -31,6 +31,26 @@ export type Runner = (file: string, args: readonly string[], input?: string) => 
 
 /** How long a read of WireGuard stands for the device, when nothing was written since (ms). */
 const WG_DUMP_REUSE_MS = 250;
+/**
+ * How long an owner's read made by {@link Iproute2Kernel.interfaces} stands for the owner's next apply, when nothing
+ * was written since (ms): the gap between a plugin reading the underlay and applying what it planned from it.
+ */
+const FRESH_READ_MS = 250;
+
+/** `ip -json` answers of an owner's read: per family, links, addresses, routes, rules and permanent neighbours. */
+type IpRead = [Json[][], Json[][]];
+
+/** Interfaces as `ip -json address show` prints them, with MTU and addresses (IPv6 link-local ones left out). */
+function interfaceInfos(list: readonly Json[]): InterfaceInfo[] {
+  return list.map((j) => ({
+    name: j.ifname as string,
+    mtu: Number(j.mtu) || 0,
+    up: Array.isArray(j.flags) && (j.flags as string[]).includes('UP'),
+    addresses: ((j.addr_info ?? []) as Json[])
+      .filter((a) => !(a.scope === 'link' && a.family === 'inet6'))
+      .map((a) => `${canonicalIP(a.local as string) ?? String(a.local)}/${String(a.prefixlen)}`),
+  }));
+}
 
 const defaultRunner: Runner = async (file, args, input) => {
   const r = await execa(file, args, { input, reject: false, timeout: 60_000, stripFinalNewline: true });
@@ -65,6 +85,10 @@ export class Iproute2Kernel implements KernelBackend {
   private readonly procFiles = new ProcFiles();
   /** A kept connection per wireguard-go control socket, for reads (see wgDump). */
   private readonly uapiReads = new Map<string, UapiConnection>();
+  /** An owner's MPLS and nftables listings that interfaces() began before its first apply; any write drops them. */
+  private readonly earlyReads = new Map<string, { at: number; mpls: Promise<NMplsRoute[]> | undefined; nft: Promise<{ tables: NftTable[]; processes: number }> }>();
+  /** Owners' reads made by interfaces(), for their next apply (FRESH_READ_MS); any write drops them. */
+  private readonly freshReads = new Map<string, { value: IpRead; at: number }>();
   /** The last `wg show all dump` and when it was read (see wgDump). */
   private lastWgDump: { key: string; text: string; at: number } | undefined;
   /** Tells when a read of the namespace still stands (the `monitor` option). */
@@ -195,21 +219,63 @@ export class Iproute2Kernel implements KernelBackend {
     this.procFiles.close();
   }
 
-  async interfaces(): Promise<InterfaceInfo[]> {
+  async interfaces(owner?: KernelOwner): Promise<InterfaceInfo[]> {
+    if (owner !== undefined && owner.rulePriorities === undefined) {
+      // The owner's whole read (one `ip`, the same as `ip address show`), kept for its apply right after.
+      const begun = this.earlyReads.get(owner.name);
+      if (!this.seen.has(owner.name) && (begun === undefined || performance.now() - begun.at > FRESH_READ_MS)) {
+        // The owner's first apply also lists its MPLS routes and nftables tables (what a past run left): begun
+        // now, beside this read, not after it.
+        const at = performance.now();
+        const mpls = exists('/proc/sys/net/mpls') ? this.readMpls(String(owner.routeProtocol)) : undefined;
+        const nft = this.listNftTables(owner);
+        // Read for later; a failure is the apply's to report (it awaits the same promise), never unhandled here.
+        for (const p of [mpls, nft]) p?.catch(() => undefined);
+        this.earlyReads.set(owner.name, { at, mpls, nft });
+      }
+      const { value, at } = await this.readOwnerIp(owner);
+      this.freshReads.set(`plain ${String(owner.routeProtocol)}`, { value, at });
+      return interfaceInfos(value[0][1] ?? []);
+    }
     const read = async () => {
       const r = await this.exec('ip', ['-json', 'address', 'show']);
       if (r.exitCode !== 0) throw new Error(`ip -json address show (${this.where}): ${r.stderr || `exit ${r.exitCode}`}`);
       return JSON.parse(r.stdout || '[]') as Json[];
     };
-    const list = this.monitor ? (await this.monitor.reuse('interfaces', read)).value : await read();
-    return list.map((j) => ({
-      name: j.ifname as string,
-      mtu: Number(j.mtu) || 0,
-      up: Array.isArray(j.flags) && (j.flags as string[]).includes('UP'),
-      addresses: ((j.addr_info ?? []) as Json[])
-        .filter((a) => !(a.scope === 'link' && a.family === 'inet6'))
-        .map((a) => `${canonicalIP(a.local as string) ?? String(a.local)}/${String(a.prefixlen)}`),
-    }));
+    return interfaceInfos(this.monitor ? (await this.monitor.reuse('interfaces', read)).value : await read());
+  }
+
+  /**
+   * The owner's links, addresses, routes, rules and permanent neighbours as `ip -json` prints them: reused when the
+   * monitor says nothing changed, or when {@link interfaces} read them for this owner a moment ago (a plugin that
+   * reads the underlay and then applies pays one `ip`, not two).
+   */
+  private async readOwnerIp(owner: KernelOwner): Promise<{ value: IpRead; processes: number; at: number }> {
+    const proto = String(owner.routeProtocol);
+    // An owner without a rule priority range has no rules (normalize refuses them), and then one `ip` reads it all:
+    // addresses and neighbours of both families come without a family flag, routes by family with `root 0.0.0.0/0`
+    // and `root ::/0` (without one, `table all` lists both families, and without `table all` only IPv4). Rules
+    // have no such selector, so an owner with rules reads each family apart.
+    const rulesToo = owner.rulePriorities !== undefined;
+    const key = `${rulesToo ? 'rules' : 'plain'} ${proto}`;
+    const fresh = this.freshReads.get(key);
+    this.freshReads.delete(key);
+    if (fresh !== undefined && performance.now() - fresh.at <= FRESH_READ_MS) return { value: fresh.value, processes: 0, at: fresh.at };
+    const at = performance.now();
+    const readIp = async (): Promise<IpRead> => {
+      if (rulesToo) {
+        return Promise.all([
+          this.readBatch(4, ['link show', 'address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
+          this.readBatch(6, ['address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
+        ]);
+      }
+      const [links, addrs, r4, r6, neigh] = await this.readBatch(undefined, ['link show', 'address show', `route show table all proto ${proto} root 0.0.0.0/0`, `route show table all proto ${proto} root ::/0`, 'neigh show nud permanent']);
+      return [[links as Json[], addrs as Json[], r4 as Json[], [], neigh as Json[]], [[], r6 as Json[], [], []]];
+    };
+    const processes = rulesToo ? 2 : 1;
+    if (!this.monitor) return { value: await readIp(), processes, at };
+    const { value, reused } = await this.monitor.reuse(key, readIp);
+    return { value, processes: reused ? 0 : processes, at };
   }
 
   async observe(owner: KernelOwner, hints: ObserveHints = {}): Promise<{ state: NormalState; processes: number }> {
@@ -221,32 +287,20 @@ export class Iproute2Kernel implements KernelBackend {
     // Without the MPLS module loaded no namespace can hold an MPLS route: no need to ask.
     const wantMpls = hints.mpls === true || this.mplsOwners.has(owner.name) || (first && exists('/proc/sys/net/mpls'));
     const wantNft = hints.nftables === true || first || this.nftOwners.has(owner.name);
-    // An owner without a rule priority range has no rules (normalize refuses them), and then one `ip` reads it all:
-    // addresses and neighbours of both families come without a family flag, routes by family with `root 0.0.0.0/0`
-    // and `root ::/0` (without one, `table all` lists both families, and without `table all` only IPv4). Rules
-    // have no such selector, so an owner with rules reads each family apart.
-    const rulesToo = owner.rulePriorities !== undefined;
-    const readIp = async (): Promise<[Json[][], Json[][]]> => {
-      if (rulesToo) {
-        return Promise.all([
-          this.readBatch(4, ['link show', 'address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
-          this.readBatch(6, ['address show', `route show table all proto ${proto}`, 'rule show', 'neigh show nud permanent']),
-        ]);
-      }
-      const [links, addrs, r4, r6, neigh] = await this.readBatch(undefined, ['link show', 'address show', `route show table all proto ${proto} root 0.0.0.0/0`, `route show table all proto ${proto} root ::/0`, 'neigh show nud permanent']);
-      return [[links as Json[], addrs as Json[], r4 as Json[], [], neigh as Json[]], [[], r6 as Json[], [], []]];
+    let ipProcesses = 0;
+    const readIpOnce = async (): Promise<IpRead> => {
+      const r = await this.readOwnerIp(owner);
+      ipProcesses = r.processes;
+      return r.value;
     };
-    let ipProcesses = rulesToo ? 2 : 1;
-    const readIpOnce = async (): Promise<[Json[][], Json[][]]> => {
-      if (!this.monitor) return readIp();
-      const { value, reused } = await this.monitor.reuse(`${rulesToo ? 'rules' : 'plain'} ${proto}`, readIp);
-      if (reused) ipProcesses = 0;
-      return value;
-    };
+    // What interfaces() began for this owner's first read, when it is still fresh (a write drops it).
+    const early = this.earlyReads.get(owner.name);
+    this.earlyReads.delete(owner.name);
+    const fresh = early !== undefined && performance.now() - early.at <= FRESH_READ_MS ? early : undefined;
     const [[[links4, addrs4, routes4, rules4, neigh4], [addrs6, routes6, rules6, neigh6]], mplsRead, nftRead] = await Promise.all([
       readIpOnce(),
-      wantMpls ? this.readMpls(proto) : undefined,
-      wantNft ? this.listNftTables(owner) : undefined,
+      wantMpls ? (fresh?.mpls ?? this.readMpls(proto)) : undefined,
+      wantNft ? (fresh?.nft ?? this.listNftTables(owner)) : undefined,
     ]);
     let processes = ipProcesses;
     // Links the owner moved into other namespaces (the desired ones, and those seen there before).
@@ -354,6 +408,8 @@ export class Iproute2Kernel implements KernelBackend {
   async execute(owner: KernelOwner, changes: readonly Change[]): Promise<number> {
     // Whatever was read before is not what the kernel holds after this.
     this.lastWgDump = undefined;
+    this.freshReads.clear();
+    this.earlyReads.clear();
     this.monitor?.forget();
     try {
       return await this.executeChanges(owner, changes);
@@ -479,6 +535,11 @@ export class Iproute2Kernel implements KernelBackend {
   wireguardImplementation(): Promise<'kernel' | 'userspace'> {
     if (this.wireguard !== 'auto') return Promise.resolve(this.wireguard);
     this.wireguardResolved ??= (async () => {
+      // Loaded or built in (its version shows in /sys/module either way): the kernel's, no probe. A kernel that
+      // cannot load modules and has none: userspace, no probe. Otherwise a throwaway link tells, and loads the
+      // module where there is one (an `ip` process and ~20-40 ms at every agent's start, off the join's path now).
+      if (exists('/sys/module/wireguard')) return 'kernel';
+      if (!exists('/proc/sys/kernel/modprobe')) return 'userspace';
       const probe = `weftwgp${process.pid % 100000}`;
       const r = await this.exec('ip', ['link', 'add', probe, 'type', 'wireguard']);
       if (r.exitCode !== 0) return 'userspace';

@@ -51,7 +51,7 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
       return (await o.backend.wireguardStatus(new Set([device])))[0];
     },
     async interfaces() {
-      return o.backend.interfaces();
+      return o.backend.interfaces(o.owner);
     },
   };
 }

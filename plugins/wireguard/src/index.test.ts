@@ -144,7 +144,7 @@ describe('the wireguard plugin in an agent', () => {
     expect(await metricsText(t)).not.toContain('peer="n2"');
   });
 
-  it('a joined peer with no handshake a second after its poke is reset once (out of the device and back); one handshaken is not', async () => {
+  it('a joined peer with no handshake soon after its poke is reset once (out of the device and back); one handshaken is not', async () => {
     const deletes = async (t: TestAgent) => Number(/^weft_kernel_changes_total\{owner="wireguard",kind="wgpeer",op="delete"\} (\d+)$/m.exec(await metricsText(t))?.[1] ?? 0);
     const t = await start();
     expect(await deletes(t)).toBe(0);

@@ -4,7 +4,7 @@ import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoi
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { peerConfig } from './peer-config.js';
-import { MAX_RESETS, newPeers, poke, pokeAddresses, RESET_AFTER_MS, stuckPeers, withoutPeers } from './poke.js';
+import { MAX_RESETS, newPeers, poke, pokeAddresses, resetAfter, stuckPeers, withoutPeers } from './poke.js';
 import { createPlanner, desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan } from './planner.js';
 
 export { WireGuardConfig } from './config.js';
@@ -77,8 +77,8 @@ export default definePlugin({
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let mtuCache: { mtu: number; at: number; addresses: string } | undefined;
     // Peers that joined (a key the last plan did not have) and were poked, waiting for their first handshake: checked
-    // RESET_AFTER_MS after the poke, and reset when they have none (poke.ts, stuckPeers).
-    let awaiting: { keys: Set<string>; at: number } | undefined;
+    // after resetAfter(), and reset when they have none (poke.ts, stuckPeers): public key -> when (performance.now()).
+    const awaiting = new Map<string, number>();
     // A quiet mesh's heartbeat plans nothing: the last plan (the same object) while nothing it reads changed.
     const planner = createPlanner();
     // The desired state of a plan, made once per plan and MTU (with and without the private key, for the fingerprint).
@@ -236,9 +236,10 @@ export default definePlugin({
         // A reconcile for a cluster change alone plans from the device as last read, and touches the kernel only
         // when that plan differs; anything else (start, resync, heartbeat, retry) reads and applies.
         // Joined peers whose first handshake is due now: checked below against the device as read now.
-        const due = awaiting !== undefined && performance.now() - awaiting.at >= RESET_AFTER_MS ? awaiting : undefined;
-        if (due !== undefined) awaiting = undefined;
-        const onlyCluster = due === undefined && last !== undefined && [...reasons].every((r) => r === 'cluster');
+        const due = new Set<string>();
+        for (const [peer, at] of awaiting) if (at <= performance.now()) due.add(peer);
+        for (const peer of due) awaiting.delete(peer);
+        const onlyCluster = due.size === 0 && last !== undefined && [...reasons].every((r) => r === 'cluster');
         // The underlay's MTU (one `ip address show`): read at start, after a config change or a failure, when this
         // node's addresses change, and every MTU_REREAD_S on the routine runs (heartbeat, resync, cluster changes).
         const addresses = view.self.internalAddresses.join(',');
@@ -278,20 +279,20 @@ export default definePlugin({
           if (!dryRun) await poke(pokeAddresses(fresh, overlayRanges));
           const known = new Set((last?.plan.peers ?? []).map((p) => p.publicKey));
           const joined = fresh.filter((p) => !known.has(p.publicKey));
-          if (!dryRun && joined.length > 0 && joined.length <= MAX_RESETS) {
-            awaiting = { keys: new Set([...(awaiting?.keys ?? []), ...joined.map((p) => p.publicKey)]), at: performance.now() };
+          if (!dryRun && joined.length <= MAX_RESETS) {
+            for (const p of joined) awaiting.set(p.publicKey, performance.now() + resetAfter(key.publicKey, p.publicKey));
           }
           last = { plan, observed, desired: desired.fingerprint, at: t };
         }
-        if (due !== undefined) {
-          // What the device said at the start of this run, a second or more after the poke.
-          const stuck = stuckPeers(due.keys, plan, observed);
+        if (due.size > 0) {
+          // What the device said at the start of this run, a reset delay or more after the poke.
+          const stuck = stuckPeers(due, plan, observed);
           if (stuck.length > 0) {
             const state = desiredFor(plan, mtu).state;
             await kernel.apply(withoutPeers(state, new Set(stuck.map((p) => p.publicKey))));
             await kernel.apply(state);
             await poke(pokeAddresses(stuck, overlayRanges));
-            logger.info({ peers: stuck.map((p) => p.name) }, 'no handshake a second after the poke: peer reset so that WireGuard initiates now, not after its 5 s retry');
+            logger.info({ peers: stuck.map((p) => p.name) }, 'no handshake soon after the poke: peer reset so that WireGuard initiates now, not after its 5 s retry');
           }
         }
 
@@ -312,8 +313,9 @@ export default definePlugin({
             [PUBLISHED.lastSeen]: null,
           });
         }
-        // A joined peer's handshake is checked RESET_AFTER_MS after its poke, not at the next heartbeat.
-        return { requeueAfter: awaiting === undefined ? config.heartbeat : Math.min(config.heartbeat, Math.max(0, awaiting.at + RESET_AFTER_MS - performance.now()) + 10) };
+        // A joined peer's handshake is checked when its reset falls due, not at the next heartbeat.
+        const next = Math.min(...awaiting.values());
+        return { requeueAfter: awaiting.size === 0 ? config.heartbeat : Math.min(config.heartbeat, Math.max(0, next - performance.now()) + 10) };
       },
       async stop({ cleanup }) {
         if (cleanup && !dryRun) {

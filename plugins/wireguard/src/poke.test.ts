@@ -2,7 +2,7 @@ import { createSocket } from 'node:dgram';
 import { describe, expect, it } from 'vitest';
 import type { MeshPlan, PlannedPeer } from './planner.js';
 import type { DesiredState, WireGuardDeviceStatus } from '@weft/core';
-import { MAX_POKES, newPeers, poke, pokeAddresses, stuckPeers, withoutPeers } from './poke.js';
+import { MAX_POKES, newPeers, poke, pokeAddresses, RESET_AFTER_MS, resetAfter, stuckPeers, withoutPeers } from './poke.js';
 
 const peer = (name: string, extra: Partial<PlannedPeer> = {}): PlannedPeer => ({
   name,
@@ -65,6 +65,14 @@ describe('a joined peer without a handshake', () => {
     expect(stuckPeers(new Set(['n2-key', 'n3-key', 'n4-key']), p, status({ 'n2-key': 0, 'n3-key': 1_800_000_000 })).map((x) => x.name)).toEqual(['n2']);
     expect(stuckPeers(new Set(['n2-key']), p, undefined)).toEqual([]);
     expect(stuckPeers(new Set(), p, status({ 'n2-key': 0 }))).toEqual([]);
+  });
+
+  it('resetAfter: of two nodes waiting for each other, one resets first and the other only after twice as long', () => {
+    const [a, b] = ['AAAA/key=', 'BBBB/key='];
+    expect(resetAfter(a, b)).toBe(RESET_AFTER_MS);
+    expect(resetAfter(b, a)).toBe(2 * RESET_AFTER_MS);
+    // Whichever pair: the two delays differ, so two resets never start at the same moment.
+    for (const [x, y] of [['k1', 'k2'], ['zz', 'aa'], ['+/0', '9az']]) expect(resetAfter(x as string, y as string)).not.toBe(resetAfter(y as string, x as string));
   });
 
   it('withoutPeers: the same state without those peers in any device, nothing else touched', () => {

@@ -30,18 +30,33 @@ export function pokeAddresses(peers: readonly PlannedPeer[], overlayRanges: read
   return out;
 }
 
-/** How long after its poke a new peer may go without a handshake before it is reset (see {@link stuckPeers}). */
-export const RESET_AFTER_MS = 1_000;
+/**
+ * How long after its poke a new peer may go without a handshake before the side whose public key sorts first resets
+ * it (see {@link resetAfter}). A handshake takes one round trip; this is many.
+ */
+export const RESET_AFTER_MS = 250;
 /** Above this many new peers at once (a cold start), none is tracked for a reset: WireGuard's own retry serves. */
 export const MAX_RESETS = 16;
 
 /**
+ * When this node resets a new peer that has had no handshake: after {@link RESET_AFTER_MS} when its own key sorts
+ * first, after twice that otherwise. Both sides wait for each other; were both to reset at once, their initiations
+ * could cross again (below). One side goes first, and by the time the other's turn comes the handshake is done.
+ */
+export function resetAfter(selfKey: string, peerKey: string): number {
+  return selfKey < peerKey ? RESET_AFTER_MS : 2 * RESET_AFTER_MS;
+}
+
+/**
  * The peers, among those newly keyed and poked (`awaiting`, public keys), that the device holds and that still have
- * had no handshake. Why: when a node joins, it and a peer may add each other in the same few milliseconds; each one's
- * first initiation (traffic is waiting: keepalive's probes, the poke) can then reach the other before the other holds
- * it, and be dropped — and WireGuard initiates again only after its 5 s rekey timeout, which a poke cannot shorten.
- * Such a peer is taken out of the device and put back (a fresh peer state) and poked again: the next packet initiates
- * at once, and the other side holds this node by now.
+ * had no handshake. Why: when a node joins, it and a peer add each other in the same few milliseconds, and each pokes
+ * the other (traffic is waiting too: keepalive's probes). Then either
+ * - one's first initiation reaches the other before the other holds it, and is dropped; or
+ * - both initiate within a one-way delay of each other: each answers the other's initiation, which replaces its own
+ *   handshake state, so neither accepts the answer it then gets, and each waits for data it will never receive.
+ * Either way WireGuard initiates again only after its 5 s rekey timeout, which a poke cannot shorten. Such a peer is
+ * taken out of the device and put back (a fresh peer state) and poked again: the next packet initiates at once, and
+ * the other side, holding this node by now and not initiating itself, answers it.
  */
 export function stuckPeers(awaiting: ReadonlySet<string>, plan: MeshPlan, observed: WireGuardDeviceStatus | undefined): PlannedPeer[] {
   const handshaken = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p.latestHandshake > 0]));
