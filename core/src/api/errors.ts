@@ -57,6 +57,18 @@ export class TerminalError extends Error {
   override readonly name = 'TerminalError';
 }
 
+/** Codes that retrying cannot help: the same input fails the same way until the plugin computes another. */
+const TERMINAL_CODES: ReadonlySet<WeftErrorCode> = new Set<WeftErrorCode>(['WEFT_KERNEL_INPUT']);
+
+/**
+ * Whether retrying cannot help: a {@link TerminalError}, or a {@link WeftError} that says the input itself is bad
+ * (`WEFT_KERNEL_INPUT`: a desired state the driver refused before applying anything). The scheduler then waits for the
+ * next trigger (a cluster or config change, the periodic resync) instead of retrying with backoff.
+ */
+export function isTerminal(err: unknown): boolean {
+  return err instanceof TerminalError || (err instanceof WeftError && TERMINAL_CODES.has(err.code));
+}
+
 /** True when `err` is a {@link WeftError} with the given code. */
 export function isWeftError(err: unknown, code?: WeftErrorCode): err is WeftError {
   return err instanceof WeftError && (code === undefined || err.code === code);

@@ -78,7 +78,7 @@ export interface PluginServices<C> {
 }
 
 /**
- * What a plugin owns in the kernel: links whose names start with `linkPrefix`, routes with protocol
+ * What a plugin owns in the kernel: links whose names start with `linkPrefix` (none without one), routes with protocol
  * `routeProtocol` (100-199; each plugin its own), rules with priorities in `rulePriorities`. The core refuses two
  * plugins whose ownership overlaps, and removes everything owned when the plugin is switched off.
  */

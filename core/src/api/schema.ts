@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { canonicalIP, canonicalNetwork } from '../kernel/ip.js';
 
 // Zod compiles a fast path for each object schema (`new Function`) the first time it parses with it: ~10 ms of the
 // agent's start for schemas that parse a config once, and compiled code kept for the life of the process. Interpreted,
@@ -30,6 +31,20 @@ export function parseDuration(text: string): number | undefined {
   return Math.round(total);
 }
 
+/** Milliseconds as a config would write them: `500ms`, `1s`, `1m30s`, `2h`. */
+export function humanDuration(ms: number): string {
+  if (ms < 1000 || ms % 1000 !== 0) return `${String(ms)}ms`;
+  const parts: string[] = [];
+  let rest = ms / 1000;
+  for (const [unit, size] of [['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (rest >= size) {
+      parts.push(`${String(Math.floor(rest / size))}${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join('');
+}
+
 /** A duration written as text (`"10s"`, `"500ms"`, `"1m30s"`), parsed into milliseconds. */
 export function duration(options: { min?: number; max?: number } = {}) {
   const { min = 0, max = Number.MAX_SAFE_INTEGER } = options;
@@ -40,7 +55,8 @@ export function duration(options: { min?: number; max?: number } = {}) {
     .transform((text, ctx) => {
       const ms = parseDuration(text) as number;
       if (ms < min || ms > max) {
-        ctx.issues.push({ code: 'custom', input: text, message: `expected a duration between ${min} ms and ${max} ms, got ${JSON.stringify(text)}` });
+        const bound = max === Number.MAX_SAFE_INTEGER ? `of at least ${humanDuration(min)}` : min === 0 ? `of at most ${humanDuration(max)}` : `between ${humanDuration(min)} and ${humanDuration(max)}`;
+        ctx.issues.push({ code: 'custom', input: text, message: `expected a duration ${bound}, got ${JSON.stringify(text)}` });
         return z.NEVER;
       }
       return ms;
@@ -77,11 +93,26 @@ export function parseCIDR(text: string): { address: string; prefix: number; fami
   return { address, prefix, family: family as 4 | 6 };
 }
 
-/** An IPv4 or IPv6 network in CIDR notation. */
+/**
+ * An IPv4 or IPv6 network in CIDR notation, host bits clear: `198.18.5.1/24` is refused with the network it means
+ * (`198.18.5.0/24`), as the kernel refuses a route to it — the config fails at load, not at every reconcile.
+ */
 export function cidr() {
-  return z.string().refine((s) => parseCIDR(s) !== undefined, {
-    error: (iss) => `expected a CIDR like "10.4.0.0/24" or "fd00::/64", got ${describeValue(iss.input)}`,
-  });
+  return z
+    .string()
+    .refine((s) => parseCIDR(s) !== undefined, {
+      error: (iss) => `expected a CIDR like "10.4.0.0/24" or "fd00::/64", got ${describeValue(iss.input)}`,
+      abort: true,
+    })
+    .refine((s) => hostBitsClear(s), {
+      error: (iss) => `host bits set in ${describeValue(iss.input)}: the network is ${canonicalNetwork(String(iss.input)) ?? '?'}`,
+    });
+}
+
+/** Whether a CIDR's address is its network's first address (`10.4.0.0/24`, not `10.4.0.1/24`). */
+function hostBitsClear(text: string): boolean {
+  const slash = text.lastIndexOf('/');
+  return canonicalNetwork(text) === `${canonicalIP(text.slice(0, slash)) ?? ''}/${String(Number(text.slice(slash + 1)))}`;
 }
 
 export { z };

@@ -56,7 +56,13 @@ describe('config errors name file, line, column, key path and what was expected'
     ['duplicate key', y('log:', '  level: info', '  level: debug'), {}, ['weft.yaml:3:3: YAML syntax: Map keys must be unique']],
     ['bad enum value', y('log:', '  level: loud'), {}, ['weft.yaml:2:10 log.level: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"']],
     ['bad duration', y('reconcile:', '  resync: soon'), {}, ['weft.yaml:2:11 reconcile.resync: expected a duration like "10s", "500ms" or "1m30s", got "soon"']],
-    ['duration below its minimum', y('reconcile:', '  resync: 10ms'), {}, ['weft.yaml:2:11 reconcile.resync: expected a duration between 1000 ms and 9007199254740991 ms, got "10ms"']],
+    ['duration below its minimum', y('reconcile:', '  resync: 10ms'), {}, ['weft.yaml:2:11 reconcile.resync: expected a duration of at least 1s, got "10ms"']],
+    [
+      'a network with host bits set (the kernel would refuse a route to it)',
+      y('cluster:', '  podNetworks: [198.18.5.1/24]'),
+      {},
+      ['weft.yaml:2:17 cluster.podNetworks[0]: host bits set in "198.18.5.1/24": the network is 198.18.5.0/24'],
+    ],
     [
       'nested list item',
       y('discovery:', '  static:', '    nodes:', '      - name: a', '        internalAddresses: [192.0.2.1, not-an-ip]'),

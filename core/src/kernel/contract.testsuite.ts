@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyDesired, KernelApplyError, type KernelBackend } from './driver.js';
-import type { DesiredState, KernelOwner } from './model.js';
+import type { DesiredState, KernelOwner, Route } from './model.js';
 import { KernelInputError } from './normalize.js';
 import { generateWireGuardKeyPair } from './wgkeys.js';
 
@@ -296,6 +296,20 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       expect((err as KernelApplyError).failed.id).toBe('route 198.18.12.0/24 table 254 metric 0');
       expect((err as KernelApplyError).message).toMatch(/^route 198\.18\.12\.0\/24 table 254 metric 0: .*(Cannot find device|nosuch0)/);
       expect(summary(await applyDesired(h.backend, OWNER, LATER))).toEqual([]);
+    });
+
+    it('refuses a route via a gateway on no connected network (Linux: "Nexthop has invalid gateway"), takes it onlink or once the network is there', async () => {
+      const base: DesiredState = { links: [{ kind: 'bridge', name: 'wcgw0' }], addresses: [{ dev: 'wcgw0', address: '198.18.30.1/24' }] };
+      const far: Route = { dst: '198.18.31.0/24', via: '198.18.99.1', dev: 'wcgw0' };
+      const err = await applyDesired(h.backend, OWNER, { ...base, routes: [far] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KernelApplyError);
+      expect((err as KernelApplyError).failed.id).toBe('route 198.18.31.0/24 table 254 metric 0');
+      expect((err as KernelApplyError).message).toMatch(/invalid gateway|No route to host|Network is unreachable/);
+      // A gateway on the link's network, or one declared on-link, is taken.
+      const near: Route = { dst: '198.18.31.0/24', via: '198.18.30.254', dev: 'wcgw0' };
+      expect(summary(await applyDesired(h.backend, OWNER, { ...base, routes: [near] })).length).toBeGreaterThan(0);
+      expect(summary(await applyDesired(h.backend, OWNER, { ...base, routes: [{ ...far, onlink: true }] }))).toEqual(['replace route 198.18.31.0/24 table 254 metric 0']);
+      await applyDesired(h.backend, OWNER, {});
     });
 
     it('refuses bad input before any command runs', async () => {

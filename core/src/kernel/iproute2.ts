@@ -13,7 +13,7 @@ import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwne
 import { KernelMonitor } from './monitor.js';
 import { ProcFiles } from './procfiles.js';
 import { splitRuleset } from './nftables.js';
-import { type NLink, type NMplsRoute, nftPrefix, type NormalState, type NRoute, type NWireGuard } from './normalize.js';
+import { type NLink, type NMplsRoute, nftPrefix, type NormalState, ownsLink, type NRoute, type NWireGuard } from './normalize.js';
 import { wireGuardPublicKey } from './wgkeys.js';
 import { parseWgDump, parseWgStatus, socketAnswers, UapiConnection, uapiDump, uapiRequest, uapiSetRequest, WIREGUARD_SOCKET_DIR, wgWritePlan } from './wireguard.js';
 
@@ -311,14 +311,14 @@ export class Iproute2Kernel implements KernelBackend {
       processes += 1;
       if (r.exitCode !== 0) continue; // the namespace is gone, and its links with it
       for (const j of JSON.parse(r.stdout || '[]') as Json[]) {
-        const link = typeof j.ifname === 'string' && j.ifname.startsWith(owner.linkPrefix) ? parseLink(j) : undefined;
+        const link = typeof j.ifname === 'string' && ownsLink(owner, j.ifname) ? parseLink(j) : undefined;
         if (link) movedLinks.push({ ...link, netns: ns });
       }
     }
     this.movedTo.set(owner.name, new Set(movedLinks.map((l) => l.netns as string)));
     let mplsRoutes: NMplsRoute[] = [];
     let nftables: NftTable[] = [];
-    const owned = (name: unknown): name is string => typeof name === 'string' && name.startsWith(owner.linkPrefix);
+    const owned = (name: unknown): name is string => typeof name === 'string' && ownsLink(owner, name);
 
     const links: NLink[] = [];
     for (const j of (links4 ?? []).filter((x) => owned(x.ifname))) {

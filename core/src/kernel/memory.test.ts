@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { type ContractHarness, kernelContract, nftablesContract, wireGuardContract } from './contract.testsuite.js';
+import { applyDesired } from './driver.js';
 import { MemoryKernel } from './memory.js';
+import { checkOwner, KernelInputError, ownershipConflicts } from './normalize.js';
 
 function memoryHarness(): ContractHarness {
   const kernel = new MemoryKernel();
@@ -90,5 +92,29 @@ describe('links moved into another namespace (memory)', () => {
     await expect(kernel.apply(owner, { ...state, addresses: [{ dev: 'tv0', address: '192.0.2.1/24' }] })).rejects.toThrow(
       'link "tv0" lives in netns pod-1: a driver bound to that namespace manages what is on it',
     );
+  });
+});
+
+describe('an owner without a link prefix (a plugin that only routes)', () => {
+  const owner = { name: 'router', routeProtocol: 170 };
+  it('applies its routes over links it does not own, and owns no link', async () => {
+    const kernel = new MemoryKernel();
+    kernel.addForeign({ links: [{ kind: 'dummy', name: 'eth0' }], addresses: [{ dev: 'eth0', address: '192.0.2.1/24' }] });
+    checkOwner(owner);
+    const first = await applyDesired(kernel, owner, { routes: [{ dst: '198.18.40.0/24', via: '192.0.2.7', dev: 'eth0' }] });
+    expect(first.changes.map((c) => `${c.op} ${c.id}`)).toEqual(['add route 198.18.40.0/24 table 254 metric 0']);
+    expect((await applyDesired(kernel, owner, { routes: [{ dst: '198.18.40.0/24', via: '192.0.2.7', dev: 'eth0' }] })).changes).toEqual([]);
+    const err = await applyDesired(kernel, owner, { links: [{ kind: 'bridge', name: 'br9' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KernelInputError);
+    expect((err as KernelInputError).problems).toEqual(['link "br9": name "br9": the owner declares no link prefix, so it owns no links']);
+    // Its teardown leaves the foreign link and address alone.
+    await applyDesired(kernel, owner, {});
+    expect(kernel.snapshot().links.map((l) => l.name)).toContain('eth0');
+    expect(kernel.snapshot().routes.filter((r) => r.dst === '198.18.40.0/24')).toEqual([]);
+  });
+
+  it('overlaps no other owner by links; by route protocol it still can', () => {
+    expect(ownershipConflicts([owner, { name: 'wireguard', linkPrefix: 'weft-wg', routeProtocol: 151 }])).toEqual([]);
+    expect(ownershipConflicts([owner, { name: 'other', routeProtocol: 170 }]).map((c) => c.message)).toEqual(['route protocol 170 is also plugin "router"\'s']);
   });
 });

@@ -1,8 +1,9 @@
 import type { Capability, DoctorReport } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer, WireGuardPeerStatus } from './model.js';
+import { networkContains, parseNetwork } from './ip.js';
 import { wireGuardPublicKey } from './wgkeys.js';
-import { type NLink, type NMplsRoute, nftPrefix, normalizeDesired, type NormalState, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
+import { type NLink, type NMplsRoute, nftPrefix, normalizeDesired, type NormalState, ownsLink, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** A route as the in-memory kernel stores it: with the protocol that marks its owner. */
 export type MemoryRoute = NRoute & { readonly proto: number };
@@ -135,7 +136,7 @@ export class MemoryKernel implements KernelBackend {
   async observe(owner: KernelOwner, hints: ObserveHints = {}): Promise<{ state: NormalState; processes: number }> {
     const sysctlKeys = hints.sysctlKeys ?? [];
     await Promise.resolve();
-    const owned = (name: string) => name.startsWith(owner.linkPrefix);
+    const owned = (name: string) => ownsLink(owner, name);
     const [min, max] = owner.rulePriorities ?? [1, 0];
     const sysctls: Sysctl[] = [];
     for (const key of sysctlKeys) {
@@ -169,6 +170,18 @@ export class MemoryKernel implements KernelBackend {
       this.log.push(change);
     }
     return 0;
+  }
+
+  /** Whether `gateway` lies on a network directly connected (to `dev`, when given): an address's or a device route's. */
+  private onLink(gateway: string, dev: string | undefined): boolean {
+    const contains = (cidr: string) => {
+      const n = parseNetwork(cidr);
+      return n !== undefined && networkContains(n, gateway);
+    };
+    return (
+      this.s.addresses.some((a) => (dev === undefined || a.dev === dev) && this.link(a.dev) !== undefined && contains(a.address)) ||
+      this.s.routes.some((r) => r.via === undefined && r.dev !== undefined && (dev === undefined || r.dev === dev) && r.table === 254 && r.dst !== 'default' && contains(r.dst))
+    );
   }
 
   private link(name: string | undefined): NLink | undefined {
@@ -226,6 +239,9 @@ export class MemoryKernel implements KernelBackend {
           return undefined;
         }
         if (r.dev !== undefined && !this.link(r.dev)) return noDevice(r.dev);
+        // As Linux (fib_check_nh): a gateway must be on a connected network — an address's, or a route's with no
+        // gateway of its own — of the route's device when it names one; `onlink` says it is, whatever the addresses.
+        if (r.via !== undefined && r.onlink !== true && !this.onLink(r.via, r.dev)) return 'Error: Nexthop has invalid gateway.';
         const stored = { ...structuredClone(r), proto: owner.routeProtocol };
         if (i < 0) s.routes.push(stored);
         else s.routes.splice(i, 1, stored);

@@ -234,8 +234,11 @@ export interface DesiredState {
 export interface KernelOwner {
   /** The plugin's name (for logs, metrics and errors). */
   readonly name: string;
-  /** Every owned link's name starts with this (1-8 characters). */
-  readonly linkPrefix: string;
+  /**
+   * Every owned link's name starts with this (1-8 characters). Absent: the owner owns no links (a plugin that only
+   * routes), and so no addresses, neighbours or FDB entries either.
+   */
+  readonly linkPrefix?: string;
   /** The route `proto` number marking the owner's routes, 100-199 (weft's range; see docs). */
   readonly routeProtocol: number;
   /** Inclusive range of rule priorities the owner manages; none when absent. */

@@ -101,7 +101,7 @@ export function isNetnsName(name: unknown): name is string {
 /** Validates an owner declaration. */
 export function checkOwner(owner: KernelOwner): void {
   const problems: string[] = [];
-  if (!/^[a-z][a-z0-9-]{0,7}$/.test(owner.linkPrefix)) problems.push(`linkPrefix ${JSON.stringify(owner.linkPrefix)}: expected 1-8 of a-z, 0-9, -`);
+  if (owner.linkPrefix !== undefined && !/^[a-z][a-z0-9-]{0,7}$/.test(owner.linkPrefix)) problems.push(`linkPrefix ${JSON.stringify(owner.linkPrefix)}: expected 1-8 of a-z, 0-9, -`);
   if (!Number.isInteger(owner.routeProtocol) || owner.routeProtocol < 100 || owner.routeProtocol > 199) {
     problems.push(`routeProtocol ${String(owner.routeProtocol)}: expected an integer 100-199 (weft's range)`);
   }
@@ -112,12 +112,17 @@ export function checkOwner(owner: KernelOwner): void {
   if (problems.length > 0) throw new KernelInputError(`owner ${owner.name}`, problems);
 }
 
+/** Whether a link of this name is the owner's: it has a link prefix and the name starts with it. */
+export function ownsLink(owner: KernelOwner, name: string): boolean {
+  return owner.linkPrefix !== undefined && name.startsWith(owner.linkPrefix);
+}
+
 /** Pairs of plugins whose kernel ownership overlaps, as messages; empty when every owner is apart. */
 export function ownershipConflicts(owners: readonly KernelOwner[]): { plugin: string; message: string }[] {
   const out: { plugin: string; message: string }[] = [];
   for (const [i, a] of owners.entries()) {
     for (const b of owners.slice(i + 1)) {
-      if (a.linkPrefix.startsWith(b.linkPrefix) || b.linkPrefix.startsWith(a.linkPrefix)) {
+      if (a.linkPrefix !== undefined && b.linkPrefix !== undefined && (a.linkPrefix.startsWith(b.linkPrefix) || b.linkPrefix.startsWith(a.linkPrefix))) {
         out.push({ plugin: b.name, message: `link prefix "${b.linkPrefix}" overlaps plugin "${a.name}"'s "${a.linkPrefix}"` });
       }
       if (a.routeProtocol === b.routeProtocol) out.push({ plugin: b.name, message: `route protocol ${b.routeProtocol} is also plugin "${a.name}"'s` });
@@ -144,7 +149,8 @@ class Checker {
       this.fail(what, `${field} ${JSON.stringify(value)}: expected an interface name (1-15 of A-Z a-z 0-9 _ . -, not starting with - or .)`);
       return undefined;
     }
-    if (owned && !value.startsWith(this.owner.linkPrefix)) this.fail(what, `${field} "${value}" must start with the owner's link prefix "${this.owner.linkPrefix}"`);
+    if (owned && this.owner.linkPrefix === undefined) this.fail(what, `${field} "${value}": the owner declares no link prefix, so it owns no links`);
+    else if (owned && !ownsLink(this.owner, value)) this.fail(what, `${field} "${value}" must start with the owner's link prefix "${this.owner.linkPrefix ?? ''}"`);
     return value;
   }
 

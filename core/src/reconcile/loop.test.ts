@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { isWeftError, TerminalError } from '../api/errors.js';
+import { isWeftError, TerminalError, WeftError } from '../api/errors.js';
 import { type LoopSettings, ReconcileLoop, type RunContext, type RunReport } from './loop.js';
 
 const SETTINGS: LoopSettings = { debounce: 100, resync: 60_000, timeout: 5_000, backoffInitial: 1_000, backoffMax: 8_000 };
@@ -133,6 +133,25 @@ describe('ReconcileLoop', () => {
     await vi.advanceTimersByTimeAsync(100);
     expect(h.runs).toHaveLength(2);
     await h.loop.stop();
+  });
+
+  it('counts a desired state the driver refused (WEFT_KERNEL_INPUT) as terminal: no retry, a kernel failure is retried', async () => {
+    const input = harness(async () => {
+      throw new WeftError('WEFT_KERNEL_INPUT', 'route 198.18.5.1/24: host bits set');
+    });
+    input.loop.start();
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(input.runs).toHaveLength(1);
+    expect(input.reports[0]?.result).toBe('terminal');
+    await input.loop.stop();
+    const apply = harness(async () => {
+      throw new WeftError('WEFT_KERNEL_APPLY', 'link weft-wg0: RTNETLINK answers: Device or resource busy');
+    });
+    apply.loop.start();
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(apply.runs.length).toBeGreaterThan(3);
+    expect(apply.reports[0]?.result).toBe('error');
+    await apply.loop.stop();
   });
 
   it('honours requeueAfter', async () => {

@@ -1,4 +1,4 @@
-import { describeError, TerminalError, WeftError } from '../api/errors.js';
+import { describeError, isTerminal, WeftError } from '../api/errors.js';
 import type { ReconcileOutcome } from '../api/plugin.js';
 
 /** Timing of one plugin's loop, all in milliseconds. */
@@ -51,7 +51,8 @@ export interface LoopOptions {
  *   that follows a run closer than that waits until `debounce` ms after that run ended: a burst costs one run more
  *   at most, and a lone change (a node joining) is acted on without waiting;
  * - never two runs at once; a trigger during a run causes exactly one more run after it;
- * - an error retries after a capped exponential backoff with jitter; a {@link TerminalError} does not retry;
+ * - an error retries after a capped exponential backoff with jitter; a terminal one (`isTerminal`: a TerminalError,
+ *   or `WEFT_KERNEL_INPUT`) does not retry;
  * - `requeueAfter` from a run schedules another; a resync triggers one when `resync` (±10 %) passed since the last
  *   run ended, whatever its reason (every run looks at everything: a plugin that requeues itself as often is never
  *   run twice for it);
@@ -192,7 +193,7 @@ export class ReconcileLoop {
       result = timedOut ? 'timeout' : 'success';
     } catch (err) {
       error = err;
-      result = timedOut ? 'timeout' : err instanceof TerminalError ? 'terminal' : 'error';
+      result = timedOut ? 'timeout' : isTerminal(err) ? 'terminal' : 'error';
     } finally {
       clearTimeout(timeout);
       clearTimeout(stuckTimer);

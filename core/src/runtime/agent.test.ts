@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { TerminalError } from '../api/errors.js';
+import { TerminalError, WeftError } from '../api/errors.js';
 import { definePlugin, type PluginDefinition, type ReconcileContext } from '../api/plugin.js';
 import { z } from '../api/schema.js';
 import { buildTestConfig, startTestAgent, type TestAgent } from '../testing/index.js';
@@ -111,6 +111,27 @@ describe('Agent', () => {
     await t.waitForReconcile('t');
     await sleep(300); // backoff is 50 ms in tests: a retry would have run by now
     expect(t.status('t')).toMatchObject({ runs: 1, lastResult: 'terminal' });
+  });
+
+  it('a desired state the driver refuses is terminal: logged once while it stays the same, again when it changes', async () => {
+    let message = 'route 198.18.5.1/24: host bits set';
+    const t = await start({ plugins: [recorder('k', [], () => Promise.reject(new WeftError('WEFT_KERNEL_INPUT', message)))], http: false });
+    await t.waitForReconcile('k');
+    await sleep(300); // no retry with backoff (50 ms in tests)
+    expect(t.status('k')).toMatchObject({ runs: 1, lastResult: 'terminal' });
+    const errors = () => t.logs.filter((l) => l.msg === 'reconcile failed terminally; waiting for the next change').length;
+    expect(errors()).toBe(1);
+    // Triggers (a cluster change, a resync) run it again: the same refusal is not logged at error level again.
+    t.cluster.setNode({ name: 'n9', internalAddresses: ['192.0.2.9'] });
+    await t.waitForReconcile('k');
+    expect(t.status('k').runs).toBe(2);
+    expect(errors()).toBe(1);
+    message = 'route 198.18.6.1/24: host bits set';
+    t.cluster.setNode({ name: 'n10', internalAddresses: ['192.0.2.10'] });
+    await t.waitForReconcile('k');
+    expect(errors()).toBe(2);
+    const totals = (await t.agent.metrics.core.reconcileTotal.get()).values.filter((v) => v.labels.plugin === 'k');
+    expect(totals.find((v) => v.labels.result === 'terminal')?.value).toBe(3);
   });
 
   describe('boot failures', () => {

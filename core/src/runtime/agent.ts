@@ -446,6 +446,13 @@ export class Agent {
     return this.claims.view(this.source.current(), this.rules);
   }
 
+  /** Asks for a reconcile of one plugin (merged with its other pending triggers); throws when no such plugin runs. */
+  trigger(plugin: string, reason: string): void {
+    const host = this.hosts.find((h) => h.name === plugin);
+    if (!host) throw new WeftError('WEFT_PLUGIN_UNKNOWN', `no plugin "${plugin}" in this agent; running: ${this.hosts.map((h) => h.name).join(', ') || 'none'}`);
+    host.trigger(reason);
+  }
+
   /** Status of every plugin, in config order. */
   pluginStatus(): PluginStatus[] {
     return this.hosts.map((h) => h.status());

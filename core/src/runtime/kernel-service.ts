@@ -45,8 +45,8 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
     },
     async wireguardStatus(device) {
       const owner = ownerOrThrow();
-      if (!device.startsWith(owner.linkPrefix)) {
-        throw new WeftError('WEFT_KERNEL_INPUT', `plugin "${o.plugin}": device ${JSON.stringify(device)} is not its own (link prefix "${owner.linkPrefix}")`);
+      if (owner.linkPrefix === undefined || !device.startsWith(owner.linkPrefix)) {
+        throw new WeftError('WEFT_KERNEL_INPUT', `plugin "${o.plugin}": device ${JSON.stringify(device)} is not its own (${owner.linkPrefix === undefined ? 'it declares no link prefix' : `link prefix "${owner.linkPrefix}"`})`);
       }
       return (await o.backend.wireguardStatus(new Set([device])))[0];
     },

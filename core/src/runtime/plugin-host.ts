@@ -84,6 +84,8 @@ export class PluginHost {
   private reconciled = false;
   private stuck = false;
   private lastReport: RunReport | undefined;
+  /** The last terminal failure logged at error level (the same again is logged at debug). */
+  private terminalLogged: string | undefined;
   private setupError: string | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -313,11 +315,17 @@ export class PluginHost {
     switch (report.result) {
       case 'success':
         this.reconciled = true;
+        this.terminalLogged = undefined;
         this.log.debug(fields, 'reconciled');
         break;
-      case 'terminal':
-        this.log.error({ ...fields, err: describeError(report.error) }, 'reconcile failed terminally; waiting for the next change');
+      case 'terminal': {
+        // One line per distinct failure: the same refusal on every resync says nothing new (the metric counts them).
+        const err = describeError(report.error);
+        if (err !== this.terminalLogged) this.log.error({ ...fields, err }, 'reconcile failed terminally; waiting for the next change');
+        else this.log.debug({ ...fields, err }, 'reconcile failed terminally again');
+        this.terminalLogged = err;
         break;
+      }
       default:
         this.log.warn({ ...fields, err: describeError(report.error), retryInMs: report.nextInMs }, `reconcile ${report.result === 'timeout' ? 'timed out' : 'failed'}; retrying`);
     }

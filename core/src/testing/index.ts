@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
 import { WeftError } from '../api/errors.js';
+import { parseDuration } from '../api/schema.js';
 import type { PluginDefinition } from '../api/plugin.js';
 import { loadConfigText, type WeftConfig } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
@@ -43,7 +44,10 @@ export interface StartTestAgentOptions {
   readonly self?: string;
   /** Serve HTTP on 127.0.0.1 at a free port (default true). */
   readonly http?: boolean;
-  /** Core reconcile settings as in weft.yaml (`{ debounce: '10ms' }`); default short ones for tests. */
+  /**
+   * Core reconcile settings as in weft.yaml (`{ debounce: '10ms' }`); default short ones for tests. Unlike weft.yaml,
+   * `resync` may be under a second (`'200ms'`): any positive period the scheduler runs.
+   */
   readonly reconcile?: Readonly<Record<string, string>>;
   /** State directory; default a fresh temporary one, removed by `stop()`. */
   readonly stateDir?: string;
@@ -69,6 +73,8 @@ export interface TestAgent {
   readonly stateDir: string;
   /** Every log line, parsed. */
   readonly logs: LogRecord[];
+  /** Asks for a reconcile of `plugin` (reason `test`) and resolves with its status once that run has completed. */
+  trigger(plugin: string, options?: { timeoutMs?: number }): Promise<PluginStatus>;
   /** Resolves once `plugin` has completed `runs` more reconciles (default 1) than when called. */
   waitForReconcile(plugin: string, options?: { runs?: number; timeoutMs?: number }): Promise<PluginStatus>;
   /** Resolves once `predicate` holds (checked after every status or view change, and every 25 ms). */
@@ -97,8 +103,12 @@ export async function buildTestConfig(options: StartTestAgentOptions): Promise<W
     log: { level: options.logLevel ?? 'debug', format: 'json' },
     plugins: Object.fromEntries(specs.map((s) => [s.plugin.name, s.config ?? {}])),
   };
+  // weft.yaml refuses a resync under a second (a production safeguard); a test may want one.
+  const resyncMs = parseDuration(String(data.reconcile.resync));
+  const shortResync = resyncMs !== undefined && resyncMs > 0 && resyncMs < 1000 ? resyncMs : undefined;
+  if (shortResync !== undefined) data.reconcile.resync = '1s';
   const byName = new Map(specs.map((s) => [s.plugin.name, s.plugin]));
-  return loadConfigText(stringify(data), '<test config>', {
+  const config = await loadConfigText(stringify(data), '<test config>', {
     env: {},
     resolvePlugin: async ({ key }) => {
       const plugin = byName.get(key);
@@ -106,6 +116,7 @@ export async function buildTestConfig(options: StartTestAgentOptions): Promise<W
       return Promise.resolve(plugin);
     },
   });
+  return shortResync === undefined ? config : { ...config, core: { ...config.core, reconcile: { ...config.core.reconcile, resync: shortResync } } };
 }
 
 /** Starts an agent in this process with the given plugins against a {@link FakeCluster}. */
@@ -171,6 +182,12 @@ export async function startTestAgent(options: StartTestAgentOptions): Promise<Te
     logs,
     status,
     waitFor,
+    async trigger(plugin, { timeoutMs = 5_000 } = {}) {
+      const target = status(plugin).runs + 1;
+      agent.trigger(plugin, 'test');
+      await waitFor(() => status(plugin).runs >= target, { timeoutMs, what: `the triggered reconcile of ${plugin}` });
+      return status(plugin);
+    },
     async waitForReconcile(plugin, { runs = 1, timeoutMs = 5_000 } = {}) {
       const target = status(plugin).runs + runs;
       await waitFor(() => status(plugin).runs >= target, { timeoutMs, what: `${runs} reconcile(s) of ${plugin}` });
