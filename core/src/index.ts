@@ -36,6 +36,7 @@ export {
   type ClusterService,
   coreServices,
   createServiceRef,
+  type DependencyDeclaration,
   type HttpHandler,
   type HttpReply,
   type HttpRequest,
@@ -43,7 +44,10 @@ export {
   type PluginHttp,
   type PluginMetrics,
   type PluginState,
+  optionalService,
   type PublishService,
+  type ResolvedDependencies,
+  type ServiceDependency,
   type ServiceRef,
   type TriggerService,
 } from './api/services.js';

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { KernelOwner } from '../kernel/model.js';
 import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
-import type { ClusterService, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, TriggerService } from './services.js';
+import type { ClusterService, DependencyDeclaration, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, ResolvedDependencies, ServiceRef, TriggerService } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
 import { NODE_FIELDS, type NodeReads } from '../discovery/reads.js';
 
@@ -57,7 +57,7 @@ export interface PluginInstance {
 }
 
 /** The services a plugin's `setup` receives, each resolved from the plugin's own container. */
-export interface PluginServices<C> {
+export interface PluginServices<C, D extends DependencyDeclaration = DependencyDeclaration> {
   /** The plugin's name. */
   readonly name: string;
   /** The plugin's validated config section (host keys removed). */
@@ -75,6 +75,13 @@ export interface PluginServices<C> {
   readonly kernel: KernelService;
   /** True under `weft plan`: the plugin must change nothing outside `kernel` (which only records). */
   readonly dryRun: boolean;
+  /** The services other plugins provide that this one declared in `deps` (set up before it). */
+  readonly deps: ResolvedDependencies<D>;
+  /**
+   * Offers a service to other plugins: one of the refs this plugin declared in `provides`, each exactly once, during
+   * setup. Its consumers are set up after this setup returns, and set up again when this plugin is.
+   */
+  readonly provide: <T>(ref: ServiceRef<T>, value: T) => void;
 }
 
 /**
@@ -85,7 +92,7 @@ export interface PluginServices<C> {
 export type KernelOwnership = Omit<KernelOwner, 'name'>;
 
 /** What a plugin author declares. */
-export interface PluginDeclaration<S extends z.ZodType> {
+export interface PluginDeclaration<S extends z.ZodType, D extends DependencyDeclaration = DependencyDeclaration> {
   /** Unique name; the key under `plugins:` in the config. Lowercase letters, digits and dashes. */
   readonly name: string;
   /** The plugin API version the plugin was written against ({@link PLUGIN_API_VERSION}). */
@@ -104,12 +111,20 @@ export interface PluginDeclaration<S extends z.ZodType> {
   readonly reads?: NodeReads;
   /** What the plugin owns in the kernel; required to use `kernel.apply`. */
   readonly kernel?: KernelOwnership;
+  /**
+   * Services of other plugins this one uses, by the name `setup` gets them under (`services.deps.overlay`): a
+   * {@link ServiceRef} is required, an {@link optionalService} may be absent. The host sets providers up first and
+   * refuses, at config load, a required service no enabled plugin provides, two providers of one service, and a cycle.
+   */
+  readonly deps?: D;
+  /** Services this plugin offers to others (each given with `services.provide` during setup). */
+  readonly provides?: readonly ServiceRef<unknown>[];
   /** Called once per start or reconfiguration; the host enforces a timeout. */
-  readonly setup: (services: PluginServices<z.output<S>>) => PluginInstance | Promise<PluginInstance>;
+  setup(this: void, services: PluginServices<z.output<S>, D>): PluginInstance | Promise<PluginInstance>;
 }
 
 /** A checked, frozen plugin definition; what a plugin module exports as default. */
-export interface PluginDefinition<S extends z.ZodType = z.ZodType> extends PluginDeclaration<S> {
+export interface PluginDefinition<S extends z.ZodType = z.ZodType, D extends DependencyDeclaration = DependencyDeclaration> extends PluginDeclaration<S, D> {
   readonly watches: readonly Watchable[];
   readonly [PLUGIN_BRAND]: true;
 }
@@ -127,7 +142,7 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType> extends Plugi
  *   },
  * });
  */
-export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration<S>): PluginDefinition<S> {
+export function definePlugin<S extends z.ZodType, D extends DependencyDeclaration = Record<never, never>>(declaration: PluginDeclaration<S, D>): PluginDefinition<S, D> {
   const { name, apiVersion, description, config, setup } = declaration;
   const where = `definePlugin(${JSON.stringify(name)})`;
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
@@ -147,6 +162,7 @@ export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration
     }
   }
   if (declaration.reads !== undefined) checkReads(where, declaration.reads);
+  checkServices(where, declaration.deps, declaration.provides);
   const watches = declaration.watches ?? ['nodes'];
   for (const w of watches) {
     if (!WATCHABLES.includes(w)) throw new TypeError(`${where}: unknown watch ${JSON.stringify(w)}; expected one of ${WATCHABLES.join(', ')}`);
@@ -156,6 +172,17 @@ export function definePlugin<S extends z.ZodType>(declaration: PluginDeclaration
     watches: Object.freeze([...new Set<Watchable>(['nodes', ...watches])]),
     [PLUGIN_BRAND]: true as const,
   });
+}
+
+function checkServices(where: string, deps: DependencyDeclaration | undefined, provides: readonly ServiceRef<unknown>[] | undefined): void {
+  const isRef = (x: unknown): x is ServiceRef<unknown> => typeof x === 'object' && x !== null && typeof (x as ServiceRef<unknown>).id === 'string' && typeof (x as ServiceRef<unknown>).token === 'symbol';
+  if (provides !== undefined && (!Array.isArray(provides) || !provides.every(isRef))) throw new TypeError(`${where}: provides must be a list of refs made with createServiceRef`);
+  const offered = new Set((provides ?? []).map((r) => r.id));
+  for (const [name, entry] of Object.entries(deps ?? {})) {
+    const ref = isRef(entry) ? entry : typeof entry === 'object' && entry !== null && 'ref' in entry && isRef(entry.ref) ? entry.ref : undefined;
+    if (ref === undefined) throw new TypeError(`${where}: deps.${name} must be a ref made with createServiceRef, or optionalService(ref)`);
+    if (offered.has(ref.id)) throw new TypeError(`${where}: deps.${name}: the plugin provides ${ref.id} itself`);
+  }
 }
 
 function checkReads(where: string, reads: NodeReads): void {

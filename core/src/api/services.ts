@@ -23,6 +23,35 @@ export function createServiceRef<T>(id: string): ServiceRef<T> {
   return Object.freeze({ id, token: Symbol.for(`weft.service.${id}`) });
 }
 
+/**
+ * A dependency on a service another plugin provides, as `deps` declares it: `{ overlay: overlayRef }` needs it (the
+ * config is refused when no enabled plugin provides it); `{ overlay: optionalService(overlayRef) }` takes it when
+ * there is one and `undefined` otherwise.
+ */
+export interface ServiceDependency<T> {
+  readonly ref: ServiceRef<T>;
+  readonly optional: boolean;
+}
+
+/** An optional dependency: the plugin gets `undefined` when no enabled plugin provides `ref` (or its setup failed). */
+export function optionalService<T>(ref: ServiceRef<T>): ServiceDependency<T> {
+  return Object.freeze({ ref, optional: true });
+}
+
+/** What `deps` may hold: per name, a service ref (required) or an {@link optionalService}. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a map of refs of any service type
+export type DependencyDeclaration = Readonly<Record<string, ServiceRef<any> | ServiceDependency<any>>>;
+
+/** The values `setup` gets for its declared `deps`: each service, or `T | undefined` for an optional one. */
+export type ResolvedDependencies<D extends DependencyDeclaration> = {
+  readonly [K in keyof D]: D[K] extends ServiceDependency<infer T> ? T | undefined : D[K] extends ServiceRef<infer T> ? T : never;
+};
+
+/** The ref and optionality of one `deps` entry. */
+export function dependencyOf(entry: ServiceRef<unknown> | ServiceDependency<unknown>): ServiceDependency<unknown> {
+  return 'ref' in entry ? entry : { ref: entry, optional: false };
+}
+
 /** Metrics for one plugin. Every series it creates carries the label `plugin="<name>"`. */
 export interface PluginMetrics {
   /** Get-or-create a counter (a second call with the same name returns the first one). */

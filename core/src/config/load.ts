@@ -5,6 +5,7 @@ import { isWeftError, WeftError } from '../api/errors.js';
 import { HOST_KEYS, type PluginDefinition } from '../api/plugin.js';
 import { describeValue } from '../api/schema.js';
 import { ownershipConflicts } from '../kernel/normalize.js';
+import { orderByDependencies } from './dependencies.js';
 import { loadPlugin, type PluginOrigin } from '../runtime/plugin-loader.js';
 import { type CoreConfig, CoreConfigSchema, PLUGIN_KEY, PluginHostSection } from './schema.js';
 import { type ConfigProblem, formatProblem, YamlSource } from './yaml-source.js';
@@ -25,7 +26,10 @@ export interface WeftConfig {
   /** The file it came from (as given), or a label like `<embedded lab config>`. */
   readonly file: string;
   readonly core: CoreConfig;
-  /** Enabled plugins, in the order the file lists them (setup order; stop runs in reverse). */
+  /**
+   * Enabled plugins in setup order (stop runs in reverse): the order the file lists them, except that a plugin comes
+   * after the plugins whose services it uses (`deps`).
+   */
   readonly plugins: readonly PluginEntry[];
 }
 
@@ -90,8 +94,10 @@ export async function loadConfigText(text: string, file: string, options: LoadOp
   for (const conflict of ownershipConflicts(owners)) {
     problems.push(source.problemAt(['plugins', conflict.plugin], `kernel ownership: ${conflict.message}`, 'key'));
   }
+  const { order, problems: unmet } = orderByDependencies(plugins);
+  for (const p of unmet) problems.push(source.problemAt(['plugins', p.plugin], `services: ${p.message}`, 'key'));
   if (!core.success || problems.length > 0) throw new ConfigError(problems);
-  return { file, core: core.data, plugins };
+  return { file, core: core.data, plugins: order };
 }
 
 /** Loads one plugin section's plugin and validates the section with its schema. Host-key errors are the core's. */

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ClusterView, NodeSource, Watchable } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
+import { dependencyOf, type ServiceRef } from '../api/services.js';
 import type { PluginEntry, WeftConfig } from '../config/load.js';
 import { type CoreConfig, parseListen } from '../config/schema.js';
 import { DirectoryNodeSource } from '../discovery/directory-source.js';
@@ -273,7 +274,20 @@ export class Agent {
     }
     const stateDirChanged = prev.core.node.stateDir !== core.node.stateDir || kernelChanged;
     const wanted = new Map(next.plugins.map((p) => [p.name, p]));
-    // Removed plugins go first, in reverse order, and clean up after themselves.
+    // Removed plugins go first, in reverse order, and clean up after themselves. A plugin that uses a service of one
+    // that stops is set up again too (its service object is gone with its provider's setup).
+    const changed = (host: PluginHost, entry: PluginEntry) =>
+      host.status().phase === 'failed' || entry.fingerprint !== host.entry.fingerprint || entry.definition !== host.entry.definition || stateDirChanged;
+    const stopping = new Set(
+      this.hosts.filter((h) => {
+        const e = wanted.get(h.name);
+        return e === undefined || changed(h, e);
+      }),
+    );
+    // A plugin added now whose service a running one takes as optional: that one is set up again to get it.
+    const running = new Set(this.hosts.map((h) => h.name));
+    const added = next.plugins.filter((p) => !running.has(p.name)).flatMap((p) => (p.definition.provides ?? []).map((r) => r.id));
+    const dependents = this.dependentsOf(stopping, added);
     for (const host of [...this.hosts].reverse()) {
       const entry = wanted.get(host.name);
       if (entry === undefined) {
@@ -281,8 +295,11 @@ export class Agent {
         await host.stop(true);
       } else if (host.status().phase === 'failed') {
         await host.stop(false); // set up again below, with the new config
-      } else if (entry.fingerprint !== host.entry.fingerprint || entry.definition !== host.entry.definition || stateDirChanged) {
+      } else if (changed(host, entry)) {
         this.logger.info({ plugin: host.name }, 'plugin config changed; reconfiguring');
+        await host.stop(false);
+      } else if (dependents.has(host)) {
+        this.logger.info({ plugin: host.name }, 'a service it uses is reconfigured, removed or added; setting it up again');
         await host.stop(false);
       }
     }
@@ -367,12 +384,38 @@ export class Agent {
     }
   }
 
+  /** A service some plugin provides, for another's `deps`; or why it is not there now. */
+  private serviceOf(ref: ServiceRef<unknown>): { readonly value: unknown } | { readonly missing: string } {
+    const provider = this.hosts.find((h) => (h.entry.definition.provides ?? []).some((r) => r.id === ref.id));
+    if (provider === undefined) return { missing: 'no enabled plugin provides it' };
+    return provider.providedService(ref) ?? { missing: `plugin "${provider.name}" provides it, and is ${provider.status().phase}` };
+  }
+
+  /** The plugins that use, directly or through others, a service of one of `hosts` or one of the `added` services. */
+  private dependentsOf(hosts: ReadonlySet<PluginHost>, added: readonly string[]): Set<PluginHost> {
+    const out = new Set<PluginHost>();
+    let grew = true;
+    while (grew) {
+      grew = false;
+      const provided = new Set([...added, ...[...hosts, ...out].flatMap((h) => (h.entry.definition.provides ?? []).map((r) => r.id))]);
+      for (const h of this.hosts) {
+        if (hosts.has(h) || out.has(h)) continue;
+        if (Object.values(h.entry.definition.deps ?? {}).some((d) => provided.has(dependencyOf(d).ref.id))) {
+          out.add(h);
+          grew = true;
+        }
+      }
+    }
+    return out;
+  }
+
   private makeHost(entry: PluginEntry): PluginHost {
     return new PluginHost(entry, {
       root: this.root,
       stateDir: this.config.core.node.stateDir,
       reconcile: this.config.core.reconcile,
       currentView: () => this.view(),
+      service: (ref) => this.serviceOf(ref),
       publish: async (patch) => {
         await Promise.resolve();
         this.publisher.publish(entry.name, patch);

@@ -1,7 +1,7 @@
 import type { ClusterView } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
 import type { PluginInstance, PluginServices } from '../api/plugin.js';
-import { coreServices, type PublishService } from '../api/services.js';
+import { coreServices, dependencyOf, type PublishService, type ServiceRef } from '../api/services.js';
 import type { PluginEntry } from '../config/load.js';
 import type { ReconcileSettings } from '../config/schema.js';
 import { type CompiledReads, compileReads, viewChangedFor } from '../discovery/reads.js';
@@ -26,6 +26,8 @@ export interface PluginHostContext {
   readonly stateDir: string;
   readonly reconcile: ReconcileSettings;
   readonly currentView: () => ClusterView;
+  /** A service another plugin provides (for `deps`), or why there is none now. */
+  readonly service?: (ref: ServiceRef<unknown>) => { readonly value: unknown } | { readonly missing: string };
   readonly publish: PublishService;
   /** Removes every annotation this plugin published (when it is switched off). */
   readonly forgetPublished?: () => void;
@@ -84,6 +86,8 @@ export class PluginHost {
   private reconciled = false;
   private stuck = false;
   private lastReport: RunReport | undefined;
+  /** The services this plugin's setup provided, by ref id (see {@link providedService}). */
+  private readonly provided = new Map<string, unknown>();
   /** The last terminal failure logged at error level (the same again is logged at debug). */
   private terminalLogged: string | undefined;
   private setupError: string | undefined;
@@ -157,7 +161,30 @@ export class PluginHost {
     provide(child, coreServices.trigger, (reason: string) => this.loop.trigger(reason));
     provide(child, coreServices.lifetime, this.lifetime.signal);
 
-    const services: PluginServices<unknown> = {
+    // What the plugin offers others: only the refs it declared, each once, during its setup.
+    const declared = new Set((entry.definition.provides ?? []).map((r) => r.id));
+    this.provided.clear();
+    let settingUp = true;
+    const offer = <T>(ref: ServiceRef<T>, value: T): void => {
+      if (!settingUp) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${this.name}": ${ref.id} provided after setup; provide services during setup`);
+      if (!declared.has(ref.id)) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${this.name}": provides ${ref.id}, which its definition does not list in provides`);
+      if (this.provided.has(ref.id)) throw new WeftError('WEFT_REGISTRATION_CONFLICT', `plugin "${this.name}": ${ref.id} provided twice`);
+      this.provided.set(ref.id, value);
+    };
+    // What it uses of others: resolved now (its providers were set up before it), inside the setup's error handling.
+    const resolveDeps = (): Record<string, unknown> => {
+      const deps: Record<string, unknown> = {};
+      for (const [key, declaredDep] of Object.entries(entry.definition.deps ?? {})) {
+        const { ref, optional } = dependencyOf(declaredDep);
+        const found = ctx.service?.(ref) ?? { missing: 'this agent offers no plugin services' };
+        if ('value' in found) deps[key] = found.value;
+        else if (optional) deps[key] = undefined;
+        else throw new WeftError('WEFT_SERVICE_UNAVAILABLE', `plugin "${this.name}": deps.${key} (${ref.id}) is not available: ${found.missing}`);
+      }
+      return deps;
+    };
+
+    const base = {
       name: this.name,
       config: resolveRef(child, coreServices.config, this.name),
       logger: resolveRef(child, coreServices.logger, this.name),
@@ -174,7 +201,10 @@ export class PluginHost {
 
     const timeoutMs = entry.host.setupTimeout;
     let timer: NodeJS.Timeout | undefined;
-    const setup = Promise.resolve().then(() => entry.definition.setup(services));
+    const setup = Promise.resolve().then(() => {
+      const services: PluginServices<unknown> = { ...base, deps: resolveDeps() as PluginServices<unknown>['deps'], provide: offer };
+      return entry.definition.setup(services);
+    });
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new WeftError('WEFT_PLUGIN_SETUP_TIMEOUT', `plugin "${this.name}": setup did not finish within ${timeoutMs} ms`)), timeoutMs);
       // stop() during the setup ends the wait at once (and with it the timer that would keep the process alive).
@@ -185,11 +215,16 @@ export class PluginHost {
       if (typeof instance?.reconcile !== 'function') {
         throw new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": setup must return { reconcile, stop? }`);
       }
+      const unprovided = [...declared].filter((id) => !this.provided.has(id));
+      if (unprovided.length > 0) throw new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": setup did not provide ${unprovided.join(', ')} (declared in provides)`);
+      settingUp = false;
       this.instance = instance;
       this.phase = 'running';
       this.setupError = undefined;
       this.ctx.onChange?.();
     } catch (err) {
+      settingUp = false;
+      this.provided.clear();
       this.lifetime.abort(err);
       // A setup that finishes after its timeout still gets its resources released.
       setup.then((late) => late?.stop?.({ cleanup: false }), () => undefined).catch(() => undefined);
@@ -205,6 +240,11 @@ export class PluginHost {
       clearTimeout(timer);
       this.cancelSetup = undefined;
     }
+  }
+
+  /** The value this plugin provides for `ref`, while it runs (after a successful setup, until it stops). */
+  providedService(ref: ServiceRef<unknown>): { readonly value: unknown } | undefined {
+    return this.phase === 'running' && this.provided.has(ref.id) ? { value: this.provided.get(ref.id) } : undefined;
   }
 
   /** Starts reconciling (a first run at once, then on triggers, retries and resyncs). */
@@ -302,6 +342,7 @@ export class PluginHost {
       this.log.warn({ err: describeError(err) }, 'disposing the plugin container failed');
     }
     this.phase = 'stopped';
+    this.provided.clear();
     this.ctx.onChange?.();
   }
 
