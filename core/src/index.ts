@@ -31,6 +31,7 @@ export {
   type ReconcileOutcome,
   type StopContext,
 } from './api/plugin.js';
+export { type OverlayAddresses, type OverlayService, overlayServiceRef } from './api/overlay.js';
 export { cidr, describeValue, duration, intInRange, ipAddress, parseCIDR, parseDuration, port, z } from './api/schema.js';
 export {
   type ClusterService,

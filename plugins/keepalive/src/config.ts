@@ -22,7 +22,7 @@ export const KeepaliveConfig = z
       .array(z.enum(PLANES, { error: (iss) => `expected one of ${PLANES.join(', ')}, got ${describeValue(iss.input)}` }))
       .min(1)
       .default(['underlay', 'overlay'])
-      .meta({ description: "underlay: the peer's internal address; overlay: its WireGuard overlay address (weft.io/wireguard-ip); pod: the first address of its pod CIDR" }),
+      .meta({ description: "underlay: the peer's internal address; overlay: its address on the overlay another plugin provides (the wireguard plugin's mesh); pod: the first address of its pod CIDR" }),
     underlayAcrossLocations: z
       .boolean()
       .default(false)

@@ -1,4 +1,4 @@
-import { definePlugin, type NodeInfo } from '@weft/core';
+import { definePlugin, type NodeInfo, optionalService, overlayServiceRef } from '@weft/core';
 import { KeepaliveConfig, PLANES } from './config.js';
 import { assembleMatrix, health, type NodeStatus, nodeStatus } from './matrix.js';
 import { keepalivePage } from './page.js';
@@ -6,7 +6,7 @@ import { Prober, RESULTS } from './prober.js';
 import { assignAll } from './select.js';
 import { cached, fetchStatus, type PeerStatus, mapBounded } from './remote.js';
 import { ProbeServer } from './server.js';
-import { addressOn, clusterAddresses, OVERLAY_ANNOTATION, probeTargets } from './targets.js';
+import { addressOn, clusterAddresses, probeTargets } from './targets.js';
 
 export { KeepaliveConfig, PLANES, type Plane } from './config.js';
 export { assembleMatrix, diagnose, health, nodeStatus, type Matrix, type MatrixCell, type NodeStatus } from './matrix.js';
@@ -29,9 +29,16 @@ export default definePlugin({
   description: 'probes every node on every plane: holds tunnels open, measures latency and loss',
   config: KeepaliveConfig,
   watches: ['nodes'],
-  // Where to probe: addresses, pod CIDRs, readiness, location and the overlay address; nothing else runs it.
-  reads: { annotations: [OVERLAY_ANNOTATION], labels: [], fields: ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location'] },
-  async setup({ config, logger, metrics, cluster, http, dryRun, name }) {
+  // Where to probe: addresses, pod CIDRs, readiness and location; nothing else in the view runs it.
+  reads: { annotations: [], labels: [], fields: ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location'] },
+  // Each node's overlay address, from the plugin that makes the overlay (the wireguard plugin); without one the
+  // overlay plane says so for every peer.
+  deps: { overlay: optionalService(overlayServiceRef) },
+  async setup({ config, logger, metrics, cluster, http, dryRun, name, deps, trigger }) {
+    const { overlay } = deps;
+    if (config.planes.includes('overlay') && overlay === undefined) logger.warn('the overlay plane is configured, and no enabled plugin provides an overlay (the wireguard plugin does): its probes report no address');
+    // The overlay's addresses change with its provider's plans: probe where they are now.
+    const unsubscribe = overlay?.onChange(() => trigger('overlay'));
     const self = cluster.current().self.name;
     const started = new Date().toISOString();
     const duration = metrics.histogram({ name: 'weft_probe_duration_seconds', help: 'Time to a probe answer, by target node and plane', labelNames: ['target', 'plane'], buckets: DURATION_BUCKETS });
@@ -108,13 +115,14 @@ export default definePlugin({
           probing = assignAll(ready, config).get(self) ?? [];
           logger.info({ peers: probing.length, of: ready.length - 1 }, 'probing');
         }
-        server.setKnown(clusterAddresses(view.nodes));
-        const targets = probeTargets(view, probing, config);
+        server.setKnown(clusterAddresses(view.nodes, overlay));
+        const targets = probeTargets(view, probing, config, overlay);
         if (!dryRun) for (const gone of prober.setPeers(targets)) prune(gone);
         peersGauge.set(targets.length);
         return Promise.resolve();
       },
       async stop() {
+        unsubscribe?.();
         await prober.stop();
         await server.stop();
         logger.debug({ plugin: name }, 'keepalive stopped');

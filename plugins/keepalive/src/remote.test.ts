@@ -104,9 +104,9 @@ describe('bounded fan-out', () => {
 
 describe('the UDP echo', () => {
   it("knows the cluster's addresses on every plane, IPv4-mapped ones too", () => {
-    const known = clusterAddresses([
-      node('n1', { internalAddresses: ['198.18.0.1'], podCIDRs: ['198.19.1.0/24', 'fd00:1::/64'], annotations: { 'weft.io/wireguard-ip': '100.64.0.1, fd77::1' } }),
-    ]);
+    // Overlay addresses as the overlay's provider holds them (the wireguard plugin's plan).
+    const overlay = { interface: 'weft-wg0', self: () => undefined, node: (n: string) => (n === 'n1' ? { ip4: '100.64.0.1', ip6: 'fd77::1' } : undefined), onChange: () => () => undefined };
+    const known = clusterAddresses([node('n1', { internalAddresses: ['198.18.0.1'], podCIDRs: ['198.19.1.0/24', 'fd00:1::/64'] })], overlay);
     expect(['198.18.0.1', '198.19.1.77', 'fd00:1::9', '100.64.0.1', 'fd77::1', unmapped('::ffff:198.18.0.1')].map(known)).toEqual([true, true, true, true, true, true]);
     expect(['198.18.0.2', '203.0.113.9', 'fd77::2', 'nonsense'].map(known)).toEqual([false, false, false, false]);
   });

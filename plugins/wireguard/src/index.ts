@@ -1,8 +1,9 @@
-import { canonicalIP, type ClusterView, definePlugin, type DesiredState, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
+import { canonicalIP, type ClusterView, definePlugin, overlayServiceRef, type DesiredState, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
+import { MeshOverlay } from './overlay-service.js';
 import { peerConfig } from './peer-config.js';
 import { MAX_RESETS, newPeers, poke, pokeAddresses, resetAfter, stuckPeers, withoutPeers } from './poke.js';
 import { createPlanner, desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan } from './planner.js';
@@ -50,7 +51,9 @@ export default definePlugin({
   // Its own annotations, the operator's, and the leader label: another plugin's annotation runs nothing here.
   reads: { annotations: ['weft.io/wireguard-*', OPERATOR.forceEndpoint, OPERATOR.persistentKeepalive, IGNORED_LEADER_ANNOTATION], labels: [LEADER_LABEL] },
   kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL },
-  async setup({ config, logger, metrics, cluster, publish, state, http, kernel, dryRun }) {
+  // The mesh as an overlay for other plugins (keepalive's overlay plane): each node's overlay addresses as planned.
+  provides: [overlayServiceRef],
+  async setup({ config, logger, metrics, cluster, publish, state, http, kernel, dryRun, provide }) {
     await kernel.require('wireguard');
     const key = await loadKey(state, dryRun);
     logger.info({ publicKey: key.publicKey, created: key.created }, key.created ? 'made a new WireGuard key pair' : 'WireGuard key loaded');
@@ -91,6 +94,8 @@ export default definePlugin({
     };
     let excludedLogged = '';
     const overlayRanges = [config.overlayCIDR, config.overlayCIDR6];
+    const meshOverlay = new MeshOverlay(config.interface, overlayRanges);
+    provide(overlayServiceRef, meshOverlay);
     // The overlay claims of the last view (the same view object: the same claims).
     let madeOf: { view: ClusterView; claimed: { node: string; ip4: string }[] } | undefined;
 
@@ -302,6 +307,7 @@ export default definePlugin({
           excludedLogged = excluded;
         }
         updateMetrics(plan, observed);
+        meshOverlay.update(plan);
 
         // Publish: identity and what this node saw of its peers — facts, written only when they change. Nothing
         // periodic: a location's leader is chosen by Ready (planner.ts), so a quiet mesh makes no Node patch at all.
