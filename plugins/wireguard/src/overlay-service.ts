@@ -10,6 +10,8 @@ export class MeshOverlay implements OverlayService {
   private own: OverlayAddresses | undefined;
   private nodes = new Map<string, OverlayAddresses>();
   private key = '';
+  /** The plan last taken: the planner hands back the same object while nothing it reads changed (a steady mesh). */
+  private taken: MeshPlan | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly ranges: Network[];
 
@@ -39,6 +41,8 @@ export class MeshOverlay implements OverlayService {
 
   /** Takes a new plan: the overlay addresses of every node in it (its networks of one address inside the overlay). */
   update(plan: MeshPlan): void {
+    if (plan === this.taken) return;
+    this.taken = plan;
     const own = this.addressesIn(plan.addresses);
     const nodes = new Map<string, OverlayAddresses>();
     for (const n of plan.nodes) {
