@@ -128,7 +128,7 @@ describe.skipIf(skip)(`hostile nodes in the lab${skipNote(skip)}`, () => {
     await until('n1 has nothing to refuse', async () => (JSON.parse(await api(lab, 'n1', '/claims')) as Claims).problems.length === 0, 20_000);
   });
 
-  it('40,000 HTTP requests at an agent while a route of its is deleted by hand: the route is back within the resync, the flood turned away and counted', async () => {
+  it('20,000 HTTP requests and more at an agent while a route of its is deleted by hand: the route is back within the resync, the flood turned away and counted', async () => {
     const s = await lab.status();
     const n1 = s.nodes.find((n) => n.name === 'n1');
     const n2 = s.nodes.find((n) => n.name === 'n2');
@@ -139,9 +139,10 @@ describe.skipIf(skip)(`hostile nodes in the lab${skipNote(skip)}`, () => {
     const hasRoute = async () => (await tunnelRoutes(lab, 'n1')).includes(route);
 
     // From n2, at n1's agent (its TCP listener; the lab's own socket is not limited): /metrics, the dearest route.
-    // 40,000 requests take 6-11 s here: longer than the second of lead plus a resync (5 s) that may fall at its end.
-    // (20,000 took 3.3-5.4 s, and a resync 3.9 s after the deletion once came after the flood.)
-    const flood = lab.exec('n2', [process.execPath, fileURLToPath(new URL('./support/http-flood.mjs', import.meta.url)), `http://${n1.underlay}:${String(LAB_HTTP_PORT)}/metrics`, '40000', '100'], { timeoutMs: 120_000 });
+    // At least 20,000 requests, and on for as long as the heal may take by the assertion below (a second of lead, the
+    // resync, 3 s): a fixed count took 3.3-5.4 s, and a resync 4 s after the deletion came after the flood.
+    const floodMs = 1_000 + resyncMs + 3_500;
+    const flood = lab.exec('n2', [process.execPath, fileURLToPath(new URL('./support/http-flood.mjs', import.meta.url)), `http://${n1.underlay}:${String(LAB_HTTP_PORT)}/metrics`, '20000', '100', String(floodMs)], { timeoutMs: 120_000 });
     await new Promise((r) => setTimeout(r, 1000));
     const deletedAt = Date.now();
     expect((await lab.exec('n1', ['ip', 'route', 'del', route, 'dev', 'weft-wg0'])).exitCode).toBe(0);
@@ -149,11 +150,12 @@ describe.skipIf(skip)(`hostile nodes in the lab${skipNote(skip)}`, () => {
     const healedAt = Date.now();
     const run = await flood;
     expect(run.exitCode, run.stderr).toBe(0);
-    const result = JSON.parse(run.stdout) as { statuses: Record<string, number>; errors: number; startedAt: number; endedAt: number };
+    const result = JSON.parse(run.stdout) as { sent: number; statuses: Record<string, number>; errors: number; startedAt: number; endedAt: number };
     const answered = Object.values(result.statuses).reduce((a, b) => a + b, 0);
     console.log(`flood: ${JSON.stringify(result.statuses)}, ${String(result.errors)} connections refused, ${String(result.endedAt - result.startedAt)} ms; route healed ${String(healedAt - deletedAt)} ms after its deletion`);
-    expect(answered + result.errors).toBe(40_000);
-    expect(result.statuses['429'] ?? 0).toBeGreaterThan(20_000);
+    expect(result.sent).toBeGreaterThanOrEqual(20_000);
+    expect(answered + result.errors).toBe(result.sent);
+    expect(result.statuses['429'] ?? 0).toBeGreaterThan(result.sent / 2);
     // The flood was still on when the route came back: the loop kept its pace under it, not after it.
     expect(result.endedAt).toBeGreaterThan(healedAt);
     expect(healedAt - deletedAt).toBeLessThanOrEqual(resyncMs + 3_000);

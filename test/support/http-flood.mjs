@@ -1,13 +1,15 @@
-// Sends `total` GET requests to `url` from `concurrency` keep-alive connections, as fast as the server answers;
-// prints one JSON line: the statuses counted, connection errors, and when the flood began and ended (Unix ms).
-// Usage: node http-flood.mjs URL TOTAL CONCURRENCY
+// Sends `total` GET requests to `url` from `concurrency` keep-alive connections, as fast as the server answers, and
+// goes on until at least `minMs` have passed when that is given; prints one JSON line: the requests sent, the statuses
+// counted, connection errors, and when the flood began and ended (Unix ms).
+// Usage: node http-flood.mjs URL TOTAL CONCURRENCY [MIN_MS]
 import { Agent, get } from 'node:http';
 
-const [url, totalText, concurrencyText] = process.argv.slice(2);
+const [url, totalText, concurrencyText, minText] = process.argv.slice(2);
 const total = Number(totalText);
 const concurrency = Number(concurrencyText);
-if (!url || !(total > 0 && total <= 1_000_000) || !(concurrency > 0 && concurrency <= 1000)) {
-  console.error('usage: node http-flood.mjs URL TOTAL(1-1000000) CONCURRENCY(1-1000)');
+const minMs = Number(minText ?? 0);
+if (!url || !(total > 0 && total <= 1_000_000) || !(concurrency > 0 && concurrency <= 1000) || !(minMs >= 0 && minMs <= 600_000)) {
+  console.error('usage: node http-flood.mjs URL TOTAL(1-1000000) CONCURRENCY(1-1000) [MIN_MS(0-600000)]');
   process.exit(2);
 }
 const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
@@ -32,11 +34,11 @@ const one = () =>
 const startedAt = Date.now();
 await Promise.all(
   Array.from({ length: concurrency }, async () => {
-    while (sent < total) {
+    while (sent < total || Date.now() - startedAt < minMs) {
       sent++;
       await one();
     }
   }),
 );
 agent.destroy();
-console.log(JSON.stringify({ statuses, errors, startedAt, endedAt: Date.now() }));
+console.log(JSON.stringify({ sent, statuses, errors, startedAt, endedAt: Date.now() }));
