@@ -290,8 +290,10 @@ export default definePlugin({
           last = { plan, observed, desired: desired.fingerprint, at: t };
         }
         if (due.size > 0) {
-          // What the device said at the start of this run, a reset delay or more after the poke.
-          const stuck = stuckPeers(due, plan, observed);
+          // Candidates from the device as read at the start of this run; then read again right before the reset: a
+          // handshake that completed meanwhile (a slow machine, a long round trip) is never torn down.
+          const candidates = stuckPeers(due, plan, observed);
+          const stuck = candidates.length === 0 ? [] : stuckPeers(new Set(candidates.map((p) => p.publicKey)), plan, await kernel.wireguardStatus(config.interface));
           if (stuck.length > 0) {
             const state = desiredFor(plan, mtu).state;
             await kernel.apply(withoutPeers(state, new Set(stuck.map((p) => p.publicKey))));

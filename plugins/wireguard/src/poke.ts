@@ -34,7 +34,7 @@ export function pokeAddresses(peers: readonly PlannedPeer[], overlayRanges: read
  * How long after its poke a new peer may go without a handshake before the side whose public key sorts first resets
  * it (see {@link resetAfter}). A handshake takes one round trip; this is many.
  */
-export const RESET_AFTER_MS = 250;
+export const RESET_AFTER_MS = 500;
 /** Above this many new peers at once (a cold start), none is tracked for a reset: WireGuard's own retry serves. */
 export const MAX_RESETS = 16;
 
