@@ -496,7 +496,7 @@ export class Agent {
     host.trigger(reason);
   }
 
-  /** Status of every plugin, in config order. */
+  /** Status of every plugin, in setup order (the config's, with the providers of services before their users). */
   pluginStatus(): PluginStatus[] {
     return this.hosts.map((h) => h.status());
   }
