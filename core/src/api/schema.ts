@@ -32,7 +32,7 @@ export function parseDuration(text: string): number | undefined {
 }
 
 /** Milliseconds as a config would write them: `500ms`, `1s`, `1m30s`, `2h`. */
-export function humanDuration(ms: number): string {
+function humanDuration(ms: number): string {
   if (ms < 1000 || ms % 1000 !== 0) return `${String(ms)}ms`;
   const parts: string[] = [];
   let rest = ms / 1000;
