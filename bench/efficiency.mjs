@@ -21,6 +21,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
+import './builtins.mjs';
 
 const ticks = 100; // USER_HZ on Linux
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -11,7 +11,7 @@ import { AGENT_ENV, AGENT_NODE_FLAGS } from '../core/dist/lab/index.js';
 import { startFakeApiServer } from '../core/dist/testing/index.js';
 
 const node = process.execPath;
-const bin = new URL('../core/bin/weft.js', import.meta.url).pathname;
+const bin = new URL('../distribution/bin/weft.js', import.meta.url).pathname;
 const bundle = new URL('../dist/weft/weft.mjs', import.meta.url).pathname;
 
 async function rssMiB(pid) {

@@ -17,6 +17,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { agentMetrics, agentPid, config, round, sleep, usage } from './efficiency.mjs';
+import './builtins.mjs';
 
 /** A synthetic node k: underlay 198.18.(100+k/250).(k%250+1), pod CIDR a /29 of 198.19.16.0/20…, overlay 100.100.x.y. */
 function syntheticNode(k, publicKey) {

@@ -12,6 +12,7 @@ import { WireGuardConfig } from '../plugins/wireguard/dist/config.js';
 import { readNode } from '../plugins/wireguard/dist/facts.js';
 import { planMesh } from '../plugins/wireguard/dist/planner.js';
 import wireguard from '../plugins/wireguard/dist/index.js';
+import './builtins.mjs';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 // Addresses (in memory only; the ranges of docs/design.md): underlay 100.64.0.0/11, overlay 100.96.0.0/11, pods /28s of

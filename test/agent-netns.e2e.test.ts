@@ -10,7 +10,7 @@ import { freshNetns, netnsSkipReason, skipNote } from './support/capabilities.js
 // The real binary against a real network namespace: `weft plan` changes nothing, `weft run` converges the
 // kernel and leaves it in place on SIGTERM.
 const repo = fileURLToPath(new URL('../', import.meta.url));
-const bin = join(repo, 'core/bin/weft.js');
+const bin = join(repo, 'distribution/bin/weft.js');
 const fixture = join(repo, 'core/src/runtime/__fixtures__/pod-routes.mjs');
 if (!existsSync(join(repo, 'core/dist/cli/main.js'))) throw new Error('core/dist is missing: run npm run build (npm test does) first');
 const skip = await netnsSkipReason();

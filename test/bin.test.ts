@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // The real `weft` binary, as `npx weft` runs it: the built CLI on this Node.
 const repo = fileURLToPath(new URL('../', import.meta.url));
-const bin = join(repo, 'core/bin/weft.js');
+const bin = join(repo, 'distribution/bin/weft.js');
 if (!existsSync(join(repo, 'core/dist/cli/main.js'))) throw new Error('core/dist is missing: run npm run build (npm test does) before these tests');
 
 let dir: string;

@@ -9,6 +9,7 @@ import { Lab, LAB_HTTP_PORT, LAB_SETTINGS, type LabStatus } from '../core/src/la
 import { httpGet } from '../core/src/observe/http-get.js';
 import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
+import './support/builtins.js';
 import { until } from './support/until.js';
 
 // Nodes under an attacker's control publish what they like about themselves (here: their documents in the

@@ -10,6 +10,7 @@ import { Lab } from '../core/src/lab/index.js';
 import { findProgram } from '../tools/programs.mjs';
 import { netnsSkipReason, programsSkipReason, skipNote } from './support/capabilities.js';
 import { parseExposition } from './support/prometheus.js';
+import './support/builtins.js';
 import { until } from './support/until.js';
 
 // Keepalive probing in the lab: all green, a cut pair fails on every plane and only that pair, health names it,
@@ -55,7 +56,7 @@ describe.skipIf(skip)(`keepalive in the lab${skipNote(skip)}`, () => {
     await until('health 200', async () => (await healthOf()).status === 200, 30_000);
     const s = await lab.status();
     for (const n of s.nodes) {
-      const ka = n.plugins.keepalive as { results: { target: string; plane: string; up: boolean }[] };
+      const ka = n.plugins.keepalive as unknown as { results: { target: string; plane: string; up: boolean }[] };
       expect(ka.results.map((r) => `${r.target} ${r.plane} ${String(r.up)}`).sort()).toEqual(
         s.nodes.filter((o) => o !== n).flatMap((o) => ['overlay', 'pod', 'underlay'].map((p) => `${o.name} ${p} true`)).sort(),
       );

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Lab, type LabStatus } from '../core/src/lab/index.js';
 import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
+import './support/builtins.js';
 import { until } from './support/until.js';
 
 // The lab on the kubernetes source: the agents watch the lab's API server (the project's fake one, in its own

@@ -6,11 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_LAB_ROOT, Lab } from '../core/src/lab/index.js';
 import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
+import './support/builtins.js';
 import { until } from './support/until.js';
 
 // `weft lab` for real: namespaces, links, NAT, agents, and a `down` that leaves nothing behind.
 const repo = fileURLToPath(new URL('../', import.meta.url));
-const bin = join(repo, 'core/bin/weft.js');
+const bin = join(repo, 'distribution/bin/weft.js');
 if (!existsSync(join(repo, 'core/dist/cli/main.js'))) throw new Error('core/dist is missing: run npm run build (npm test does) first');
 const skip = await netnsSkipReason();
 const labName = labNames();

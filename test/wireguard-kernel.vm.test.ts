@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Lab } from '../core/src/lab/index.js';
+import './support/builtins.js';
 import { until } from './support/until.js';
 
 // Inside the VM (test/vm.e2e.test.ts boots it): the same mesh as in the lab on the host, on kernel WireGuard.

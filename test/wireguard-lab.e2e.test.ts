@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Lab, type LabStatus } from '../core/src/lab/index.js';
 import { netnsSkipReason, skipNote } from './support/capabilities.js';
 import { labNames } from './support/labs.js';
+import './support/builtins.js';
 import { until } from './support/until.js';
 
 // The WireGuard mesh for real: wireguard-go in the lab's namespaces, pods pinging pods through it.
@@ -141,7 +142,7 @@ describe.skipIf(skip)(`the WireGuard mesh in the lab${skipNote(skip)}`, () => {
       await writeFile(config, 'plugins:\n  wireguard:\n    granularity: location\n    heartbeat: 5s\n');
       const lab = await Lab.up({ name: name('wd'), nodes: 4, locations: 2, nat: true, config, timeoutMs: 30_000 });
       const s = await lab.status();
-      const wg = (node: string) => s.nodes.find((n) => n.name === node)?.plugins.wireguard as { isLeader: boolean; leaders: Record<string, string>; peers: { name: string }[] };
+      const wg = (node: string) => s.nodes.find((n) => n.name === node)?.plugins.wireguard as unknown as { isLeader: boolean; leaders: Record<string, string>; peers: { name: string }[] };
       expect(wg('n1').leaders).toEqual({ loc1: 'n1', loc2: 'n3' });
       expect([wg('n1').isLeader, wg('n2').isLeader, wg('n3').isLeader, wg('n4').isLeader]).toEqual([true, false, true, false]);
       expect(wg('n2').peers).toEqual([]);

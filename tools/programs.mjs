@@ -72,6 +72,7 @@ export const PROGRAMS = Object.freeze({
   tar: { package: 'tar', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
   'apt-get': { package: 'apt', groups: ['quickstart'], prerequisite: true },
   npm: { package: 'npm', groups: ['quickstart'], prerequisite: true },
+  npx: { package: 'npm', groups: ['quickstart'], prerequisite: true },
 });
 
 /**

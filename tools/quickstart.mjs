@@ -67,7 +67,7 @@ run(node, [join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.build.
 run(node, [join(repo, 'tools/bundle.mjs')]); // the lab's agents run the bundle, as the image does
 
 say('weft lab up');
-const weft = (args, options) => spawnSync(node, [join(repo, 'core/bin/weft.js'), ...args], { cwd: repo, ...options });
+const weft = (args, options) => spawnSync(node, [join(repo, 'distribution/bin/weft.js'), ...args], { cwd: repo, ...options });
 const lab = weft(['lab', 'up', ...process.argv.slice(2)], { stdio: 'inherit' });
 if (lab.status === 0) say(`the lab is up. Try:\n${hint().map((line) => `  ${line}`).join('\n')}`);
 process.exit(lab.status ?? 1);

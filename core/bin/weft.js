@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// The built CLI lives in dist/; this file exists before the build so npm can link the `weft` bin.
+// The core's CLI with no built-in plugin: every plugin comes from `module:` in the config (the `weft` package is the
+// distribution with weft's own plugins). The built CLI lives in dist/; this file exists before the build so npm can
+// link the `weft-core` bin.
 import process from 'node:process';
 import { main } from '../dist/cli/main.js';
 

@@ -48,12 +48,77 @@ export interface StopContext {
   readonly cleanup: boolean;
 }
 
+/**
+ * What a plugin says about itself on this node: the host serves it at `GET /api/<plugin>/status`, `weft lab status`
+ * prints `summary` in the node's row, treats `converged: false` as a reason the lab has not converged, and prints
+ * each table of `row` as a node × node matrix. Whatever else the returned object holds (a subtype: the plugin's own
+ * details) is served as it is.
+ */
+export interface PluginStatusReport {
+  /** True when this node is where the plugin wants it (every peer configured, every probe answered, …). */
+  readonly converged: boolean;
+  /** One short line for a table cell: `2 peers, 2 with a fresh handshake`. */
+  readonly summary: string;
+  /**
+   * This node's row of node × node matrices, by matrix name: per other node's name, a short cell
+   * (a prober's: `{ underlay: { n2: '0.4ms', n3: 'lost' } }`).
+   */
+  readonly row?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
 /** The running instance that `setup` returns. */
 export interface PluginInstance {
   /** Level-triggered and idempotent: converge the node to what the view and config ask for. */
   reconcile(context: ReconcileContext): Promise<ReconcileOutcome | void>;
   /** Releases what setup acquired. Called once; the host never calls reconcile after it. */
   stop?(context: StopContext): Promise<void>;
+  /**
+   * This node's status, served by the host at `GET /api/<plugin>/status` (a plugin with `status` registers no
+   * `/status` route of its own). Called on each request: keep it cheap, from what the last reconcile saw.
+   */
+  status?(): PluginStatusReport;
+}
+
+/**
+ * A CLI command a plugin adds: `weft <plugin> <name> [arguments…]` asks a running agent for one of the plugin's
+ * routes and prints the answer (the agent is found as for every agent command: `--config`, `--url`, `--lab`). The
+ * command runs no plugin code on the operator's machine beyond `path`.
+ */
+export interface PluginCommand {
+  /** The sub-command's name: lowercase letters, digits and dashes. */
+  readonly name: string;
+  /** One line for `weft <plugin> --help`. */
+  readonly description: string;
+  /** Positional arguments, all required, in order. */
+  readonly arguments?: readonly { readonly name: string; readonly description: string }[];
+  /**
+   * The route to GET, below the plugin's base path (`/graph`, `/peer-config?name=…`), from the arguments as given;
+   * encode what goes into a query string.
+   */
+  path(args: readonly string[]): string;
+}
+
+/**
+ * What the plugin brings to `weft lab up` (the local lab of network namespaces, one per simulated node). A lab made
+ * without a config enables every plugin its distribution carries with `config`.
+ */
+export interface PluginLabDefaults<C = Record<string, unknown>> {
+  /** The plugin's config section in the lab (short intervals, so that a lab converges and heals fast). */
+  readonly config?: C;
+  /**
+   * Annotations the lab puts on a node, as an operator would (a NAT node's keepalive, say). Only keys of the
+   * plugin's own prefix make sense; the lab refuses keys outside `weft.io/`.
+   */
+  annotations?(node: LabNodeFacts): Readonly<Record<string, string>>;
+}
+
+/** What the lab tells a plugin about a node it makes. */
+export interface LabNodeFacts {
+  readonly name: string;
+  /** The node's location (its region label). */
+  readonly location: string;
+  /** True when the node sits behind NAT. */
+  readonly nat: boolean;
 }
 
 /** The services a plugin's `setup` receives, each resolved from the plugin's own container. */
@@ -119,6 +184,10 @@ export interface PluginDeclaration<S extends z.ZodType, D extends DependencyDecl
   readonly deps?: D;
   /** Services this plugin offers to others (each given with `services.provide` during setup). */
   readonly provides?: readonly ServiceRef<unknown>[];
+  /** CLI commands the plugin adds, as `weft <plugin> <command>`. */
+  readonly commands?: readonly PluginCommand[];
+  /** What the plugin brings to `weft lab up`. */
+  readonly lab?: PluginLabDefaults<z.input<S>>;
   /** Called once per start or reconfiguration; the host enforces a timeout. */
   setup(this: void, services: PluginServices<z.output<S>, D>): PluginInstance | Promise<PluginInstance>;
 }
@@ -163,6 +232,12 @@ export function definePlugin<S extends z.ZodType, D extends DependencyDeclaratio
   }
   if (declaration.reads !== undefined) checkReads(where, declaration.reads);
   checkServices(where, declaration.deps, declaration.provides);
+  checkCommands(where, declaration.commands);
+  if (declaration.lab !== undefined) {
+    const lab = declaration.lab as PluginLabDefaults;
+    if (lab.config !== undefined && (lab.config === null || typeof lab.config !== 'object' || Array.isArray(lab.config))) throw new TypeError(`${where}: lab.config must be a map (the plugin's config section)`);
+    if (lab.annotations !== undefined && typeof lab.annotations !== 'function') throw new TypeError(`${where}: lab.annotations must be a function of the node`);
+  }
   const watches = declaration.watches ?? ['nodes'];
   for (const w of watches) {
     if (!WATCHABLES.includes(w)) throw new TypeError(`${where}: unknown watch ${JSON.stringify(w)}; expected one of ${WATCHABLES.join(', ')}`);
@@ -182,6 +257,23 @@ function checkServices(where: string, deps: DependencyDeclaration | undefined, p
     const ref = isRef(entry) ? entry : typeof entry === 'object' && entry !== null && 'ref' in entry && isRef(entry.ref) ? entry.ref : undefined;
     if (ref === undefined) throw new TypeError(`${where}: deps.${name} must be a ref made with createServiceRef, or optionalService(ref)`);
     if (offered.has(ref.id)) throw new TypeError(`${where}: deps.${name}: the plugin provides ${ref.id} itself`);
+  }
+}
+
+function checkCommands(where: string, commands: readonly PluginCommand[] | undefined): void {
+  if (commands === undefined) return;
+  if (!Array.isArray(commands)) throw new TypeError(`${where}: commands must be a list`);
+  const seen = new Set<string>();
+  for (const c of commands as readonly PluginCommand[]) {
+    const name = (c as { name?: unknown } | null)?.name;
+    if (typeof name !== 'string' || !NAME_PATTERN.test(name)) throw new TypeError(`${where}: commands: a name must match ${NAME_PATTERN.source}, got ${JSON.stringify(name)}`);
+    if (seen.has(name)) throw new TypeError(`${where}: commands: ${name} twice`);
+    seen.add(name);
+    if (typeof c.description !== 'string' || c.description.trim() === '') throw new TypeError(`${where}: commands.${name}: description is required`);
+    if (typeof c.path !== 'function') throw new TypeError(`${where}: commands.${name}: path must be a function of the arguments`);
+    for (const a of c.arguments ?? []) {
+      if (typeof a.name !== 'string' || !NAME_PATTERN.test(a.name)) throw new TypeError(`${where}: commands.${name}: an argument name must match ${NAME_PATTERN.source}`);
+    }
   }
 }
 

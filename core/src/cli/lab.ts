@@ -182,7 +182,7 @@ export function formatLabStatus(s: LabStatus): string {
     ` · ${s.converged ? 'converged' : 'NOT converged'}`;
   const rows = [['NODE', 'LOCATION', 'UNDERLAY', 'NAT', 'POD CIDR', 'POD', 'AGENT', 'READY', 'SEES', 'HTTP', 'PLUGINS']];
   for (const n of s.nodes) {
-    const plugins = Object.entries(n.plugins).map(([name, st]) => `${name}: ${summary(st)}`);
+    const plugins = Object.entries(n.plugins).map(([name, st]) => `${name}: ${st.summary}`);
     rows.push([
       n.name,
       n.location,
@@ -204,13 +204,13 @@ export function formatLabStatus(s: LabStatus): string {
 
 /**
  * Matrices from plugins whose status carries a `row` (per plane, per target: a short cell), one row per node: the
- * keepalive probe matrix, for one.
+ * probe matrix of a prober, for one.
  */
 function matrices(s: LabStatus): string {
   const out: string[] = [];
   const plugins = [...new Set(s.nodes.flatMap((n) => Object.keys(n.plugins)))].sort();
   for (const plugin of plugins) {
-    const rowOf = (n: LabStatus['nodes'][number]) => (n.plugins[plugin] as { row?: Record<string, Record<string, string>> } | undefined)?.row;
+    const rowOf = (n: LabStatus['nodes'][number]) => n.plugins[plugin]?.row;
     const planes = [...new Set(s.nodes.flatMap((n) => Object.keys(rowOf(n) ?? {})))];
     for (const plane of planes) {
       const rows = [[`${plugin} ${plane}`, ...s.nodes.map((n) => n.name)]];
@@ -228,10 +228,4 @@ function matrices(s: LabStatus): string {
 function formatApi(a: LabApiServerStatus): string {
   if (a.state === 'dead') return `API server ${a.url}: not running`;
   return `API server ${a.url}: ${a.state} (pid ${String(a.pid)}), ${String(a.nodes)} nodes, ${String(a.patches)} node patches since start`;
-}
-
-/** A plugin's status in one cell: its `summary` when it gives one. */
-function summary(status: unknown): string {
-  if (status && typeof status === 'object' && typeof (status as { summary?: unknown }).summary === 'string') return (status as { summary: string }).summary;
-  return 'ok';
 }

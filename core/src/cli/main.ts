@@ -3,10 +3,10 @@ import { dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { describeError } from '../api/errors.js';
 import { parseDuration } from '../api/schema.js';
-import type { PluginDefinition } from '../api/plugin.js';
+import type { PluginCommand, PluginDefinition } from '../api/plugin.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
-import { BUILTIN_PLUGINS, loadPlugin } from '../runtime/plugin-loader.js';
+import { loadCatalogPlugins, loadPlugin, pluginCatalog } from '../runtime/plugin-loader.js';
 import { createLogger } from '../observe/logger.js';
 import { registerLabCommands } from './lab.js';
 import { table } from './table.js';
@@ -38,20 +38,11 @@ function configOption(): Option {
   return new Option('-c, --config <file>', 'the config file').default(DEFAULT_CONFIG_PATH).env('WEFT_CONFIG');
 }
 
-/** Loads built-in plugins that exist; the ones still planned are skipped. */
-async function availableBuiltins(): Promise<PluginDefinition[]> {
-  const out: PluginDefinition[] = [];
-  for (const p of BUILTIN_PLUGINS) {
-    if (p.status === 'available') out.push(await loadPlugin({ key: p.name, baseDir: process.cwd() }));
-  }
-  return out;
-}
-
 /**
  * The CLI. Each command imports what it runs when it runs (`weft run` loads the agent, not the planner, the
  * cleanup, the doctor or the schema writer): start-up is paid on every node at every restart.
  */
-function buildProgram(io: CliIO): Command {
+function buildProgram(io: CliIO): { program: Command; addPluginCommands: (plugins: readonly PluginDefinition[]) => void } {
   const program = new Command('weft')
     .description('weft: a node network agent for Kubernetes')
     .version(WEFT_VERSION, '-V, --version')
@@ -155,7 +146,7 @@ function buildProgram(io: CliIO): Command {
     .option('--check', 'with --out: exit 1 when the file differs from the schema instead of writing it')
     .action(async (opts: { out?: string; check?: boolean }) => {
       const { configJsonSchema } = await import('../config/json-schema.js');
-      const text = `${JSON.stringify(configJsonSchema(await availableBuiltins()), null, 2)}\n`;
+      const text = `${JSON.stringify(configJsonSchema(await loadCatalogPlugins()), null, 2)}\n`;
       if (!opts.out) return io.out(text);
       if (opts.check) {
         const current = await readFile(opts.out, 'utf8').catch(() => '');
@@ -172,28 +163,28 @@ function buildProgram(io: CliIO): Command {
 
   program
     .command('plugins')
-    .description('list the built-in plugins, and the plugins a config names')
+    .description('list the plugins this weft carries, and the plugins a config names')
     .addOption(new Option('-c, --config <file>', 'also list the plugins this config enables').env('WEFT_CONFIG'))
     .action(async (opts: { config?: string }) => {
       const rows: string[][] = [['NAME', 'SOURCE', 'STATUS', 'DESCRIPTION']];
-      for (const p of BUILTIN_PLUGINS) {
-        rows.push([p.name, p.module, p.status === 'available' ? 'available' : `planned (${p.status.planned})`, p.description]);
+      for (const p of pluginCatalog()) {
+        const status = p.status !== 'available' ? `planned (${p.status.planned})` : p.load || resolvable(p.module) ? 'available' : 'not installed';
+        rows.push([p.name, p.module, status, p.description]);
       }
       if (opts.config) {
         try {
           const loaded = await loadConfigFile(opts.config, { env: io.env });
           for (const p of loaded.plugins) {
-            if (p.host.module !== undefined) rows.push([p.name, p.host.module, 'enabled in config', p.definition.description]);
-            else {
-              const row = rows.find((r) => r[0] === p.name);
-              if (row) row[2] = 'enabled in config';
-            }
+            const row = rows.find((r) => r[0] === p.name);
+            if (row) row[2] = 'enabled in config';
+            else rows.push([p.name, p.host.module ?? '-', 'enabled in config', p.definition.description]);
           }
         } catch (err) {
           fail(err);
         }
       }
       io.out(table(rows));
+      if (rows.length === 1) io.out('(this weft carries no plugins of its own: name one with module: <package or path> in a config, and list it with --config)\n');
     });
 
   const agentOptions = (cmd: Command) =>
@@ -202,33 +193,6 @@ function buildProgram(io: CliIO): Command {
       .option('--url <url>', "the agent's API, e.g. http://127.0.0.1:9471 (default: from the config's http.socket or http.listen)")
       .option('--lab <node>', "a lab node's agent (weft lab), e.g. n1")
       .option('--lab-name <name>', 'the lab, with --lab', 'lab');
-  agentOptions(
-    program
-      .command('graph')
-      .description("print the WireGuard mesh as Graphviz DOT, as a running agent sees it (pipe into `dot -Tsvg`)"),
-  ).action(async (opts: { config: string; url?: string; lab?: string; labName: string }) => {
-    try {
-      const { agentGet, agentTarget } = await import('./agent-api.js');
-      io.out(await agentGet(await agentTarget(opts, io.env), '/api/wireguard/graph'));
-    } catch (err) {
-      fail(err);
-    }
-  });
-  const wg = program.command('wireguard').description('the WireGuard mesh');
-  agentOptions(
-    wg
-      .command('peer-config')
-      .description('print a wg-quick config for an external peer of the config, with the cluster as its peers')
-      .argument('<name>', "the external peer's name (plugins.wireguard.peers[].name)"),
-  ).action(async (name: string, opts: { config: string; url?: string; lab?: string; labName: string }) => {
-    try {
-      const { agentGet, agentTarget } = await import('./agent-api.js');
-      io.out(await agentGet(await agentTarget(opts, io.env), `/api/wireguard/peer-config?name=${encodeURIComponent(name)}`));
-    } catch (err) {
-      fail(err);
-    }
-  });
-
   registerLabCommands(program, {
     out: io.out,
     err: io.err,
@@ -238,13 +202,75 @@ function buildProgram(io: CliIO): Command {
     },
   });
 
-  return program;
+  // `weft <plugin> <command>`: what plugins declare in `commands`, each asking the agent for one of its routes.
+  const addPluginCommands = (plugins: readonly PluginDefinition[]) => {
+    const taken = new Set(program.commands.map((c) => c.name()));
+    for (const plugin of plugins) {
+      if (!plugin.commands?.length || taken.has(plugin.name)) continue;
+      taken.add(plugin.name);
+      const group = program.command(plugin.name).description(plugin.description);
+      for (const command of plugin.commands) addPluginCommand(group, plugin.name, command);
+    }
+  };
+  const addPluginCommand = (group: Command, plugin: string, command: PluginCommand) => {
+    const cmd = group.command(command.name).description(command.description);
+    for (const a of command.arguments ?? []) cmd.argument(`<${a.name}>`, a.description);
+    agentOptions(cmd).action(async (...given: unknown[]) => {
+      const args = given.slice(0, command.arguments?.length ?? 0) as string[];
+      const opts = given[args.length] as { config: string; url?: string; lab?: string; labName: string };
+      try {
+        const path = command.path(args);
+        if (typeof path !== 'string' || !path.startsWith('/')) throw new Error(`plugin "${plugin}": command ${command.name} made the path ${JSON.stringify(path)}; expected one starting with /`);
+        const { agentGet, agentTarget } = await import('./agent-api.js');
+        io.out(await agentGet(await agentTarget(opts, io.env), `/api/${plugin}${path}`));
+      } catch (err) {
+        fail(err);
+      }
+    });
+  };
+
+  return { program, addPluginCommands };
+}
+
+/** True when `module` resolves from here (an installed package or a path). */
+function resolvable(module: string): boolean {
+  try {
+    import.meta.resolve(module);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The plugins whose commands the CLI offers for this command line: none when the first word is one of the core's
+ * own commands (`weft run` loads no plugin it does not run); otherwise the catalog's, and the plugins of the config
+ * named by `--config` or `WEFT_CONFIG`.
+ */
+async function commandPlugins(argv: readonly string[], program: Command, io: CliIO): Promise<PluginDefinition[]> {
+  const words = argv.slice(2);
+  const first = words.find((w) => !w.startsWith('-'));
+  const core = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]));
+  if (first !== undefined && core.has(first)) return [];
+  if (first === undefined && !words.some((w) => w === '-h' || w === '--help')) return [];
+  const plugins = await loadCatalogPlugins().catch((err: unknown): PluginDefinition[] => {
+    io.err(`weft: the plugins' commands are missing: ${describeError(err)}\n`);
+    return [];
+  });
+  const at = words.findIndex((w) => w === '-c' || w === '--config' || w.startsWith('--config='));
+  const file = at < 0 ? io.env.WEFT_CONFIG : words[at]?.startsWith('--config=') ? words[at]?.slice('--config='.length) : words[at + 1];
+  if (file) {
+    const loaded = await loadConfigFile(file, { env: io.env }).catch(() => undefined);
+    for (const p of loaded?.plugins ?? []) if (!plugins.some((q) => q.name === p.name)) plugins.push(p.definition);
+  }
+  return plugins;
 }
 
 /** Runs the CLI with `argv` (as in `process.argv`); resolves with the exit code. */
 export async function main(argv: readonly string[], io: CliIO = defaultIO): Promise<number> {
-  const program = buildProgram(io);
+  const { program, addPluginCommands } = buildProgram(io);
   try {
+    addPluginCommands(await commandPlugins(argv, program, io));
     await program.parseAsync([...argv]);
     return EXIT.ok;
   } catch (err) {

@@ -247,7 +247,7 @@ export const CoreConfigSchema = z.strictObject({
   plugins: z
     .record(
       z.string().regex(PLUGIN_KEY, { error: (iss) => `expected a plugin name (${PLUGIN_KEY.source}), got ${describeValue(iss.input)}` }),
-      // An empty section (`wireguard:`) enables the plugin with its defaults.
+      // An empty section (`greeter:`) enables the plugin with its defaults.
       z.preprocess((v) => (v === null ? {} : v), PluginHostSection),
     )
     .default({}),

@@ -5,12 +5,12 @@ export interface ConfigProblem {
   readonly file: string;
   readonly line: number;
   readonly col: number;
-  /** Key path like `plugins.wireguard.port` or `discovery.static.nodes[0].name`; empty for the whole file. */
+  /** Key path like `plugins.greeter.port` or `discovery.static.nodes[0].name`; empty for the whole file. */
   readonly path: string;
   readonly message: string;
 }
 
-/** Renders `weft.yaml:14:5 plugins.wireguard.port: expected integer 1-65535, got "abc"`. */
+/** Renders `weft.yaml:14:5 plugins.greeter.port: expected integer 1-65535, got "abc"`. */
 export function formatProblem(p: ConfigProblem): string {
   return `${p.file}:${p.line}:${p.col}${p.path ? ` ${p.path}` : ''}: ${p.message}`;
 }

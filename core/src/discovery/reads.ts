@@ -10,7 +10,7 @@ export type NodeField = (typeof NODE_FIELDS)[number];
  * annotation another plugin publishes, or a kubelet's label, then costs the plugin nothing.
  */
 export interface NodeReads {
-  /** Annotation keys; one ending in `*` is a prefix (`weft.io/wireguard-*`). Absent: every annotation. */
+  /** Annotation keys; one ending in `*` is a prefix (`weft.io/mesh-*`). Absent: every annotation. */
   readonly annotations?: readonly string[];
   /** Label keys, the same way. Absent: every label. */
   readonly labels?: readonly string[];

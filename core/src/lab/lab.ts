@@ -10,7 +10,8 @@ import { parseDocument, stringify } from 'yaml';
 import { loadConfigText, readConfigFile } from '../config/load.js';
 import { which } from '../kernel/capabilities.js';
 import { httpGet } from '../observe/http-get.js';
-import { BUILTIN_PLUGINS } from '../runtime/plugin-loader.js';
+import type { PluginDefinition, PluginLabDefaults, PluginStatusReport } from '../api/plugin.js';
+import { loadCatalogPlugins } from '../runtime/plugin-loader.js';
 import { BUNDLE } from '../runtime/build-info.js';
 import { fakeKubeconfig } from '../testing/fake-apiserver.js';
 import { labApiControl, type LabApiStatus } from './apiserver.js';
@@ -20,7 +21,7 @@ export { DEFAULT_LAB_ROOT } from './topology.js';
 /** The agent's HTTP port inside each node's namespace. */
 export const LAB_HTTP_PORT = 9471;
 /** The lab's defaults, short so that a lab converges and heals quickly; `weft lab status` shows them. */
-export const LAB_SETTINGS = { resync: '5s', rescan: '2s', natKeepalive: 5 } as const;
+export const LAB_SETTINGS = { resync: '5s', rescan: '2s' } as const;
 /** The lab's address plan, declared to every agent as an operator would: pods in 198.19/16, nodes in 198.18/16 and behind NATs in 203.0.113/24. */
 export const LAB_ADDRESS_PLAN = { podNetworks: ['198.19.0.0/16'], underlayNetworks: ['198.18.0.0/16', '203.0.113.0/24'] } as const;
 
@@ -84,8 +85,8 @@ export interface LabNodeStatus {
   readonly ready: boolean;
   /** Nodes in the agent's cluster view. */
   readonly nodesSeen: number | null;
-  /** Each enabled plugin's `/api/<plugin>/status`, where it serves one. */
-  readonly plugins: Record<string, unknown>;
+  /** Each enabled plugin's status (`/api/<plugin>/status`), where it reports one. */
+  readonly plugins: Record<string, PluginStatusReport>;
 }
 
 /** The lab's API server in `weft lab status` (`discovery: kubernetes`). */
@@ -123,6 +124,10 @@ interface LabRecord {
   cuts: [string, string][];
   /** The API server's process (`discovery: kubernetes`). */
   api?: { pid: number; startedAt: string };
+  /** The plugins every node runs. */
+  plugins?: string[];
+  /** Per node, the annotations the plugins asked for (their `lab.annotations`). */
+  annotations?: Record<string, Record<string, string>>;
 }
 
 /**
@@ -131,7 +136,6 @@ interface LabRecord {
  * discovery source. Needs root. `Lab.up` builds (or finds) one; `down` removes everything, also after a crash.
  */
 export class Lab {
-  private plugins: string[] | undefined;
 
   private constructor(
     readonly topology: LabTopology,
@@ -161,7 +165,7 @@ export class Lab {
     const root = options.root ?? DEFAULT_LAB_ROOT;
     const dir = join(root, opts.name);
     const config = options.config ?? null;
-    const pluginSections = await templateSections(config);
+    const pluginSections = await templateSections(config, topology.nodes);
     // Every node's config is checked before anything is built: bad input changes nothing.
     for (const n of topology.nodes) await loadConfigText(nodeConfigText(topology, dir, n, pluginSections), join(dir, n.name, 'weft.yaml'));
 
@@ -178,7 +182,7 @@ export class Lab {
     }
     await requireTools();
     await Lab.down(opts.name, root); // whatever an interrupted up left behind
-    const record: LabRecord = { version: 1, options: opts, config, complete: false, agents: {}, cuts: [] };
+    const record: LabRecord = { version: 1, options: opts, config, complete: false, agents: {}, cuts: [], plugins: Object.keys(pluginSections.plugins).sort(), annotations: pluginSections.annotations };
     await mkdir(join(dir, 'nodes'), { recursive: true, mode: 0o700 });
     const lab = new Lab(topology, dir, record);
     await lab.save();
@@ -279,7 +283,7 @@ export class Lab {
    */
   async register(node: string): Promise<void> {
     const n = this.node(node);
-    if (this.kubernetes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
+    if (this.kubernetes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n, this.record.annotations?.[n.name]));
   }
 
   /**
@@ -360,11 +364,11 @@ export class Lab {
         const ready = running ? (await get(socket, '/readyz')).status === 200 : false;
         const metrics = running ? await get(socket, '/metrics') : undefined;
         const seen = metrics ? /^weft_discovery_nodes (\d+)$/m.exec(metrics.body)?.[1] : undefined;
-        const pluginStatus: Record<string, unknown> = {};
+        const pluginStatus: Record<string, PluginStatusReport> = {};
         if (running) {
           for (const p of plugins) {
             const r = await get(socket, `/api/${p}/status`);
-            if (r.status === 200) pluginStatus[p] = parseJson(r.body);
+            if (r.status === 200) pluginStatus[p] = statusReport(r.body);
           }
         }
         return {
@@ -389,12 +393,8 @@ export class Lab {
       const p: string[] = [];
       if (!n.ready) p.push(`${n.name}: agent not ready (/readyz)`);
       if (n.nodesSeen !== total) p.push(`${n.name}: sees ${String(n.nodesSeen ?? 0)} of ${String(total)} nodes`);
-      // A plugin says whether it has converged with `converged` in its status.
       for (const [plugin, st] of Object.entries(n.plugins)) {
-        if (st && typeof st === 'object' && (st as { converged?: unknown }).converged === false) {
-          const summary = (st as { summary?: unknown }).summary;
-          p.push(`${n.name}: ${plugin} has not converged${typeof summary === 'string' ? ` (${summary})` : ''}`);
-        }
+        if (!st.converged) p.push(`${n.name}: ${plugin} has not converged (${st.summary})`);
       }
       return p;
     });
@@ -497,16 +497,12 @@ export class Lab {
       if (performance.now() > deadline) throw new Error(`the lab's API server did not answer in 15 s (${join(this.dir, 'api.log')})`);
       await sleep(50);
     }
-    for (const n of this.topology.nodes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n));
+    for (const n of this.topology.nodes) await this.api('PUT', `/nodes/${n.name}?ifAbsent=true`, labNodeObject(n, this.record.annotations?.[n.name]));
   }
 
-  /** The plugins every node runs: the `--config` file's, else the lab's defaults (read once). */
+  /** The plugins every node runs: the `--config` file's, else the lab's defaults (recorded at `up`). */
   private pluginNames(): string[] {
-    if (!this.plugins) {
-      const sections = this.record.config ? templateSectionsSync(this.record.config) : undefined;
-      this.plugins = Object.keys(sections?.plugins ?? labPluginDefaults()).sort();
-    }
-    return this.plugins;
+    return this.record.plugins ?? [];
   }
 
   private node(name: string): LabNode {
@@ -530,7 +526,7 @@ export class Lab {
     await rename(`${file}.tmp`, file);
   }
 
-  private async build(sections: TemplateSections): Promise<void> {
+  private async build(sections: LabSections): Promise<void> {
     const t = this.topology;
     for (const ns of t.namespaces) await run('ip', ['netns', 'add', ns]);
     for (const step of t.steps) {
@@ -595,14 +591,35 @@ interface TemplateSections {
   readonly log?: Record<string, unknown>;
 }
 
+/** What every node's config takes from the template and the plugins: the sections, and each node's annotations. */
+export interface LabSections extends TemplateSections {
+  readonly plugins: Record<string, unknown>;
+  /** Per node name, the annotations its plugins asked for (`lab.annotations`). */
+  readonly annotations: Record<string, Record<string, string>>;
+}
+
 const TEMPLATE_KEYS = new Set(['plugins', 'reconcile', 'log']);
 
-/** Reads a `--config` template: a weft config of which the lab takes plugins, reconcile and log. */
-async function templateSections(file: string | null): Promise<TemplateSections> {
-  if (file === null) return {};
-  // Valid as a weft config in its own right (errors point at its lines), and nothing the lab sets itself.
-  await loadConfigText(await readConfigFile(file), file);
-  return templateSectionsSync(file);
+/**
+ * The lab's sections: a `--config` template's (a weft config of which the lab takes plugins, reconcile and log),
+ * and where it names no plugins, every plugin of the distribution's catalog with its `lab.config`. Then the
+ * annotations each enabled plugin asks for on each node.
+ */
+async function templateSections(file: string | null, nodes: readonly LabNode[] = []): Promise<LabSections> {
+  let template: TemplateSections = {};
+  let definitions: PluginDefinition[];
+  if (file !== null) {
+    // Valid as a weft config in its own right (errors point at its lines), and nothing the lab sets itself.
+    const loaded = await loadConfigText(await readConfigFile(file), file);
+    template = templateSectionsSync(file);
+    definitions = loaded.plugins.map((p) => p.definition);
+  } else definitions = [];
+  let plugins = template.plugins;
+  if (plugins === undefined) {
+    definitions = await loadCatalogPlugins();
+    plugins = labPluginDefaults(definitions);
+  }
+  return { ...template, plugins, annotations: labAnnotations(definitions, nodes) };
 }
 
 function templateSectionsSync(file: string): TemplateSections {
@@ -613,13 +630,35 @@ function templateSectionsSync(file: string): TemplateSections {
   return value;
 }
 
-/** The built-in plugins that exist, with their lab settings. */
-export function labPluginDefaults(): Record<string, unknown> {
-  return Object.fromEntries(BUILTIN_PLUGINS.filter((p) => p.status === 'available').map((p) => [p.name, p.lab ?? {}]));
+/** The plugins' config sections in a lab made without a config: each plugin's `lab.config`, or its defaults. */
+export function labPluginDefaults(definitions: readonly PluginDefinition[]): Record<string, unknown> {
+  return Object.fromEntries(definitions.map((d) => [d.name, (d.lab as PluginLabDefaults | undefined)?.config ?? {}]));
+}
+
+const LAB_ANNOTATION = /^weft\.io\/[a-z0-9]([a-z0-9.-]{0,50}[a-z0-9])?$/;
+
+/** What each plugin's `lab.annotations` asks for on each node; a key outside `weft.io/` or a long value is refused. */
+export function labAnnotations(definitions: readonly PluginDefinition[], nodes: readonly LabNode[]): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const n of nodes) {
+    const mine: Record<string, string> = {};
+    for (const d of definitions) {
+      const asked = (d.lab as PluginLabDefaults | undefined)?.annotations?.({ name: n.name, location: n.location, nat: n.natAddress !== undefined }) ?? {};
+      for (const [key, value] of Object.entries(asked)) {
+        if (!LAB_ANNOTATION.test(key) || typeof value !== 'string' || value.length > 256) {
+          throw new Error(`plugin "${d.name}": lab.annotations for ${n.name}: ${JSON.stringify(key)} is not a weft.io/ annotation with a value of at most 256 characters`);
+        }
+        mine[key] = value;
+      }
+    }
+    if (Object.keys(mine).length > 0) out[n.name] = mine;
+  }
+  return out;
 }
 
 /** One node's weft.yaml in the lab. */
-export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections: TemplateSections): string {
+export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections: LabSections): string {
+  const annotations = sections.annotations[n.name];
   const config = {
     node: { name: n.name, stateDir: join(dir, n.name, 'state') },
     cluster: LAB_ADDRESS_PLAN,
@@ -632,15 +671,15 @@ export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections
           internalAddresses: [n.underlay],
           podCIDRs: [n.podCIDR],
           labels: { 'topology.kubernetes.io/region': n.location },
-          // Behind NAT: what an operator would annotate, so that the node keeps its NAT mapping open.
-          ...(n.natAddress ? { annotations: { 'weft.io/persistent-keepalive': String(LAB_SETTINGS.natKeepalive) } } : {}),
+          // What an operator would annotate (the plugins' `lab.annotations`: behind NAT, a keepalive).
+          ...(annotations ? { annotations } : {}),
         },
       },
     },
     reconcile: { resync: LAB_SETTINGS.resync, ...(sections.reconcile ?? {}) },
     http: { listen: `0.0.0.0:${String(LAB_HTTP_PORT)}`, socket: join(dir, n.name, 'http.sock') },
     log: { level: 'info', format: 'json', ...(sections.log ?? {}) },
-    plugins: sections.plugins ?? labPluginDefaults(),
+    plugins: sections.plugins,
   };
   return `# weft lab "${t.options.name}", node ${n.name}: written by weft lab up\n${stringify(config)}`;
 }
@@ -651,14 +690,14 @@ function describeOptions(o: LabOptions): string {
 
 /**
  * A lab node's Node object, as its kubelet would register it (and an operator annotate it): its underlay address,
- * its pod CIDR, its location's region label, Ready; behind NAT the persistent-keepalive annotation.
+ * its pod CIDR, its location's region label, Ready, and the annotations its plugins ask for (`lab.annotations`).
  */
-export function labNodeObject(n: LabNode): { metadata: { name: string; [k: string]: unknown }; [k: string]: unknown } {
+export function labNodeObject(n: LabNode, annotations: Readonly<Record<string, string>> = {}): { metadata: { name: string; [k: string]: unknown }; [k: string]: unknown } {
   return {
     metadata: {
       name: n.name,
       labels: { 'kubernetes.io/hostname': n.name, 'topology.kubernetes.io/region': n.location },
-      annotations: n.natAddress ? { 'weft.io/persistent-keepalive': String(LAB_SETTINGS.natKeepalive) } : {},
+      annotations: { ...annotations },
     },
     spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
     status: {
@@ -800,12 +839,17 @@ function get(socketPath: string, path: string): Promise<{ status: number; body: 
   return httpGet({ socket: socketPath }, path, 2_000).catch(() => ({ status: 0, body: '' }));
 }
 
-function parseJson(text: string): unknown {
+/** A plugin's `/status` answer as a report; one that is not a report says so in its summary. */
+function statusReport(text: string): PluginStatusReport {
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
-    return text;
+    return { converged: false, summary: 'status is not JSON' };
   }
+  const v = value as Partial<PluginStatusReport> | null;
+  if (v === null || typeof v !== 'object' || typeof v.converged !== 'boolean' || typeof v.summary !== 'string') return { converged: false, summary: 'status is not a status report' };
+  return v as PluginStatusReport;
 }
 
 function sleep(ms: number): Promise<void> {

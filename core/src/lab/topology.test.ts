@@ -1,8 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../config/load.js';
 import { nodeInfo } from '../discovery/kubernetes-source.js';
-import { labNodeObject, labPluginDefaults, nodeConfigText } from './lab.js';
+import { definePlugin } from '../api/plugin.js';
+import { duration, z } from '../api/schema.js';
+import { labAnnotations, labNodeObject, labPluginDefaults, nodeConfigText } from './lab.js';
 import { checkLabOptions, cutRuleset, LAB_API, labTopology, locationOfNode, natRuleset } from './topology.js';
+
+// A plugin with lab defaults, as a distribution's would declare them: the lab knows plugins only by what they declare.
+const meshy = definePlugin({
+  name: 'meshy',
+  apiVersion: '1',
+  description: 'a plugin with lab defaults',
+  config: z.strictObject({ heartbeat: duration().default(60_000) }),
+  lab: { config: { heartbeat: '5s' }, annotations: ({ nat }): Record<string, string> => (nat ? { 'weft.io/meshy-keepalive': '5' } : {}) },
+  setup: () => ({ reconcile: () => Promise.resolve() }),
+});
+const resolvePlugin = () => Promise.resolve(meshy);
 
 describe('lab options', () => {
   it.each([
@@ -133,15 +146,15 @@ describe('lab files', () => {
     const t = labTopology({ name: 'lab', nodes: 2, locations: 1, nat: false });
     const n2 = t.nodes[1];
     if (!n2) throw new Error('no n2');
-    const text = nodeConfigText(t, '/run/weft-lab/lab', n2, {});
-    const config = await loadConfigText(text, '/run/weft-lab/lab/n2/weft.yaml', { env: {} });
+    const text = nodeConfigText(t, '/run/weft-lab/lab', n2, { plugins: labPluginDefaults([meshy]), annotations: labAnnotations([meshy], t.nodes) });
+    const config = await loadConfigText(text, '/run/weft-lab/lab/n2/weft.yaml', { env: {}, resolvePlugin });
     expect(config.core.node).toEqual({ name: 'n2', stateDir: '/run/weft-lab/lab/n2/state' });
     expect(config.core.discovery.source).toBe('directory');
     expect(config.core.discovery.directory).toMatchObject({ path: '/run/weft-lab/lab/nodes', rescan: 2000, self: { internalAddresses: ['198.18.1.12'], podCIDRs: ['198.19.2.0/24'], labels: { 'topology.kubernetes.io/region': 'loc1' } } });
     expect(config.core.reconcile.resync).toBe(5000);
     expect(config.core.http).toMatchObject({ listen: '0.0.0.0:9471', socket: '/run/weft-lab/lab/n2/http.sock' });
-    expect(config.plugins.map((p) => p.name)).toEqual(Object.keys(labPluginDefaults()));
-    const custom = nodeConfigText(t, '/run/weft-lab/lab', n2, { reconcile: { resync: '1m' }, log: { level: 'debug' }, plugins: {} });
+    expect(config.plugins.map((p) => [p.name, p.config])).toEqual([['meshy', { heartbeat: 5000 }]]);
+    const custom = nodeConfigText(t, '/run/weft-lab/lab', n2, { reconcile: { resync: '1m' }, log: { level: 'debug' }, plugins: {}, annotations: {} });
     const c2 = await loadConfigText(custom, 'x.yaml', { env: {} });
     expect([c2.core.reconcile.resync, c2.core.log.level, c2.plugins]).toEqual([60000, 'debug', []]);
   });
@@ -150,20 +163,33 @@ describe('lab files', () => {
     const t = labTopology({ name: 'k', nodes: 3, locations: 2, nat: true, discovery: 'kubernetes' });
     const n3 = t.nodes[2];
     if (!n3) throw new Error('no n3');
-    const config = await loadConfigText(nodeConfigText(t, '/run/weft-lab/k', n3, {}), 'n3.yaml', { env: {} });
+    const annotations = labAnnotations([meshy], t.nodes);
+    // Only n3 sits behind NAT (the last node of each location but the first).
+    expect(annotations).toEqual({ n3: { 'weft.io/meshy-keepalive': '5' } });
+    const config = await loadConfigText(nodeConfigText(t, '/run/weft-lab/k', n3, { plugins: {}, annotations }), 'n3.yaml', { env: {} });
     expect(config.core.discovery.source).toBe('kubernetes');
     expect(config.core.discovery.kubernetes.kubeconfig).toBe('/run/weft-lab/k/kubeconfig');
-    expect(labNodeObject(n3)).toEqual({
+    expect(labNodeObject(n3, annotations.n3)).toEqual({
       metadata: {
         name: 'n3',
         labels: { 'kubernetes.io/hostname': 'n3', 'topology.kubernetes.io/region': 'loc2' },
-        annotations: { 'weft.io/persistent-keepalive': '5' },
+        annotations: { 'weft.io/meshy-keepalive': '5' },
       },
       spec: { podCIDR: '198.19.3.0/24', podCIDRs: ['198.19.3.0/24'] },
       status: { addresses: [{ type: 'InternalIP', address: '198.18.2.13' }, { type: 'Hostname', address: 'n3' }], conditions: [{ type: 'Ready', status: 'True' }] },
     });
     // What the kubernetes source makes of it: the same node the directory source would describe.
-    const node = nodeInfo(labNodeObject(n3));
+    const node = nodeInfo(labNodeObject(n3, annotations.n3));
     expect([node.internalAddresses, node.podCIDRs, node.labels['topology.kubernetes.io/region']]).toEqual([['198.18.2.13'], ['198.19.3.0/24'], 'loc2']);
+  });
+});
+
+describe('lab annotations from plugins', () => {
+  it('refuses a key outside weft.io/ or a long value, naming the plugin and the node', () => {
+    const t = labTopology({ name: 'lab', nodes: 1, locations: 1, nat: false });
+    const bad = (annotations: Record<string, string>) => definePlugin({ ...meshy, lab: { annotations: () => annotations } });
+    expect(() => labAnnotations([bad({ 'example.com/x': '1' })], t.nodes)).toThrow('plugin "meshy": lab.annotations for n1: "example.com/x" is not a weft.io/ annotation with a value of at most 256 characters');
+    expect(() => labAnnotations([bad({ 'weft.io/x': 'y'.repeat(257) })], t.nodes)).toThrow('lab.annotations for n1');
+    expect(labAnnotations([bad({ 'weft.io/x': 'y' })], t.nodes)).toEqual({ n1: { 'weft.io/x': 'y' } });
   });
 });

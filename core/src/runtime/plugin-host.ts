@@ -1,6 +1,6 @@
 import type { ClusterView } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
-import type { PluginInstance, PluginServices } from '../api/plugin.js';
+import type { PluginInstance, PluginServices, PluginStatusReport } from '../api/plugin.js';
 import { coreServices, dependencyOf, type PublishService, type ServiceRef } from '../api/services.js';
 import type { PluginEntry } from '../config/load.js';
 import type { ReconcileSettings } from '../config/schema.js';
@@ -215,6 +215,11 @@ export class PluginHost {
       if (typeof instance?.reconcile !== 'function') {
         throw new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": setup must return { reconcile, stop? }`);
       }
+      if (typeof instance.status === 'function') {
+        const report = instance.status.bind(instance);
+        // A plugin that reports a status registered no /status of its own: a second one is a conflict, said here.
+        this.http.route('GET', '/status', () => ({ json: checkedReport(this.name, report()) }));
+      }
       const unprovided = [...declared].filter((id) => !this.provided.has(id));
       if (unprovided.length > 0) throw new WeftError('WEFT_PLUGIN_SETUP_FAILED', `plugin "${this.name}": setup did not provide ${unprovided.join(', ')} (declared in provides)`);
       settingUp = false;
@@ -378,4 +383,12 @@ export class PluginHost {
     this.hub.core.pluginUp.set({ plugin: this.name }, up ? 1 : 0);
     this.ctx.onChange?.();
   }
+}
+
+/** A plugin's status report, checked: a plugin that breaks the contract gets an error naming it, not a bad answer. */
+function checkedReport(plugin: string, report: PluginStatusReport): PluginStatusReport {
+  if (report === null || typeof report !== 'object' || typeof report.converged !== 'boolean' || typeof report.summary !== 'string') {
+    throw new WeftError('WEFT_PLUGIN_INVALID', `plugin "${plugin}": status() must return { converged: boolean, summary: string, row? }`);
+  }
+  return report;
 }

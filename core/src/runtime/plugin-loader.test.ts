@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isWeftError, type WeftErrorCode } from '../api/errors.js';
 import { ConfigError, loadConfigText } from '../config/load.js';
-import { loadPlugin } from './plugin-loader.js';
+import { loadPlugin, pluginCatalog, usePluginCatalog } from './plugin-loader.js';
 
 const fixtures = fileURLToPath(new URL('./__fixtures__/', import.meta.url));
 
@@ -16,7 +16,30 @@ async function loadError(key: string, module?: string): Promise<{ code: WeftErro
   throw new Error('expected loadPlugin to fail');
 }
 
+// A distribution's catalog, as the `weft` package names its plugins: the core knows none by itself.
+const catalog = [
+  { name: 'greeter', module: '@acme/weft-greeter', description: 'says hello', status: 'available', load: () => import(new URL('./__fixtures__/greeter.mjs', import.meta.url).href) as Promise<Record<string, unknown>> },
+  { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'planned', status: { planned: 'a later issue' } },
+] as const;
+
 describe('loadPlugin', () => {
+  it('knows no plugin by name without a catalog', async () => {
+    usePluginCatalog([]);
+    expect(pluginCatalog()).toEqual([]);
+    expect(await loadError('wireguard')).toEqual({
+      code: 'WEFT_PLUGIN_UNKNOWN',
+      message: 'unknown plugin "wireguard": this weft carries no built-in plugin; a third-party plugin needs module: <package or path>',
+    });
+  });
+
+  it("loads a catalog's plugin by its key alone, and by its module name (the bundle carries it)", async () => {
+    usePluginCatalog(catalog);
+    expect((await loadPlugin({ key: 'greeter', baseDir: fixtures })).name).toBe('greeter');
+    expect((await loadPlugin({ key: 'greeter', module: '@acme/weft-greeter', baseDir: fixtures })).name).toBe('greeter');
+    expect(() => usePluginCatalog([...catalog, catalog[0]])).toThrow('plugin catalog: greeter twice');
+    usePluginCatalog([]);
+  });
+
   it('loads a third-party plugin from a path relative to the config file', async () => {
     const plugin = await loadPlugin({ key: 'greeter', module: './greeter.mjs', baseDir: fixtures });
     expect(plugin.name).toBe('greeter');
@@ -30,7 +53,7 @@ describe('loadPlugin', () => {
   });
 
   it.each([
-    ['an unknown built-in name', 'flannel', undefined, 'WEFT_PLUGIN_UNKNOWN', /unknown plugin "flannel": built-in plugins are wireguard, vxlan/],
+    ['an unknown built-in name', 'flannel', undefined, 'WEFT_PLUGIN_UNKNOWN', /unknown plugin "flannel": built-in plugins are greeter, vxlan; a third-party plugin needs module:/],
     ['a built-in that is still planned', 'vxlan', undefined, 'WEFT_PLUGIN_UNKNOWN', /built-in plugin "vxlan" is not implemented yet/],
     ['a module that throws on import', 'x', './throws-on-import.mjs', 'WEFT_PLUGIN_IMPORT_FAILED', /plugin "x": cannot import \.\/throws-on-import\.mjs: kaboom at import/],
     ['a module that does not exist', 'x', './missing.mjs', 'WEFT_PLUGIN_IMPORT_FAILED', /plugin "x": cannot import \.\/missing\.mjs: .*missing\.mjs/],
@@ -39,7 +62,9 @@ describe('loadPlugin', () => {
     ['a plugin for another API version', 'future-api', './future-api.mjs', 'WEFT_PLUGIN_API_VERSION', /written for plugin API version 2, this weft speaks version 1/],
     ['a plugin under another name', 'hello', './greeter.mjs', 'WEFT_PLUGIN_NAME_MISMATCH', /defines the plugin "greeter"; name the config key "greeter"/],
   ] as const)('refuses %s', async (_what, key, module, code, message) => {
+    usePluginCatalog(catalog);
     const err = await loadError(key, module);
+    usePluginCatalog([]);
     expect(err.code).toBe(code);
     expect(err.message).toMatch(message);
   });

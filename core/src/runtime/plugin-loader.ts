@@ -2,39 +2,53 @@ import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describeError, WeftError } from '../api/errors.js';
 import { isPluginDefinition, PLUGIN_API_VERSION, type PluginDefinition } from '../api/plugin.js';
-import { importModule } from './build-info.js';
 
-/** A plugin that ships with weft, loaded by its config key alone. */
-export interface BuiltinPlugin {
+/**
+ * A plugin a distribution of weft knows by name: its config key alone (`mesh:`) loads it, `weft plugins` lists
+ * it, `weft lab up` enables it, and its CLI commands are there without a config. The core knows none by itself; a
+ * distribution (the `weft` package: the core and the built-in plugins) names its own with {@link usePluginCatalog}.
+ */
+export interface CatalogEntry {
+  /** The plugin's name, its key under `plugins:`. */
   readonly name: string;
+  /** The package that holds it (`@acme/weft-plugin-mesh`); a `module:` naming it loads this entry too. */
   readonly module: string;
+  /** One line for `weft plugins`. */
   readonly description: string;
   /** `planned`: the package exists but holds no plugin yet; the issue that builds it. */
   readonly status: 'available' | { readonly planned: string };
-  /** The plugin's section in `weft lab up`'s default config (short intervals, so a lab converges and heals fast). */
-  readonly lab?: Readonly<Record<string, unknown>>;
+  /** Imports the module (a bundle carries it: there is no node_modules to resolve it from). Absent: `import(module)`. */
+  readonly load?: () => Promise<Record<string, unknown>>;
 }
 
-/** weft's own plugins; each is an ordinary package loaded through the same path as a third-party one. */
-export const BUILTIN_PLUGINS: readonly BuiltinPlugin[] = [
-  {
-    name: 'wireguard',
-    module: '@weft/plugin-wireguard',
-    description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it',
-    status: 'available',
-    lab: { granularity: 'full', heartbeat: '5s' },
-  },
-  { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'VXLAN overlay between nodes with unicast FDB and neighbour entries', status: { planned: 'a later issue' } },
-  { name: 'gre-tunnel', module: '@weft/plugin-gre-tunnel', description: "brings a Service's external IP into its pods through GRE tunnels", status: { planned: 'a later issue' } },
-  { name: 'mpls-lwtunnel', module: '@weft/plugin-mpls-lwtunnel', description: "brings a Service's external IP into its pods with per-route MPLS encapsulation", status: { planned: 'a later issue' } },
-  {
-    name: 'keepalive',
-    module: '@weft/plugin-keepalive',
-    description: 'probes every node on every plane: holds tunnels open, measures latency and loss',
-    status: 'available',
-    lab: { interval: '2s', timeout: '1s', planes: ['underlay', 'overlay', 'pod'], udp: { enabled: true } },
-  },
-];
+const NAME = /^[a-z][a-z0-9-]{0,39}$/;
+let catalog: readonly CatalogEntry[] = [];
+
+/**
+ * Names the plugins this distribution of weft carries (call it before `main`). Replaces any catalog before; throws
+ * on a bad or repeated name.
+ */
+export function usePluginCatalog(entries: readonly CatalogEntry[]): void {
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (!NAME.test(e.name)) throw new TypeError(`plugin catalog: bad name ${JSON.stringify(e.name)}`);
+    if (seen.has(e.name)) throw new TypeError(`plugin catalog: ${e.name} twice`);
+    seen.add(e.name);
+  }
+  catalog = Object.freeze([...entries]);
+}
+
+/** The plugins this distribution carries ({@link usePluginCatalog}); empty for the bare core. */
+export function pluginCatalog(): readonly CatalogEntry[] {
+  return catalog;
+}
+
+/** The catalog's plugins that exist (not planned), loaded. */
+export async function loadCatalogPlugins(baseDir = process.cwd()): Promise<PluginDefinition[]> {
+  const out: PluginDefinition[] = [];
+  for (const p of catalog) if (p.status === 'available') out.push(await loadPlugin({ key: p.name, baseDir }));
+  return out;
+}
 
 /** Where a plugin comes from: a built-in name, or a `module:` the config names. */
 export interface PluginOrigin {
@@ -65,10 +79,11 @@ export async function loadPlugin(origin: PluginOrigin, options: ImportGuard = {}
     specifier = moduleSpecifier(origin.module, origin.baseDir);
     shown = origin.module;
   } else {
-    const builtin = BUILTIN_PLUGINS.find((p) => p.name === key);
+    const builtin = catalog.find((p) => p.name === key);
     if (!builtin) {
-      const names = BUILTIN_PLUGINS.map((p) => p.name).join(', ');
-      throw new WeftError('WEFT_PLUGIN_UNKNOWN', `unknown plugin "${key}": built-in plugins are ${names}; a third-party plugin needs module: <package or path>`);
+      const names = catalog.map((p) => p.name).join(', ');
+      const known = names === '' ? 'this weft carries no built-in plugin' : `built-in plugins are ${names}`;
+      throw new WeftError('WEFT_PLUGIN_UNKNOWN', `unknown plugin "${key}": ${known}; a third-party plugin needs module: <package or path>`);
     }
     if (builtin.status !== 'available') {
       throw new WeftError('WEFT_PLUGIN_UNKNOWN', `built-in plugin "${key}" is not implemented yet (${builtin.status.planned})`);
@@ -79,7 +94,9 @@ export async function loadPlugin(origin: PluginOrigin, options: ImportGuard = {}
 
   let mod: Record<string, unknown>;
   try {
-    mod = options.timeoutMs === undefined && !options.guardExit ? await importModule(specifier) : await guardedImport(specifier, options);
+    const carried = catalog.find((p) => p.module === specifier)?.load;
+    const load = carried ?? (() => import(specifier) as Promise<Record<string, unknown>>);
+    mod = options.timeoutMs === undefined && !options.guardExit ? await load() : await guardedImport(load, options);
   } catch (err) {
     throw new WeftError('WEFT_PLUGIN_IMPORT_FAILED', `plugin "${key}": cannot import ${shown}: ${describeError(err)}`, { cause: err });
   }
@@ -113,7 +130,7 @@ class ExitDuringImport extends Error {
   }
 }
 
-async function guardedImport(specifier: string, options: ImportGuard): Promise<Record<string, unknown>> {
+async function guardedImport(load: () => Promise<Record<string, unknown>>, options: ImportGuard): Promise<Record<string, unknown>> {
   const realExit = Object.getOwnPropertyDescriptor(process, 'exit');
   if (options.guardExit) {
     process.exit = (code?: unknown): never => {
@@ -122,7 +139,7 @@ async function guardedImport(specifier: string, options: ImportGuard): Promise<R
   }
   let timer: NodeJS.Timeout | undefined;
   try {
-    const loading = importModule(specifier);
+    const loading = load();
     if (options.timeoutMs === undefined) return await loading;
     const ms = options.timeoutMs;
     return await Promise.race([

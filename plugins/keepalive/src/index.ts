@@ -34,6 +34,8 @@ export default definePlugin({
   // Each node's overlay address, from the plugin that makes the overlay (the wireguard plugin); without one the
   // overlay plane says so for every peer.
   deps: { overlay: optionalService(overlayServiceRef) },
+  // The lab: short intervals on every plane, UDP too, so that a lab shows its matrix within seconds.
+  lab: { config: { interval: '2s', timeout: '1s', planes: ['underlay', 'overlay', 'pod'], udp: { enabled: true } } },
   async setup({ config, logger, metrics, cluster, http, dryRun, name, deps, trigger }) {
     const { overlay } = deps;
     if (config.planes.includes('overlay') && overlay === undefined) logger.warn('the overlay plane is configured, and no enabled plugin provides an overlay (the wireguard plugin does): its probes report no address');
@@ -97,7 +99,6 @@ export default definePlugin({
       });
       return assembleMatrix(view.nodes.map((n) => n.name), config.planes, new Map(entries));
     });
-    http.route('GET', '/status', () => ({ json: status() }));
     http.route('GET', '/matrix', async () => ({ json: await matrix() }));
     http.route('GET', '/health', async () => {
       const h = health(await matrix());
@@ -106,6 +107,7 @@ export default definePlugin({
     http.route('GET', '/', () => ({ body: keepalivePage(Math.max(2000, config.interval)), contentType: 'text/html; charset=utf-8' }));
 
     return {
+      status,
       reconcile({ view }) {
         // Only Ready peers are probed; above maxPeers, this node's share (select.ts).
         const ready = view.nodes.filter((n) => n.ready || n.name === self).map((n) => n.name);

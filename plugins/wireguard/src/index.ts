@@ -15,6 +15,9 @@ export { chooseOverlay, winners } from './overlay.js';
 export { meshDot } from './graph.js';
 export { peerConfig } from './peer-config.js';
 
+/** The persistent keepalive of a lab node behind NAT, in seconds (its `weft.io/persistent-keepalive`). */
+const LAB_NAT_KEEPALIVE_S = 5;
+
 /** The route protocol of the mesh's routes (weft's range is 100-199). */
 export const ROUTE_PROTOCOL = 110;
 
@@ -53,6 +56,24 @@ export default definePlugin({
   kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL },
   // The mesh as an overlay for other plugins (keepalive's overlay plane): each node's overlay addresses as planned.
   provides: [overlayServiceRef],
+  commands: [
+    {
+      name: 'graph',
+      description: 'print the mesh as Graphviz DOT, as a running agent sees it (pipe into `dot -Tsvg`)',
+      path: () => '/graph',
+    },
+    {
+      name: 'peer-config',
+      description: 'print a wg-quick config for an external peer of the config, with the cluster as its peers',
+      arguments: [{ name: 'name', description: "the external peer's name (plugins.wireguard.peers[].name)" }],
+      path: ([name]) => `/peer-config?name=${encodeURIComponent(name ?? '')}`,
+    },
+  ],
+  // The lab: a full mesh with a 5 s heartbeat, and behind NAT the keepalive an operator would annotate.
+  lab: {
+    config: { granularity: 'full', heartbeat: '5s' },
+    annotations: ({ nat }): Record<string, string> => (nat ? { [OPERATOR.persistentKeepalive]: String(LAB_NAT_KEEPALIVE_S) } : {}),
+  },
   async setup({ config, logger, metrics, cluster, publish, state, http, kernel, dryRun, provide }) {
     await kernel.require('wireguard');
     const key = await loadKey(state, dryRun);
@@ -140,7 +161,7 @@ export default definePlugin({
     };
 
     const statusJson = () => {
-      if (!last) return { node: cluster.current().self.name, ready: false, summary: 'not reconciled yet' };
+      if (!last) return { node: cluster.current().self.name, converged: false, summary: 'not reconciled yet' };
       const { plan, observed, at } = last;
       const byKey = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p]));
       const t = now();
@@ -178,7 +199,6 @@ export default definePlugin({
         return [p.name, hs > 0 ? t - hs : undefined];
       }));
     };
-    http.route('GET', '/status', () => ({ json: statusJson() }));
     http.route('GET', '/graph', () => (last ? { body: meshDot(last.plan, handshakeAges()), contentType: 'text/vnd.graphviz; charset=utf-8' } : { status: 503, json: { error: 'not reconciled yet' } }));
     http.route('GET', '/peer-config', ({ url }) => {
       const name = url.searchParams.get('name') ?? '';
@@ -197,6 +217,7 @@ export default definePlugin({
     };
 
     return {
+      status: statusJson,
       async reconcile({ view, reasons }) {
         const t = now();
         // Overlay address: kept unless another node's older claim wins it (overlay.ts).

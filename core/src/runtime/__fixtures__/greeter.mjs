@@ -6,6 +6,7 @@ export default definePlugin({
   apiVersion: '1',
   description: 'test fixture: counts reconciles',
   config: z.strictObject({ greeting: z.string().default('hello'), port: port().default(8080) }),
+  commands: [{ name: 'hello', description: 'ask the agent to greet someone', arguments: [{ name: 'who', description: 'whom to greet' }], path: ([who]) => `/hello?who=${encodeURIComponent(who)}` }],
   setup({ config }) {
     let runs = 0;
     return {
