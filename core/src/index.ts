@@ -38,6 +38,8 @@ export {
 export { type OverlayAddresses, type OverlayService, overlayServiceRef } from './api/overlay.js';
 export { cidr, describeValue, duration, intInRange, ipAddress, parseCIDR, parseDuration, port, z } from './api/schema.js';
 export {
+  type Clock,
+  type ClockTimer,
   type ClusterService,
   coreServices,
   createServiceRef,
@@ -53,6 +55,7 @@ export {
   type PublishService,
   type ResolvedDependencies,
   type ServiceDependency,
+  type ServiceOverride,
   type ServiceRef,
   type TriggerService,
 } from './api/services.js';

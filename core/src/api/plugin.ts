@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { KernelOwner } from '../kernel/model.js';
 import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
-import type { ClusterService, DependencyDeclaration, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, ResolvedDependencies, ServiceRef, TriggerService } from './services.js';
+import type { Clock, ClusterService, DependencyDeclaration, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, ResolvedDependencies, ServiceRef, TriggerService } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
 import { NODE_FIELDS, type NodeReads } from '../discovery/reads.js';
 
@@ -140,6 +140,8 @@ export interface PluginServices<C, D extends DependencyDeclaration = DependencyD
   readonly kernel: KernelService;
   /** True under `weft plan`: the plugin must change nothing outside `kernel` (which only records). */
   readonly dryRun: boolean;
+  /** The agent's clock: use it for time, so that a test can move it (`FakeClock` of `@weft/core/testing`). */
+  readonly clock: Clock;
   /** The services other plugins provide that this one declared in `deps` (set up before it). */
   readonly deps: ResolvedDependencies<D>;
   /**

@@ -3,7 +3,7 @@ import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogra
 import type { AnnotationPatch, ClusterView } from './cluster.js';
 import type { ApplyResult } from '../kernel/driver.js';
 import type { Capability } from '../kernel/capabilities.js';
-import type { Change, DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from '../kernel/model.js';
+import type { DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from '../kernel/model.js';
 
 /**
  * A typed reference to a service. The runtime registers each service under `ref.token` in a tsyringe container,
@@ -132,7 +132,7 @@ export type TriggerService = (reason: string) => void;
  * and to the agent's network namespace.
  */
 export interface KernelService {
-  /** This plugin's ownership, or undefined when it declared none (then `apply` and `plan` throw). */
+  /** This plugin's ownership, or undefined when it declared none (then `apply` throws). */
   readonly owner: KernelOwner | undefined;
   /**
    * Validates `desired`, reads what the kernel has for this owner, and applies the difference in one batch;
@@ -140,8 +140,6 @@ export interface KernelService {
    * the changes. Throws `WEFT_KERNEL_INPUT` (bad value, nothing applied) or `WEFT_KERNEL_APPLY` (a command failed).
    */
   apply(desired: DesiredState): Promise<ApplyResult>;
-  /** The changes `apply` would make, without making them. */
-  plan(desired: DesiredState): Promise<readonly Change[]>;
   /**
    * Resolves when this kernel and machine have every capability; otherwise throws `WEFT_KERNEL_UNSUPPORTED` with
    * what is missing and how to fix it (as `weft doctor` says). Call it in `setup`.
@@ -158,6 +156,34 @@ export interface KernelService {
 }
 
 /** The core services every plugin can resolve. */
+/** A timer a {@link Clock} set; pass it back to `clearTimeout`. */
+export interface ClockTimer {
+  /** Lets the process exit while the timer is pending (Node's timers; a fake clock's need not have it). */
+  unref?(): unknown;
+}
+
+/**
+ * Time, as the agent keeps it: the system's in production, a fake one a test moves on (`FakeClock` in
+ * `@weft/core/testing`). The agent's reconcile loops (debounce, resync, retry backoff, `requeueAfter`, the run
+ * timeout) run on the same clock, so a test can move a plugin through an hour of resyncs in no time.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch, as `Date.now()`. */
+  now(): number;
+  /** Milliseconds on a clock that never goes back, as `performance.now()`. */
+  monotonic(): number;
+  /** Calls `callback` once after `ms` milliseconds. */
+  setTimeout(callback: () => void, ms: number): ClockTimer;
+  /** Cancels a timer; no error for one that fired, was cleared, or is undefined. */
+  clearTimeout(timer: ClockTimer | undefined): void;
+}
+
+/** A service replaced by a test: `mockService(ref, value)` of `@weft/core/testing` makes one. */
+export interface ServiceOverride<T = unknown> {
+  readonly ref: ServiceRef<T>;
+  readonly value: T;
+}
+
 export const coreServices = {
   /** The plugin's own pino child logger (`plugin` field set). */
   logger: createServiceRef<Logger>('core.logger'),
@@ -183,4 +209,6 @@ export const coreServices = {
   kernel: createServiceRef<KernelService>('core.kernel'),
   /** True under `weft plan`: make no change outside the kernel service (which only records). */
   dryRun: createServiceRef<boolean>('core.dryRun'),
+  /** The agent's clock. */
+  clock: createServiceRef<Clock>('core.clock'),
 } as const;

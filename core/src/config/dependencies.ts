@@ -12,7 +12,7 @@ export interface DependencyProblem {
  * it uses — and what is wrong with their services: a required one no enabled plugin provides, one that two provide,
  * a cycle. Each problem names the plugins on both ends.
  */
-export function orderByDependencies(plugins: readonly PluginEntry[]): { order: PluginEntry[]; problems: DependencyProblem[] } {
+export function orderByDependencies(plugins: readonly PluginEntry[], given: ReadonlySet<string> = new Set()): { order: PluginEntry[]; problems: DependencyProblem[] } {
   const providers = new Map<string, string[]>();
   for (const p of plugins) for (const ref of p.definition.provides ?? []) providers.set(ref.id, [...(providers.get(ref.id) ?? []), p.name]);
   const problems: DependencyProblem[] = [];
@@ -26,7 +26,7 @@ export function orderByDependencies(plugins: readonly PluginEntry[]): { order: P
       const { ref, optional } = dependencyOf(entry);
       const by = providers.get(ref.id);
       if (by?.[0] !== undefined) mine.add(by[0]);
-      else if (!optional) problems.push({ plugin: p.name, message: `deps.${key}: needs service ${ref.id}, which no enabled plugin provides` });
+      else if (!optional && !given.has(ref.id)) problems.push({ plugin: p.name, message: `deps.${key}: needs service ${ref.id}, which no enabled plugin provides` });
     }
     needs.set(p.name, mine);
   }

@@ -51,6 +51,8 @@ export type PluginResolver = (origin: PluginOrigin) => Promise<PluginDefinition>
 export interface LoadOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly resolvePlugin?: PluginResolver;
+  /** Ids of services the agent gets from elsewhere (a test's `mockService`): no plugin need provide them. */
+  readonly servicesGiven?: ReadonlySet<string>;
 }
 
 /** Reads a config file's text; a missing or unreadable file is a {@link ConfigError} at line 1. */
@@ -94,7 +96,7 @@ export async function loadConfigText(text: string, file: string, options: LoadOp
   for (const conflict of ownershipConflicts(owners)) {
     problems.push(source.problemAt(['plugins', conflict.plugin], `kernel ownership: ${conflict.message}`, 'key'));
   }
-  const { order, problems: unmet } = orderByDependencies(plugins);
+  const { order, problems: unmet } = orderByDependencies(plugins, options.servicesGiven);
   for (const p of unmet) problems.push(source.problemAt(['plugins', p.plugin], `services: ${p.message}`, 'key'));
   if (!core.success || problems.length > 0) throw new ConfigError(problems);
   return { file, core: core.data, plugins: order };

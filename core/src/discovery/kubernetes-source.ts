@@ -8,6 +8,7 @@ import type { MetricsHub } from '../observe/metrics.js';
 import { KubeApiError, KubeClient, type KubeObject } from './kube-client.js';
 import { type NodeReads, nodeNarrower, sameData } from './reads.js';
 import { bareNode, locationOf, makeView } from './view.js';
+import { backoffDelay } from '../reconcile/backoff.js';
 
 const RESOURCES: Record<Watchable, string> = {
   nodes: '/api/v1/nodes',
@@ -392,8 +393,7 @@ export class KubernetesNodeSource implements NodeSource {
   }
 
   private backoff(n: number): number {
-    const base = Math.min(this.settings.backoffMax, this.settings.backoffInitial * 2 ** Math.min(n - 1, 20));
-    return Math.round(base * (0.5 + 0.5 * Math.random()));
+    return backoffDelay(n, this.settings.backoffInitial, this.settings.backoffMax);
   }
 
   private updateConnected(): void {

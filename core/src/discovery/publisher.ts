@@ -1,6 +1,7 @@
 import type { AnnotationPatch } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
 import type { Logger } from '../observe/logger.js';
+import { backoffDelay } from '../reconcile/backoff.js';
 
 /** The annotations weft writes: `weft.io/<name>`. */
 export const ANNOTATION_KEY = /^weft\.io\/[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
@@ -140,8 +141,7 @@ export class AnnotationPublisher {
       if (Object.keys(this.pending()).length > 0) this.schedule(0);
     } catch (err) {
       this.failures += 1;
-      const initial = this.o.backoffInitialMs ?? 500;
-      const delay = Math.min(this.o.backoffMaxMs ?? 30_000, initial * 2 ** Math.min(this.failures - 1, 20));
+      const delay = backoffDelay(this.failures, this.o.backoffInitialMs ?? 500, this.o.backoffMaxMs ?? 30_000);
       this.o.logger.warn({ err: describeError(err), retryInMs: delay, annotations: Object.keys(patch) }, 'publishing annotations failed; retrying');
       this.schedule(delay);
       const connected = this.o.connected;

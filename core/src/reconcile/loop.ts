@@ -1,5 +1,8 @@
-import { describeError, isTerminal, WeftError } from '../api/errors.js';
+import { isTerminal, WeftError } from '../api/errors.js';
 import type { ReconcileOutcome } from '../api/plugin.js';
+import type { Clock, ClockTimer } from '../api/services.js';
+import { backoffDelay } from './backoff.js';
+import { systemClock } from './clock.js';
 
 /** Timing of one plugin's loop, all in milliseconds. */
 export interface LoopSettings {
@@ -42,6 +45,8 @@ export interface LoopOptions {
   readonly stuckAfter?: number;
   /** Random source in [0, 1) for jitter; tests fix it. */
   readonly random?: () => number;
+  /** The clock of debounce, resync, backoff, requeue and the run timeout (default the system's); tests move a fake one. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -62,13 +67,14 @@ export interface LoopOptions {
 export class ReconcileLoop {
   private settings: LoopSettings;
   private readonly random: () => number;
+  private readonly clock: Clock;
   private readonly pending = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
   private dueAt = Number.POSITIVE_INFINITY;
-  private resyncTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: ClockTimer | undefined;
   private current: { promise: Promise<void>; controller: AbortController } | undefined;
   private failures = 0;
-  /** When the last run ended (performance.now()); long ago before the first. */
+  /** When the last run ended (the clock's monotonic time); long ago before the first. */
   private lastEnd = Number.NEGATIVE_INFINITY;
   private started = false;
   private stopped = false;
@@ -76,6 +82,7 @@ export class ReconcileLoop {
   constructor(private readonly options: LoopOptions) {
     this.settings = options.settings;
     this.random = options.random ?? Math.random;
+    this.clock = options.clock ?? systemClock;
   }
 
   /** Starts the loop with a first run (reason `start`) and the resync timer. */
@@ -91,7 +98,7 @@ export class ReconcileLoop {
     if (this.stopped) return;
     this.pending.add(reason);
     if (!this.started || this.current) return; // the run in progress schedules the next one when it ends
-    this.scheduleIn(this.lastEnd + this.settings.debounce - performance.now());
+    this.scheduleIn(this.lastEnd + this.settings.debounce - this.clock.monotonic());
   }
 
   /** New timings; they apply from the next scheduling decision. */
@@ -112,8 +119,8 @@ export class ReconcileLoop {
    */
   async stop(waitMs = 10_000): Promise<boolean> {
     this.stopped = true;
-    clearTimeout(this.timer);
-    clearTimeout(this.resyncTimer);
+    this.clock.clearTimeout(this.timer);
+    this.clock.clearTimeout(this.resyncTimer);
     this.timer = undefined;
     this.resyncTimer = undefined;
     const run = this.current;
@@ -131,10 +138,10 @@ export class ReconcileLoop {
   }
 
   private armResync(): void {
-    clearTimeout(this.resyncTimer);
+    this.clock.clearTimeout(this.resyncTimer);
     // ±10 % so that agents started together do not resync in lockstep.
     const delay = this.settings.resync * (0.9 + 0.2 * this.random());
-    this.resyncTimer = setTimeout(() => {
+    this.resyncTimer = this.clock.setTimeout(() => {
       this.trigger('resync');
       this.armResync();
     }, delay);
@@ -142,11 +149,11 @@ export class ReconcileLoop {
   }
 
   private scheduleIn(ms: number): void {
-    const at = performance.now() + Math.max(0, ms);
+    const at = this.clock.monotonic() + Math.max(0, ms);
     if (this.timer !== undefined && this.dueAt <= at) return;
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.dueAt = at;
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       this.dueAt = Number.POSITIVE_INFINITY;
       this.runOnce();
@@ -171,18 +178,18 @@ export class ReconcileLoop {
     reasons: ReadonlySet<string>,
     attempt: number,
   ): Promise<{ result: RunResult; nextInMs: number | undefined }> {
-    const started = performance.now();
+    const started = this.clock.monotonic();
     let timedOut = false;
     let stuck = false;
-    const timeout = setTimeout(() => {
+    const timeout = this.clock.setTimeout(() => {
       timedOut = true;
       controller.abort(new WeftError('WEFT_RECONCILE_TIMEOUT', `reconcile did not finish within ${this.settings.timeout} ms`));
-      stuckTimer = setTimeout(() => {
+      stuckTimer = this.clock.setTimeout(() => {
         stuck = true;
         this.options.onStuck?.(true);
       }, this.options.stuckAfter ?? 10_000);
     }, this.settings.timeout);
-    let stuckTimer: NodeJS.Timeout | undefined;
+    let stuckTimer: ClockTimer | undefined;
 
     let result: RunResult;
     let error: unknown;
@@ -195,8 +202,8 @@ export class ReconcileLoop {
       error = err;
       result = timedOut ? 'timeout' : isTerminal(err) ? 'terminal' : 'error';
     } finally {
-      clearTimeout(timeout);
-      clearTimeout(stuckTimer);
+      this.clock.clearTimeout(timeout);
+      this.clock.clearTimeout(stuckTimer);
     }
     if (stuck) this.options.onStuck?.(false);
     if (timedOut && error === undefined) error = controller.signal.reason;
@@ -213,7 +220,7 @@ export class ReconcileLoop {
 
     this.report({
       result,
-      seconds: (performance.now() - started) / 1000,
+      seconds: (this.clock.monotonic() - started) / 1000,
       reasons,
       attempt,
       ...(error !== undefined ? { error } : {}),
@@ -232,7 +239,7 @@ export class ReconcileLoop {
   }
 
   private afterRun(result: RunResult, nextInMs: number | undefined): void {
-    this.lastEnd = performance.now();
+    this.lastEnd = this.clock.monotonic();
     if (this.stopped) return;
     // This run looked at everything: the next resync is due a full period from now.
     this.armResync();
@@ -243,15 +250,8 @@ export class ReconcileLoop {
     }
   }
 
-  /** Delay before retry number `n` (1-based): initial·2^(n-1), capped, then "equal jitter" in [½, 1) of that. */
+  /** Delay before retry number `n` (1-based): {@link backoffDelay} of the loop's settings. */
   backoff(n: number): number {
-    const { backoffInitial, backoffMax } = this.settings;
-    const base = Math.min(backoffMax, backoffInitial * 2 ** Math.min(n - 1, 52));
-    return Math.round(base * (0.5 + 0.5 * this.random()));
+    return backoffDelay(n, this.settings.backoffInitial, this.settings.backoffMax, this.random);
   }
-}
-
-/** Short text for a run's error, for logs. */
-export function describeRunError(report: RunReport): string | undefined {
-  return report.error === undefined ? undefined : describeError(report.error);
 }

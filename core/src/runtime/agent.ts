@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ClusterView, NodeSource, Watchable } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
-import { dependencyOf, type ServiceRef } from '../api/services.js';
+import { type Clock, dependencyOf, type ServiceOverride, type ServiceRef } from '../api/services.js';
 import type { PluginEntry, WeftConfig } from '../config/load.js';
 import { type CoreConfig, parseListen } from '../config/schema.js';
 import { DirectoryNodeSource } from '../discovery/directory-source.js';
@@ -22,6 +22,7 @@ import { WEFT_VERSION } from './version.js';
 import type { KernelBackend } from '../kernel/driver.js';
 import { Iproute2Kernel } from '../kernel/iproute2.js';
 import type { Change } from '../kernel/model.js';
+import { backoffDelay } from '../reconcile/backoff.js';
 
 /** Makes the discovery source the config asks for. */
 export type NodeSourceFactory = (core: CoreConfig, selfName: string, logger: Logger, metrics?: MetricsHub) => NodeSource;
@@ -57,6 +58,10 @@ export interface AgentOptions {
   readonly dryRun?: boolean;
   /** Under `dryRun`, receives each plugin's planned kernel changes. */
   readonly recordPlan?: (plugin: string, changes: readonly Change[]) => void;
+  /** The clock of the plugins' reconcile loops and their `clock` service (default the system's); tests move a fake one. */
+  readonly clock?: Clock;
+  /** Services that replace the core's or a plugin's (tests: `mockService`). */
+  readonly services?: readonly ServiceOverride[];
 }
 
 /** The iproute2 kernel of the namespace the config names. */
@@ -113,6 +118,8 @@ export class Agent {
     this.markStopped = resolve;
   });
   private readonly setupFailures = new Map<string, number>();
+  /** Services a test replaced, by ref id. */
+  private readonly overrides: ReadonlyMap<string, ServiceOverride>;
   private readonly setupRetryTimers = new Map<string, NodeJS.Timeout>();
   /** HTTP refusals since the last log line about them. */
   private refusals: { counts: Partial<Record<HttpRefusal, number>>; loggedAt: number } = { counts: {}, loggedAt: -Infinity };
@@ -125,6 +132,7 @@ export class Agent {
     private readonly options: AgentOptions = {},
   ) {
     this.config = config;
+    this.overrides = new Map((options.services ?? []).map((o) => [o.ref.id, o]));
     this.kernel = options.kernel ?? kernelFor(config.core);
     this.logger = options.logger ?? createLogger(config.core.log);
     this.metrics = new MetricsHub(WEFT_VERSION, { defaultMetrics: options.defaultMetrics ?? true });
@@ -356,7 +364,7 @@ export class Agent {
     const n = (this.setupFailures.get(entry.name) ?? 0) + 1;
     this.setupFailures.set(entry.name, n);
     const { backoffInitial, backoffMax } = this.config.core.reconcile;
-    const delay = Math.min(backoffMax, backoffInitial * 2 ** Math.min(n - 1, 30));
+    const delay = backoffDelay(n, backoffInitial, backoffMax, this.options.random);
     clearTimeout(this.setupRetryTimers.get(entry.name));
     const timer = setTimeout(() => {
       this.setupRetryTimers.delete(entry.name);
@@ -386,6 +394,8 @@ export class Agent {
 
   /** A service some plugin provides, for another's `deps`; or why it is not there now. */
   private serviceOf(ref: ServiceRef<unknown>): { readonly value: unknown } | { readonly missing: string } {
+    const replaced = this.overrides.get(ref.id);
+    if (replaced !== undefined) return { value: replaced.value };
     const provider = this.hosts.find((h) => (h.entry.definition.provides ?? []).some((r) => r.id === ref.id));
     if (provider === undefined) return { missing: 'no enabled plugin provides it' };
     return provider.providedService(ref) ?? { missing: `plugin "${provider.name}" provides it, and is ${provider.status().phase}` };
@@ -422,6 +432,8 @@ export class Agent {
       },
       forgetPublished: () => this.publisher.forget(entry.name),
       ...(this.options.random ? { random: this.options.random } : {}),
+      ...(this.options.clock ? { clock: this.options.clock } : {}),
+      ...(this.overrides.size > 0 ? { overrides: this.overrides } : {}),
       onChange: () => this.notify(),
       kernel: this.kernel,
       ...(this.options.dryRun ? { dryRun: true } : {}),

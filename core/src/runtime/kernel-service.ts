@@ -37,9 +37,6 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
       }
       return result;
     },
-    async plan(desired) {
-      return (await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: true })).changes;
-    },
     async require(...needs) {
       requireCapabilities(await o.backend.probe(needs), o.plugin, needs);
     },

@@ -27,19 +27,18 @@ export async function planConfig(config: WeftConfig, options: AgentOptions & { l
       if (!firstRunDone(plugin)) recorded.set(plugin, [...(recorded.get(plugin) ?? []), ...changes]);
     },
   });
-  const started = agent;
-  await started.start();
+  await agent.start();
   try {
     const deadline = performance.now() + (options.timeoutMs ?? 60_000);
-    const pending = () => started.pluginStatus().filter((s) => s.phase === 'running' && s.runs === 0);
+    const pending = () => agent.pluginStatus().filter((s) => s.phase === 'running' && s.runs === 0);
     while (pending().length > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    return started.pluginStatus().map((s) => {
+    return agent.pluginStatus().map((s) => {
       const entry = config.plugins.find((p) => p.name === s.name);
       const error = s.phase === 'failed' ? s.lastError : s.runs === 0 ? 'no reconcile finished in time' : s.lastResult === 'success' ? undefined : s.lastError;
       return { plugin: s.name, owns: entry?.definition.kernel !== undefined, changes: recorded.get(s.name) ?? [], ...(error !== undefined ? { error } : {}) };
     });
   } finally {
-    await started.stop();
+    await agent.stop();
   }
 }
 

@@ -1,13 +1,14 @@
 import type { ClusterView } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
 import type { PluginInstance, PluginServices, PluginStatusReport } from '../api/plugin.js';
-import { coreServices, dependencyOf, type PublishService, type ServiceRef } from '../api/services.js';
+import { type Clock, coreServices, dependencyOf, type PublishService, type ServiceOverride, type ServiceRef } from '../api/services.js';
 import type { PluginEntry } from '../config/load.js';
 import type { ReconcileSettings } from '../config/schema.js';
 import { type CompiledReads, compileReads, viewChangedFor } from '../discovery/reads.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
 import type { HttpServer } from '../observe/http.js';
+import { systemClock } from '../reconcile/clock.js';
 import { type LoopSettings, ReconcileLoop, type RunReport } from '../reconcile/loop.js';
 import { agentServices } from './agent-services.js';
 import { type DependencyContainer, provide, resolveRef } from './container.js';
@@ -16,6 +17,8 @@ import { applyDesired } from '../kernel/driver.js';
 import type { Change, KernelOwner } from '../kernel/model.js';
 import { createKernelService } from './kernel-service.js';
 import { dryRunState, pluginState } from './state.js';
+
+const CORE_REF_IDS: ReadonlySet<string> = new Set(Object.values(coreServices).map((r) => r.id));
 
 /** Where a plugin is in its life. */
 export type PluginPhase = 'starting' | 'running' | 'failed' | 'stopped';
@@ -32,6 +35,10 @@ export interface PluginHostContext {
   /** Removes every annotation this plugin published (when it is switched off). */
   readonly forgetPublished?: () => void;
   readonly random?: () => number;
+  /** The clock of the plugin's reconcile loop and its `clock` service (default the system's). */
+  readonly clock?: Clock;
+  /** Services that replace the core's (a test's `mockService`), by ref id. */
+  readonly overrides?: ReadonlyMap<string, ServiceOverride>;
   /** Called whenever phase, readiness or health change. */
   readonly onChange?: () => void;
   /** The kernel of the agent's namespace. */
@@ -114,6 +121,7 @@ export class PluginHost {
     this.loop = new ReconcileLoop({
       settings: loopSettings(ctx.reconcile, entry.host.reconcile),
       ...(ctx.random ? { random: ctx.random } : {}),
+      ...(ctx.clock ? { clock: ctx.clock } : {}),
       reconcile: async ({ signal, reasons, attempt }) => {
         const instance = this.instance as PluginInstance;
         const view = ctx.currentView();
@@ -160,6 +168,9 @@ export class PluginHost {
     provide(child, coreServices.http, { basePath: this.http.basePath, route: this.http.route });
     provide(child, coreServices.trigger, (reason: string) => this.loop.trigger(reason));
     provide(child, coreServices.lifetime, this.lifetime.signal);
+    provide(child, coreServices.clock, ctx.clock ?? systemClock);
+    // A test's replacements of core services win over what the host made.
+    for (const o of ctx.overrides?.values() ?? []) if (CORE_REF_IDS.has(o.ref.id)) provide(child, o.ref, o.value);
 
     // What the plugin offers others: only the refs it declared, each once, during its setup.
     const declared = new Set((entry.definition.provides ?? []).map((r) => r.id));
@@ -197,6 +208,7 @@ export class PluginHost {
       lifetime: resolveRef(child, coreServices.lifetime, this.name),
       kernel: resolveRef(child, coreServices.kernel, this.name),
       dryRun: resolveRef(child, coreServices.dryRun, this.name),
+      clock: resolveRef(child, coreServices.clock, this.name),
     };
 
     const timeoutMs = entry.host.setupTimeout;

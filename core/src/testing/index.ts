@@ -17,6 +17,7 @@ import { stringify } from 'yaml';
 import { WeftError } from '../api/errors.js';
 import { parseDuration } from '../api/schema.js';
 import type { PluginDefinition } from '../api/plugin.js';
+import type { Clock, ServiceOverride, ServiceRef } from '../api/services.js';
 import { loadConfigText, type WeftConfig } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
 import { MemoryKernel } from '../kernel/memory.js';
@@ -25,10 +26,23 @@ import type { PluginStatus } from '../runtime/plugin-host.js';
 import { FakeCluster, type NodeInit } from './fake-cluster.js';
 
 export { FakeCluster, makeNode, type NodeInit } from './fake-cluster.js';
+export { FakeClock } from './fake-clock.js';
 export { vettedView } from './vetted-view.js';
 export { Agent } from '../runtime/agent.js';
 export { MemoryKernel, type MemoryKernelState, type MemoryRoute } from '../kernel/memory.js';
 export type { PluginStatus } from '../runtime/plugin-host.js';
+
+/**
+ * Replaces one service for a test agent: a core service (`coreServices.publish`, `coreServices.state`, …) in every
+ * plugin's setup, or a service a plugin would provide (`overlayServiceRef`), which then no enabled plugin need provide.
+ *
+ * @example
+ * const published: Record<string, string | null>[] = [];
+ * await startTestAgent({ plugins: [mine], services: [mockService(coreServices.publish, async (p) => void published.push(p))] });
+ */
+export function mockService<T>(ref: ServiceRef<T>, value: T): ServiceOverride<T> {
+  return { ref, value };
+}
 
 /** A plugin with its config section (as it would be written in weft.yaml, host keys included). */
 export interface TestPlugin {
@@ -57,6 +71,10 @@ export interface StartTestAgentOptions {
   readonly kernel?: MemoryKernel;
   /** The `cluster` section as in weft.yaml (the address plan and limits every node's claims are checked against). */
   readonly cluster?: Readonly<Record<string, unknown>>;
+  /** The clock of the reconcile loops and the plugins' `clock` service; a {@link FakeClock} to move time by hand. */
+  readonly clock?: Clock;
+  /** Services that replace the core's or a plugin's ({@link mockService}). */
+  readonly services?: readonly ServiceOverride[];
 }
 
 /** One captured log line. */
@@ -110,6 +128,7 @@ export async function buildTestConfig(options: StartTestAgentOptions): Promise<W
   const byName = new Map(specs.map((s) => [s.plugin.name, s.plugin]));
   const config = await loadConfigText(stringify(data), '<test config>', {
     env: {},
+    servicesGiven: new Set((options.services ?? []).map((o) => o.ref.id)),
     resolvePlugin: async ({ key }) => {
       const plugin = byName.get(key);
       if (!plugin) throw new WeftError('WEFT_PLUGIN_UNKNOWN', `unknown plugin "${key}"`);
@@ -135,7 +154,15 @@ export async function startTestAgent(options: StartTestAgentOptions): Promise<Te
   });
   const logger = createLogger(config.core.log, sink);
   const kernel = options.kernel ?? new MemoryKernel();
-  const agent = new Agent(config, { logger, nodeSourceFactory: () => cluster, defaultMetrics: false, stopTimeoutMs: 1_000, kernel });
+  const agent = new Agent(config, {
+    logger,
+    nodeSourceFactory: () => cluster,
+    defaultMetrics: false,
+    stopTimeoutMs: 1_000,
+    kernel,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.services ? { services: options.services } : {}),
+  });
   try {
     await agent.start();
   } catch (err) {

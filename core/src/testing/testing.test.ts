@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { type OverlayService, overlayServiceRef } from '../api/overlay.js';
 import { definePlugin } from '../api/plugin.js';
 import { z } from '../api/schema.js';
-import { startTestAgent, type TestAgent } from './index.js';
+import { coreServices } from '../api/services.js';
+import { FakeClock, mockService, startTestAgent, type TestAgent } from './index.js';
 
 const agents: TestAgent[] = [];
 afterEach(async () => {
@@ -41,5 +43,72 @@ describe('the test kit', () => {
     agents.push(t);
     expect(t.config.core.reconcile.resync).toBe(100);
     await t.waitFor(() => c.runs.filter((r) => r.includes('resync')).length >= 2, { what: 'two resyncs', timeoutMs: 3_000 });
+  });
+});
+
+describe('the test kit: a fake clock, a replaced service', () => {
+  it('a FakeClock moves the reconcile loop: requeueAfter, retry backoff and resync happen when it is advanced, and only then', async () => {
+    const clock = new FakeClock();
+    const seen: { reasons: string[]; now: number }[] = [];
+    let fail = false;
+    const plugin = definePlugin({
+      name: 'timed',
+      apiVersion: '1',
+      description: 'requeues itself every minute',
+      config: z.strictObject({}),
+      setup: ({ clock: c }) => ({
+        reconcile: ({ reasons }) => {
+          seen.push({ reasons: [...reasons], now: c.now() });
+          return fail ? Promise.reject(new Error('flaky')) : Promise.resolve({ requeueAfter: 60_000 });
+        },
+      }),
+    });
+    const t = await startTestAgent({ plugins: [plugin], http: false, clock, reconcile: { resync: '1h', backoffInitial: '10s', backoffMax: '10s' } });
+    agents.push(t);
+    await clock.advance(0);
+    await t.waitFor(() => seen.length === 1, { what: 'the first run' });
+    expect(seen[0]).toEqual({ reasons: ['start'], now: Date.UTC(2026, 0, 1) });
+    await clock.advance(59_999);
+    expect(seen).toHaveLength(1); // a minute has not passed on the clock: nothing, however long the test takes
+    await clock.advance(1);
+    await t.waitFor(() => seen.length === 2, { what: 'the requeue' });
+    expect(seen[1]).toEqual({ reasons: ['requeue'], now: Date.UTC(2026, 0, 1) + 60_000 });
+    fail = true;
+    await clock.advance(60_000);
+    await t.waitFor(() => seen.length === 3, { what: 'the failing run' });
+    await clock.advance(5_000 - 1); // backoff: 10 s × jitter in [0.5, 1)
+    const afterFailure = seen.length;
+    fail = false;
+    await clock.advance(5_001);
+    await t.waitFor(() => seen.length === afterFailure + 1, { what: 'the retry' });
+    expect(seen.at(-1)?.reasons).toEqual(['retry']);
+  });
+
+  it('mockService replaces a core service in every setup, and stands in for a service no enabled plugin provides', async () => {
+    const published: Record<string, string | null>[] = [];
+    const overlay: OverlayService = { interface: 'fake0', self: () => ({ ip4: '100.64.0.1' }), node: () => undefined, onChange: () => () => undefined };
+    let got: string | undefined;
+    const plugin = definePlugin({
+      name: 'consumer',
+      apiVersion: '1',
+      description: 'publishes what the overlay says',
+      config: z.strictObject({}),
+      deps: { overlay: overlayServiceRef },
+      setup: ({ deps, publish }) => ({
+        reconcile: async () => {
+          got = deps.overlay.self()?.ip4;
+          await publish({ 'weft.io/consumer-ip': got ?? null });
+        },
+      }),
+    });
+    const t = await startTestAgent({
+      plugins: [plugin],
+      http: false,
+      services: [mockService(coreServices.publish, (patch) => Promise.resolve(void published.push({ ...patch }))), mockService(overlayServiceRef, overlay)],
+    });
+    agents.push(t);
+    await t.waitForReconcile('consumer');
+    expect(got).toBe('100.64.0.1');
+    expect(published).toEqual([{ 'weft.io/consumer-ip': '100.64.0.1' }]);
   });
 });
