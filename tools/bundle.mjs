@@ -16,7 +16,7 @@ const started = performance.now();
 const result = await build({
   input: { weft: `${root}tools/bundle-entry.mjs` },
   platform: 'node',
-  // Replaced in core/src/runtime/build-info.ts: the bundle knows its version without a package.json beside it.
+  // Replaced in core/src/build-info.ts: the bundle knows its version without a package.json beside it.
   transform: { define: { __WEFT_BUNDLE__: JSON.stringify({ version }) } },
   logLevel: 'warn',
   onLog(level, log, handler) {

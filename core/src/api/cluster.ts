@@ -1,4 +1,3 @@
-import type { NodeReads } from '../discovery/reads.js';
 
 /** What a plugin can ask the core to discover for it, besides its own node. */
 export type Watchable = 'nodes' | 'services' | 'endpointslices';
@@ -163,4 +162,22 @@ export interface NodeSource {
    * ms) it has served the last view. Optional: a source without a remote end is always connected.
    */
   health?(): { readonly connected: boolean; readonly since?: number };
+}
+
+/** The fields of a node a plugin may say it reads, besides its name, annotations and labels. */
+export const NODE_FIELDS = ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location', 'createdAt'] as const;
+export type NodeField = (typeof NODE_FIELDS)[number];
+
+/**
+ * The part of each node a plugin reads. The core runs the plugin for a cluster change only when that part of some
+ * node changed, or a node came or went (or, for what the plugin watches, a Service or EndpointSlice changed): an
+ * annotation another plugin publishes, or a kubelet's label, then costs the plugin nothing.
+ */
+export interface NodeReads {
+  /** Annotation keys; one ending in `*` is a prefix (`weft.io/mesh-*`). Absent: every annotation. */
+  readonly annotations?: readonly string[];
+  /** Label keys, the same way. Absent: every label. */
+  readonly labels?: readonly string[];
+  /** The node fields read. Absent: all of them. */
+  readonly fields?: readonly NodeField[];
 }

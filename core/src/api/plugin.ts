@@ -4,7 +4,7 @@ import type { KernelOwner } from '../kernel/model.js';
 import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
 import type { Clock, ClusterService, DependencyDeclaration, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, ResolvedDependencies, ServiceRef, TriggerService } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
-import { NODE_FIELDS, type NodeReads } from '../discovery/reads.js';
+import { NODE_FIELDS, type NodeReads } from './cluster.js';
 
 /**
  * The plugin API version this core speaks. A plugin declares the version it was written against; the host

@@ -11,4 +11,4 @@
  * The core's own bin (`weft-core`) runs it with no catalog: plugins come from `module:` in the config.
  */
 export { type CliIO, EXIT, main } from './main.js';
-export { type CatalogEntry, pluginCatalog, usePluginCatalog } from '../runtime/plugin-loader.js';
+export { type CatalogEntry, pluginCatalog, usePluginCatalog } from '../config/plugin-loader.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../api/errors.js';
 import { configJsonSchema } from '../config/json-schema.js';
-import { usePluginCatalog } from '../runtime/plugin-loader.js';
+import { usePluginCatalog } from '../config/plugin-loader.js';
 import { main } from './main.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));

@@ -6,7 +6,7 @@ import { parseDuration } from '../api/schema.js';
 import type { PluginCommand, PluginDefinition } from '../api/plugin.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PATH } from '../config/schema.js';
-import { loadCatalogPlugins, loadPlugin, pluginCatalog } from '../runtime/plugin-loader.js';
+import { loadCatalogPlugins, loadPlugin, pluginCatalog } from '../config/plugin-loader.js';
 import { createLogger } from '../observe/logger.js';
 import { registerLabCommands } from './lab.js';
 import { table } from './table.js';

@@ -6,7 +6,7 @@ import { HOST_KEYS, type PluginDefinition } from '../api/plugin.js';
 import { describeValue } from '../api/schema.js';
 import { ownershipConflicts } from '../kernel/normalize.js';
 import { orderByDependencies } from './dependencies.js';
-import { loadPlugin, type PluginOrigin } from '../runtime/plugin-loader.js';
+import { loadPlugin, type PluginOrigin } from './plugin-loader.js';
 import { type CoreConfig, CoreConfigSchema, PLUGIN_KEY, PluginHostSection } from './schema.js';
 import { type ConfigProblem, formatProblem, YamlSource } from './yaml-source.js';
 

@@ -1,22 +1,6 @@
-import type { ClusterView, NodeInfo } from '../api/cluster.js';
+import { type ClusterView, type NodeInfo, NODE_FIELDS, type NodeField, type NodeReads } from '../api/cluster.js';
 
-/** The fields of a node a plugin may say it reads, besides its name, annotations and labels. */
-export const NODE_FIELDS = ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location', 'createdAt'] as const;
-export type NodeField = (typeof NODE_FIELDS)[number];
-
-/**
- * The part of each node a plugin reads. The core runs the plugin for a cluster change only when that part of some
- * node changed, or a node came or went (or, for what the plugin watches, a Service or EndpointSlice changed): an
- * annotation another plugin publishes, or a kubelet's label, then costs the plugin nothing.
- */
-export interface NodeReads {
-  /** Annotation keys; one ending in `*` is a prefix (`weft.io/mesh-*`). Absent: every annotation. */
-  readonly annotations?: readonly string[];
-  /** Label keys, the same way. Absent: every label. */
-  readonly labels?: readonly string[];
-  /** The node fields read. Absent: all of them. */
-  readonly fields?: readonly NodeField[];
-}
+export { NODE_FIELDS, type NodeField, type NodeReads };
 
 /** Keys to compare: exact ones and prefixes; `all` when the plugin did not narrow them. */
 interface KeySet {

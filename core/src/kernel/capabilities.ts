@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
-import { WeftError } from '../api/errors.js';
+import { WeftError } from '../errors.js';
 
 /** What a plugin can ask the kernel and machine for. */
 export type Capability =

@@ -1,4 +1,4 @@
-import { WeftError } from '../api/errors.js';
+import { WeftError } from '../errors.js';
 import type { Capability, DoctorReport } from './capabilities.js';
 import { diffState } from './diff.js';
 import type { Change, DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from './model.js';

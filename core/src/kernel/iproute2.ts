@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { constants as osConstants, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { describeError } from '../api/errors.js';
+import { describeError } from '../errors.js';
 import { type Capability, type Check, type DoctorReport, probeMachine, WIREGUARD_FIX, which } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
 import { canonicalIP, type Family } from './ip.js';

@@ -1,4 +1,4 @@
-import { WeftError } from '../api/errors.js';
+import { WeftError } from '../errors.js';
 import { canonicalIP, type Family, familyOf, isMAC, networkOf, parsePrefix } from './ip.js';
 import type { Address, DesiredState, FdbEntry, KernelOwner, Link, Neighbour, NftTable, Route, Rule, Sysctl, WireGuardDevice, WireGuardPeer } from './model.js';
 

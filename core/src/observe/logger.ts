@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { BUNDLE } from '../runtime/build-info.js';
+import { BUNDLE } from '../build-info.js';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };

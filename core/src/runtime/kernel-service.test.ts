@@ -8,7 +8,7 @@ import { MemoryKernel } from '../kernel/memory.js';
 import { buildTestConfig, startTestAgent, type TestAgent } from '../testing/index.js';
 import { formatPlan, planConfig, planToJson } from './plan.js';
 import { generateWireGuardKeyPair } from '../kernel/wgkeys.js';
-import { loadPlugin } from './plugin-loader.js';
+import { loadPlugin } from '../config/plugin-loader.js';
 
 const fixtures = fileURLToPath(new URL('./__fixtures__/', import.meta.url));
 const podRoutes = await loadPlugin({ key: 'pod-routes', module: './pod-routes.mjs', baseDir: fixtures });

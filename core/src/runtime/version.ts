@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { BUNDLE } from './build-info.js';
+import { BUNDLE } from '../build-info.js';
 
 /** weft's version, from @weft/core's package.json (in the bundle: as it was built). */
 export const WEFT_VERSION: string =

@@ -4,7 +4,7 @@ import { isWeftError, type WeftErrorCode } from '../api/errors.js';
 import { ConfigError, loadConfigText } from '../config/load.js';
 import { loadPlugin, pluginCatalog, usePluginCatalog } from './plugin-loader.js';
 
-const fixtures = fileURLToPath(new URL('./__fixtures__/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../runtime/__fixtures__/', import.meta.url));
 
 async function loadError(key: string, module?: string): Promise<{ code: WeftErrorCode; message: string }> {
   try {
@@ -18,7 +18,7 @@ async function loadError(key: string, module?: string): Promise<{ code: WeftErro
 
 // A distribution's catalog, as the `weft` package names its plugins: the core knows none by itself.
 const catalog = [
-  { name: 'greeter', module: '@acme/weft-greeter', description: 'says hello', status: 'available', load: () => import(new URL('./__fixtures__/greeter.mjs', import.meta.url).href) as Promise<Record<string, unknown>> },
+  { name: 'greeter', module: '@acme/weft-greeter', description: 'says hello', status: 'available', load: () => import(new URL('../runtime/__fixtures__/greeter.mjs', import.meta.url).href) as Promise<Record<string, unknown>> },
   { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'planned', status: { planned: 'a later issue' } },
 ] as const;
 
