@@ -60,6 +60,7 @@ export {
   type TriggerService,
 } from './api/services.js';
 export type { Logger } from './observe/logger.js';
+export { type AgentTarget, httpGet, HttpGetError, type HttpGetOptions } from './observe/http-get.js';
 export type {
   Address,
   BridgeLink,

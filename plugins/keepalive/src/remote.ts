@@ -1,8 +1,6 @@
-import { isIP } from 'node:net';
-import { describeError, z } from '@weft/core';
+import { describeError, httpGet, HttpGetError, joinHostPort, z } from '@weft/core';
 import { PLANES } from './config.js';
 import type { NodeStatus } from './matrix.js';
-import { http } from './node-http.js';
 import { RESULTS } from './prober.js';
 
 
@@ -52,38 +50,15 @@ export function parseRemoteStatus(body: string): PeerStatus | { error: string } 
 }
 
 /** GET a peer's probe server `/status` within `timeoutMs`, reading at most `maxBytes` of it. */
-export function fetchStatus(address: string, port: number, timeoutMs: number, maxBytes: number): Promise<PeerStatus | { error: string }> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (v: PeerStatus | { error: string }) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve(v);
-    };
-    const req = http.request({ host: address, family: isIP(address), port, path: '/status', agent: false, headers: { Connection: 'close' } }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > maxBytes) {
-          req.destroy();
-          done({ error: `its probe server's status is over ${String(maxBytes)} bytes (matrix.maxStatusBytes)` });
-        } else chunks.push(c);
-      });
-      res.on('end', () => {
-        if (res.statusCode !== 200) return done({ error: `HTTP ${String(res.statusCode)}` });
-        done(parseRemoteStatus(Buffer.concat(chunks).toString('utf8')));
-      });
-      res.on('error', (err) => done({ error: describeError(err) }));
-    });
-    const timer = setTimeout(() => {
-      req.destroy();
-      done({ error: `no answer within ${String(timeoutMs)} ms` });
-    }, timeoutMs);
-    req.on('error', (err) => done({ error: describeError(err) }));
-    req.end();
-  });
+export async function fetchStatus(address: string, port: number, timeoutMs: number, maxBytes: number): Promise<PeerStatus | { error: string }> {
+  try {
+    const r = await httpGet({ url: `http://${joinHostPort(address, port)}` }, '/status', { timeoutMs, maxBytes });
+    if (r.status !== 200) return { error: `HTTP ${String(r.status)}` };
+    return parseRemoteStatus(r.body);
+  } catch (err) {
+    if (err instanceof HttpGetError && err.reason === 'too-large') return { error: `its probe server's status is over ${String(maxBytes)} bytes (matrix.maxStatusBytes)` };
+    return { error: describeError(err) };
+  }
 }
 
 /** Runs `work` on every item, at most `limit` at once; results in the items' order. */
