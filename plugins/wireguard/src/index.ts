@@ -1,12 +1,15 @@
-import { canonicalIP, type ClusterView, definePlugin, overlayServiceRef, type DesiredState, describeError, generateWireGuardKeyPair, isWireGuardKey, type PluginState, TerminalError, type WireGuardDeviceStatus, wireGuardPublicKey } from '@weft/core';
+import { canonicalIP, type ClusterView, definePlugin, overlayServiceRef, type DesiredState, describeError, type WireGuardDeviceStatus } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
+import { MeshMetrics } from './metrics.js';
+import { loadKey, loadOverlay } from './saved.js';
 import { type Claim, chooseOverlay, claimKey, noteClaims, parseLedger } from './overlay.js';
 import { MeshOverlay } from './overlay-service.js';
 import { peerConfig } from './peer-config.js';
 import { MAX_RESETS, newPeers, poke, pokeAddresses, resetAfter, stuckPeers, withoutPeers } from './poke.js';
-import { createPlanner, desiredState, HANDSHAKE_FRESH_SECONDS, type MeshPlan } from './planner.js';
+import { createPlanner, desiredState, type MeshPlan } from './planner.js';
+import { handshakeAgesOf, meshStatus } from './status.js';
 
 export { WireGuardConfig } from './config.js';
 export { PUBLISHED, OPERATOR, LEADER_LABEL, IGNORED_LEADER_ANNOTATION, readNode } from './facts.js';
@@ -20,18 +23,6 @@ const LAB_NAT_KEEPALIVE_S = 5;
 
 /** The route protocol of the mesh's routes (weft's range is 100-199). */
 export const ROUTE_PROTOCOL = 110;
-
-/** The private key in the state directory (mode 0600), made on first start and kept across restarts. */
-async function loadKey(state: PluginState, dryRun: boolean): Promise<{ privateKey: string; publicKey: string; created: boolean }> {
-  const saved = (await state.readFile('private.key', { secret: true }))?.toString('utf8').trim();
-  if (saved !== undefined) {
-    if (!isWireGuardKey(saved)) throw new TerminalError(`${state.dir}/private.key is not a WireGuard private key (base64 of 32 bytes); move it away to make a new one`);
-    return { privateKey: saved, publicKey: wireGuardPublicKey(saved), created: false };
-  }
-  const pair = generateWireGuardKeyPair();
-  if (!dryRun) await state.writeFile('private.key', `${pair.privateKey}\n`, { mode: 0o600 });
-  return { ...pair, created: true };
-}
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -78,25 +69,12 @@ export default definePlugin({
     await kernel.require('wireguard');
     const key = await loadKey(state, dryRun);
     logger.info({ publicKey: key.publicKey, created: key.created }, key.created ? 'made a new WireGuard key pair' : 'WireGuard key loaded');
-    const savedOverlay = (await state.readFile('overlay.json'))?.toString('utf8');
-    let overlay: { ip4: string; since: number } | undefined;
-    try {
-      const o = savedOverlay ? (JSON.parse(savedOverlay) as { ip4?: unknown; since?: unknown }) : undefined;
-      if (o && typeof o.ip4 === 'string' && canonicalIP(o.ip4) !== undefined && typeof o.since === 'number') overlay = { ip4: o.ip4, since: o.since };
-    } catch {
-      logger.warn({ file: `${state.dir}/overlay.json` }, 'unreadable overlay state; choosing the overlay address again');
-    }
+    let overlay = await loadOverlay(state, logger);
     // When this node first saw each other node's overlay claim: a claim's age is never a node's own word.
     const claimsSeen = parseLedger((await state.readFile('overlay-claims.json'))?.toString('utf8'));
     const ignoredLeaderAnnotation = new Set<string>();
 
-    const gPeers = metrics.gauge({ name: 'weft_wireguard_peers', help: 'WireGuard peers configured on this node' });
-    const gLeader = metrics.gauge({ name: 'weft_wireguard_leader', help: '1 when this node leads its location (granularity location)' });
-    const gHandshake = metrics.gauge({ name: 'weft_wireguard_peer_last_handshake_seconds', help: 'Unix time of the latest handshake with a peer (0: none yet)', labelNames: ['peer'] });
-    const cRx = metrics.counter({ name: 'weft_wireguard_peer_receive_bytes_total', help: 'Bytes received from a peer', labelNames: ['peer'] });
-    const cTx = metrics.counter({ name: 'weft_wireguard_peer_transmit_bytes_total', help: 'Bytes sent to a peer', labelNames: ['peer'] });
-    const gInvalid = metrics.gauge({ name: 'weft_wireguard_peer_invalid', help: '1 for a node or external peer left out of the mesh for bad data', labelNames: ['peer'] });
-    const lastBytes = new Map<string, { rx: number; tx: number }>();
+    const meshMetrics = new MeshMetrics(metrics);
 
     let last: { plan: MeshPlan; observed: WireGuardDeviceStatus | undefined; desired: string; at: number } | undefined;
     let mtuCache: { mtu: number; at: number; addresses: string } | undefined;
@@ -120,85 +98,8 @@ export default definePlugin({
     // The overlay claims of the last view (the same view object: the same claims).
     let madeOf: { view: ClusterView; claimed: { node: string; ip4: string }[] } | undefined;
 
-    // What the metrics were last made from: a heartbeat that saw no handshake and no byte changes none of them.
-    let metricsOf: { plan: MeshPlan; counters: string } | undefined;
-    const updateMetrics = (plan: MeshPlan, observed: WireGuardDeviceStatus | undefined) => {
-      const counters = (observed?.peers ?? []).map((p) => `${p.publicKey} ${String(p.latestHandshake)} ${String(p.receiveBytes)} ${String(p.transmitBytes)}`).join('\n');
-      if (metricsOf?.plan === plan && metricsOf.counters === counters) return;
-      metricsOf = { plan, counters };
-      gPeers.set(plan.peers.length);
-      gLeader.set(plan.isLeader ? 1 : 0);
-      gHandshake.reset();
-      gInvalid.reset();
-      const byKey = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p]));
-      const seen = new Set<string>();
-      for (const p of plan.peers) {
-        const o = byKey.get(p.publicKey);
-        seen.add(p.name);
-        gHandshake.set({ peer: p.name }, o?.latestHandshake ?? 0);
-        const prev = lastBytes.get(p.name) ?? { rx: 0, tx: 0 };
-        const rx = o?.receiveBytes ?? 0;
-        const tx = o?.transmitBytes ?? 0;
-        // The device's counters restart with it: a drop starts the series again.
-        if (rx < prev.rx || tx < prev.tx) {
-          cRx.remove({ peer: p.name });
-          cTx.remove({ peer: p.name });
-          cRx.inc({ peer: p.name }, rx);
-          cTx.inc({ peer: p.name }, tx);
-        } else {
-          cRx.inc({ peer: p.name }, rx - prev.rx);
-          cTx.inc({ peer: p.name }, tx - prev.tx);
-        }
-        lastBytes.set(p.name, { rx, tx });
-      }
-      for (const name of [...lastBytes.keys()]) {
-        if (seen.has(name)) continue;
-        cRx.remove({ peer: name });
-        cTx.remove({ peer: name });
-        lastBytes.delete(name);
-      }
-      for (const x of plan.excluded) if (x.kind === 'invalid') gInvalid.set({ peer: x.node }, 1);
-    };
-
-    const statusJson = () => {
-      if (!last) return { node: cluster.current().self.name, converged: false, summary: 'not reconciled yet' };
-      const { plan, observed, at } = last;
-      const byKey = new Map((observed?.peers ?? []).map((p) => [p.publicKey, p]));
-      const t = now();
-      const peers = plan.peers.map((p) => {
-        const o = byKey.get(p.publicKey);
-        const hs = o?.latestHandshake ?? 0;
-        return { ...p, endpoint: p.endpoint ?? null, location: p.location ?? null, latestHandshake: hs, handshakeAgeSeconds: hs > 0 ? t - hs : null, receiveBytes: o?.receiveBytes ?? 0, transmitBytes: o?.transmitBytes ?? 0 };
-      });
-      const fresh = peers.filter((p) => p.handshakeAgeSeconds !== null && p.handshakeAgeSeconds <= HANDSHAKE_FRESH_SECONDS).length;
-      return {
-        node: plan.self,
-        interface: config.interface,
-        publicKey: key.publicKey,
-        port: config.port,
-        endpoint: ownEndpoint(cluster.current().self, config.port).endpoint ?? null,
-        overlay: overlay ? { ipv4: overlay.ip4, ipv6: plan.addresses[1]?.split('/')[0] ?? null, since: overlay.since } : null,
-        granularity: plan.granularity,
-        location: plan.location,
-        leaders: plan.leaders,
-        isLeader: plan.isLeader,
-        observedAt: at,
-        // Every node of the view that should be a peer is one (handshakes need traffic, so they are not asked for).
-        converged: plan.selfProblem === undefined && !plan.excluded.some((x) => x.kind === 'pending'),
-        summary: `${String(peers.length)} peer${peers.length === 1 ? '' : 's'}, ${String(fresh)} with a fresh handshake${plan.isLeader ? ', leader' : ''}`,
-        peers,
-        excluded: plan.excluded,
-      };
-    };
-    const handshakeAges = (): Record<string, number | undefined> => {
-      if (!last) return {};
-      const byKey = new Map((last.observed?.peers ?? []).map((p) => [p.publicKey, p]));
-      const t = now();
-      return Object.fromEntries(last.plan.peers.map((p) => {
-        const hs = byKey.get(p.publicKey)?.latestHandshake ?? 0;
-        return [p.name, hs > 0 ? t - hs : undefined];
-      }));
-    };
+    const statusJson = () => meshStatus(last, { config, publicKey: key.publicKey, self: cluster.current().self, overlay, now: now() });
+    const handshakeAges = () => (last ? handshakeAgesOf(last.plan, last.observed, now()) : {});
     http.route('GET', '/graph', () => (last ? { body: meshDot(last.plan, handshakeAges()), contentType: 'text/vnd.graphviz; charset=utf-8' } : { status: 503, json: { error: 'not reconciled yet' } }));
     http.route('GET', '/peer-config', ({ url }) => {
       const name = url.searchParams.get('name') ?? '';
@@ -329,7 +230,7 @@ export default definePlugin({
           for (const x of plan.excluded) (x.kind === 'invalid' ? logger.warn.bind(logger) : logger.info.bind(logger))({ peer: x.node, reason: x.reason }, x.kind === 'invalid' ? 'peer left out of the mesh: invalid data' : 'peer not in the mesh yet');
           excludedLogged = excluded;
         }
-        updateMetrics(plan, observed);
+        meshMetrics.update(plan, observed);
         meshOverlay.update(plan);
 
         // Publish: identity and what this node saw of its peers — facts, written only when they change. Nothing

@@ -59,15 +59,23 @@ export class MeshOverlay implements OverlayService {
   }
 
   private addressesIn(networks: readonly string[]): OverlayAddresses {
-    let ip4: string | undefined;
-    let ip6: string | undefined;
-    for (const cidr of networks) {
-      const [ip, prefix] = cidr.split('/');
-      const c = ip === undefined ? undefined : canonicalIP(ip);
-      if (c === undefined || (prefix !== '32' && prefix !== '128') || !this.ranges.some((r) => networkContains(r, c))) continue;
-      if (prefix === '32') ip4 ??= c;
-      else ip6 ??= c;
-    }
-    return { ...(ip4 !== undefined ? { ip4 } : {}), ...(ip6 !== undefined ? { ip6 } : {}) };
+    return overlayHostAddresses(networks, this.ranges);
   }
+}
+
+/**
+ * A node's overlay addresses among its networks (its planned addresses, a peer's allowed IPs): the first IPv4 and
+ * the first IPv6 host address (/32, /128) inside the overlay's ranges, canonical.
+ */
+export function overlayHostAddresses(networks: readonly string[], ranges: readonly Network[]): OverlayAddresses {
+  let ip4: string | undefined;
+  let ip6: string | undefined;
+  for (const cidr of networks) {
+    const [ip, prefix] = cidr.split('/');
+    const c = ip === undefined ? undefined : canonicalIP(ip);
+    if (c === undefined || (prefix !== '32' && prefix !== '128') || !ranges.some((r) => networkContains(r, c))) continue;
+    if (prefix === '32') ip4 ??= c;
+    else ip6 ??= c;
+  }
+  return { ...(ip4 !== undefined ? { ip4 } : {}), ...(ip6 !== undefined ? { ip6 } : {}) };
 }

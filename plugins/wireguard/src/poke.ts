@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
-import { addressAt, type DesiredState, type Network, networkContains, parseNetwork, type WireGuardDeviceStatus } from '@weft/core';
+import { addressAt, type DesiredState, type Network, parseNetwork, type WireGuardDeviceStatus } from '@weft/core';
+import { overlayHostAddresses } from './overlay-service.js';
 import type { MeshPlan, PlannedPeer } from './planner.js';
 
 /** At most this many peers are poked after one reconcile (a cold start of a large mesh pokes the first ones only). */
@@ -69,10 +70,8 @@ export function withoutPeers(state: DesiredState, keys: ReadonlySet<string>): De
 }
 
 function addressOf(p: PlannedPeer, overlays: readonly Network[]): string | undefined {
-  for (const cidr of p.allowedIPs) {
-    const [ip, prefix] = cidr.split('/');
-    if (ip !== undefined && (prefix === '32' || prefix === '128') && overlays.some((o) => networkContains(o, ip))) return ip;
-  }
+  const own = overlayHostAddresses(p.allowedIPs, overlays);
+  if (own.ip4 !== undefined || own.ip6 !== undefined) return own.ip4 ?? own.ip6;
   const first = p.allowedIPs[0] === undefined ? undefined : parseNetwork(p.allowedIPs[0]);
   return first ? addressAt(first, first.prefix >= (first.family === 4 ? 31 : 127) ? 0n : 1n) : undefined;
 }
