@@ -179,8 +179,9 @@ export interface PluginDeclaration<S extends z.ZodType, D extends DependencyDecl
   /** What the plugin owns in the kernel; required to use `kernel.apply`. */
   readonly kernel?: KernelOwnership;
   /**
-   * Services of other plugins this one uses, by the name `setup` gets them under (`services.deps.overlay`): a
-   * {@link ServiceRef} is required, an {@link optionalService} may be absent. The host sets providers up first and
+   * Services this one uses, by the name `setup` gets them under (`services.deps.overlay`): other plugins' (a
+   * {@link ServiceRef} is required, an {@link optionalService} may be absent) and the core's (`coreServices.kernel`,
+   * also given to every setup by name). The host sets providers up first and
    * refuses, at config load, a required service no enabled plugin provides, two providers of one service, and a cycle.
    */
   readonly deps?: D;
@@ -255,6 +256,7 @@ function checkServices(where: string, deps: DependencyDeclaration | undefined, p
   const isRef = (x: unknown): x is ServiceRef<unknown> => typeof x === 'object' && x !== null && typeof (x as ServiceRef<unknown>).id === 'string' && typeof (x as ServiceRef<unknown>).token === 'symbol';
   if (provides !== undefined && (!Array.isArray(provides) || !provides.every(isRef))) throw new TypeError(`${where}: provides must be a list of refs made with createServiceRef`);
   const offered = new Set((provides ?? []).map((r) => r.id));
+  for (const id of offered) if (id.startsWith('core.')) throw new TypeError(`${where}: provides ${id}, a service of the core; a plugin provides services of its own`);
   for (const [name, entry] of Object.entries(deps ?? {})) {
     const ref = isRef(entry) ? entry : typeof entry === 'object' && entry !== null && 'ref' in entry && isRef(entry.ref) ? entry.ref : undefined;
     if (ref === undefined) throw new TypeError(`${where}: deps.${name} must be a ref made with createServiceRef, or optionalService(ref)`);

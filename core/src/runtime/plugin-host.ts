@@ -187,6 +187,11 @@ export class PluginHost {
       const deps: Record<string, unknown> = {};
       for (const [key, declaredDep] of Object.entries(entry.definition.deps ?? {})) {
         const { ref, optional } = dependencyOf(declaredDep);
+        // A core service (`coreServices.kernel`) comes from the plugin's own container, a test's replacement included.
+        if (CORE_REF_IDS.has(ref.id)) {
+          deps[key] = resolveRef(child, ref, this.name);
+          continue;
+        }
         const found = ctx.service?.(ref) ?? { missing: 'this agent offers no plugin services' };
         if ('value' in found) deps[key] = found.value;
         else if (optional) deps[key] = undefined;

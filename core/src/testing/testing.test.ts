@@ -112,3 +112,26 @@ describe('the test kit: a fake clock, a replaced service', () => {
     expect(published).toEqual([{ 'weft.io/consumer-ip': '100.64.0.1' }]);
   });
 });
+
+describe('the test kit: core services declared as deps', () => {
+  it("a plugin may declare the core's services in deps; a replaced one is what it gets there too", async () => {
+    const clock = new FakeClock(Date.UTC(2030, 0, 1));
+    let seen: { now: number; owner: string | undefined } | undefined;
+    const plugin = definePlugin({
+      name: 'declared',
+      apiVersion: '1',
+      description: 'declares the core services it uses',
+      config: z.strictObject({}),
+      kernel: { routeProtocol: 170 },
+      deps: { time: coreServices.clock, kernel: coreServices.kernel },
+      setup: ({ deps }) => ({
+        reconcile: () => Promise.resolve(void (seen = { now: deps.time.now(), owner: deps.kernel.owner?.name })),
+      }),
+    });
+    const t = await startTestAgent({ plugins: [plugin], http: false, services: [mockService(coreServices.clock, clock)] });
+    agents.push(t);
+    await t.trigger('declared');
+    expect(seen).toEqual({ now: Date.UTC(2030, 0, 1), owner: 'declared' });
+    expect(() => definePlugin({ name: 'thief', apiVersion: '1', description: 'x', config: z.strictObject({}), provides: [coreServices.kernel], setup: () => ({ reconcile: () => Promise.resolve() }) })).toThrow('definePlugin("thief"): provides core.kernel, a service of the core; a plugin provides services of its own');
+  });
+});
