@@ -10,6 +10,10 @@ const plan = (over: Partial<MeshPlan>): MeshPlan => ({
   location: 'a',
   isLeader: true,
   leaders: { a: 'n1', b: 'n3' },
+  segments: [
+    { location: 'a', leader: 'n1', members: ['n1', 'n2'] },
+    { location: 'b', leader: 'n3', members: ['n3', 'n4'] },
+  ],
   peers: [],
   routes: [],
   addresses: [],
@@ -40,7 +44,8 @@ describe('the mesh as Graphviz DOT', () => {
   });
 
   it('full: an edge per pair; quotes in names are escaped', () => {
-    const dot = meshDot(plan({ granularity: 'full', leaders: {}, externals: [], nodes: [node('n1', ''), node('n2', 'we"ird')] }), {});
+    const segments = [{ location: '', leader: 'n1', members: ['n1'] }, { location: 'we"ird', leader: 'n2', members: ['n2'] }];
+    const dot = meshDot(plan({ granularity: 'full', leaders: {}, segments, externals: [], nodes: [node('n1', ''), node('n2', 'we"ird')] }), {});
     expect(dot).toContain('label="(no location)"');
     expect(dot).toContain('label="we\\"ird"');
     expect(dot.match(/ -- /g)).toHaveLength(1);

@@ -46,16 +46,11 @@ export function meshDot(plan: MeshPlan, handshakes: Readonly<Record<string, numb
     const attrs = underlay ? ['style=dashed'] : [label(a, b)].filter((x) => x !== '');
     lines.push(`  ${q(a)} -- ${q(b)}${attrs.length > 0 ? ` [${attrs.join(', ')}]` : ''};`);
   };
-  const names = plan.nodes.map((n) => n.name);
-  if (plan.granularity === 'full') {
-    for (const [i, a] of names.entries()) for (const b of names.slice(i + 1)) edge(a, b);
-    for (const e of plan.externals) for (const n of names) edge(n, `external:${e}`);
-  } else {
-    const leaders = Object.values(plan.leaders).sort();
-    for (const n of plan.nodes) if (!n.leader) edge(n.name, plan.leaders[n.location] as string, true);
-    for (const [i, a] of leaders.entries()) for (const b of leaders.slice(i + 1)) edge(a, b);
-    for (const e of plan.externals) for (const l of leaders) edge(l, `external:${e}`);
-  }
+  // Leaders (every node of a full mesh) reach each other through the mesh; the others reach theirs over the underlay.
+  const leaders = plan.segments.map((seg) => seg.leader).sort();
+  for (const seg of plan.segments) for (const m of seg.members) if (m !== seg.leader) edge(m, seg.leader, true);
+  for (const [i, a] of leaders.entries()) for (const b of leaders.slice(i + 1)) edge(a, b);
+  for (const e of plan.externals) for (const l of leaders) edge(l, `external:${e}`);
   lines.push('}');
   return `${lines.join('\n')}\n`;
 }

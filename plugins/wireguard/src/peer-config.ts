@@ -18,15 +18,14 @@ export function peerConfig(plan: MeshPlan, peer: ExternalPeer, generatedAt: Date
   const section = (name: string, note: string, publicKey: string, endpoint: string | undefined, allowed: readonly string[]) => {
     lines.push('', '[Peer]', `# ${name}${note}`, `PublicKey = ${publicKey}`, ...(endpoint ? [`Endpoint = ${endpoint}`] : ['# no endpoint published: this node cannot be dialled']), `AllowedIPs = ${allowed.join(', ')}`, ...keepalive);
   };
-  if (plan.granularity === 'full') {
-    for (const n of plan.nodes) section(n.name, n.location ? ` (${n.location})` : '', n.publicKey, n.endpoint, n.networks);
-  } else {
-    for (const [loc, leaderName] of Object.entries(plan.leaders).sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const leader = plan.nodes.find((n) => n.name === leaderName);
-      if (!leader) continue;
-      const networks = [...new Set(plan.nodes.filter((n) => n.location === loc).flatMap((n) => n.networks))].sort();
-      section(leader.name, ` (leader of ${loc === '' ? 'nodes without a location' : loc})`, leader.publicKey, leader.endpoint, networks);
-    }
+  // One section per segment: its leader, carrying the networks of every member (a full mesh: every node, its own).
+  const nodes = new Map(plan.nodes.map((n) => [n.name, n]));
+  for (const seg of plan.segments) {
+    const leader = nodes.get(seg.leader);
+    if (!leader) continue;
+    const networks = seg.members.length === 1 ? leader.networks : [...new Set(seg.members.flatMap((m) => nodes.get(m)?.networks ?? []))].sort();
+    const note = plan.granularity === 'full' ? (seg.location ? ` (${seg.location})` : '') : ` (leader of ${seg.location === '' ? 'nodes without a location' : seg.location})`;
+    section(leader.name, note, leader.publicKey, leader.endpoint, networks);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -80,6 +80,15 @@ export interface MeshNode {
   readonly networks: readonly string[];
 }
 
+/** A segment of the mesh (see {@link MeshPlan.segments}). */
+export interface MeshSegment {
+  /** The members' location (`""`: none). */
+  readonly location: string;
+  readonly leader: string;
+  /** Its nodes' names, sorted. */
+  readonly members: readonly string[];
+}
+
 /** Everything this node should have, and what it sees of the mesh. Deterministic: sorted everywhere. */
 export interface MeshPlan {
   readonly granularity: WireGuardConfig['granularity'];
@@ -88,6 +97,12 @@ export interface MeshPlan {
   readonly isLeader: boolean;
   /** The leader of each location (location mode; `""` is nodes without a location). */
   readonly leaders: Readonly<Record<string, string>>;
+  /**
+   * The mesh's segments, sorted: nodes that reach each other over the underlay, and the leader that carries their
+   * traffic to the other segments' leaders — one per location, or (granularity `full`) every node its own. What the
+   * peers, the routes, the graph and the peer configs are made from.
+   */
+  readonly segments: readonly MeshSegment[];
   readonly peers: readonly PlannedPeer[];
   readonly routes: readonly Route[];
   /** Self's overlay addresses with their prefix, on the interface. */
@@ -232,7 +247,7 @@ function plan(input: PlanInput, trace: { nowRead: boolean }): MeshPlan {
   }
   const base = { granularity: config.granularity, self: view.self.name, location: view.self.location ?? '', peers: [], routes: [], discovered: {}, externals: [] };
   if ('kind' in me) {
-    return { ...base, isLeader: false, leaders: {}, addresses: [], excluded, refused: [], nodes: [], selfProblem: me.reason };
+    return { ...base, isLeader: false, leaders: {}, segments: [], addresses: [], excluded, refused: [], nodes: [], selfProblem: me.reason };
   }
 
   // A key two nodes publish: the older node keeps it, equally old ones neither (never the name that sorts first).
@@ -366,7 +381,6 @@ function plan(input: PlanInput, trace: { nowRead: boolean }): MeshPlan {
     return { endpoint: n.endpoint, endpointSource: n.endpoint ? 'published' : 'none' };
   };
 
-  const byNodeName = new Map(valid.map((n) => [n.name, n]));
   const byKey = new Map(valid.map((n) => [n.publicKey, n]));
   const externalPeer = (p: ExternalPeer): PlannedPeer => {
     const o = observed.get(p.publicKey);
@@ -395,53 +409,47 @@ function plan(input: PlanInput, trace: { nowRead: boolean }): MeshPlan {
       const via = v6 ? gw.internal6 : gw.internal4;
       return via ? [{ dst, via }] : [];
     });
-  const leaders: Record<string, string> = {};
-  let isLeader = false;
-
-  if (config.granularity === 'full') {
+  // One model for both granularities (Kilo's): a segment is nodes that reach each other over the underlay, and its
+  // leader carries their traffic to the other segments' leaders. `full` is every node its own segment.
+  const full = config.granularity === 'full';
+  const rules: LeaderRules = { preferred: config.leaders, datedBy: view.datedBy };
+  type Segment = { readonly key: string; readonly location: string; readonly leader: NodeFacts; readonly members: readonly NodeFacts[] };
+  let segments: Segment[];
+  if (full) segments = valid.map((n) => ({ key: n.name, location: n.location, leader: n, members: [n] }));
+  else {
+    const groups = new Map<string, NodeFacts[]>();
     for (const n of valid) {
-      if (n.name === me.name) continue;
-      const allowedIPs = networksOf(n);
-      const { endpoint, endpointSource } = endpointFor(n);
-      peers.push({ name: n.name, kind: 'node', publicKey: n.publicKey, endpoint, endpointSource, allowedIPs, persistentKeepalive: keepalive, location: n.location || undefined, carries: [n.name] });
-      routes.push(...viaDevice(allowedIPs));
+      const members = groups.get(n.location);
+      if (members) members.push(n);
+      else groups.set(n.location, [n]);
     }
-    for (const p of externals) {
-      peers.push(externalPeer(p));
-      routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNetwork(c) as string)));
-    }
-  } else {
-    const rules: LeaderRules = { preferred: config.leaders, datedBy: view.datedBy };
-    const locations = new Map<string, NodeFacts[]>();
-    for (const n of valid) locations.set(n.location, [...(locations.get(n.location) ?? []), n]);
-    for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const leader = electLeader(members, rules) as NodeFacts;
-      leaders[loc] = leader.name;
-    }
+    segments = [...groups].map(([key, members]) => ({ key, location: key, leader: electLeader(members, rules) as NodeFacts, members }));
+  }
+  segments.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const leaders: Record<string, string> = {};
+  if (!full) for (const seg of segments) leaders[seg.key] = seg.leader.name;
+  const mine = segments.find((seg) => seg.key === (full ? me.name : me.location)) as Segment;
+  const carrying = mine.leader.name === me.name;
+  const isLeader = !full && carrying;
 
-    const myLeader = byNodeName.get(leaders[me.location] as string) as NodeFacts;
-    isLeader = myLeader.name === me.name;
-    // Inside the location: straight over the underlay.
-    for (const m of locations.get(me.location) ?? []) if (m.name !== me.name) routes.push(...viaUnderlay(networksOf(m), m));
-    for (const [loc, members] of [...locations].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      if (loc === me.location) continue;
-      const remote = byNodeName.get(leaders[loc] as string) as NodeFacts;
-      const nets = sorted(members.flatMap(networksOf));
-      if (isLeader) {
-        peers.push({ name: remote.name, kind: 'leader', publicKey: remote.publicKey, ...endpointFor(remote), allowedIPs: nets, persistentKeepalive: keepalive, location: loc || undefined, carries: members.map((m) => m.name).sort() });
-        routes.push(...viaDevice(nets));
-      } else {
-        routes.push(...viaUnderlay(nets, myLeader));
-      }
-    }
-    for (const p of externals) {
-      if (isLeader) {
-        peers.push(externalPeer(p));
-        routes.push(...viaDevice(p.allowedIPs.map((c) => canonicalNetwork(c) as string)));
-      } else {
-        routes.push(...viaUnderlay(p.allowedIPs.map((c) => canonicalNetwork(c) as string), myLeader));
-      }
-    }
+  // Inside the segment: straight over the underlay (a full mesh's segments have no one else).
+  for (const m of mine.members) if (m.name !== me.name) routes.push(...viaUnderlay(networksOf(m), m));
+  for (const seg of segments) {
+    if (seg === mine) continue;
+    const nets = seg.members.length === 1 ? networksOf(seg.leader) : sorted(seg.members.flatMap(networksOf));
+    if (carrying) {
+      const l = seg.leader;
+      const carries = seg.members.length === 1 ? [l.name] : seg.members.map((m) => m.name).sort();
+      peers.push({ name: l.name, kind: full ? 'node' : 'leader', publicKey: l.publicKey, ...endpointFor(l), allowedIPs: nets, persistentKeepalive: keepalive, location: seg.location || undefined, carries });
+      routes.push(...viaDevice(nets));
+    } else routes.push(...viaUnderlay(nets, mine.leader));
+  }
+  for (const p of externals) {
+    const nets = p.allowedIPs.map((c) => canonicalNetwork(c) as string);
+    if (carrying) {
+      peers.push(externalPeer(p));
+      routes.push(...viaDevice(nets));
+    } else routes.push(...viaUnderlay(nets, mine.leader));
   }
 
   // What this node saw of its peers that differs from what they publish: others behind NAT can use it.
@@ -455,7 +463,7 @@ function plan(input: PlanInput, trace: { nowRead: boolean }): MeshPlan {
   const nodes: MeshNode[] = valid.map((n) => ({
     name: n.name,
     location: n.location,
-    leader: config.granularity === 'location' && leaders[n.location] === n.name,
+    leader: !full && leaders[n.location] === n.name,
     ready: n.ready,
     overlay4: n.overlay4,
     endpoint: n.endpoint,
@@ -467,6 +475,7 @@ function plan(input: PlanInput, trace: { nowRead: boolean }): MeshPlan {
     location: me.location,
     isLeader,
     leaders,
+    segments: segments.map((seg) => ({ location: seg.location, leader: seg.leader.name, members: seg.members.length === 1 ? [seg.leader.name] : seg.members.map((m) => m.name).sort() })),
     peers: peers.sort(byName),
     routes: routes.sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0)),
     addresses: [hostNetwork(self.overlay4), hostNetwork(self.overlay6)],
