@@ -312,6 +312,22 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       await applyDesired(h.backend, OWNER, {});
     });
 
+    it('takes one address on two links, as Linux does (it is per link; nothing refuses the second)', async () => {
+      const both: DesiredState = {
+        links: [
+          { kind: 'bridge', name: 'wcd0' },
+          { kind: 'bridge', name: 'wcd1' },
+        ],
+        addresses: [
+          { dev: 'wcd0', address: '198.18.32.1/24' },
+          { dev: 'wcd1', address: '198.18.32.1/24' },
+        ],
+      };
+      expect(summary(await applyDesired(h.backend, OWNER, both)).filter((c) => c.includes('address')).sort()).toEqual(['add address wcd0 198.18.32.1/24', 'add address wcd1 198.18.32.1/24']);
+      expect(summary(await applyDesired(h.backend, OWNER, both))).toEqual([]);
+      await applyDesired(h.backend, OWNER, {});
+    });
+
     it('refuses bad input before any command runs', async () => {
       const before = h.commands();
       const bad: DesiredState = {
