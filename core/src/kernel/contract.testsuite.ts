@@ -312,6 +312,13 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       await applyDesired(h.backend, OWNER, {});
     });
 
+    it('takes a route to lo, which every namespace has (no link of the desired state needed)', async () => {
+      const toLo: DesiredState = { routes: [{ dst: '198.18.33.0/24', dev: 'lo' }] };
+      expect(summary(await applyDesired(h.backend, OWNER, toLo))).toEqual(['add route 198.18.33.0/24 table 254 metric 0']);
+      expect(summary(await applyDesired(h.backend, OWNER, toLo))).toEqual([]);
+      await applyDesired(h.backend, OWNER, {});
+    });
+
     it('takes one address on two links, as Linux does (it is per link; nothing refuses the second)', async () => {
       const both: DesiredState = {
         links: [

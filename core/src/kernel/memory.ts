@@ -238,7 +238,8 @@ export class MemoryKernel implements KernelBackend {
           s.routes.splice(i, 1);
           return undefined;
         }
-        if (r.dev !== undefined && !this.link(r.dev)) return noDevice(r.dev);
+        // `lo` is in every namespace, as in Linux (and as MPLS routes below take it): a route may go to it.
+        if (r.dev !== undefined && r.dev !== 'lo' && !this.link(r.dev)) return noDevice(r.dev);
         // As Linux (fib_check_nh): a gateway must be on a connected network — an address's, or a route's with no
         // gateway of its own — of the route's device when it names one; `onlink` says it is, whatever the addresses.
         if (r.via !== undefined && r.onlink !== true && !this.onLink(r.via, r.dev)) return 'Error: Nexthop has invalid gateway.';
