@@ -124,3 +124,20 @@ describe('the keepalive plugin in an agent', () => {
     await expect(startTestAgent({ plugins: [{ plugin: keepalive, config: { maxPeers: 4, minProbers: 3 } }] })).rejects.toThrow('plugins.keepalive.maxPeers: maxPeers must be at least twice minProbers');
   });
 });
+
+describe('the overlay plane and the plugin that provides an overlay', () => {
+  it('without a provider: every overlay probe says why it has no address, and the setup log says so once', async () => {
+    const t = await startTestAgent({
+      plugins: [{ plugin: keepalive, config: { port: PORT, listen: '127.0.0.1', interval: '300ms', timeout: '200ms', planes: ['overlay'] } }],
+      nodes: [
+        { name: 'n1', internalAddresses: ['127.0.0.1'] },
+        { name: 'n2', internalAddresses: ['127.0.0.2'] },
+      ],
+    });
+    cleanups.push(() => t.stop());
+    await t.waitForReconcile('keepalive');
+    const s = (await (await t.fetch('/api/keepalive/status')).json()) as { results: { target: string; plane: string; up: boolean; missing?: string }[] };
+    expect(s.results).toMatchObject([{ target: 'n2', plane: 'overlay', up: false, missing: 'no overlay: no enabled plugin provides one (the wireguard plugin does)' }]);
+    expect(t.logs.filter((l) => l.level === 40 && String(l.msg).startsWith('the overlay plane is configured, and no enabled plugin provides an overlay'))).toHaveLength(1);
+  });
+});
