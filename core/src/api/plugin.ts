@@ -1,8 +1,7 @@
-import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { KernelOwner } from '../kernel/model.js';
 import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
-import type { Clock, ClusterService, DependencyDeclaration, KernelService, PluginHttp, PluginMetrics, PluginState, PublishService, ResolvedDependencies, ServiceRef, TriggerService } from './services.js';
+import type { DependencyDeclaration, ResolvedDependencies, ServiceRef } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
 import { NODE_FIELDS, type NodeReads } from './cluster.js';
 
@@ -121,28 +120,22 @@ export interface LabNodeFacts {
   readonly nat: boolean;
 }
 
-/** The services a plugin's `setup` receives, each resolved from the plugin's own container. */
+/**
+ * What a plugin's `setup` receives: who it is, its config, its lifetime, and exactly the services it declared in
+ * `deps` — the core's (`coreServices.logger`, `coreServices.kernel`, …, each bound to this plugin) and other plugins'
+ * — and nothing else: a plugin that declares no `coreServices.kernel` cannot touch the kernel, one without
+ * `coreServices.publish` cannot annotate its node.
+ */
 export interface PluginServices<C, D extends DependencyDeclaration = DependencyDeclaration> {
   /** The plugin's name. */
   readonly name: string;
   /** The plugin's validated config section (host keys removed). */
   readonly config: C;
-  readonly logger: Logger;
-  readonly metrics: PluginMetrics;
-  readonly cluster: ClusterService;
-  readonly publish: PublishService;
-  readonly state: PluginState;
-  readonly http: PluginHttp;
-  readonly trigger: TriggerService;
   /** Aborted when this instance is being stopped. */
   readonly lifetime: AbortSignal;
-  /** The kernel, bound to this plugin's ownership. */
-  readonly kernel: KernelService;
-  /** True under `weft plan`: the plugin must change nothing outside `kernel` (which only records). */
+  /** True under `weft plan`: the plugin must change nothing outside the kernel service (which only records). */
   readonly dryRun: boolean;
-  /** The agent's clock: use it for time, so that a test can move it (`FakeClock` of `@weft/core/testing`). */
-  readonly clock: Clock;
-  /** The services other plugins provide that this one declared in `deps` (set up before it). */
+  /** The services this plugin declared in `deps`, by the names it gave them (other plugins' are set up before it). */
   readonly deps: ResolvedDependencies<D>;
   /**
    * Offers a service to other plugins: one of the refs this plugin declared in `provides`, each exactly once, during
@@ -179,10 +172,10 @@ export interface PluginDeclaration<S extends z.ZodType, D extends DependencyDecl
   /** What the plugin owns in the kernel; required to use `kernel.apply`. */
   readonly kernel?: KernelOwnership;
   /**
-   * Services this one uses, by the name `setup` gets them under (`services.deps.overlay`): other plugins' (a
-   * {@link ServiceRef} is required, an {@link optionalService} may be absent) and the core's (`coreServices.kernel`,
-   * also given to every setup by name). The host sets providers up first and
-   * refuses, at config load, a required service no enabled plugin provides, two providers of one service, and a cycle.
+   * The services the plugin uses — and the only ones its setup gets — by the name it finds them under
+   * (`services.deps.kernel`): the core's (`coreServices.kernel`, …) and other plugins' (a {@link ServiceRef} is
+   * required, an {@link optionalService} may be absent). The host sets providers up first and refuses, at config
+   * load, a required service no enabled plugin provides, two providers of one service, and a cycle.
    */
   readonly deps?: D;
   /** Services this plugin offers to others (each given with `services.provide` during setup). */
@@ -209,7 +202,8 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType, D extends Dep
  * export default definePlugin({
  *   name: 'hello', apiVersion: '1', description: 'says hello',
  *   config: z.strictObject({ greeting: z.string().default('hi') }),
- *   setup({ config, logger }) {
+ *   deps: { logger: coreServices.logger },
+ *   setup({ config, deps: { logger } }) {
  *     return { reconcile: async ({ view }) => logger.info({ nodes: view.nodes.length }, config.greeting) };
  *   },
  * });

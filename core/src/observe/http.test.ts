@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { definePlugin } from '../api/plugin.js';
 import { z } from '../api/schema.js';
+import { coreServices } from '../api/services.js';
 import { startTestAgent, type TestAgent } from '../testing/index.js';
 
 let agent: TestAgent | undefined;
@@ -15,7 +16,8 @@ function apiPlugin(gate: { open: boolean }) {
     apiVersion: '1',
     description: 'serves a few routes and a metric',
     config: z.strictObject({}),
-    setup({ http, metrics }) {
+    deps: { http: coreServices.http, metrics: coreServices.metrics },
+    setup({ deps: { http, metrics } }) {
       const hits = metrics.counter({ name: 'weft_echo_hits_total', help: 'requests served', labelNames: ['route'] });
       http.route('GET', '/status', ({ url }) => {
         hits.inc({ route: 'status' });
@@ -109,7 +111,8 @@ describe('HTTP server', () => {
         apiVersion: '1',
         description: 'registers something twice',
         config: z.strictObject({}),
-        setup({ http, metrics }) {
+        deps: { http: coreServices.http, metrics: coreServices.metrics },
+        setup({ deps: { http, metrics } }) {
           if (what === 'route') {
             http.route('GET', '/x', () => ({ json: 1 }));
             http.route('GET', '/x', () => ({ json: 2 }));

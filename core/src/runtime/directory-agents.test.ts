@@ -6,6 +6,7 @@ import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { definePlugin } from '../api/plugin.js';
 import { z } from '../api/schema.js';
+import { coreServices } from '../api/services.js';
 import { loadConfigText } from '../config/load.js';
 import { MemoryKernel } from '../kernel/memory.js';
 import { createLogger } from '../observe/logger.js';
@@ -18,7 +19,8 @@ const announcer = definePlugin({
   apiVersion: '1',
   description: 'publishes weft.io/announce',
   config: z.strictObject({}),
-  setup({ publish, cluster }) {
+  deps: { publish: coreServices.publish, cluster: coreServices.cluster },
+  setup({ deps: { publish, cluster } }) {
     return {
       async reconcile({ view }) {
         await publish({ 'weft.io/announce': `hello from ${cluster.current().self.name}` });

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { definePlugin, type PluginDefinition } from '../api/plugin.js';
 import { z } from '../api/schema.js';
+import { coreServices } from '../api/services.js';
 import { ConfigError, loadConfigText } from '../config/load.js';
 import { createLogger } from '../observe/logger.js';
 import { MemoryKernel } from '../kernel/memory.js';
@@ -65,7 +66,8 @@ describe('the kernel service', () => {
       apiVersion: '1',
       description: 'applies without owning',
       config: z.strictObject({}),
-      setup: ({ kernel }) => ({ reconcile: async () => void (await kernel.apply({ links: [{ kind: 'bridge', name: 'x0' }] })) }),
+      deps: { kernel: coreServices.kernel },
+      setup: ({ deps: { kernel } }) => ({ reconcile: async () => void (await kernel.apply({ links: [{ kind: 'bridge', name: 'x0' }] })) }),
     });
     t = await startTestAgent({ plugins: [rogue] });
     const s = await t.waitForReconcile('rogue');
@@ -118,7 +120,8 @@ describe('kernel.require', () => {
       description: 'needs GRE and MPLS',
       config: z.strictObject({}),
       kernel: { linkPrefix: 'wn', routeProtocol: 170 },
-      async setup({ kernel }) {
+      deps: { kernel: coreServices.kernel },
+      async setup({ deps: { kernel } }) {
         await kernel.require('gre', 'mpls', 'bridge');
         return { reconcile: async () => undefined };
       },

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeApiServer } from '../testing/fake-apiserver.js';
 import { definePlugin } from '../api/plugin.js';
-import type { TriggerService } from '../api/services.js';
+import { coreServices, type TriggerService } from '../api/services.js';
 import { z } from '../api/schema.js';
 import { loadConfigText } from '../config/load.js';
 import { MemoryKernel } from '../kernel/memory.js';
@@ -36,7 +36,8 @@ describe('an agent on the kubernetes source', () => {
       apiVersion: '1',
       description: 'publishes a value',
       config: z.strictObject({}),
-      setup(s) {
+      deps: { trigger: coreServices.trigger, publish: coreServices.publish },
+      setup({ deps: s }) {
         trigger = s.trigger;
         return {
           async reconcile({ view }) {

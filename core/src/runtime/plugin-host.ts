@@ -200,20 +200,12 @@ export class PluginHost {
       return deps;
     };
 
+    // Who it is and its config; every service comes through `deps`, only those it declared.
     const base = {
       name: this.name,
       config: resolveRef(child, coreServices.config, this.name),
-      logger: resolveRef(child, coreServices.logger, this.name),
-      metrics: resolveRef(child, coreServices.metrics, this.name),
-      cluster: resolveRef(child, coreServices.cluster, this.name),
-      publish: resolveRef(child, coreServices.publish, this.name),
-      state: resolveRef(child, coreServices.state, this.name),
-      http: resolveRef(child, coreServices.http, this.name),
-      trigger: resolveRef(child, coreServices.trigger, this.name),
       lifetime: resolveRef(child, coreServices.lifetime, this.name),
-      kernel: resolveRef(child, coreServices.kernel, this.name),
       dryRun: resolveRef(child, coreServices.dryRun, this.name),
-      clock: resolveRef(child, coreServices.clock, this.name),
     };
 
     const timeoutMs = entry.host.setupTimeout;

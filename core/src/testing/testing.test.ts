@@ -56,7 +56,8 @@ describe('the test kit: a fake clock, a replaced service', () => {
       apiVersion: '1',
       description: 'requeues itself every minute',
       config: z.strictObject({}),
-      setup: ({ clock: c }) => ({
+      deps: { clock: coreServices.clock },
+      setup: ({ deps: { clock: c } }) => ({
         reconcile: ({ reasons }) => {
           seen.push({ reasons: [...reasons], now: c.now() });
           return fail ? Promise.reject(new Error('flaky')) : Promise.resolve({ requeueAfter: 60_000 });
@@ -93,11 +94,11 @@ describe('the test kit: a fake clock, a replaced service', () => {
       apiVersion: '1',
       description: 'publishes what the overlay says',
       config: z.strictObject({}),
-      deps: { overlay: overlayServiceRef },
-      setup: ({ deps, publish }) => ({
+      deps: { overlay: overlayServiceRef, publish: coreServices.publish },
+      setup: ({ deps }) => ({
         reconcile: async () => {
           got = deps.overlay.self()?.ip4;
-          await publish({ 'weft.io/consumer-ip': got ?? null });
+          await deps.publish({ 'weft.io/consumer-ip': got ?? null });
         },
       }),
     });

@@ -1,4 +1,4 @@
-import { definePlugin, z } from '@weft/core';
+import { coreServices, definePlugin, z } from '@weft/core';
 
 const Config = z.strictObject({
   /** Nodes not seen for this long are dropped from the inventory file. */
@@ -18,7 +18,9 @@ export default definePlugin({
   description: 'example third-party plugin: remembers every node seen, exports readiness counts',
   config: Config,
   watches: ['nodes'],
-  async setup({ config, logger, metrics, state, http }) {
+  // The services it uses, and so the only ones it gets: no kernel, no annotations.
+  deps: { logger: coreServices.logger, metrics: coreServices.metrics, state: coreServices.state, http: coreServices.http },
+  async setup({ config, deps: { logger, metrics, state, http } }) {
     const nodes = metrics.gauge({ name: 'weft_inventory_nodes', help: 'Nodes in the cluster view, by readiness', labelNames: ['ready'] });
     const saved = await state.readFile('inventory.json');
     let inventory: Inventory = saved ? (JSON.parse(saved.toString('utf8')) as Inventory) : {};

@@ -1,4 +1,4 @@
-import { definePlugin, type NodeInfo, optionalService, overlayServiceRef } from '@weft/core';
+import { coreServices, definePlugin, type NodeInfo, optionalService, overlayServiceRef } from '@weft/core';
 import { KeepaliveConfig, PLANES } from './config.js';
 import { assembleMatrix, health, type NodeStatus, nodeStatus } from './matrix.js';
 import { keepalivePage } from './page.js';
@@ -33,11 +33,19 @@ export default definePlugin({
   reads: { annotations: [], labels: [], fields: ['internalAddresses', 'externalAddresses', 'podCIDRs', 'ready', 'location'] },
   // Each node's overlay address, from the plugin that makes the overlay (the wireguard plugin); without one the
   // overlay plane says so for every peer.
-  deps: { overlay: optionalService(overlayServiceRef) },
+  // No kernel and no annotations: it reads the view, serves its routes and probes.
+  deps: {
+    overlay: optionalService(overlayServiceRef),
+    logger: coreServices.logger,
+    metrics: coreServices.metrics,
+    cluster: coreServices.cluster,
+    http: coreServices.http,
+    trigger: coreServices.trigger,
+  },
   // The lab: short intervals on every plane, UDP too, so that a lab shows its matrix within seconds.
   lab: { config: { interval: '2s', timeout: '1s', planes: ['underlay', 'overlay', 'pod'], udp: { enabled: true } } },
-  async setup({ config, logger, metrics, cluster, http, dryRun, name, deps, trigger }) {
-    const { overlay } = deps;
+  async setup({ config, dryRun, name, deps }) {
+    const { overlay, logger, metrics, cluster, http, trigger } = deps;
     if (config.planes.includes('overlay') && overlay === undefined) logger.warn('the overlay plane is configured, and no enabled plugin provides an overlay (the wireguard plugin does): its probes report no address');
     // The overlay's addresses change with its provider's plans: probe where they are now.
     const unsubscribe = overlay?.onChange(() => trigger('overlay'));

@@ -1,4 +1,4 @@
-import { canonicalIP, type ClusterView, definePlugin, overlayServiceRef, type DesiredState, describeError, type WireGuardDeviceStatus } from '@weft/core';
+import { canonicalIP, type ClusterView, coreServices, definePlugin, overlayServiceRef, type DesiredState, describeError, type WireGuardDeviceStatus } from '@weft/core';
 import { LINK_PREFIX, WireGuardConfig } from './config.js';
 import { IGNORED_LEADER_ANNOTATION, LEADER_LABEL, OPERATOR, PUBLISHED, ownEndpoint, readOverlay } from './facts.js';
 import { meshDot } from './graph.js';
@@ -47,6 +47,15 @@ export default definePlugin({
   kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL },
   // The mesh as an overlay for other plugins (keepalive's overlay plane): each node's overlay addresses as planned.
   provides: [overlayServiceRef],
+  deps: {
+    logger: coreServices.logger,
+    metrics: coreServices.metrics,
+    cluster: coreServices.cluster,
+    publish: coreServices.publish,
+    state: coreServices.state,
+    http: coreServices.http,
+    kernel: coreServices.kernel,
+  },
   commands: [
     {
       name: 'graph',
@@ -65,7 +74,7 @@ export default definePlugin({
     config: { granularity: 'full', heartbeat: '5s' },
     annotations: ({ nat }): Record<string, string> => (nat ? { [OPERATOR.persistentKeepalive]: String(LAB_NAT_KEEPALIVE_S) } : {}),
   },
-  async setup({ config, logger, metrics, cluster, publish, state, http, kernel, dryRun, provide }) {
+  async setup({ config, dryRun, provide, deps: { logger, metrics, cluster, publish, state, http, kernel } }) {
     await kernel.require('wireguard');
     const key = await loadKey(state, dryRun);
     logger.info({ publicKey: key.publicKey, created: key.created }, key.created ? 'made a new WireGuard key pair' : 'WireGuard key loaded');

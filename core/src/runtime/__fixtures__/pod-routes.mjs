@@ -1,5 +1,5 @@
 // A fixture plugin that owns kernel objects: a bridge, and a route to every other node's pod CIDRs through it.
-import { definePlugin, z } from '@weft/core';
+import { coreServices, definePlugin, z } from '@weft/core';
 
 export default definePlugin({
   name: 'pod-routes',
@@ -7,7 +7,8 @@ export default definePlugin({
   description: 'test fixture: routes other nodes\' pod CIDRs through a bridge',
   config: z.strictObject({ mtu: z.int().default(1400) }),
   kernel: { linkPrefix: 'wpr', routeProtocol: 199 },
-  setup({ config, kernel }) {
+  deps: { kernel: coreServices.kernel },
+  setup({ config, deps: { kernel } }) {
     return {
       async reconcile({ view }) {
         await kernel.apply({
