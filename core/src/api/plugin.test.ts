@@ -4,7 +4,7 @@ import { z } from './schema.js';
 
 const valid: PluginDeclaration<z.ZodType> = {
   name: 'ok',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'fine',
   config: z.strictObject({}),
   setup: () => ({ reconcile: async () => undefined }),

@@ -7,9 +7,10 @@ import { NODE_FIELDS, type NodeReads } from './cluster.js';
 
 /**
  * The plugin API version this core speaks. A plugin declares the version it was written against; the host
- * refuses a plugin whose version differs (`WEFT_PLUGIN_API_VERSION`).
+ * refuses a plugin whose version differs (`WEFT_PLUGIN_API_VERSION`). 2: a setup gets only the services it declared
+ * in `deps` (1 handed every core service by name); docs/plugins.md says how to move a plugin on.
  */
-export const PLUGIN_API_VERSION = '1';
+export const PLUGIN_API_VERSION = '2';
 
 /** Marks objects made by {@link definePlugin}; `Symbol.for` so that a second copy of `@weft/core` agrees. */
 export const PLUGIN_BRAND: unique symbol = Symbol.for('weft.plugin') as never;
@@ -200,7 +201,7 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType, D extends Dep
  *
  * @example
  * export default definePlugin({
- *   name: 'hello', apiVersion: '1', description: 'says hello',
+ *   name: 'hello', apiVersion: '2', description: 'says hello',
  *   config: z.strictObject({ greeting: z.string().default('hi') }),
  *   deps: { logger: coreServices.logger },
  *   setup({ config, deps: { logger } }) {
@@ -214,7 +215,7 @@ export function definePlugin<S extends z.ZodType, D extends DependencyDeclaratio
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     throw new TypeError(`${where}: name must match ${NAME_PATTERN.source}`);
   }
-  if (typeof apiVersion !== 'string' || apiVersion === '') throw new TypeError(`${where}: apiVersion must be a string like "1"`);
+  if (typeof apiVersion !== 'string' || apiVersion === '') throw new TypeError(`${where}: apiVersion must be a string like "2"`);
   if (typeof description !== 'string' || description.trim() === '') throw new TypeError(`${where}: description is required`);
   if (typeof setup !== 'function') throw new TypeError(`${where}: setup must be a function`);
   if (config === null || typeof config !== 'object' || typeof (config as { safeParse?: unknown }).safeParse !== 'function') {

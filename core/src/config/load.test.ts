@@ -7,7 +7,7 @@ import { expandReferences } from './yaml-source.js';
 
 const wireguardLike = definePlugin({
   name: 'wireguard',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'test double with a WireGuard-like schema',
   config: z.strictObject({ port: port().default(51820), keepalive: duration().optional(), mtu: z.int().min(1280).optional() }),
   setup: () => ({ reconcile: async () => undefined }),

@@ -59,7 +59,7 @@ describe('loadPlugin', () => {
     ['a module that does not exist', 'x', './missing.mjs', 'WEFT_PLUGIN_IMPORT_FAILED', /plugin "x": cannot import \.\/missing\.mjs: .*missing\.mjs/],
     ['a package that is not installed', 'x', '@acme/weft-plugin-nope', 'WEFT_PLUGIN_IMPORT_FAILED', /cannot import @acme\/weft-plugin-nope/],
     ['a module that is no plugin', 'x', './not-a-plugin.mjs', 'WEFT_PLUGIN_INVALID', /has no default export made by definePlugin/],
-    ['a plugin for another API version', 'future-api', './future-api.mjs', 'WEFT_PLUGIN_API_VERSION', /written for plugin API version 2, this weft speaks version 1/],
+    ['a plugin for another API version', 'future-api', './future-api.mjs', 'WEFT_PLUGIN_API_VERSION', /written for plugin API version 3, this weft speaks version 2/],
     ['a plugin under another name', 'hello', './greeter.mjs', 'WEFT_PLUGIN_NAME_MISMATCH', /defines the plugin "greeter"; name the config key "greeter"/],
   ] as const)('refuses %s', async (_what, key, module, code, message) => {
     usePluginCatalog(catalog);
@@ -74,7 +74,7 @@ describe('loadPlugin', () => {
     const err = await loadConfigText(text, 'weft.yaml', { env: {}, baseDir: fixtures }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).message).toBe(
-      'weft.yaml:3:13 plugins.future-api.module: plugin "future-api": ./future-api.mjs was written for plugin API version 2, this weft speaks version 1',
+      'weft.yaml:3:13 plugins.future-api.module: plugin "future-api": ./future-api.mjs was written for plugin API version 3, this weft speaks version 2',
     );
   });
 

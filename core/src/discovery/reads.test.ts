@@ -42,7 +42,7 @@ describe('viewChangedFor: what a plugin reads', () => {
   });
 
   it('definePlugin checks reads', () => {
-    const plugin = (reads: unknown) => () => definePlugin({ name: 'p', apiVersion: '1', description: 'd', config: z.strictObject({}), reads: reads as never, setup: () => ({ reconcile: async () => undefined }) });
+    const plugin = (reads: unknown) => () => definePlugin({ name: 'p', apiVersion: '2', description: 'd', config: z.strictObject({}), reads: reads as never, setup: () => ({ reconcile: async () => undefined }) });
     expect(plugin({ annotations: ['a/*'], fields: ['podCIDRs'] })).not.toThrow();
     expect(plugin({ annotations: ['a*b'] })).toThrow(/reads\.annotations must be a list of keys/);
     expect(plugin({ fields: ['podCIDRs', 'colour'] })).toThrow(/reads\.fields: unknown colour/);

@@ -9,7 +9,7 @@ import { checkLabOptions, cutRuleset, LAB_API, labTopology, locationOfNode, natR
 // A plugin with lab defaults, as a distribution's would declare them: the lab knows plugins only by what they declare.
 const meshy = definePlugin({
   name: 'meshy',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'a plugin with lab defaults',
   config: z.strictObject({ heartbeat: duration().default(60_000) }),
   lab: { config: { heartbeat: '5s' }, annotations: ({ nat }): Record<string, string> => (nat ? { 'weft.io/meshy-keepalive': '5' } : {}) },

@@ -13,7 +13,7 @@ afterEach(async () => {
 function apiPlugin(gate: { open: boolean }) {
   return definePlugin({
     name: 'echo',
-    apiVersion: '1',
+    apiVersion: '2',
     description: 'serves a few routes and a metric',
     config: z.strictObject({}),
     deps: { http: coreServices.http, metrics: coreServices.metrics },
@@ -108,7 +108,7 @@ describe('HTTP server', () => {
     const clash = (what: 'route' | 'metric') =>
       definePlugin({
         name: `clash-${what}`,
-        apiVersion: '1',
+        apiVersion: '2',
         description: 'registers something twice',
         config: z.strictObject({}),
         deps: { http: coreServices.http, metrics: coreServices.metrics },

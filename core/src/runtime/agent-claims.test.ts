@@ -8,7 +8,7 @@ import { startTestAgent } from '../testing/index.js';
 function watcher(seen: ClusterView[]) {
   return definePlugin({
     name: 'watcher',
-    apiVersion: '1',
+    apiVersion: '2',
     description: 'records views',
     config: z.strictObject({}),
     setup: () => ({

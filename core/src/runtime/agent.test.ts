@@ -8,7 +8,7 @@ import { buildTestConfig, startTestAgent, type TestAgent } from '../testing/inde
 function recorder(name: string, events: string[], behaviour: (ctx: ReconcileContext) => Promise<unknown> = async () => undefined): PluginDefinition {
   return definePlugin({
     name,
-    apiVersion: '1',
+    apiVersion: '2',
     description: `records ${name}`,
     config: z.strictObject({ level: z.int().default(1) }),
     setup({ config }) {
@@ -138,7 +138,7 @@ describe('Agent', () => {
     const failing = (name: string, how: 'throw' | 'hang') =>
       definePlugin({
         name,
-        apiVersion: '1',
+        apiVersion: '2',
         description: 'fails to set up',
         config: z.strictObject({}),
         setup: () => (how === 'throw' ? Promise.reject(new Error('no wireguard-go')) : new Promise(() => undefined)),
@@ -160,7 +160,7 @@ describe('Agent', () => {
       let attempts = 0;
       const flakySetup = definePlugin({
         name: 'flaky-setup',
-        apiVersion: '1',
+        apiVersion: '2',
         description: 'fails its first two setups',
         config: z.strictObject({}),
         setup: () => {
@@ -294,7 +294,7 @@ describe("a plugin's reads", () => {
     const events: string[] = [];
     const reader = definePlugin({
       name: 'reader',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'reads one annotation',
       config: z.strictObject({}),
       reads: { annotations: ['example.com/mine'], labels: [], fields: ['podCIDRs'] },
@@ -327,7 +327,7 @@ describe("a plugin's reads", () => {
 
 describe('what discovery holds', () => {
   const reading = (name: string, annotations: string[]) =>
-    definePlugin({ name, apiVersion: '1', description: `reads ${annotations.join(', ')}`, config: z.strictObject({}), reads: { annotations, labels: [] }, setup: () => ({ reconcile: async () => undefined }) });
+    definePlugin({ name, apiVersion: '2', description: `reads ${annotations.join(', ')}`, config: z.strictObject({}), reads: { annotations, labels: [] }, setup: () => ({ reconcile: async () => undefined }) });
 
   it('the source is told what the plugins read, and started again when a reload widens it', async () => {
     const [a, b] = [reading('a', ['example.com/a']), reading('b', ['example.com/b', 'example.com/a'])];

@@ -16,7 +16,7 @@ import { Agent } from './agent.js';
 const seen = new Map<string, Record<string, string>>();
 const announcer = definePlugin({
   name: 'announcer',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'publishes weft.io/announce',
   config: z.strictObject({}),
   deps: { publish: coreServices.publish, cluster: coreServices.cluster },

@@ -63,7 +63,7 @@ describe('the kernel service', () => {
   it('refuses kernel.apply from a plugin that declares no ownership', async () => {
     const rogue = definePlugin({
       name: 'rogue',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'applies without owning',
       config: z.strictObject({}),
       deps: { kernel: coreServices.kernel },
@@ -76,7 +76,7 @@ describe('the kernel service', () => {
 
   it('refuses a config whose plugins claim overlapping ownership', async () => {
     const clone = (name: string, kernel: PluginDefinition['kernel']) =>
-      definePlugin({ name, apiVersion: '1', description: 'x', config: z.strictObject({}), kernel, setup: () => ({ reconcile: async () => undefined }) });
+      definePlugin({ name, apiVersion: '2', description: 'x', config: z.strictObject({}), kernel, setup: () => ({ reconcile: async () => undefined }) });
     const plugins = [clone('a', { linkPrefix: 'wa', routeProtocol: 120, rulePriorities: [100, 199] }), clone('b', { linkPrefix: 'wab', routeProtocol: 120, rulePriorities: [150, 250] })];
     const err = await buildTestConfig({ plugins }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
@@ -116,7 +116,7 @@ describe('kernel.require', () => {
   it('names what the machine lacks and how to fix it', async () => {
     const needy = definePlugin({
       name: 'needy',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'needs GRE and MPLS',
       config: z.strictObject({}),
       kernel: { linkPrefix: 'wn', routeProtocol: 170 },

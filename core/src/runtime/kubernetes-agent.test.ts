@@ -33,7 +33,7 @@ describe('an agent on the kubernetes source', () => {
     const views: number[] = [];
     const publisher = definePlugin({
       name: 'publisher',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'publishes a value',
       config: z.strictObject({}),
       deps: { trigger: coreServices.trigger, publish: coreServices.publish },
@@ -88,7 +88,7 @@ describe('an agent whose API server is down at boot', () => {
     const dir = await mkdtemp(join(tmpdir(), 'weft-k8s-boot-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'kubeconfig'), server.kubeconfig());
-    const noop = definePlugin({ name: 'noop', apiVersion: '1', description: 'does nothing', config: z.strictObject({}), setup: () => ({ reconcile: async () => undefined }) });
+    const noop = definePlugin({ name: 'noop', apiVersion: '2', description: 'does nothing', config: z.strictObject({}), setup: () => ({ reconcile: async () => undefined }) });
     const text = stringify({
       node: { name: 'n1', stateDir: join(dir, 'state') },
       discovery: { source: 'kubernetes', kubernetes: { kubeconfig: join(dir, 'kubeconfig'), backoffInitial: '50ms', backoffMax: '100ms' } },

@@ -20,7 +20,7 @@ afterEach(async () => {
 function provider(name: string, events: string[], extra: { deps?: Record<string, ServiceRef<number>> } = {}): PluginDefinition {
   return definePlugin({
     name,
-    apiVersion: '1',
+    apiVersion: '2',
     description: 'provides a greeting',
     config: z.strictObject({ text: z.string().default('hello') }),
     provides: [greetingRef],
@@ -37,7 +37,7 @@ function provider(name: string, events: string[], extra: { deps?: Record<string,
 function consumer(name: string, events: string[], optional = false, provides: ServiceRef<number>[] = []): PluginDefinition {
   return definePlugin({
     name,
-    apiVersion: '1',
+    apiVersion: '2',
     description: 'uses a greeting',
     config: z.strictObject({}),
     deps: { greeting: optional ? optionalService(greetingRef) : greetingRef },
@@ -81,7 +81,7 @@ describe('plugins that use services other plugins provide', () => {
   it('a provider whose setup failed leaves a required user failed with the reason, an optional one running without it', async () => {
     const broken = definePlugin({
       name: 'giver',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'declares a greeting and gives none',
       config: z.strictObject({}),
       provides: [greetingRef],
@@ -122,7 +122,7 @@ describe('plugins that use services other plugins provide', () => {
   });
 
   it('definePlugin refuses a dependency that is not a ref, and one on a service the plugin provides itself', () => {
-    const base = { name: 'x', apiVersion: '1', description: 'x', config: z.strictObject({}), setup: () => ({ reconcile: async () => undefined }) };
+    const base = { name: 'x', apiVersion: '2', description: 'x', config: z.strictObject({}), setup: () => ({ reconcile: async () => undefined }) };
     expect(() => definePlugin({ ...base, deps: { bad: 'test.greeting' as unknown as ServiceRef<unknown> } })).toThrow('definePlugin("x"): deps.bad must be a ref made with createServiceRef, or optionalService(ref)');
     expect(() => definePlugin({ ...base, deps: { self: greetingRef }, provides: [greetingRef] })).toThrow('definePlugin("x"): deps.self: the plugin provides test.greeting itself');
   });

@@ -15,7 +15,7 @@ function counter() {
   const runs: string[][] = [];
   const plugin = definePlugin({
     name: 'counter',
-    apiVersion: '1',
+    apiVersion: '2',
     description: 'counts its runs',
     config: z.strictObject({}),
     setup: () => Promise.resolve({ reconcile: ({ reasons }) => Promise.resolve(void runs.push([...reasons])) }),
@@ -53,7 +53,7 @@ describe('the test kit: a fake clock, a replaced service', () => {
     let fail = false;
     const plugin = definePlugin({
       name: 'timed',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'requeues itself every minute',
       config: z.strictObject({}),
       deps: { clock: coreServices.clock },
@@ -91,7 +91,7 @@ describe('the test kit: a fake clock, a replaced service', () => {
     let got: string | undefined;
     const plugin = definePlugin({
       name: 'consumer',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'publishes what the overlay says',
       config: z.strictObject({}),
       deps: { overlay: overlayServiceRef, publish: coreServices.publish },
@@ -120,7 +120,7 @@ describe('the test kit: core services declared as deps', () => {
     let seen: { now: number; owner: string | undefined } | undefined;
     const plugin = definePlugin({
       name: 'declared',
-      apiVersion: '1',
+      apiVersion: '2',
       description: 'declares the core services it uses',
       config: z.strictObject({}),
       kernel: { routeProtocol: 170 },
@@ -133,6 +133,6 @@ describe('the test kit: core services declared as deps', () => {
     agents.push(t);
     await t.trigger('declared');
     expect(seen).toEqual({ now: Date.UTC(2030, 0, 1), owner: 'declared' });
-    expect(() => definePlugin({ name: 'thief', apiVersion: '1', description: 'x', config: z.strictObject({}), provides: [coreServices.kernel], setup: () => ({ reconcile: () => Promise.resolve() }) })).toThrow('definePlugin("thief"): provides core.kernel, a service of the core; a plugin provides services of its own');
+    expect(() => definePlugin({ name: 'thief', apiVersion: '2', description: 'x', config: z.strictObject({}), provides: [coreServices.kernel], setup: () => ({ reconcile: () => Promise.resolve() }) })).toThrow('definePlugin("thief"): provides core.kernel, a service of the core; a plugin provides services of its own');
   });
 });

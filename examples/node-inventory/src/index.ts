@@ -14,7 +14,7 @@ type Inventory = Record<string, { firstSeen: string; lastSeen: string }>;
  */
 export default definePlugin({
   name: 'node-inventory',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'example third-party plugin: remembers every node seen, exports readiness counts',
   config: Config,
   watches: ['nodes'],

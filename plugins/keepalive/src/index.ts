@@ -25,7 +25,7 @@ export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
  */
 export default definePlugin({
   name: 'keepalive',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'probes every node on every plane: holds tunnels open, measures latency and loss',
   config: KeepaliveConfig,
   watches: ['nodes'],

@@ -38,7 +38,7 @@ const MTU_REREAD_S = 300;
  */
 export default definePlugin({
   name: 'wireguard',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'encrypted WireGuard mesh between nodes (full or by location), routes pod CIDRs through it',
   config: WireGuardConfig,
   watches: ['nodes'],

@@ -3,7 +3,7 @@ import { definePlugin, port, z } from '@weft/core';
 
 export default definePlugin({
   name: 'greeter',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'test fixture: counts reconciles',
   config: z.strictObject({ greeting: z.string().default('hello'), port: port().default(8080) }),
   commands: [{ name: 'hello', description: 'ask the agent to greet someone', arguments: [{ name: 'who', description: 'whom to greet' }], path: ([who]) => `/hello?who=${encodeURIComponent(who)}` }],

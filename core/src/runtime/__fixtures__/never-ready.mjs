@@ -3,7 +3,7 @@ import { definePlugin, z } from '@weft/core';
 
 export default definePlugin({
   name: 'never-ready',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'test fixture: setup never settles',
   config: z.strictObject({}),
   setup() {

@@ -3,7 +3,7 @@ import { coreServices, definePlugin, z } from '@weft/core';
 
 export default definePlugin({
   name: 'pod-routes',
-  apiVersion: '1',
+  apiVersion: '2',
   description: 'test fixture: routes other nodes\' pod CIDRs through a bridge',
   config: z.strictObject({ mtu: z.int().default(1400) }),
   kernel: { linkPrefix: 'wpr', routeProtocol: 199 },
