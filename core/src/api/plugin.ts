@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { KernelOwner } from '../kernel/model.js';
 import { checkOwner, type KernelInputError } from '../kernel/normalize.js';
-import type { DependencyDeclaration, ResolvedDependencies, ServiceRef } from './services.js';
+import { type DependencyDeclaration, isCoreService, type ResolvedDependencies, type ServiceRef } from './services.js';
 import type { ClusterView, Watchable } from './cluster.js';
 import { NODE_FIELDS, type NodeReads } from './cluster.js';
 
@@ -251,7 +251,7 @@ function checkServices(where: string, deps: DependencyDeclaration | undefined, p
   const isRef = (x: unknown): x is ServiceRef<unknown> => typeof x === 'object' && x !== null && typeof (x as ServiceRef<unknown>).id === 'string' && typeof (x as ServiceRef<unknown>).token === 'symbol';
   if (provides !== undefined && (!Array.isArray(provides) || !provides.every(isRef))) throw new TypeError(`${where}: provides must be a list of refs made with createServiceRef`);
   const offered = new Set((provides ?? []).map((r) => r.id));
-  for (const id of offered) if (id.startsWith('core.')) throw new TypeError(`${where}: provides ${id}, a service of the core; a plugin provides services of its own`);
+  for (const ref of provides ?? []) if (isCoreService(ref)) throw new TypeError(`${where}: provides ${ref.id}, a service of the core; a plugin provides services of its own`);
   for (const [name, entry] of Object.entries(deps ?? {})) {
     const ref = isRef(entry) ? entry : typeof entry === 'object' && entry !== null && 'ref' in entry && isRef(entry.ref) ? entry.ref : undefined;
     if (ref === undefined) throw new TypeError(`${where}: deps.${name} must be a ref made with createServiceRef, or optionalService(ref)`);

@@ -212,3 +212,10 @@ export const coreServices = {
   /** The agent's clock. */
   clock: createServiceRef<Clock>('core.clock'),
 } as const;
+
+const CORE_SERVICE_IDS: ReadonlySet<string> = new Set(Object.values(coreServices).map((r) => r.id));
+
+/** True for a ref of {@link coreServices}: every plugin has those, from its own container; no plugin provides one. */
+export function isCoreService(ref: ServiceRef<unknown>): boolean {
+  return CORE_SERVICE_IDS.has(ref.id);
+}

@@ -1,7 +1,4 @@
-import { coreServices, dependencyOf } from '../api/services.js';
-
-/** The core's services: every plugin has them, whoever else is enabled. */
-const CORE_IDS: ReadonlySet<string> = new Set(Object.values(coreServices).map((r) => r.id));
+import { dependencyOf, isCoreService } from '../api/services.js';
 import type { PluginEntry } from './load.js';
 
 /** A problem with the plugins' services, on the plugin whose section it concerns. */
@@ -27,7 +24,7 @@ export function orderByDependencies(plugins: readonly PluginEntry[], given: Read
     const mine = new Set<string>();
     for (const [key, entry] of Object.entries(p.definition.deps ?? {})) {
       const { ref, optional } = dependencyOf(entry);
-      if (CORE_IDS.has(ref.id)) continue;
+      if (isCoreService(ref)) continue; // every plugin has the core's
       const by = providers.get(ref.id);
       if (by?.[0] !== undefined) mine.add(by[0]);
       else if (!optional && !given.has(ref.id)) problems.push({ plugin: p.name, message: `deps.${key}: needs service ${ref.id}, which no enabled plugin provides` });

@@ -1,7 +1,7 @@
 import type { ClusterView } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
 import type { PluginInstance, PluginServices, PluginStatusReport } from '../api/plugin.js';
-import { type Clock, coreServices, dependencyOf, type PublishService, type ServiceOverride, type ServiceRef } from '../api/services.js';
+import { type Clock, coreServices, dependencyOf, isCoreService, type PublishService, type ServiceOverride, type ServiceRef } from '../api/services.js';
 import type { PluginEntry } from '../config/load.js';
 import type { ReconcileSettings } from '../config/schema.js';
 import { type CompiledReads, compileReads, viewChangedFor } from '../discovery/reads.js';
@@ -17,8 +17,6 @@ import { applyDesired } from '../kernel/driver.js';
 import type { Change, KernelOwner } from '../kernel/model.js';
 import { createKernelService } from './kernel-service.js';
 import { dryRunState, pluginState } from './state.js';
-
-const CORE_REF_IDS: ReadonlySet<string> = new Set(Object.values(coreServices).map((r) => r.id));
 
 /** Where a plugin is in its life. */
 export type PluginPhase = 'starting' | 'running' | 'failed' | 'stopped';
@@ -170,7 +168,7 @@ export class PluginHost {
     provide(child, coreServices.lifetime, this.lifetime.signal);
     provide(child, coreServices.clock, ctx.clock ?? systemClock);
     // A test's replacements of core services win over what the host made.
-    for (const o of ctx.overrides?.values() ?? []) if (CORE_REF_IDS.has(o.ref.id)) provide(child, o.ref, o.value);
+    for (const o of ctx.overrides?.values() ?? []) if (isCoreService(o.ref)) provide(child, o.ref, o.value);
 
     // What the plugin offers others: only the refs it declared, each once, during its setup.
     const declared = new Set((entry.definition.provides ?? []).map((r) => r.id));
@@ -188,7 +186,7 @@ export class PluginHost {
       for (const [key, declaredDep] of Object.entries(entry.definition.deps ?? {})) {
         const { ref, optional } = dependencyOf(declaredDep);
         // A core service (`coreServices.kernel`) comes from the plugin's own container, a test's replacement included.
-        if (CORE_REF_IDS.has(ref.id)) {
+        if (isCoreService(ref)) {
           deps[key] = resolveRef(child, ref, this.name);
           continue;
         }
