@@ -15,7 +15,8 @@ export const PLUGIN_API_VERSION = '2';
 /** Marks objects made by {@link definePlugin}; `Symbol.for` so that a second copy of `@weft/core` agrees. */
 export const PLUGIN_BRAND: unique symbol = Symbol.for('weft.plugin') as never;
 
-const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
+/** What a plugin (and a command it declares) may be named: its config key. */
+export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,39}$/;
 const WATCHABLES: readonly Watchable[] = ['nodes', 'services', 'endpointslices'];
 
 /** Keys of a plugin's config section that belong to the host, not to the plugin's schema. */

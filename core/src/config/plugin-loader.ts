@@ -1,7 +1,7 @@
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describeError, WeftError } from '../api/errors.js';
-import { isPluginDefinition, PLUGIN_API_VERSION, type PluginDefinition } from '../api/plugin.js';
+import { isPluginDefinition, NAME_PATTERN, PLUGIN_API_VERSION, type PluginDefinition } from '../api/plugin.js';
 
 /**
  * A plugin a distribution of weft knows by name: its config key alone (`mesh:`) loads it, `weft plugins` lists
@@ -21,7 +21,6 @@ export interface CatalogEntry {
   readonly load?: () => Promise<Record<string, unknown>>;
 }
 
-const NAME = /^[a-z][a-z0-9-]{0,39}$/;
 let catalog: readonly CatalogEntry[] = [];
 
 /**
@@ -31,7 +30,7 @@ let catalog: readonly CatalogEntry[] = [];
 export function usePluginCatalog(entries: readonly CatalogEntry[]): void {
   const seen = new Set<string>();
   for (const e of entries) {
-    if (!NAME.test(e.name)) throw new TypeError(`plugin catalog: bad name ${JSON.stringify(e.name)}`);
+    if (!NAME_PATTERN.test(e.name)) throw new TypeError(`plugin catalog: bad name ${JSON.stringify(e.name)}`);
     if (seen.has(e.name)) throw new TypeError(`plugin catalog: ${e.name} twice`);
     seen.add(e.name);
   }
