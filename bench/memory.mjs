@@ -1,7 +1,7 @@
 // The agent's resident memory once it is ready: with the directory source (the lab's), and with the kubernetes
 // source against an in-process API server (also with the runtime flags docs/discovery.md recommends), beside a bare
-// Node process, in the same run; and the bundle (dist/weft/weft.mjs, what the lab and the image run), bare and with
-// the DaemonSet's Node flags (AGENT_NODE_FLAGS). VmRSS, and its private part (RssAnon): the rest is the node executable's own pages,
+// Node process, in the same run; and the bundle (dist/weft/weft.mjs), bare and with the DaemonSet's Node flags
+// (AGENT_NODE_FLAGS), and its startup snapshot (dist/weft/weft.blob, what the lab and the image start from) with them. VmRSS, and its private part (RssAnon): the rest is the node executable's own pages,
 // file-backed, clean and reclaimable.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { startFakeApiServer } from '../core/dist/testing/index.js';
 const node = process.execPath;
 const bin = new URL('../distribution/bin/weft.js', import.meta.url).pathname;
 const bundle = new URL('../dist/weft/weft.mjs', import.meta.url).pathname;
+const snapshot = new URL('../dist/weft/weft.blob', import.meta.url).pathname;
 
 async function rssMiB(pid) {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -30,8 +31,8 @@ async function waitReady(port, child) {
   throw new Error('agent not ready');
 }
 
-async function agentRss(config, port, flags = [], entry = bin, env = {}) {
-  const child = execa(node, [...flags, entry, 'run', '--config', config], { reject: false, env: { ...env, NODE_NAME: 'n1' } });
+async function agentRss(config, port, flags = [], entry = [bin], env = {}) {
+  const child = execa(node, [...flags, ...entry, 'run', '--config', config], { reject: false, env: { ...env, NODE_NAME: 'n1' } });
   try {
     await waitReady(port, child);
     await new Promise((r) => setTimeout(r, 1500)); // settle: the first reconciles and GC
@@ -61,8 +62,9 @@ export async function memoryBenchmark() {
       directoryMiB: await agentRss(join(dir, 'dir.yaml'), 19472),
       kubernetesMiB: await agentRss(join(dir, 'k8s.yaml'), 19471),
       kubernetesFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, ['--max-semi-space-size=1']),
-      bundleMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [], bundle),
-      bundleFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [...AGENT_NODE_FLAGS], bundle, AGENT_ENV),
+      bundleMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [], [bundle]),
+      bundleFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [...AGENT_NODE_FLAGS], [bundle], AGENT_ENV),
+      snapshotFlagsMiB: await agentRss(join(dir, 'k8s.yaml'), 19471, [...AGENT_NODE_FLAGS], ['--snapshot-blob', snapshot], AGENT_ENV),
       bundleFlags: AGENT_NODE_FLAGS.join(' '),
       targetMiB: 64,
     };

@@ -33,14 +33,15 @@ if (json) {
 } else {
   const m = results.memory;
   if (m) {
-    const row = (label, v) => console.log(`  ${label.padEnd(48)} ${String(v.rss).padStart(4)} MiB  ${String(v.anon).padStart(4)} MiB`);
-    console.log(`agent memory once ready (target <= ${m.targetMiB} MiB)           VmRSS  private`);
+    const row = (label, v) => console.log(`  ${label.padEnd(58)} ${String(v.rss).padStart(4)} MiB  ${String(v.anon).padStart(4)} MiB`);
+    console.log(`agent memory once ready (target <= ${m.targetMiB} MiB)                     VmRSS  private`);
     row('bare node process', m.bareNodeMiB);
     row('weft, directory source', m.directoryMiB);
     row('weft, kubernetes source', m.kubernetesMiB);
     row('weft, kubernetes source, --max-semi-space-size=1', m.kubernetesFlagsMiB);
     row('weft bundle, kubernetes source', m.bundleMiB);
     row('weft bundle, kubernetes source, DaemonSet flags', m.bundleFlagsMiB);
+    row('weft startup snapshot, kubernetes source, DaemonSet flags', m.snapshotFlagsMiB);
     console.log(`  (DaemonSet flags: ${m.bundleFlags})`);
   }
   if (results.wireguard) printWireguard(results.wireguard);

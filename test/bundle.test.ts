@@ -21,17 +21,21 @@ describe.skipIf(skip)(`the bundle, away from the repository${skip ? ` (skipped: 
     const dir = await mkdtemp(join(tmpdir(), 'weft-bundle-'));
     dirs.push(dir);
     await cp(bundle, join(dir, 'weft'), { recursive: true });
-    const weft = (...args: string[]) => execa(process.execPath, [join(dir, 'weft', 'weft.mjs'), ...args], { cwd: dir, reject: false });
-    const { version } = JSON.parse(await readFile(join(repo, 'core/package.json'), 'utf8')) as { version: string };
-    expect((await weft('--version')).stdout).toBe(version);
-    await writeFile(join(dir, 'weft.yaml'), 'node: {name: n1}\nplugins:\n  wireguard: {granularity: full}\n  keepalive: {}\n');
-    const valid = await weft('config', 'validate', join(dir, 'weft.yaml'));
-    expect(valid.stderr).toBe('');
-    expect(valid.stdout).toBe(`${join(dir, 'weft.yaml')}: valid (2 plugins enabled: wireguard, keepalive)`);
-    // A plugin that is not in the bundle is looked for where a config names it, and its absence said.
-    await writeFile(join(dir, 'other.yaml'), 'node: {name: n1}\nplugins:\n  hello: {module: "@example/weft-hello"}\n');
-    const missing = await weft('config', 'validate', join(dir, 'other.yaml'));
-    expect(missing.exitCode).not.toBe(0);
-    expect(missing.stderr).toMatch(/cannot import @example\/weft-hello/);
+    const bundled = (...args: string[]) => execa(process.execPath, [join(dir, 'weft', 'weft.mjs'), ...args], { cwd: dir, reject: false });
+    // The startup snapshot beside it (what the lab's agents and the image start from): the same answers.
+    const snapshot = (...args: string[]) => execa(process.execPath, ['--snapshot-blob', join(dir, 'weft', 'weft.blob'), '--', ...args], { cwd: dir, reject: false });
+    for (const weft of [bundled, snapshot]) {
+      const { version } = JSON.parse(await readFile(join(repo, 'core/package.json'), 'utf8')) as { version: string };
+      expect((await weft('--version')).stdout).toBe(version);
+      await writeFile(join(dir, 'weft.yaml'), 'node: {name: n1}\nplugins:\n  wireguard: {granularity: full}\n  keepalive: {}\n');
+      const valid = await weft('config', 'validate', join(dir, 'weft.yaml'));
+      expect(valid.stderr).toBe('');
+      expect(valid.stdout).toBe(`${join(dir, 'weft.yaml')}: valid (2 plugins enabled: wireguard, keepalive)`);
+      // A plugin that is not in the bundle is looked for where a config names it, and its absence said.
+      await writeFile(join(dir, 'other.yaml'), 'node: {name: n1}\nplugins:\n  hello: {module: "@example/weft-hello"}\n');
+      const missing = await weft('config', 'validate', join(dir, 'other.yaml'));
+      expect(missing.exitCode).not.toBe(0);
+      expect(missing.stderr).toMatch(/cannot import @example\/weft-hello/);
+    }
   }, 60_000);
 });

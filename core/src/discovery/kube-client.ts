@@ -1,9 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Agent as HttpAgent, IncomingMessage, request as httpRequest } from 'node:http';
 import type * as NodeHttps from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
-import type { RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
-import type * as Undici from 'undici';
+import type { KubeConfig, RequestContext, fetch as undiciFetch } from './kube-full.js';
 import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,7 +9,7 @@ import { createRequire } from 'node:module';
 import { StringDecoder } from 'node:string_decoder';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../observe/logger.js';
-import { http } from '../observe/node-http.js';
+import { nodeHttp } from '../observe/node-http.js';
 
 /**
  * What weft needs of the Kubernetes API: list a collection, watch it, merge-patch the own Node — on Node's own
@@ -111,7 +109,7 @@ class NodeTransport implements Transport {
       return new NodeTransport(server, https.request, agent, authorizer(credentials));
     }
     if (url.protocol !== 'http:') throw new Error(`the API server address ${server} is neither https nor http`);
-    return new NodeTransport(server, http.request, new http.Agent({ keepAlive: true }), authorizer(credentials));
+    return new NodeTransport(server, nodeHttp().request, new (nodeHttp().Agent)({ keepAlive: true }), authorizer(credentials));
   }
 
   open(method: string, path: string, signal: AbortSignal, body?: { type: string; text: string }): Promise<Opened> {
@@ -145,24 +143,24 @@ class FullClientTransport implements Transport {
   private constructor(
     readonly server: string,
     private readonly config: KubeConfig,
-    private readonly undici: typeof Undici,
+    private readonly fetch: typeof undiciFetch,
     private readonly requestContext: typeof RequestContext,
   ) {}
 
   static async create(path: string): Promise<FullClientTransport> {
-    const [k8s, undici, http] = await Promise.all([import('@kubernetes/client-node'), import('undici'), import('@kubernetes/client-node/dist/gen/http/http.js')]);
-    const kc = new k8s.KubeConfig();
+    const full = await import('./kube-full.js');
+    const kc = new full.KubeConfig();
     kc.loadFromFile(path);
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error(`kubeconfig ${path}: no current cluster`);
-    return new FullClientTransport(cluster.server.replace(/\/+$/, ''), kc, undici, http.RequestContext);
+    return new FullClientTransport(cluster.server.replace(/\/+$/, ''), kc, full.fetch, full.RequestContext);
   }
 
   async open(method: string, path: string, signal: AbortSignal, body?: { type: string; text: string }): Promise<Opened> {
     const url = `${this.server}${path}`;
     const ctx = new this.requestContext(url, method as never);
     await this.config.applySecurityAuthentication(ctx);
-    const res = await this.undici.fetch(url, {
+    const res = await this.fetch(url, {
       method,
       headers: { ...ctx.getHeaders(), Accept: 'application/json', ...(body ? { 'Content-Type': body.type } : {}) },
       ...(body ? { body: body.text } : {}),

@@ -28,10 +28,10 @@ export const LAB_ADDRESS_PLAN = { podNetworks: ['198.19.0.0/16'], underlayNetwor
 /** @weft/core's directory: two up from dist/lab/ (src/lab/ in tests); beside the bundle's dist/weft/ in the bundle. */
 const CORE_DIR = BUNDLE ? new URL('../../core/', import.meta.url) : new URL('../../', import.meta.url);
 /**
- * What the lab's agents run: the bundle (`npm run build` makes it with tools/bundle.mjs), as the DaemonSet's image
- * does — start-up and memory are measured on what ships.
+ * What the lab's agents start from: the bundle's startup snapshot (`npm run build` makes both with tools/bundle.mjs),
+ * as the DaemonSet's image does — start-up and memory are measured on what ships. `node --snapshot-blob` it.
  */
-export const AGENT_BIN = fileURLToPath(new URL('../dist/weft/weft.mjs', CORE_DIR));
+export const AGENT_SNAPSHOT = fileURLToPath(new URL('../dist/weft/weft.blob', CORE_DIR));
 /**
  * The Node flags every lab agent runs with, as the DaemonSet runs it (docs/discovery.md, "Memory"):
  * - `--max-semi-space-size=1`: a young generation of 1 MiB semi-spaces instead of V8's 16 MiB — a lower peak for
@@ -295,19 +295,19 @@ export class Lab {
     const n = this.node(node);
     const current = this.record.agents[n.name];
     if (current && isAgent(current.pid, this.dir, n.name)) return current.pid;
-    if (!existsSync(AGENT_BIN)) throw new Error(`the lab's agents run the bundle ${AGENT_BIN}, which is missing: run npm run build`);
+    if (!existsSync(AGENT_SNAPSHOT)) throw new Error(`the lab's agents start from the snapshot ${AGENT_SNAPSHOT}, which is missing: run npm run build`);
     await this.register(n.name);
     const nodeDir = join(this.dir, n.name);
     const log = await open(join(nodeDir, 'agent.log'), 'a', 0o600);
     try {
       const child = spawn(
         'nsenter',
-        [`--net=/run/netns/${n.netns}`, `--mount=${this.mountFile(n.name)}`, '--', process.execPath, ...AGENT_NODE_FLAGS, AGENT_BIN, 'run', '--config', join(nodeDir, 'weft.yaml')],
+        [`--net=/run/netns/${n.netns}`, `--mount=${this.mountFile(n.name)}`, '--', process.execPath, ...AGENT_NODE_FLAGS, '--snapshot-blob', AGENT_SNAPSHOT, 'run', '--config', join(nodeDir, 'weft.yaml')],
         {
           detached: true,
           stdio: ['ignore', log.fd, log.fd],
-          // Node's compile cache, per node (the DaemonSet is to keep it in /var/lib/weft): a restart compiles less.
-          env: { ...process.env, ...AGENT_ENV, NODE_NAME: n.name, NO_COLOR: '1', NODE_COMPILE_CACHE: join(nodeDir, 'compile-cache') },
+          // No compile cache: the snapshot's code is not compiled through Node's module loader, so it would hold nothing.
+          env: { ...process.env, ...AGENT_ENV, NODE_NAME: n.name, NO_COLOR: '1' },
         },
       );
       const pid = await new Promise<number>((resolve, reject) => {

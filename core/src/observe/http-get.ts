@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { http } from './node-http.js';
+import { nodeHttp } from './node-http.js';
 
 /** Where an agent's API is: a Unix socket, or a base URL (`http://198.18.1.11:9471`, `http://[2001:db8::1]:9471`). */
 export type AgentTarget = { readonly socket: string } | { readonly url: string };
@@ -56,8 +56,8 @@ export function httpGet(target: AgentTarget, path: string, options: number | Htt
     const headers = { Connection: 'close' };
     const req =
       'socket' in target
-        ? http.request({ socketPath: target.socket, path, agent: false, headers }, onResponse)
-        : http.request(new URL(path, `${target.url}/`), { agent: false, headers }, onResponse);
+        ? nodeHttp().request({ socketPath: target.socket, path, agent: false, headers }, onResponse)
+        : nodeHttp().request(new URL(path, `${target.url}/`), { agent: false, headers }, onResponse);
     const timer = setTimeout(() => finish(new HttpGetError('timeout', `no answer within ${String(timeoutMs)} ms`)), timeoutMs);
     req.on('error', (err) => finish(new HttpGetError('unreachable', err.message, { cause: err })));
     req.end();

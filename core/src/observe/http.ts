@@ -3,7 +3,7 @@ import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { describeError, WeftError } from '../api/errors.js';
-import { http } from './node-http.js';
+import { nodeHttp } from './node-http.js';
 import type { HttpHandler, HttpReply, HttpRequest, PluginHttp } from '../api/services.js';
 import { RateLimiter, type RateLimits } from './rate-limit.js';
 
@@ -154,7 +154,7 @@ export class HttpServer {
   }
 
   private create(limited: boolean): Server {
-    const server = http.createServer((req, res) => {
+    const server = nodeHttp().createServer((req, res) => {
       if (limited) {
         const verdict = this.rate.admit(req.socket.remoteAddress ?? '?');
         if (verdict !== 'ok') {

@@ -3,7 +3,7 @@ import { connect, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { KeepaliveConfig, Plane } from './config.js';
 import type { Agent } from 'node:http';
-import { http } from './node-http.js';
+import { nodeHttp } from './node-http.js';
 import { firstDelay, nextDelay } from './select.js';
 import { UDP_MAGIC } from './server.js';
 import type { PlaneAddress } from './targets.js';
@@ -88,7 +88,7 @@ export class Prober {
     private readonly events: ProbeEvents,
     private readonly random: () => number = Math.random,
   ) {
-    this.agent = config.newConnection ? undefined : new http.Agent({ keepAlive: true, maxSockets: 1, keepAliveMsecs: 1000 });
+    this.agent = config.newConnection ? undefined : new (nodeHttp().Agent)({ keepAlive: true, maxSockets: 1, keepAliveMsecs: 1000 });
   }
 
   /** Probes exactly these peers from now on; peers that are gone stop being probed (their results go too). */
@@ -236,7 +236,7 @@ export class Prober {
         clearTimeout(timer);
         resolve(r);
       };
-      const req = http.request({
+      const req = nodeHttp().request({
         host: address,
         family: isIP(address),
         port: this.config.port,

@@ -1,6 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { Server } from 'node:http';
-import { http } from './node-http.js';
+import { nodeHttp } from './node-http.js';
 
 /** What a probe gets back: who answered, and since when its agent runs. */
 export interface ProbeAnswer {
@@ -40,7 +40,7 @@ export class ProbeServer {
 
   async start(host: string, port: number, udpPort: number | undefined): Promise<void> {
     const body = `${JSON.stringify(this.answer)}\n`;
-    const server = http.createServer((req, res) => {
+    const server = nodeHttp().createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET') {
         res.writeHead(405).end();
