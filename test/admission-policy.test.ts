@@ -3,7 +3,7 @@ import { type CelInput, type CelValue, isCelError, run } from '@bufbuild/cel';
 import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 
-// The admission policy that keeps each weft agent to its own node (manifests/admission-policy.yaml), evaluated the way
+// The admission policy that keeps each weft agent to its own node (manifests/components/own-node-policy/admission-policy.yaml), evaluated the way
 // the API server evaluates a ValidatingAdmissionPolicy: match conditions, then the variables in order, then every
 // validation; an expression that fails to evaluate denies (failurePolicy: Fail). The CEL is run by a CEL evaluator
 // (@bufbuild/cel), so a typo or a wrong function in the policy fails here.
@@ -15,7 +15,7 @@ interface Policy {
     validations: { expression: string; message?: string; messageExpression?: string }[];
   };
 }
-const docs = parseAllDocuments(await readFile(new URL('../manifests/admission-policy.yaml', import.meta.url), 'utf8')).map((d) => d.toJS() as { kind: string; spec: Record<string, unknown> });
+const docs = parseAllDocuments(await readFile(new URL('../manifests/components/own-node-policy/admission-policy.yaml', import.meta.url), 'utf8')).map((d) => d.toJS() as { kind: string; spec: Record<string, unknown> });
 const policy = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy') as unknown as Policy;
 const binding = docs.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding');
 

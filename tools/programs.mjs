@@ -25,6 +25,7 @@ export const GROUPS = Object.freeze({
   browser: "the keepalive page's test in a headless browser",
   graph: 'the Graphviz check of weft graph',
   fresh: "tools/fresh-machine.sh: the README's quick start on a brand-new Debian 12 (a test runs it)",
+  image: 'npm run image (tools/image.mjs) and the test that builds the image offline and runs it',
   quickstart: 'npm start itself, before anything is installed',
 });
 
@@ -67,7 +68,11 @@ export const PROGRAMS = Object.freeze({
   modprobe: { package: 'kmod', groups: ['vm'], via: 'tools/vm/vm-run' },
   chromium: { package: 'chromium', groups: ['browser'], via: 'test/keepalive-lab.e2e.test.ts' },
   dot: { package: 'graphviz', groups: ['graph'] },
-  mmdebstrap: { package: 'mmdebstrap', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
+  mmdebstrap: { package: 'mmdebstrap', groups: ['fresh', 'image'], via: 'tools/fresh-machine.sh' },
+  buildah: { package: 'buildah', groups: ['image'], via: 'tools/image.mjs' },
+  podman: { package: 'podman', groups: ['image'] },
+  // podman's OCI runtime here: Debian's default, crun, refuses this host's hybrid cgroups (test/image.e2e.test.ts).
+  runc: { package: 'runc', groups: ['image'], via: 'test/image.e2e.test.ts' },
   git: { package: 'git', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
   tar: { package: 'tar', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
   'apt-get': { package: 'apt', groups: ['quickstart'], prerequisite: true },

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 
 /**
  * A directory laid out the way the kubelet mounts a ConfigMap: the data in a timestamped directory, `..data`
- * pointing at it, and each key a symlink through `..data`. `update` swaps `..data` atomically, as the kubelet does.
+ * pointing at it, and each key a symlink through `..data`. `update` swaps `..data` atomically, as the kubelet does,
+ * then links the keys that came and unlinks those that went.
  */
 export async function fakeConfigMap(files: Record<string, string>) {
   const dir = await mkdtemp(join(tmpdir(), 'weft-configmap-'));
@@ -18,7 +19,8 @@ export async function fakeConfigMap(files: Record<string, string>) {
   };
   const first = await writeGeneration(files);
   await symlink(first, join(dir, '..data'));
-  for (const name of Object.keys(files)) await symlink(join('..data', name), join(dir, name));
+  let keys = Object.keys(files);
+  for (const name of keys) await symlink(join('..data', name), join(dir, name));
   return {
     dir,
     path: (name: string) => join(dir, name),
@@ -28,6 +30,10 @@ export async function fakeConfigMap(files: Record<string, string>) {
       await symlink(gen, join(dir, '..data_tmp'));
       await rename(join(dir, '..data_tmp'), join(dir, '..data'));
       await rm(join(dir, previous), { recursive: true, force: true });
+      // As the kubelet: a key that came gets its link, a key that went loses it.
+      for (const name of Object.keys(content)) if (!keys.includes(name)) await symlink(join('..data', name), join(dir, name));
+      for (const name of keys) if (!(name in content)) await rm(join(dir, name), { force: true });
+      keys = Object.keys(content);
     },
     async remove() {
       await rm(dir, { recursive: true, force: true });

@@ -43,7 +43,7 @@ describe('weft CLI', () => {
   it('config validate: exits 2 on a missing file', async () => {
     const r = await cli('config', 'validate', join(dir, 'absent.yaml'));
     expect(r.code).toBe(2);
-    expect(r.err).toBe(`${join(dir, 'absent.yaml')}:1:1: cannot read the config file: no such file\n`);
+    expect(r.err).toBe(`${join(dir, 'absent.yaml')}:1:1: cannot read the config: no such file or directory\n`);
   });
 
   it('every example config validates', async () => {

@@ -35,7 +35,7 @@ class ExitWith extends Error {
 }
 
 function configOption(): Option {
-  return new Option('-c, --config <file>', 'the config file').default(DEFAULT_CONFIG_PATH).env('WEFT_CONFIG');
+  return new Option('-c, --config <path>', 'the config file, or a directory of *.yaml files (a mounted ConfigMap)').default(DEFAULT_CONFIG_PATH).env('WEFT_CONFIG');
 }
 
 /**
@@ -121,8 +121,8 @@ function buildProgram(io: CliIO): { program: Command; addPluginCommands: (plugin
   const config = program.command('config').description('check and describe config files');
   config
     .command('validate')
-    .description('validate a config file (exit 0 when valid, 2 with file:line:col errors when not)')
-    .argument('[file]', 'the config file', DEFAULT_CONFIG_PATH)
+    .description('validate a config file or directory (exit 0 when valid, 2 with file:line:col errors when not)')
+    .argument('[path]', 'the config file, or a directory of *.yaml files', DEFAULT_CONFIG_PATH)
     .option('--import-timeout <duration>', 'how long a plugin module may take to load (e.g. 10s)', '10s')
     .action(async (file: string, opts: { importTimeout: string }) => {
       const timeoutMs = parseDuration(opts.importTimeout);
@@ -164,7 +164,7 @@ function buildProgram(io: CliIO): { program: Command; addPluginCommands: (plugin
   program
     .command('plugins')
     .description('list the plugins this weft carries, and the plugins a config names')
-    .addOption(new Option('-c, --config <file>', 'also list the plugins this config enables').env('WEFT_CONFIG'))
+    .addOption(new Option('-c, --config <path>', 'also list the plugins this config (file or directory) enables').env('WEFT_CONFIG'))
     .action(async (opts: { config?: string }) => {
       const rows: string[][] = [['NAME', 'SOURCE', 'STATUS', 'DESCRIPTION']];
       for (const p of pluginCatalog()) {

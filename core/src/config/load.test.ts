@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { WeftError } from '../api/errors.js';
 import { definePlugin } from '../api/plugin.js';
 import { duration, port, z } from '../api/schema.js';
-import { ConfigError, loadConfigText, type PluginResolver } from './load.js';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfigFile, loadConfigText, loadConfigTexts, type PluginResolver } from './load.js';
 import { expandReferences } from './yaml-source.js';
 
 const wireguardLike = definePlugin({
@@ -179,5 +182,90 @@ describe('expandReferences', () => {
     ['cost $5', {}, 'cost $5'],
   ] as const)('%s', (text, env, expected) => {
     expect(expandReferences(text, env)).toEqual({ value: expected });
+  });
+});
+
+describe('a config directory (a mounted ConfigMap, one file per key)', () => {
+  const keepalive = definePlugin({
+    name: 'keepalive',
+    apiVersion: '2',
+    description: 'test double',
+    config: z.strictObject({ interval: duration().default(10_000) }),
+    setup: () => ({ reconcile: async () => undefined }),
+  });
+  const both: PluginResolver = async (origin) => (origin.key === 'keepalive' ? keepalive : resolver(origin));
+  const load = (files: Record<string, string>) =>
+    loadConfigTexts(
+      Object.entries(files).map(([file, text]) => ({ file, text })),
+      'conf.d',
+      { env: {}, resolvePlugin: both },
+    );
+  const refused = async (files: Record<string, string>) => {
+    const err = await load(files).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).message.split('\n');
+  };
+
+  it('merges the files: each top-level section from the file that has it, plugins from every file', async () => {
+    const config = await load({
+      'keepalive.yaml': y('plugins:', '  keepalive: {interval: 2s}'),
+      'weft.yaml': y('node: {name: n1}', 'log: {level: debug}', 'plugins: {}'),
+      'wireguard.yaml': y('plugins:', '  wireguard: {port: 51821}'),
+    });
+    expect(config.file).toBe('conf.d');
+    expect(config.core.node.name).toBe('n1');
+    expect(config.core.log.level).toBe('debug');
+    expect(config.plugins.map((p) => [p.name, p.config])).toEqual([
+      ['keepalive', { interval: 2000 }],
+      ['wireguard', { port: 51821 }],
+    ]);
+  });
+
+  it('errors name the file that holds the key', async () => {
+    expect(await refused({ 'a.yaml': y('log: {level: debug}'), 'b.yaml': y('plugins:', '  wireguard:', '    port: abc') })).toEqual([
+      'b.yaml:3:11 plugins.wireguard.port: expected integer 1-65535, got "abc"',
+    ]);
+  });
+
+  it('a section or a plugin set in two files is refused at the second, naming the first, whatever the order', async () => {
+    expect(await refused({ 'a.yaml': y('log: {level: debug}'), 'b.yaml': y('reconcile: {resync: 10s}', 'log: {level: info}') })).toEqual([
+      'b.yaml:2:1 log: also set in a.yaml:1:1: a top-level section lives in one file (only the entries of plugins: may be spread over several)',
+    ]);
+    expect(await refused({ 'a.yaml': y('plugins:', '  wireguard: {}'), 'b.yaml': y('plugins:', '  keepalive: {}', '  wireguard: {port: 1}') })).toEqual([
+      "b.yaml:3:3 plugins.wireguard: also set in a.yaml:2:3: each plugin's section lives in one file",
+    ]);
+    expect(await refused({ 'a.yaml': y('plugins: [wireguard]'), 'b.yaml': y('plugins:', '  keepalive: {}') })).toEqual([
+      'b.yaml:1:1 plugins: also set in a.yaml:1:1: a top-level section lives in one file (only the entries of plugins: may be spread over several)',
+    ]);
+  });
+
+  it('every file must parse, and be a map', async () => {
+    expect(await refused({ 'a.yaml': y('log: {level: debug'), 'b.yaml': y('- just', '- a list') })).toEqual([
+      'a.yaml:2:1: YAML syntax: Flow map in block collection must be sufficiently indented and end with a }',
+      'b.yaml:1:1: expected a map of config sections',
+    ]);
+  });
+
+  it('loadConfigFile reads a directory: its *.yaml and *.yml files, not hidden ones, through symlinks', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-confd-'));
+    try {
+      await mkdir(join(dir, '..2026_12_01'));
+      await writeFile(join(dir, '..2026_12_01', 'wireguard.yaml'), y('plugins:', '  wireguard: {port: 51821}'));
+      await writeFile(join(dir, 'weft.yml'), y('node: {name: n1}'));
+      await writeFile(join(dir, 'README'), 'not a config');
+      await writeFile(join(dir, '.hidden.yaml'), 'log: {level: nonsense}');
+      await symlink('..2026_12_01/wireguard.yaml', join(dir, 'wireguard.yaml'));
+      const config = await loadConfigFile(dir, { env: {}, resolvePlugin: both });
+      expect(config.core.node.name).toBe('n1');
+      expect(config.plugins.map((p) => p.name)).toEqual(['wireguard']);
+      await rm(join(dir, 'weft.yml'));
+      await rm(join(dir, 'wireguard.yaml'));
+      await expect(loadConfigFile(dir, { env: {}, resolvePlugin: both })).rejects.toThrow(`${dir}:1:1: the config directory holds no *.yaml file`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

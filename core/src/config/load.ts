@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { isWeftError, WeftError } from '../api/errors.js';
@@ -8,7 +7,8 @@ import { ownershipConflicts } from '../kernel/normalize.js';
 import { orderByDependencies } from './dependencies.js';
 import { loadPlugin, type PluginOrigin } from './plugin-loader.js';
 import { type CoreConfig, CoreConfigSchema, PLUGIN_KEY, PluginHostSection } from './schema.js';
-import { type ConfigProblem, formatProblem, YamlSource } from './yaml-source.js';
+import { ConfigSources, type ConfigText, type ProblemLocator, readConfigTexts } from './sources.js';
+import { type ConfigProblem, formatProblem } from './yaml-source.js';
 
 /** An enabled plugin as the config asks for it: its definition, host settings and validated section. */
 export interface PluginEntry {
@@ -36,7 +36,7 @@ export interface WeftConfig {
 /** Thrown when a config is refused; `problems` lists every error found, each with file, line and column. */
 export class ConfigError extends WeftError {
   constructor(problems: readonly ConfigProblem[]) {
-    const sorted = [...problems].sort((a, b) => a.line - b.line || a.col - b.col);
+    const sorted = [...problems].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0) || a.line - b.line || a.col - b.col);
     super('WEFT_CONFIG_INVALID', sorted.map(formatProblem).join('\n'));
     this.problems = sorted;
   }
@@ -55,28 +55,45 @@ export interface LoadOptions {
   readonly servicesGiven?: ReadonlySet<string>;
 }
 
-/** Reads a config file's text; a missing or unreadable file is a {@link ConfigError} at line 1. */
-export async function readConfigFile(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((err as Error).message);
-    throw new ConfigError([{ file, line: 1, col: 1, path: '', message: `cannot read the config file: ${reason}` }]);
-  }
+/**
+ * Reads a config — a file, or a directory of `*.yaml` files such as a mounted ConfigMap (see {@link ConfigSources} for
+ * how they combine) — and the directory relative `module:` paths resolve against. Missing, unreadable, or a directory
+ * without config files: a {@link ConfigError} at line 1.
+ */
+export async function readConfig(path: string): Promise<{ texts: ConfigText[]; baseDir: string }> {
+  const read = await readConfigTexts(path);
+  if ('problems' in read) throw new ConfigError(read.problems);
+  return { texts: read.texts, baseDir: read.directory ? resolve(path) : dirname(resolve(path)) };
 }
 
-/** Reads, expands, parses and validates a config file; throws {@link ConfigError}. */
+/** Reads a config file's text; a missing or unreadable file is a {@link ConfigError} at line 1. */
+export async function readConfigFile(file: string): Promise<string> {
+  const { texts } = await readConfig(file);
+  if (texts.length !== 1) throw new ConfigError([{ file, line: 1, col: 1, path: '', message: 'expected a config file, found a directory' }]);
+  return (texts[0] as ConfigText).text;
+}
+
+/** Reads, expands, parses and validates a config file or directory (see {@link readConfig}); throws {@link ConfigError}. */
 export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<WeftConfig> {
-  return loadConfigText(await readConfigFile(file), file, { ...options, baseDir: dirname(resolve(file)) });
+  const { texts, baseDir } = await readConfig(file);
+  return loadConfigTexts(texts, file, { ...options, baseDir });
 }
 
 /** Like {@link loadConfigFile}, for text already in memory; relative `module:` paths resolve against `baseDir`. */
 export async function loadConfigText(text: string, file: string, options: LoadOptions & { baseDir?: string } = {}): Promise<WeftConfig> {
+  return loadConfigTexts([{ file, text }], file, options);
+}
+
+/**
+ * Like {@link loadConfigText}, for the files of a config directory (see {@link ConfigSources}); `label` names the
+ * whole (the directory) in the result.
+ */
+export async function loadConfigTexts(texts: readonly ConfigText[], label: string, options: LoadOptions & { baseDir?: string } = {}): Promise<WeftConfig> {
   const env = options.env ?? process.env;
   const resolvePlugin = options.resolvePlugin ?? loadPlugin;
-  const parsed = YamlSource.parse(file, text, env);
+  const parsed = ConfigSources.parse(texts, env);
   if ('problems' in parsed) throw new ConfigError(parsed.problems);
-  const source = parsed.source;
+  const source = parsed.sources;
   const data = source.toJS();
 
   // Core and plugin sections are checked independently, so that one run reports every problem of the file.
@@ -99,12 +116,12 @@ export async function loadConfigText(text: string, file: string, options: LoadOp
   const { order, problems: unmet } = orderByDependencies(plugins, options.servicesGiven);
   for (const p of unmet) problems.push(source.problemAt(['plugins', p.plugin], `services: ${p.message}`, 'key'));
   if (!core.success || problems.length > 0) throw new ConfigError(problems);
-  return { file, core: core.data, plugins: order };
+  return { file: label, core: core.data, plugins: order };
 }
 
 /** Loads one plugin section's plugin and validates the section with its schema. Host-key errors are the core's. */
 async function checkPlugin(
-  source: YamlSource,
+  source: ProblemLocator,
   name: string,
   raw: unknown,
   resolvePlugin: PluginResolver,
@@ -130,7 +147,7 @@ async function checkPlugin(
 }
 
 /** Locates zod issues in the YAML they came from. */
-export function issuesToProblems(source: YamlSource, prefix: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+export function issuesToProblems(source: ProblemLocator, prefix: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   for (const issue of issues) {
     const path = [...prefix, ...issue.path];

@@ -132,6 +132,14 @@ const KernelSection = z
       .nullable()
       .default(null)
       .meta({ description: "network namespace the agent manages: a name (ip netns), a path (/proc/PID/ns/net), or null for the agent's own" }),
+    procSys: z
+      .string()
+      .regex(/^\/[^\0\s]*[^/\0\s]$/, { error: (iss) => `expected an absolute path like /proc/sys, got ${describeValue(iss.input)}` })
+      .default('/proc/sys')
+      .meta({
+        description:
+          "where the sysctls of the agent's own namespace are read and written: /proc/sys, or a writable mount of it (a container's /proc/sys is read-only; the DaemonSet mounts the host's /proc/sys/net at /host/proc/sys/net and sets /host/proc/sys)",
+      }),
   })
   .prefault({});
 

@@ -1,10 +1,10 @@
-import { watch as watchFs, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { statSync, watch as watchFs, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { type ConfigText, readConfigTexts } from './sources.js';
 
 export interface ConfigWatchOptions {
-  /** Called with the file's new text whenever it differs from the last text seen. */
-  readonly onChange: (text: string) => void;
+  /** Called with the config's files whenever any of them differs from what was last seen (or one came or went). */
+  readonly onChange: (texts: ConfigText[]) => void;
   /** Called when watching itself fails (the poll still runs). */
   readonly onWatchError?: (err: unknown) => void;
   /** Re-read at least this often, in case a change notification was missed (default 10 s). */
@@ -14,11 +14,12 @@ export interface ConfigWatchOptions {
 }
 
 /**
- * Watches a config file the way a mounted ConfigMap changes: the kubelet writes a new timestamped directory and
- * swaps the `..data` symlink, so the file's own inode never changes. We watch the file's directory instead, re-read
- * the file through its symlinks, and report only a real change of content. A periodic poll covers lost events.
+ * Watches a config — a file, or a directory of them (see `readConfigTexts`) — the way a mounted ConfigMap changes:
+ * the kubelet writes a new timestamped directory and swaps the `..data` symlink, so no file's own inode ever changes.
+ * We watch the directory instead, re-read the files through their symlinks, and report only a real change of
+ * content. A periodic poll covers lost events.
  */
-export function watchConfigFile(file: string, options: ConfigWatchOptions): { close(): void; initial(text: string): void } {
+export function watchConfig(path: string, options: ConfigWatchOptions): { close(): void; initial(texts: readonly ConfigText[]): void } {
   const pollMs = options.pollMs ?? 10_000;
   const settleMs = options.settleMs ?? 200;
   let last: string | undefined;
@@ -35,15 +36,16 @@ export function watchConfigFile(file: string, options: ConfigWatchOptions): { cl
     }
     reading = true;
     try {
-      const text = await readFile(file, 'utf8');
-      if (!closed && last !== undefined && text !== last) {
-        last = text;
-        options.onChange(text);
+      const read = await readConfigTexts(path);
+      // Mid-swap a file can be missing for a moment; the next event or poll reads it.
+      if ('problems' in read) return;
+      const seen = JSON.stringify(read.texts);
+      if (!closed && last !== undefined && seen !== last) {
+        last = seen;
+        options.onChange(read.texts);
       } else if (last === undefined) {
-        last = text;
+        last = seen;
       }
-    } catch {
-      // Mid-swap the file can be missing for a moment; the next event or poll reads it.
     } finally {
       reading = false;
       if (again && !closed) {
@@ -60,10 +62,12 @@ export function watchConfigFile(file: string, options: ConfigWatchOptions): { cl
 
   let watcher: FSWatcher | undefined;
   try {
-    const name = basename(file);
-    watcher = watchFs(dirname(file), { persistent: false }, (_event, changed) => {
-      // `..data` is the ConfigMap symlink; any other name but ours is noise.
-      if (changed === null || changed === name || changed.startsWith('..')) schedule();
+    // A directory: any of its files; a file: the folder it is in, and of its events only its name's.
+    const directory = statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+    const name = directory ? undefined : basename(path);
+    watcher = watchFs(directory ? path : dirname(path), { persistent: false }, (_event, changed) => {
+      // `..data` is the ConfigMap symlink; in a file's folder any other name but the file's is noise.
+      if (changed === null || name === undefined || changed === name || changed.startsWith('..')) schedule();
     });
     watcher.on('error', (err) => options.onWatchError?.(err));
   } catch (err) {
@@ -73,9 +77,9 @@ export function watchConfigFile(file: string, options: ConfigWatchOptions): { cl
   poll.unref();
 
   return {
-    /** The text the agent started from, so that the first event compares against it. */
-    initial(text: string) {
-      last = text;
+    /** The files the agent started from, so that the first event compares against them. */
+    initial(texts: readonly ConfigText[]) {
+      last = JSON.stringify(texts);
     },
     close() {
       closed = true;

@@ -111,9 +111,12 @@ export function parseRule(j: Json, family: Family): NRule {
   };
 }
 
-/** `/proc/sys` path of a sysctl key (`net.ipv4.conf.eth0/100.forwarding` → `…/conf/eth0.100/forwarding`). */
-export function sysctlPath(key: string): string {
-  return `/proc/sys/${key
+/**
+ * Path of a sysctl key under `root` (`/proc/sys`, or where a writable copy of it is mounted):
+ * `net.ipv4.conf.eth0/100.forwarding` → `/proc/sys/net/ipv4/conf/eth0.100/forwarding`.
+ */
+export function sysctlPath(key: string, root = '/proc/sys'): string {
+  return `${root}/${key
     .split('.')
     .map((part) => part.replaceAll('/', '.'))
     .join('/')}`;

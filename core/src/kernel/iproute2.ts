@@ -69,6 +69,7 @@ export class Iproute2Kernel implements KernelBackend {
   private readonly run: Runner;
   /** Where key and config files live for the moment a `wg` command reads them (the agent's: `<stateDir>/tmp`). */
   private readonly scratchDir: string;
+  private readonly procSys: string;
   private readonly wireguard: WireGuardImplementation;
   /** Owners read at least once (the first read also looks for what a past run left). */
   private readonly seen = new Set<string>();
@@ -101,6 +102,11 @@ export class Iproute2Kernel implements KernelBackend {
       wireguard?: WireGuardImplementation;
       scratchDir?: string;
       /**
+       * Where the sysctls of the agent's own namespace are read and written (default `/proc/sys`): a container's
+       * `/proc/sys` is read-only, so the DaemonSet mounts the host's `/proc/sys/net` elsewhere (`kernel.procSys`).
+       */
+      procSys?: string;
+      /**
        * Keep one `ip monitor` running and reuse a read of links, addresses, routes, rules and neighbours while the
        * kernel reports no change to them (the agent sets it: a steady reconcile then starts no process at all).
        */
@@ -114,6 +120,7 @@ export class Iproute2Kernel implements KernelBackend {
       this.monitor = new KernelMonitor(['setpriv', ['--pdeathsig', 'KILL', file, ...argv]]);
     }
     this.scratchDir = options.scratchDir ?? tmpdir();
+    this.procSys = options.procSys ?? '/proc/sys';
     this.wireguard = options.wireguard ?? 'auto';
     this.where = netns.kind === 'own' ? 'own namespace' : netns.kind === 'named' ? `netns ${netns.name}` : `netns ${netns.path}`;
   }
@@ -377,7 +384,7 @@ export class Iproute2Kernel implements KernelBackend {
       if (this.netns.kind === 'own') {
         for (const key of sysctlKeys) {
           // A file of /proc, read through a descriptor kept open (ProcFiles): one pread, never a wait on a disk.
-          const value = this.procFiles.read(sysctlPath(key));
+          const value = this.procFiles.read(sysctlPath(key, this.procSys));
           if (value !== undefined) sysctls.push({ key, value: value.trim().replace(/\s+/g, ' ') });
         }
       } else {
@@ -708,7 +715,7 @@ export class Iproute2Kernel implements KernelBackend {
       for (const change of changes) {
         const s = change.object as Sysctl;
         try {
-          await writeFile(sysctlPath(s.key), s.value);
+          await writeFile(sysctlPath(s.key, this.procSys), s.value);
         } catch (err) {
           throw new KernelApplyError(change, describeError(err), applied);
         }

@@ -67,7 +67,7 @@ export interface AgentOptions {
 /** The iproute2 kernel of the namespace the config names. */
 export function kernelFor(core: CoreConfig): KernelBackend {
   const netns = core.kernel.netns;
-  const options = { scratchDir: scratchDir(core), monitor: true };
+  const options = { scratchDir: scratchDir(core), procSys: core.kernel.procSys, monitor: true };
   if (netns === null) return new Iproute2Kernel({ kind: 'own' }, options);
   return new Iproute2Kernel(netns.startsWith('/') ? { kind: 'path', path: netns } : { kind: 'named', name: netns }, options);
 }

@@ -1,9 +1,8 @@
 import { flushCompileCache, getCompileCacheDir } from 'node:module';
-import { dirname, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { describeError } from '../api/errors.js';
-import { loadConfigText, readConfigFile } from '../config/load.js';
-import { watchConfigFile } from '../config/watch.js';
+import { loadConfigTexts, readConfig } from '../config/load.js';
+import { watchConfig } from '../config/watch.js';
 import { createLogger, type Logger } from '../observe/logger.js';
 import { Agent, type AgentOptions, StartInterrupted } from './agent.js';
 import { MemoryReducer } from './memory-reducer.js';
@@ -30,9 +29,8 @@ export interface RunOptions extends AgentOptions {
  */
 export async function runAgent(options: RunOptions): Promise<Agent> {
   const env = options.env ?? process.env;
-  const baseDir = dirname(resolve(options.configPath));
-  const text = await readConfigFile(options.configPath);
-  const config = await loadConfigText(text, options.configPath, { env, baseDir });
+  const { texts, baseDir } = await readConfig(options.configPath);
+  const config = await loadConfigTexts(texts, options.configPath, { env, baseDir });
   const logger = options.logger ?? createLogger(config.core.log);
   const agent = new Agent(config, { ...options, logger });
 
@@ -68,17 +66,17 @@ export async function runAgent(options: RunOptions): Promise<Agent> {
   const own = options.ownProcess === true;
   settleOnceReady(agent, { turbofanOff: own && env['WEFT_TURBOFAN'] !== 'on', reduceMemory: own && env['WEFT_MEMORY_REDUCER'] !== 'off' }, logger);
 
-  const watcher = watchConfigFile(options.configPath, {
+  const watcher = watchConfig(options.configPath, {
     pollMs: options.configPollMs ?? 10_000,
     onWatchError: (err) => logger.warn({ err: describeError(err) }, 'cannot watch the config directory; polling only'),
     onChange: (changed) => {
-      logger.info({ config: options.configPath }, 'config file changed; reloading');
-      loadConfigText(changed, options.configPath, { env, baseDir })
+      logger.info({ config: options.configPath }, 'config changed; reloading');
+      loadConfigTexts(changed, options.configPath, { env, baseDir })
         .then((next) => agent.applyConfig(next))
         .catch((err: unknown) => agent.configRefused(err));
     },
   });
-  watcher.initial(text);
+  watcher.initial(texts);
   void agent.stopped.then(() => watcher.close());
   return agent;
 }
