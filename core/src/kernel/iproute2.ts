@@ -575,7 +575,9 @@ export class Iproute2Kernel implements KernelBackend {
       const r = await this.exec('wireguard-go', [name]);
       processes += 1;
       if (r.exitCode !== 0) {
-        throw new KernelApplyError(change, `wireguard-go ${name}: ${(r.stderr || r.stdout).trim().split('\n').at(-1) ?? `exit ${r.exitCode}`}`, applied);
+        // Its last line says why, past the box it draws where the kernel has WireGuard ("not required because…").
+        const why = `${r.stderr}\n${r.stdout}`.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^[┌│└]/.test(l)).at(-1);
+        throw new KernelApplyError(change, `wireguard-go ${name}: ${why ?? `exit ${String(r.exitCode)}`}`, applied);
       }
     }
     return processes;

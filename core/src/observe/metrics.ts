@@ -21,6 +21,7 @@ export interface CoreMetrics {
   readonly configReloadTimestamp: Gauge;
   readonly buildInfo: Gauge<'version' | 'node'>;
   readonly kernelChanges: Counter<'owner' | 'kind' | 'op'>;
+  readonly kernelApplyFailures: Counter<'owner' | 'kind'>;
   readonly discoveryConnected: Gauge;
   readonly discoveryEvents: Counter<'resource' | 'type'>;
   readonly discoveryNodes: Gauge;
@@ -83,6 +84,12 @@ export class MetricsHub {
         name: 'weft_kernel_changes_total',
         help: 'Kernel objects changed, by owning plugin, object kind and operation (add, replace, set, delete)',
         labelNames: ['owner', 'kind', 'op'],
+        registers,
+      }),
+      kernelApplyFailures: new Counter({
+        name: 'weft_kernel_apply_failures_total',
+        help: 'Kernel applies that failed (the kernel refused a change), by owning plugin and the kind of the refused object',
+        labelNames: ['owner', 'kind'],
         registers,
       }),
       discoveryConnected: new Gauge({ name: 'weft_discovery_connected', help: '1 while every list and watch of the Kubernetes API is up, else 0', registers }),

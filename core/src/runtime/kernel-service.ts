@@ -1,7 +1,7 @@
 import { WeftError } from '../api/errors.js';
 import type { KernelService } from '../api/services.js';
 import { requireCapabilities } from '../kernel/capabilities.js';
-import { type ApplyResult, applyDesired, type KernelBackend } from '../kernel/driver.js';
+import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from '../kernel/driver.js';
 import type { Change, KernelOwner } from '../kernel/model.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
@@ -26,7 +26,17 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
   return {
     owner: o.owner,
     async apply(desired): Promise<ApplyResult> {
-      const result = await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: o.dryRun });
+      let result: ApplyResult;
+      try {
+        result = await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: o.dryRun });
+      } catch (err) {
+        if (!o.dryRun && err instanceof KernelApplyError) {
+          // The kernel refused a change: counted (an alert's input), with the changes made before it.
+          o.metrics.core.kernelApplyFailures.inc({ owner: o.plugin, kind: err.failed.kind });
+          for (const c of err.applied) o.metrics.core.kernelChanges.inc({ owner: o.plugin, kind: c.kind, op: c.op });
+        }
+        throw err;
+      }
       if (o.dryRun) {
         o.record?.(result.changes);
         return result;
