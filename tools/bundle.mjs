@@ -46,15 +46,14 @@ process.stdout.write(`bundle: dist/weft/weft.mjs and ${String(files.length - 1)}
 
 // The agent's startup snapshot: dist/weft/weft.blob, what `node --snapshot-blob dist/weft/weft.blob run …` starts
 // from (the lab's agents and the container image do). Node builds it by running one CommonJS file
-// (tools/snapshot-entry.mjs, bundled whole) and keeping the heap it leaves. Three things a snapshot cannot do that
-// the bundle does, rewritten in that one file:
+// (tools/snapshot-entry.mjs, bundled whole) and keeping the heap it leaves. Where that file differs from the bundle:
 // - hold `node:http`, `node:https` or `node:tls` (their native parts have no snapshot support): required on first
 //   use instead (what a module reads of them at load time would fail the build, loudly);
 // - `import()`: there is no ES module loader behind a snapshot's code. The plugin loader's `import(module)` of a
 //   third-party plugin, and the full Kubernetes client (dist/weft/kube-full.mjs, from the bundle above), go through
 //   a function compiled with Node's default loader, resolving from the blob's directory as the bundle resolves
 //   from its own;
-// - the full client itself stays out (~7 MiB of code, used only for an exotic kubeconfig).
+// - the full client itself stays out of the snapshot (used only for an exotic kubeconfig).
 const LAZY = /^(?:node:)?(?:https?|tls)$/;
 const snapshotStarted = performance.now();
 const snap = await build({
