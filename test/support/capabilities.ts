@@ -50,11 +50,14 @@ export async function netnsSkipReason(): Promise<string | undefined> {
   return skipOrFail(reason, 'the end-to-end tests');
 }
 
-/** A fresh, uniquely named network namespace with `lo` up; `remove()` deletes it (and every link in it). */
+/** A fresh, uniquely named network namespace with `lo` up and IPv4 forwarding off; `remove()` deletes it (and every link in it). */
 export async function freshNetns(label: string): Promise<{ name: string; remove(): Promise<void> }> {
   const name = `weft-${label}-${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
   await execa('ip', ['netns', 'add', name]);
   await execa('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  // A new namespace takes IPv4 forwarding from the machine's own (net.core.devconf_inherit_init_net = 0): start from
+  // the kernel's default whatever this machine has, so that a test's "turns forwarding on" is seen as a change.
+  await execa('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
   return {
     name,
     remove: async () => {
