@@ -37,6 +37,11 @@ const onPath = (name) => (process.env.PATH ?? '').split(delimiter).some((dir) =>
     return false;
   }
 });
+/** Undone when the process exits, also after a failed step. */
+const atExit = [];
+process.on('exit', () => {
+  for (const undo of atExit.reverse()) undo();
+});
 const fail = (message) => {
   process.stderr.write(`image: ${message}\n`);
   process.exit(1);
@@ -59,6 +64,7 @@ if (check.status !== 0 || check.stdout.trim() !== version) fail(`dist/weft/weft.
 const context = join(root, 'build/image');
 rmSync(context, { recursive: true, force: true });
 mkdirSync(context, { recursive: true });
+atExit.push(() => rmSync(context, { recursive: true, force: true }));
 cpSync(process.execPath, join(context, 'node'));
 cpSync(join(root, 'dist/weft'), join(context, 'weft'), { recursive: true });
 // `weft` on PATH in the image: the bundle's CLI (an operator's `kubectl exec … weft doctor`).
@@ -71,24 +77,26 @@ if (opts.offline && !base) {
   if (!onPath('mmdebstrap')) fail('--offline needs mmdebstrap (apt-get install mmdebstrap)');
   base = 'localhost/weft-base:bookworm';
   const tar = join(context, '..', 'weft-base.tar');
+  atExit.push(() => rmSync(tar, { force: true }));
   // As Debian's own slim images: no manual pages, documentation or translations (dpkg keeps excluding them for
   // the Containerfile's apt-get too), and no apt caches.
   const slim = ['/usr/share/man/*', '/usr/share/doc/*', '/usr/share/info/*', '/usr/share/locale/*', '/usr/share/lintian/*'].map((p) => `--dpkgopt=path-exclude=${p}`);
   const keep = ['/usr/share/doc/*/copyright', '/usr/share/locale/locale.alias'].map((p) => `--dpkgopt=path-include=${p}`);
   run('mmdebstrap', ['--variant=minbase', '--format=tar', '--quiet', ...slim, ...keep, '--aptopt=Acquire::Languages "none"', '--customize-hook=rm -rf "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*', 'bookworm', tar]);
   const container = run('buildah', ['from', 'scratch'], { capture: true }).trim();
+  // The working container goes however this ends (a failed step exits the process).
+  atExit.push(() => spawnSync('buildah', ['rm', container], { stdio: 'ignore' }));
   run('buildah', ['add', container, tar, '/']);
   run('buildah', ['config', '--cmd', '/bin/bash', container]);
-  run('buildah', ['commit', '--quiet', '--rm', container, base], { capture: true });
-  rmSync(tar, { force: true });
+  run('buildah', ['commit', '--quiet', container, base], { capture: true });
 }
 
-const buildArgs = ['build', '--file', join(context, 'Containerfile'), '--tag', opts.tag, ...(base ? ['--build-arg', `BASE=${base}`] : [])];
+// --force-rm: no intermediate container left behind by a failed step.
+const buildArgs = ['build', '--force-rm', '--file', join(context, 'Containerfile'), '--tag', opts.tag, ...(base ? ['--build-arg', `BASE=${base}`] : [])];
 // buildah's chroot isolation: no OCI runtime needed for the RUN steps (this machine's crun refuses its cgroups).
 if (tool === 'buildah') buildArgs.push('--isolation', 'chroot', '--layers=false');
 if (tool === 'podman' && opts.offline) buildArgs.push('--pull=never');
 run(tool, [...buildArgs, context]);
-rmSync(context, { recursive: true, force: true });
 
 const size = run(tool, ['images', '--noheading', '--format', '{{.Size}}', opts.tag], { capture: true });
 process.stdout.write(`image: ${opts.tag}, ${size.trim()}\n`);
