@@ -38,6 +38,17 @@ describe('the kernel service', () => {
     expect(metrics).toMatch(/^weft_kernel_changes_total\{owner="pod-routes",kind="link",op="add"\} 1$/m);
   });
 
+  it('counts a change the kernel refused (weft_kernel_apply_failures_total), and the retry converges', async () => {
+    t = await startTestAgent({ plugins: [podRoutes], nodes, reconcile: { backoffInitial: '10ms', backoffMax: '50ms' } });
+    await t.waitFor(() => t!.agent.readiness().ready);
+    t.kernel.failOnce('route 198.18.3.0/24 table 254 metric 0', 'RTNETLINK answers: Invalid argument');
+    t.cluster.setNode({ name: 'n3', podCIDRs: ['198.18.3.0/24'] });
+    await t.waitFor(() => routesIn(t!.kernel).length === 3, { what: 'the route to n3 after the retry' });
+    const metrics = await (await t.fetch('/metrics')).text();
+    expect(metrics).toMatch(/^weft_kernel_apply_failures_total\{owner="pod-routes",kind="route"\} 1$/m);
+    expect(metrics).toMatch(/^weft_kernel_changes_total\{owner="pod-routes",kind="route",op="add"\} 3$/m);
+  });
+
   it('heals drift at the next reconcile', async () => {
     t = await startTestAgent({ plugins: [podRoutes], nodes, reconcile: { resync: '1s' } });
     await t.waitFor(() => t!.agent.readiness().ready);
