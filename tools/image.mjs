@@ -66,7 +66,8 @@ rmSync(context, { recursive: true, force: true });
 mkdirSync(context, { recursive: true });
 atExit.push(() => rmSync(context, { recursive: true, force: true }));
 cpSync(process.execPath, join(context, 'node'));
-cpSync(join(root, 'dist/weft'), join(context, 'weft'), { recursive: true });
+// Not snapshot.cjs: the source the blob was built from; the blob holds it (1.5 MiB the image need not carry twice).
+cpSync(join(root, 'dist/weft'), join(context, 'weft'), { recursive: true, filter: (src) => !src.endsWith('/snapshot.cjs') });
 // `weft` on PATH in the image: the bundle's CLI (an operator's `kubectl exec … weft doctor`).
 writeFileSync(join(context, 'weft-cli'), "#!/usr/local/bin/node\nimport('/usr/lib/weft/weft.mjs');\n", { mode: 0o755 });
 cpSync(join(root, 'Containerfile'), join(context, 'Containerfile'));
