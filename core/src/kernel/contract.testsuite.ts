@@ -231,13 +231,13 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
         'add link wcvx0',
         'add address wcbr0 192.0.2.1/24',
         'add address wcbr0 2001:db8:c::1/64',
+        'add neighbour wcbr0 192.0.2.9',
+        'add fdb wcvx0 00:00:00:00:00:00 dst 192.0.2.20',
         'add route 198.18.10.0/24 table 254 metric 0',
         'add route 198.18.11.0/24 table 100 metric 0',
         'add route 2001:db8:d::/64 table 254 metric 1024',
         'add rule ipv4 priority 1000 fwmark 0x100/0xff00 table 100',
         'add rule ipv6 priority 1001 from 2001:db8:c::/64 table 100',
-        'add neighbour wcbr0 192.0.2.9',
-        'add fdb wcvx0 00:00:00:00:00:00 dst 192.0.2.20',
         'set sysctl net.ipv4.ip_forward',
       ]);
       const again = await applyDesired(h.backend, OWNER, contractState());
@@ -309,6 +309,29 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       const near: Route = { dst: '198.18.31.0/24', via: '198.18.30.254', dev: 'wcgw0' };
       expect(summary(await applyDesired(h.backend, OWNER, { ...base, routes: [near] })).length).toBeGreaterThan(0);
       expect(summary(await applyDesired(h.backend, OWNER, { ...base, routes: [{ ...far, onlink: true }] }))).toEqual(['replace route 198.18.31.0/24 table 254 metric 0']);
+      await applyDesired(h.backend, OWNER, {});
+    });
+
+    it('a VXLAN peer: neighbour and FDB entry go in before the route that needs them, out after it; a moved peer is replaced in place', async () => {
+      const vtep = (underlay: string): DesiredState => ({
+        links: [{ kind: 'vxlan', name: 'wcvp0', vni: 7, port: 4789, local: '192.0.2.1', address: '02:00:00:00:07:01', mtu: 1450 }],
+        addresses: [{ dev: 'wcvp0', address: '198.19.1.0/32' }],
+        neighbours: [{ dev: 'wcvp0', address: '198.19.2.0', lladdr: '02:00:00:00:07:02' }],
+        fdb: [{ dev: 'wcvp0', lladdr: '02:00:00:00:07:02', dst: underlay }],
+        routes: [{ dst: '198.19.2.0/24', via: '198.19.2.0', dev: 'wcvp0', onlink: true }],
+      });
+      const made = summary(await applyDesired(h.backend, OWNER, vtep('192.0.2.30')));
+      const at = (id: string) => made.findIndex((c) => c.endsWith(id));
+      expect(at('route 198.19.2.0/24 table 254 metric 0')).toBeGreaterThan(at('neighbour wcvp0 198.19.2.0'));
+      expect(at('route 198.19.2.0/24 table 254 metric 0')).toBeGreaterThan(at('fdb wcvp0 02:00:00:00:07:02 dst 192.0.2.30'));
+      expect(summary(await applyDesired(h.backend, OWNER, vtep('192.0.2.30')))).toEqual([]);
+      // The peer's underlay address changed: one `bridge fdb replace`, no moment without an entry for its MAC.
+      expect(summary(await applyDesired(h.backend, OWNER, vtep('192.0.2.31')))).toEqual(['replace fdb wcvp0 02:00:00:00:07:02 dst 192.0.2.31']);
+      expect((await h.backend.observe(OWNER)).state.fdb).toEqual([{ dev: 'wcvp0', lladdr: '02:00:00:00:07:02', dst: '192.0.2.31' }]);
+      // The peer left: the route goes first, then what it pointed at.
+      const { routes: _r, neighbours: _n, fdb: _f, ...bare } = vtep('192.0.2.31');
+      const left = summary(await applyDesired(h.backend, OWNER, bare));
+      expect(left).toEqual(['delete route 198.19.2.0/24 table 254 metric 0', 'delete neighbour wcvp0 198.19.2.0', 'delete fdb wcvp0 02:00:00:00:07:02 dst 192.0.2.31']);
       await applyDesired(h.backend, OWNER, {});
     });
 

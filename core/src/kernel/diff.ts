@@ -43,13 +43,17 @@ function sameRoute(a: NRoute, b: NRoute): boolean {
   );
 }
 
+/** The all-zero MAC: an FDB entry for it floods (broadcast, multicast, unknown unicast) to its destinations. */
+const ZERO_MAC = '00:00:00:00:00:00';
+
 const byKey = <T>(items: readonly T[], key: (t: T) => string) => new Map(items.map((i) => [key(i), i]));
 
 /**
  * The ordered changes that turn `observed` (the owner's objects as the kernel has them, plus the current values of
- * the desired sysctls) into `desired`. Pure. Deletions come first, in reverse dependency order (rules, routes, FDB,
- * neighbours, addresses, links); then additions and in-place changes in dependency order (links, addresses,
- * routes, rules, neighbours, FDB, sysctls). Replace is preferred over delete + add wherever the kernel allows it.
+ * the desired sysctls) into `desired`. Pure. Deletions come first, in reverse dependency order (rules, routes,
+ * neighbours, FDB, addresses, links); then additions and in-place changes in dependency order (links, addresses,
+ * neighbours, FDB, routes, rules, sysctls): a route is never written before the neighbour and FDB entries it
+ * needs. Replace is preferred over delete + add wherever the kernel allows it.
  */
 export function diffState(observed: NormalState, desired: NormalState): Change[] {
   const deletes: Change[] = [];
@@ -102,6 +106,37 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
     if (!observedAddrs.has(k) || gone(d.dev)) adds.push({ op: 'add', kind: 'address', id: `address ${k}`, object: d });
   }
 
+  // Neighbours and FDB entries before the routes that use them: a route never points at a next hop the kernel
+  // cannot resolve (a packet would start a resolution that cannot succeed), nor at a MAC the VXLAN device cannot send to.
+  const neighKey = (n: Neighbour) => `${n.dev} ${n.address}`;
+  const observedNeigh = byKey(observed.neighbours, neighKey);
+  const desiredNeigh = byKey(desired.neighbours, neighKey);
+  const neighDeletes: Change[] = [];
+  for (const [k, o] of observedNeigh) if (!desiredNeigh.has(k) && !gone(o.dev)) neighDeletes.push({ op: 'delete', kind: 'neighbour', id: `neighbour ${k}`, object: o });
+  for (const [k, d] of desiredNeigh) {
+    const o = observedNeigh.get(k);
+    if (!o || o.lladdr !== d.lladdr || gone(d.dev)) adds.push({ op: o && !gone(d.dev) ? 'replace' : 'add', kind: 'neighbour', id: `neighbour ${k}`, object: d });
+  }
+
+  const fdbKey = (f: FdbEntry) => `${f.dev} ${f.lladdr} dst ${f.dst}`;
+  const observedFdb = byKey(observed.fdb, fdbKey);
+  const desiredFdb = byKey(desired.fdb, fdbKey);
+  // A MAC with one destination on both sides (an overlay peer's VTEP) that moved is replaced in place (`bridge fdb
+  // replace`): never a moment without it. The all-zero MAC (head-end replication) keeps a list: append and delete.
+  const perMac = (entries: Iterable<FdbEntry>) => {
+    const count = new Map<string, number>();
+    for (const f of entries) count.set(`${f.dev} ${f.lladdr}`, (count.get(`${f.dev} ${f.lladdr}`) ?? 0) + 1);
+    return count;
+  };
+  const observedPerMac = perMac(observedFdb.values());
+  const desiredPerMac = perMac(desiredFdb.values());
+  const moves = (f: FdbEntry) => f.lladdr !== ZERO_MAC && !gone(f.dev) && observedPerMac.get(`${f.dev} ${f.lladdr}`) === 1 && desiredPerMac.get(`${f.dev} ${f.lladdr}`) === 1;
+  const fdbDeletes: Change[] = [];
+  for (const [k, o] of observedFdb) if (!desiredFdb.has(k) && !gone(o.dev) && !moves(o)) fdbDeletes.push({ op: 'delete', kind: 'fdb', id: `fdb ${k}`, object: o });
+  for (const [k, d] of desiredFdb) {
+    if (!observedFdb.has(k) || gone(d.dev)) adds.push({ op: moves(d) ? 'replace' : 'add', kind: 'fdb', id: `fdb ${k}`, object: d });
+  }
+
   const observedRoutes = byKey(observed.routes, routeKey);
   const desiredRoutes = byKey(desired.routes, routeKey);
   const routeDeletes: Change[] = [];
@@ -127,23 +162,6 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
   const ruleDeletes: Change[] = [];
   for (const [k, o] of observedRules) if (!desiredRules.has(k)) ruleDeletes.push({ op: 'delete', kind: 'rule', id: `rule ${k}`, object: o });
   for (const [k, d] of desiredRules) if (!observedRules.has(k)) adds.push({ op: 'add', kind: 'rule', id: `rule ${k}`, object: d });
-
-  const neighKey = (n: Neighbour) => `${n.dev} ${n.address}`;
-  const observedNeigh = byKey(observed.neighbours, neighKey);
-  const desiredNeigh = byKey(desired.neighbours, neighKey);
-  const neighDeletes: Change[] = [];
-  for (const [k, o] of observedNeigh) if (!desiredNeigh.has(k) && !gone(o.dev)) neighDeletes.push({ op: 'delete', kind: 'neighbour', id: `neighbour ${k}`, object: o });
-  for (const [k, d] of desiredNeigh) {
-    const o = observedNeigh.get(k);
-    if (!o || o.lladdr !== d.lladdr || gone(d.dev)) adds.push({ op: o && !gone(d.dev) ? 'replace' : 'add', kind: 'neighbour', id: `neighbour ${k}`, object: d });
-  }
-
-  const fdbKey = (f: FdbEntry) => `${f.dev} ${f.lladdr} dst ${f.dst}`;
-  const observedFdb = byKey(observed.fdb, fdbKey);
-  const desiredFdb = byKey(desired.fdb, fdbKey);
-  const fdbDeletes: Change[] = [];
-  for (const [k, o] of observedFdb) if (!desiredFdb.has(k) && !gone(o.dev)) fdbDeletes.push({ op: 'delete', kind: 'fdb', id: `fdb ${k}`, object: o });
-  for (const [k, d] of desiredFdb) if (!observedFdb.has(k) || gone(d.dev)) adds.push({ op: 'add', kind: 'fdb', id: `fdb ${k}`, object: d });
 
   // WireGuard: device settings by `set`, peers one by one; unchanged peers are never touched.
   const wgDeletes: Change[] = [];
@@ -183,7 +201,7 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
     if (observedSysctls.get(d.key)?.value !== d.value) adds.push({ op: 'set', kind: 'sysctl', id: `sysctl ${d.key}`, object: d });
   }
 
-  deletes.push(...nftDeletes, ...wgDeletes, ...ruleDeletes, ...routeDeletes, ...fdbDeletes, ...neighDeletes, ...addrDeletes, ...pairDeletes);
+  deletes.push(...nftDeletes, ...wgDeletes, ...ruleDeletes, ...routeDeletes, ...neighDeletes, ...fdbDeletes, ...addrDeletes, ...pairDeletes);
   return [...deletes, ...adds];
 }
 

@@ -58,7 +58,7 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
     }
     case 'fdb': {
       const f = o as FdbEntry;
-      return [['fdb', change.op === 'delete' ? 'del' : 'append', f.lladdr, 'dev', f.dev, 'dst', f.dst]];
+      return [['fdb', change.op === 'delete' ? 'del' : change.op === 'replace' ? 'replace' : 'append', f.lladdr, 'dev', f.dev, 'dst', f.dst]];
     }
     case 'mpls': {
       const m = o as NMplsRoute;
@@ -124,28 +124,37 @@ function toolOf(change: Change): Tool {
 }
 
 /**
- * Groups changes into one batch per tool, deletions before additions. Within a tool the diff's order stands; across
- * tools only links matter (FDB entries and sysctls need their link), so FDB deletions go before the `ip` deletions
- * and FDB additions and sysctls after the `ip` additions.
+ * Groups changes into batches, one per tool and phase, deletions before additions; within a batch the diff's order
+ * stands. Across tools:
+ * - deletions: `ip` (rules, routes, neighbours, addresses, links) before FDB entries, so a route goes before what it
+ *   points at;
+ * - additions: links, addresses and neighbours (`ip`), then FDB entries (`bridge`), then routes and rules (`ip`
+ *   again, only when there are FDB entries to write between them): a route is never in the kernel before the
+ *   neighbour and FDB entries its next hop needs. Sysctls go before MPLS routes: a label needs
+ *   `net.mpls.platform_labels` above it and input on its link.
  */
 export function batches(changes: readonly Change[]): { tool: Tool; deleting: boolean; changes: Change[] }[] {
-  // Sysctls go before MPLS routes: a label needs net.mpls.platform_labels above it and input on its link.
-  const order: [boolean, Tool][] = [
-    [true, 'nft'],
-    [true, 'wg'],
-    [true, 'bridge'],
-    [true, 'mpls'],
-    [true, 'ip6'],
-    [true, 'ip'],
-    [false, 'ip'],
-    [false, 'ip6'],
-    [false, 'sysctl'],
-    [false, 'mpls'],
-    [false, 'wg'],
-    [false, 'bridge'],
-    [false, 'nft'],
+  const late = (c: Change) => c.kind === 'route' || c.kind === 'rule';
+  const fdbAdds = changes.some((c) => c.op !== 'delete' && c.kind === 'fdb');
+  type Phase = 'early' | 'late' | 'all';
+  const order: [boolean, Tool, Phase][] = [
+    [true, 'nft', 'all'],
+    [true, 'wg', 'all'],
+    [true, 'mpls', 'all'],
+    [true, 'ip6', 'all'],
+    [true, 'ip', 'all'],
+    [true, 'bridge', 'all'],
+    [false, 'ip', fdbAdds ? 'early' : 'all'],
+    [false, 'bridge', 'all'],
+    ...(fdbAdds ? [[false, 'ip', 'late'] as [boolean, Tool, Phase]] : []),
+    [false, 'ip6', 'all'],
+    [false, 'sysctl', 'all'],
+    [false, 'mpls', 'all'],
+    [false, 'wg', 'all'],
+    [false, 'nft', 'all'],
   ];
+  const inPhase = (c: Change, phase: Phase) => phase === 'all' || late(c) === (phase === 'late');
   return order
-    .map(([deleting, tool]) => ({ tool, deleting, changes: changes.filter((c) => (c.op === 'delete') === deleting && toolOf(c) === tool) }))
+    .map(([deleting, tool, phase]) => ({ tool, deleting, changes: changes.filter((c) => (c.op === 'delete') === deleting && toolOf(c) === tool && inPhase(c, phase)) }))
     .filter((b) => b.changes.length > 0);
 }

@@ -83,9 +83,10 @@ describe.skipIf(skip)(`iproute2 kernel in a fresh network namespace${skipNote(sk
       const kernel = new Iproute2Kernel({ kind: 'named', name: ns.name }, { runner: counting.runner });
       const cold = await kernel.apply(OWNER, contractState());
       // reads: ip -4, ip -6, sysctl, and once nft (and ip -f mpls where the MPLS module is loaded: the first read of
-      // an owner looks for what a past run left); writes: ip -batch, ip -6 -batch (the IPv6 rule), bridge -batch
-      // (FDB), sysctl -w.
-      expect(cold.processes).toBe(existsSync('/proc/sys/net/mpls') ? 9 : 8);
+      // an owner looks for what a past run left); writes: ip -batch (links, addresses, neighbours), bridge -batch
+      // (FDB), ip -batch (routes and rules, after the FDB entries they may need), ip -6 -batch (the IPv6 rule),
+      // sysctl -w.
+      expect(cold.processes).toBe(existsSync('/proc/sys/net/mpls') ? 10 : 9);
       const steady = await kernel.apply(OWNER, contractState());
       expect(steady.changes).toEqual([]);
       // reads only: ip -4, ip -6, bridge fdb (a vxlan link exists), sysctl

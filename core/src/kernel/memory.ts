@@ -293,6 +293,13 @@ export class MemoryKernel implements KernelBackend {
           return undefined;
         }
         if (!this.link(f.dev)) return noDevice(f.dev);
+        if (change.op === 'replace') {
+          // `bridge fdb replace`: the MAC's (first) destination becomes this one, as the kernel does.
+          const j = s.fdb.findIndex((x) => x.dev === f.dev && x.lladdr === f.lladdr);
+          if (j >= 0) s.fdb.splice(j, 1, { ...f });
+          else s.fdb.push({ ...f });
+          return undefined;
+        }
         if (i < 0) s.fdb.push({ ...f });
         return undefined;
       }
