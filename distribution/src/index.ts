@@ -14,7 +14,13 @@ export const BUILTIN_PLUGINS: readonly CatalogEntry[] = [
     status: 'available',
     load: () => import('@weft/plugin-wireguard'),
   },
-  { name: 'vxlan', module: '@weft/plugin-vxlan', description: 'VXLAN overlay between nodes with unicast FDB and neighbour entries', status: { planned: 'a later issue' } },
+  {
+    name: 'vxlan',
+    module: '@weft/plugin-vxlan',
+    description: 'VXLAN overlay between nodes with unicast FDB and neighbour entries, and declared L2 segments',
+    status: 'available',
+    load: () => import('@weft/plugin-vxlan'),
+  },
   { name: 'gre-tunnel', module: '@weft/plugin-gre-tunnel', description: "brings a Service's external IP into its pods through GRE tunnels", status: { planned: 'a later issue' } },
   { name: 'mpls-lwtunnel', module: '@weft/plugin-mpls-lwtunnel', description: "brings a Service's external IP into its pods with per-route MPLS encapsulation", status: { planned: 'a later issue' } },
   {

@@ -168,9 +168,11 @@ export interface PluginDeclaration<S extends z.ZodType, D extends DependencyDecl
   /**
    * The part of each node the plugin reads (annotation and label keys, node fields). A cluster change that touches
    * none of it — another plugin's annotation, a label the plugin ignores — does not run the plugin. Absent: every
-   * change does. Nodes coming and going, and the Services and EndpointSlices it watches, always count.
+   * change does. Nodes coming and going, and the Services and EndpointSlices it watches, always count. A function
+   * of the plugin's config when that decides it (the labels of the config's node selectors); called at each config
+   * load, and a change of its answer restarts discovery with the new interest.
    */
-  readonly reads?: NodeReads;
+  readonly reads?: NodeReads | ((config: z.output<S>) => NodeReads);
   /** What the plugin owns in the kernel; required to use `kernel.apply`. */
   readonly kernel?: KernelOwnership;
   /**
@@ -229,7 +231,7 @@ export function definePlugin<S extends z.ZodType, D extends DependencyDeclaratio
       throw new TypeError(`${where}: kernel ownership: ${(err as KernelInputError).problems.join('; ')}`);
     }
   }
-  if (declaration.reads !== undefined) checkReads(where, declaration.reads);
+  if (declaration.reads !== undefined && typeof declaration.reads !== 'function') checkReads(where, declaration.reads);
   checkServices(where, declaration.deps, declaration.provides);
   checkCommands(where, declaration.commands);
   if (declaration.lab !== undefined) {
@@ -290,6 +292,18 @@ function checkReads(where: string, reads: NodeReads): void {
     const unknown = reads.fields.filter((f) => !NODE_FIELDS.includes(f));
     if (!Array.isArray(reads.fields) || unknown.length > 0) throw new TypeError(`${where}: reads.fields: unknown ${unknown.join(', ')}; expected some of ${NODE_FIELDS.join(', ')}`);
   }
+}
+
+/**
+ * The part of each node a plugin reads with this config: its `reads`, or what its `reads` function answers for the
+ * config (checked like a declared one; a bad answer throws a TypeError naming the plugin).
+ */
+export function pluginReads(definition: Pick<PluginDefinition, 'name' | 'reads'>, config: unknown): NodeReads | undefined {
+  const reads = definition.reads;
+  if (typeof reads !== 'function') return reads;
+  const answer = reads(config);
+  checkReads(`plugin ${JSON.stringify(definition.name)}: reads(config)`, answer);
+  return answer;
 }
 
 /** True when `value` was made by {@link definePlugin} (of any copy of `@weft/core`). */

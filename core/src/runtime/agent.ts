@@ -1,3 +1,4 @@
+import { pluginReads } from '../api/plugin.js';
 import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -615,5 +616,5 @@ function uptimeMs(): number {
 /** What discovery must hold for a config's plugins: the collections they watch, and the part of a node they read. */
 function sourceInterest(config: WeftConfig): { watches: Watchable[]; reads: NodeReads } {
   const watches = [...new Set(config.plugins.flatMap((p) => p.definition.watches))].sort();
-  return { watches, reads: unionReads(config.plugins.map((p) => p.definition.reads)) };
+  return { watches, reads: unionReads(config.plugins.map((p) => pluginReads(p.definition, p.config))) };
 }

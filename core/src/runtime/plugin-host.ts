@@ -1,6 +1,6 @@
 import type { ClusterView } from '../api/cluster.js';
 import { describeError, WeftError } from '../api/errors.js';
-import type { PluginInstance, PluginServices, PluginStatusReport } from '../api/plugin.js';
+import { type PluginInstance, type PluginServices, type PluginStatusReport, pluginReads } from '../api/plugin.js';
 import { type Clock, coreServices, dependencyOf, isCoreService, type PublishService, type ServiceOverride, type ServiceRef } from '../api/services.js';
 import type { PluginEntry } from '../config/load.js';
 import type { ReconcileSettings } from '../config/schema.js';
@@ -111,7 +111,7 @@ export class PluginHost {
   ) {
     this.name = entry.name;
     this.owner = entry.definition.kernel ? { name: entry.name, ...entry.definition.kernel } : undefined;
-    this.reads = compileReads(entry.definition.reads);
+    this.reads = compileReads(pluginReads(entry.definition, entry.config));
     const root = ctx.root;
     this.log = resolveRef(root, agentServices.rootLogger, this.name).child({ plugin: this.name });
     this.hub = resolveRef(root, agentServices.metricsHub, this.name);

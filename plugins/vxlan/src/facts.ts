@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import { canonicalIP, familyOf, type Family, type NodeInfo, networkContains, parseNetwork } from '@weft/core';
+
+/** What this plugin publishes on its own node: the overlay VTEP's MAC and underlay address, `02:5e:…,198.18.1.11`. */
+export const VTEP_ANNOTATION = 'weft.io/vxlan-vtep';
+
+/** The longest `weft.io/vxlan-vtep` read: a MAC, a comma and an IPv6 address fit well inside it. */
+export const MAX_VTEP_BYTES = 100;
+
+/**
+ * A VTEP's MAC, the same on every start and every re-creation of the device (flannel's VTEP took a new random MAC on
+ * restart, and every peer dropped the node's traffic until it relearnt it): derived from the node's name and the
+ * VNI, locally administered (bit 1 of the first octet) and unicast (bit 0 clear).
+ */
+export function vtepMAC(node: string, vni: number): string {
+  const h = createHash('sha256').update(`weft-vxlan\0${node}\0${String(vni)}`).digest();
+  const bytes = [((h[0] as number) & 0xfc) | 0x02, ...h.subarray(1, 6)];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Whether `text` is a MAC a peer may use for its VTEP: six octets, unicast, not all zero. */
+export function isUnicastMAC(text: string): boolean {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(text)) return false;
+  if ((parseInt(text.slice(0, 2), 16) & 1) === 1) return false;
+  return text !== '00:00:00:00:00:00';
+}
+
+/** A node's published VTEP, read and checked. */
+export interface PublishedVtep {
+  readonly mac: string;
+  readonly underlay: string;
+}
+
+/**
+ * Reads a node's `weft.io/vxlan-vtep` and checks it against what the cluster says of the node: the MAC must be a
+ * unicast one, the underlay address one of the node's own (so that no node can point its VTEP, and the traffic
+ * for its pods, at another machine) and outside every pod network (the cluster's plan and any node's pod CIDRs).
+ */
+export function readVtep(node: NodeInfo, podNetworks: readonly string[]): { vtep?: PublishedVtep; problem?: string; pending?: true } {
+  const text = node.annotations[VTEP_ANNOTATION];
+  if (text === undefined || text === '') return { pending: true };
+  if (text.length > MAX_VTEP_BYTES) return { problem: `${VTEP_ANNOTATION}: ${String(text.length)} characters, more than ${String(MAX_VTEP_BYTES)}` };
+  const shown = JSON.stringify(text.slice(0, 60));
+  const parts = text.split(',');
+  if (parts.length !== 2) return { problem: `${VTEP_ANNOTATION}: expected "MAC,IP", got ${shown}` };
+  const mac = (parts[0] as string).trim().toLowerCase();
+  if (!isUnicastMAC(mac)) return { problem: `${VTEP_ANNOTATION}: ${JSON.stringify(mac)} is not a unicast MAC address` };
+  const underlay = canonicalIP((parts[1] as string).trim());
+  if (underlay === undefined) return { problem: `${VTEP_ANNOTATION}: ${JSON.stringify((parts[1] as string).slice(0, 60))} is not an IP address` };
+  const own = new Set([...node.internalAddresses, ...node.externalAddresses].map((a) => canonicalIP(a)));
+  if (!own.has(underlay)) return { problem: `${VTEP_ANNOTATION}: ${underlay} is not one of the node's addresses` };
+  for (const n of podNetworks) {
+    const net = parseNetwork(n);
+    if (net && networkContains(net, underlay)) return { problem: `${VTEP_ANNOTATION}: ${underlay} lies in the pod network ${n}` };
+  }
+  return { vtep: { mac, underlay } };
+}
+
+/** The node's first internal address of a family (the underlay a VTEP uses), else its first external one. */
+export function underlayAddress(node: NodeInfo, family: Family): string | undefined {
+  const pick = (list: readonly string[]) => list.map((a) => canonicalIP(a)).find((a): a is string => a !== undefined && familyOf(a) === family);
+  return pick(node.internalAddresses) ?? pick(node.externalAddresses);
+}
+
+/** The underlay family a node uses with `family: auto`: IPv4 when it has such an address, else IPv6. */
+export function autoFamily(node: NodeInfo): Family {
+  return underlayAddress(node, 4) !== undefined ? 4 : 6;
+}
+
+/** Whether a node carries every label of a selector ({} selects every node). */
+export function selects(selector: Readonly<Record<string, string>>, node: NodeInfo): boolean {
+  for (const [k, v] of Object.entries(selector)) if (node.labels[k] !== v) return false;
+  return true;
+}
