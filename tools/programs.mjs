@@ -58,6 +58,8 @@ export const PROGRAMS = Object.freeze({
   umount: { package: 'mount', groups: ['lab'] },
   true: { package: 'coreutils', groups: ['lab'] },
   ping: { package: 'iputils-ping', groups: ['try', 'e2e'] },
+  tcpdump: { package: 'tcpdump', groups: ['try', 'e2e'], via: 'test/vxlan-lab.e2e.test.ts' },
+  timeout: { package: 'coreutils', groups: ['e2e'] },
   curl: { package: 'curl', groups: ['try'] },
   grep: { package: 'grep', groups: ['try', 'e2e'] },
   false: { package: 'coreutils', groups: ['e2e'] },

@@ -68,6 +68,28 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
     });
 
   lab
+    .command('label')
+    .description('set (key=value) or remove (key-) labels of a node, as kubectl label node does (what selectors pick)')
+    .argument('<node>', 'the node, n1…nN')
+    .argument('<labels...>', 'key=value to set, key- to remove')
+    .addOption(nameOption())
+    .action(async (node: string, specs: string[], opts: { name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      const labels: Record<string, string | null> = {};
+      for (const spec of specs) {
+        const eq = spec.indexOf('=');
+        if (eq > 0) labels[spec.slice(0, eq)] = spec.slice(eq + 1);
+        else if (spec.endsWith('-') && spec.length > 1) labels[spec.slice(0, -1)] = null;
+        else ctx.fail(new InvalidArgumentError(`"${spec}": expected key=value or key-`));
+      }
+      try {
+        await Lab.attach(opts.name).label(node, labels);
+      } catch (err) {
+        ctx.fail(err);
+      }
+    });
+
+  lab
     .command('status')
     .description('per node: addresses, pod, agent, what it sees, its plugins; the lab settings')
     .option('--json', 'as JSON: {"lab", "options", "settings", "converged", "problems", "nodes": [...]}')

@@ -335,6 +335,14 @@ export function kernelContract(name: string, makeHarness: () => Promise<Contract
       await applyDesired(h.backend, OWNER, {});
     });
 
+    it('a route without a device takes the one the kernel picks by its next hop, and stays unchanged after', async () => {
+      const base: DesiredState = { links: [{ kind: 'bridge', name: 'wcnd0' }], addresses: [{ dev: 'wcnd0', address: '198.18.34.1/24' }] };
+      const state: DesiredState = { ...base, routes: [{ dst: '198.18.35.0/24', via: '198.18.34.2' }] };
+      expect(summary(await applyDesired(h.backend, OWNER, state))).toContain('add route 198.18.35.0/24 table 254 metric 0');
+      expect(summary(await applyDesired(h.backend, OWNER, state))).toEqual([]);
+      await applyDesired(h.backend, OWNER, {});
+    });
+
     it('takes a route to lo, which every namespace has (no link of the desired state needed)', async () => {
       const toLo: DesiredState = { routes: [{ dst: '198.18.33.0/24', dev: 'lo' }] };
       expect(summary(await applyDesired(h.backend, OWNER, toLo))).toEqual(['add route 198.18.33.0/24 table 254 metric 0']);

@@ -32,9 +32,10 @@ export function linkNeedsRecreate(observed: NLink, desired: NLink): boolean {
   return fields.some((f) => JSON.stringify(o[f] ?? null) !== JSON.stringify(d[f] ?? null));
 }
 
+/** Whether the observed route `a` is the desired `b`; a desired route without `dev` takes the one the kernel chose. */
 function sameRoute(a: NRoute, b: NRoute): boolean {
   return (
-    a.dev === b.dev &&
+    (b.dev === undefined || a.dev === b.dev) &&
     a.via === b.via &&
     a.src === b.src &&
     a.onlink === b.onlink &&

@@ -89,6 +89,7 @@ export interface Route {
   readonly dst: string;
   /** Routing table; default 254 (main). */
   readonly table?: number;
+  /** Absent: the kernel picks it by the next hop (and a route it holds through any device is this one). */
   readonly dev?: string;
   readonly via?: string;
   readonly src?: string;

@@ -353,6 +353,43 @@ export class Lab {
     await Lab.down(this.name, join(this.dir, '..'));
   }
 
+  /**
+   * Sets (a string) or removes (`null`) labels of a node, as `kubectl label node` would: with `discovery:
+   * kubernetes` on its Node object; with `directory`, in the node's own config (`discovery.directory.self.labels`),
+   * which its agent reloads and publishes in its document. The location's region label cannot be changed here.
+   */
+  async label(node: string, labels: Readonly<Record<string, string | null>>): Promise<void> {
+    const n = this.node(node);
+    for (const [k, v] of Object.entries(labels)) {
+      if (!/^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(k) || k === 'topology.kubernetes.io/region') throw new Error(`label ${JSON.stringify(k)}: not a label key the lab can set`);
+      if (v !== null && !/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/.test(v)) throw new Error(`label ${k}: ${JSON.stringify(v)} is not a label value`);
+    }
+    const apply = (current: Record<string, string>) => {
+      const next = { ...current };
+      for (const [k, v] of Object.entries(labels)) {
+        if (v === null) delete next[k];
+        else next[k] = v;
+      }
+      return next;
+    };
+    if (this.kubernetes) {
+      const objects = await this.apiNodes();
+      const object = objects.find((o) => o.metadata.name === n.name);
+      if (!object) throw new Error(`node ${n.name} is not registered with the lab's API server`);
+      const metadata = object.metadata as { labels?: Record<string, string> };
+      await this.api('PUT', `/nodes/${n.name}`, { ...object, metadata: { ...object.metadata, labels: apply(metadata.labels ?? {}) } });
+      return;
+    }
+    const file = join(this.dir, n.name, 'weft.yaml');
+    const doc = parseDocument(await readFile(file, 'utf8'));
+    const path = ['discovery', 'directory', 'self', 'labels'];
+    const current = (doc.getIn(path) as { toJSON(): Record<string, string> } | undefined)?.toJSON() ?? {};
+    doc.setIn(path, apply(current));
+    // Written whole and renamed into place: the agent's watch never reads half a file.
+    await writeFile(`${file}.new`, doc.toString(), { mode: 0o600 });
+    await rename(`${file}.new`, file);
+  }
+
   /** Per node: addresses, agent, readiness, what it sees, its plugins' status. */
   async status(): Promise<LabStatus> {
     const plugins = this.pluginNames();
