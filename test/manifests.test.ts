@@ -22,6 +22,7 @@ const overlays = (await readdir(join(repo, 'manifests/overlays'))).sort();
 const EXPECTED_PLUGINS: Record<string, string[]> = {
   'wireguard-mesh': ['wireguard', 'keepalive'],
   'wireguard-mesh-monitored': ['wireguard', 'keepalive'],
+  vxlan: ['vxlan', 'keepalive'],
 };
 
 const dirs: string[] = [];
