@@ -6,6 +6,7 @@ import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
 import { scaleBenchmark } from './scale.mjs';
 import { keepaliveBenchmark } from './keepalive.mjs';
+import { vxlanBenchmark } from './vxlan.mjs';
 import { wireguardBenchmark } from './wireguard.mjs';
 
 const json = process.argv.includes('--json');
@@ -14,6 +15,7 @@ const results = {};
 if (!only || only === 'kernel') results.kernel = await kernelBenchmark();
 if (!only || only === 'memory') results.memory = await memoryBenchmark();
 if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark();
+if (!only || only === 'vxlan') results.vxlan = await vxlanBenchmark();
 if (!only || only === 'keepalive') results.keepalive = await keepaliveBenchmark();
 if (!only || only === 'claims') results.claims = await claimsBenchmark();
 if (!only || only === 'efficiency') results.efficiency = await efficiencyBenchmark({ quick: process.argv.includes('--quick') });
@@ -45,6 +47,14 @@ if (json) {
     console.log(`  (DaemonSet flags: ${m.bundleFlags})`);
   }
   if (results.wireguard) printWireguard(results.wireguard);
+  const v = results.vxlan;
+  if (v) {
+    console.log("vxlan planner (median ms; floor = reading and checking every node's VTEP annotation)");
+    for (const p of v.planner) console.log(`  ${String(p.nodes).padStart(5)} nodes  plan ${String(p.planMs).padStart(7)} ms  desired state ${String(p.desiredStateMs).padStart(6)} ms  floor ${String(p.floorMs).padStart(7)} ms  ${p.ratio}x  (${p.peers} peers, ${p.direct} direct)`);
+    console.log(`vxlan segment of ${v.segments.members} members with a pool: ${v.segments.coldMs} ms cold, ${v.segments.planMs} ms with the same members`);
+    const r = v.reconcile;
+    console.log(`vxlan reconcile, ${r.nodes} nodes: cold ${r.coldWrites} kernel writes; ${r.reconciles} unchanged reconciles after it (${r.secondsFor3} s): ${r.unchangedWrites} writes (target 0)`);
+  }
   if (results.claims) {
     console.log('claim checks per view change (median ms, and x the floor: building the view itself)');
     for (const c of results.claims) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { canonicalIP, familyOf, type Family, type NodeInfo, networkContains, parseNetwork } from '@weft/core';
+import { canonicalIP, familyOf, type Family, ipToBigInt, type NodeInfo, parseNetwork } from '@weft/core';
 
 /** What this plugin publishes on its own node: the overlay VTEP's MAC and underlay address, `02:5e:…,198.18.1.11`. */
 export const VTEP_ANNOTATION = 'weft.io/vxlan-vtep';
@@ -13,10 +13,20 @@ export const MAX_VTEP_BYTES = 100;
  * VNI, locally administered (bit 1 of the first octet) and unicast (bit 0 clear).
  */
 export function vtepMAC(node: string, vni: number): string {
-  const h = createHash('sha256').update(`weft-vxlan\0${node}\0${String(vni)}`).digest();
-  const bytes = [((h[0] as number) & 0xfc) | 0x02, ...h.subarray(1, 6)];
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+  const key = `${node}\0${String(vni)}`;
+  let mac = macs.get(key);
+  if (mac === undefined) {
+    const h = createHash('sha256').update(`weft-vxlan\0${key}`).digest();
+    mac = [((h[0] as number) & 0xfc) | 0x02, ...h.subarray(1, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+    if (macs.size >= MAX_REMEMBERED_MACS) macs.clear();
+    macs.set(key, mac);
+  }
+  return mac;
 }
+
+/** MACs computed so far (every segment plan needs every member's): a hash each is the bulk of a plan's time. */
+const macs = new Map<string, string>();
+const MAX_REMEMBERED_MACS = 65_536;
 
 /** Whether `text` is a MAC a peer may use for its VTEP: six octets, unicast, not all zero. */
 export function isUnicastMAC(text: string): boolean {
@@ -36,7 +46,7 @@ export interface PublishedVtep {
  * unicast one, the underlay address one of the node's own (so that no node can point its VTEP, and the traffic
  * for its pods, at another machine) and outside every pod network (the cluster's plan and any node's pod CIDRs).
  */
-export function readVtep(node: NodeInfo, podNetworks: readonly string[]): { vtep?: PublishedVtep; problem?: string; pending?: true } {
+export function readVtep(node: NodeInfo, podNetworks: PodNetworks): { vtep?: PublishedVtep; problem?: string; pending?: true } {
   const text = node.annotations[VTEP_ANNOTATION];
   if (text === undefined || text === '') return { pending: true };
   if (text.length > MAX_VTEP_BYTES) return { problem: `${VTEP_ANNOTATION}: ${String(text.length)} characters, more than ${String(MAX_VTEP_BYTES)}` };
@@ -49,11 +59,44 @@ export function readVtep(node: NodeInfo, podNetworks: readonly string[]): { vtep
   if (underlay === undefined) return { problem: `${VTEP_ANNOTATION}: ${JSON.stringify((parts[1] as string).slice(0, 60))} is not an IP address` };
   const own = new Set([...node.internalAddresses, ...node.externalAddresses].map((a) => canonicalIP(a)));
   if (!own.has(underlay)) return { problem: `${VTEP_ANNOTATION}: ${underlay} is not one of the node's addresses` };
-  for (const n of podNetworks) {
-    const net = parseNetwork(n);
-    if (net && networkContains(net, underlay)) return { problem: `${VTEP_ANNOTATION}: ${underlay} lies in the pod network ${n}` };
-  }
+  const pod = podNetworks.find(underlay);
+  if (pod !== undefined) return { problem: `${VTEP_ANNOTATION}: ${underlay} lies in the pod network ${pod}` };
   return { vtep: { mac, underlay } };
+}
+
+/**
+ * A set of networks (the cluster's pod networks and every node's pod CIDRs) that answers "which one holds this
+ * address" in time independent of how many there are: one lookup per prefix length in use, not one test per network.
+ */
+export class PodNetworks {
+  private readonly byLength = new Map<number, Map<string, string>>();
+
+  constructor(networks: Iterable<string>) {
+    for (const text of networks) {
+      const n = parseNetwork(text);
+      if (!n) continue;
+      const key = `${String(n.family)}/${String(n.prefix)}`;
+      let m = this.byLength.get(n.prefix + (n.family === 6 ? 1000 : 0));
+      if (!m) this.byLength.set(n.prefix + (n.family === 6 ? 1000 : 0), (m = new Map()));
+      m.set(`${key} ${n.base.toString(16)}`, text);
+    }
+  }
+
+  /** The network holding `ip`, as it was given; undefined when none does. */
+  find(ip: string): string | undefined {
+    const a = ipToBigInt(ip);
+    if (!a) return undefined;
+    const width = a.family === 4 ? 32n : 128n;
+    for (const [code, m] of this.byLength) {
+      const family = code >= 1000 ? 6 : 4;
+      if (family !== a.family) continue;
+      const prefix = BigInt(code % 1000);
+      const base = (a.value >> (width - prefix)) << (width - prefix);
+      const hit = m.get(`${String(family)}/${String(prefix)} ${base.toString(16)}`);
+      if (hit !== undefined) return hit;
+    }
+    return undefined;
+  }
 }
 
 /** The node's first internal address of a family (the underlay a VTEP uses), else its first external one. */

@@ -6,13 +6,14 @@ import {
   hostNetwork,
   type Link,
   type Neighbour,
+  type Network,
   type NodeInfo,
   networkContains,
   parseNetwork,
   type Route,
 } from '@weft/core';
 import { LINK_PREFIX, type Segment, type VxlanConfig } from './config.js';
-import { readVtep, selects, vtepMAC } from './facts.js';
+import { PodNetworks, readVtep, selects, vtepMAC } from './facts.js';
 import { allocate } from './pool.js';
 
 /** The all-zero MAC: an FDB entry for it floods broadcast, multicast and unknown unicast to its destination. */
@@ -77,7 +78,7 @@ const onNetworks = (networks: readonly string[], ip: string) =>
 export function planOverlay(input: { readonly nodes: readonly NodeInfo[]; readonly self: SelfVtep; readonly config: Pick<VxlanConfig, 'directRouting'>; readonly podNetworks: readonly string[] }): OverlayPlan {
   const { self, config } = input;
   const family = familyOf(self.underlay) as Family;
-  const allPods = [...input.podNetworks, ...input.nodes.flatMap((n) => n.podCIDRs)];
+  const allPods = new PodNetworks([...input.podNetworks, ...input.nodes.flatMap((n) => n.podCIDRs)]);
   const excluded: Excluded[] = [];
   const candidates: { node: NodeInfo; mac: string; underlay: string }[] = [];
   for (const node of input.nodes) {
@@ -208,7 +209,7 @@ export function planSegments(input: {
         for (const p of s.addresses.pools) {
           const pool = parseNetwork(p);
           if (!pool) continue;
-          const at = allocate(pool, members.map((m) => ({ name: m.name, createdAt: m.createdAt })), s.name).get(me.name);
+          const at = allocated(pool, p, members, s.name).get(me.name);
           if (at !== undefined) addresses.push(`${at}/${String(pool.prefix)}`);
         }
       }
@@ -226,6 +227,19 @@ export function planSegments(input: {
       mtu: s.mtu,
     };
   });
+}
+
+/** The last allocation per segment and pool: members unchanged (names and ages), the same addresses without hashing again. */
+const allocations = new Map<string, { key: string; result: Map<string, string> }>();
+
+function allocated(pool: Network, text: string, members: readonly NodeInfo[], salt: string): Map<string, string> {
+  const key = members.map((m) => `${m.name} ${String(m.createdAt)}`).join('\n');
+  const id = `${salt} ${text}`;
+  const hit = allocations.get(id);
+  if (hit?.key === key) return hit.result;
+  const result = allocate(pool, members.map((m) => ({ name: m.name, createdAt: m.createdAt })), salt);
+  allocations.set(id, { key, result });
+  return result;
 }
 
 /** The settings of the devices that are this node's, not the plan's. */
