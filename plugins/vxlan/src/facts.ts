@@ -75,10 +75,14 @@ export class PodNetworks {
     for (const text of networks) {
       const n = parseNetwork(text);
       if (!n) continue;
-      const key = `${String(n.family)}/${String(n.prefix)}`;
-      let m = this.byLength.get(n.prefix + (n.family === 6 ? 1000 : 0));
-      if (!m) this.byLength.set(n.prefix + (n.family === 6 ? 1000 : 0), (m = new Map()));
-      m.set(`${key} ${n.base.toString(16)}`, text);
+      // One map per family and prefix length (an IPv6 length + 1000), keyed by the network's first address.
+      const code = n.prefix + (n.family === 6 ? 1000 : 0);
+      let m = this.byLength.get(code);
+      if (!m) {
+        m = new Map<string, string>();
+        this.byLength.set(code, m);
+      }
+      m.set(n.base.toString(16), text);
     }
   }
 
@@ -92,7 +96,7 @@ export class PodNetworks {
       if (family !== a.family) continue;
       const prefix = BigInt(code % 1000);
       const base = (a.value >> (width - prefix)) << (width - prefix);
-      const hit = m.get(`${String(family)}/${String(prefix)} ${base.toString(16)}`);
+      const hit = m.get(base.toString(16));
       if (hit !== undefined) return hit;
     }
     return undefined;
