@@ -74,6 +74,10 @@ describe('the overlay plan', () => {
     ]);
     expect(st.neighbours).toEqual([{ dev: 'weft-vx0', address: 'fd19::2:0', lladdr: vtepMAC('n2', 1) }]);
     expect(st.routes).toContainEqual({ dst: 'fd19::2:0/112', via: 'fd19::2:0', dev: 'weft-vx0', onlink: true });
+    expect(st.sysctls).toEqual([
+      { key: 'net.ipv4.ip_forward', value: '1' },
+      { key: 'net.ipv6.conf.all.forwarding', value: '1' },
+    ]);
   });
 
   it('an IPv6 underlay: VTEPs on IPv6 addresses, 70 bytes of overhead', () => {

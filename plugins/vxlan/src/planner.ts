@@ -260,7 +260,7 @@ export interface DeviceSettings {
 /**
  * The kernel state of an overlay plan and the segments: for the overlay, the VTEP (no learning), its inner
  * addresses, and per encapsulated peer its FDB entry, its neighbour entries and its routes (onlink through the VTEP);
- * per direct peer plain routes via its underlay address. For each segment this node is a member of, its VTEP with
+ * per direct peer plain routes via its underlay address; forwarding on (IPv6 too when it routes IPv6). For each segment this node is a member of, its VTEP with
  * one flooding entry per other member (head-end replication) and one entry for that member's MAC.
  */
 export function desiredState(overlay: OverlayPlan | undefined, segments: readonly SegmentPlan[], d: DeviceSettings): DesiredState {
@@ -302,7 +302,9 @@ export function desiredState(overlay: OverlayPlan | undefined, segments: readonl
       fdb.push({ dev: s.interface, lladdr: p.mac, dst: p.underlay });
     }
   }
-  return { links, addresses, routes, neighbours, fdb };
+  // Pods on one node reach pods on another only through forwarding (as the wireguard plugin sets it).
+  const sysctls = overlay ? [{ key: 'net.ipv4.ip_forward', value: '1' }, ...(routes.some((r) => familyOf(r.dst.split('/')[0] as string) === 6) ? [{ key: 'net.ipv6.conf.all.forwarding', value: '1' }] : [])] : [];
+  return { links, addresses, routes, neighbours, fdb, sysctls };
 }
 
 /** The VXLAN overhead on top of the inner frame: 50 bytes over IPv4, 70 over IPv6. */
