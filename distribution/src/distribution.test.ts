@@ -27,6 +27,12 @@ describe('the weft distribution: the core and the built-in plugins', () => {
     expect(status).toEqual({ wireguard: 'available', vxlan: 'available', 'gre-tunnel': 'planned (a later issue)', 'mpls-lwtunnel': 'planned (a later issue)', keepalive: 'available' });
   });
 
+  it('a lab made without a config runs every available plugin but vxlan (its pod overlay would fight the mesh)', async () => {
+    const { inDefaultLab } = await import('@weft/core/lab');
+    const loaded = await Promise.all(BUILTIN_PLUGINS.filter((p) => p.status === 'available').map(async (p) => (await (p.load as () => Promise<{ default: Parameters<typeof inDefaultLab>[0] }>)()).default));
+    expect(loaded.filter(inDefaultLab).map((d) => d.name)).toEqual(['wireguard', 'keepalive']);
+  });
+
   it("the plugins' commands are the CLI's: weft wireguard graph and peer-config", async () => {
     const r = await cli('--help');
     expect(r.out).toMatch(/\n {2}wireguard\s+encrypted WireGuard mesh/);

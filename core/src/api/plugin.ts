@@ -101,9 +101,15 @@ export interface PluginCommand {
 
 /**
  * What the plugin brings to `weft lab up` (the local lab of network namespaces, one per simulated node). A lab made
- * without a config enables every plugin its distribution carries with `config`.
+ * without a config enables every plugin its distribution carries (each with its `config`), but those that say
+ * `enabled: false`.
  */
 export interface PluginLabDefaults<C = Record<string, unknown>> {
+  /**
+   * `false`: not in a lab made without a config — a plugin that cannot run beside the others' defaults (the vxlan
+   * plugin's pod overlay beside the WireGuard mesh: both route the pod CIDRs). `weft lab up --config` enables it.
+   */
+  readonly enabled?: boolean;
   /** The plugin's config section in the lab (short intervals, so that a lab converges and heals fast). */
   readonly config?: C;
   /**
@@ -238,6 +244,7 @@ export function definePlugin<S extends z.ZodType, D extends DependencyDeclaratio
     const lab = declaration.lab as PluginLabDefaults;
     if (lab.config !== undefined && (lab.config === null || typeof lab.config !== 'object' || Array.isArray(lab.config))) throw new TypeError(`${where}: lab.config must be a map (the plugin's config section)`);
     if (lab.annotations !== undefined && typeof lab.annotations !== 'function') throw new TypeError(`${where}: lab.annotations must be a function of the node`);
+    if (lab.enabled !== undefined && typeof lab.enabled !== 'boolean') throw new TypeError(`${where}: lab.enabled must be true or false`);
   }
   const watches = declaration.watches ?? ['nodes'];
   for (const w of watches) {

@@ -653,7 +653,7 @@ async function templateSections(file: string | null, nodes: readonly LabNode[] =
   } else definitions = [];
   let plugins = template.plugins;
   if (plugins === undefined) {
-    definitions = await loadCatalogPlugins();
+    definitions = (await loadCatalogPlugins()).filter(inDefaultLab);
     plugins = labPluginDefaults(definitions);
   }
   return { ...template, plugins, annotations: labAnnotations(definitions, nodes) };
@@ -667,7 +667,12 @@ function templateSectionsSync(file: string): TemplateSections {
   return value;
 }
 
-/** The plugins' config sections in a lab made without a config: each plugin's `lab.config`, or its defaults. */
+/** Whether a lab made without a config enables the plugin: all but those whose `lab.enabled` is false. */
+export function inDefaultLab(definition: PluginDefinition): boolean {
+  return (definition.lab as PluginLabDefaults | undefined)?.enabled !== false;
+}
+
+/** The plugins' config sections in a lab made without a config: each plugin's `lab.config`, or its defaults (the caller leaves out those with `lab.enabled: false`). */
 export function labPluginDefaults(definitions: readonly PluginDefinition[]): Record<string, unknown> {
   return Object.fromEntries(definitions.map((d) => [d.name, (d.lab as PluginLabDefaults | undefined)?.config ?? {}]));
 }

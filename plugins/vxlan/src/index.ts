@@ -46,6 +46,9 @@ export default definePlugin({
   // Its own annotation, and the labels its segments select by: another plugin's annotation runs nothing here.
   reads: (config) => ({ annotations: [VTEP_ANNOTATION], labels: selectorLabels(config), fields: ['internalAddresses', 'externalAddresses', 'podCIDRs', 'location', 'createdAt'] }),
   kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL },
+  // Not in the default lab: its pod overlay cannot run beside the WireGuard mesh there (both route the pod CIDRs).
+  // `weft lab up --config` with a vxlan section runs it (plugins/vxlan/README.md, "In the lab").
+  lab: { enabled: false },
   deps: {
     logger: coreServices.logger,
     metrics: coreServices.metrics,
