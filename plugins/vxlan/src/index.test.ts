@@ -117,3 +117,24 @@ describe('the vxlan plugin in an agent', () => {
     expect(t.cluster.current().self.annotations[VTEP_ANNOTATION]).toBeUndefined();
   });
 });
+
+describe('the vxlan plugin reconfigured (a ConfigMap change)', () => {
+  it('a segment removed from the config is removed from the node; one added with a new label key is read', async () => {
+    const { buildTestConfig } = await import('@weft/core/testing');
+    const blue = { name: 'blue', vni: 100, nodeSelector: { 'weft.io/segment': 'blue' } };
+    const nodes = [
+      { ...self, labels: { 'weft.io/segment': 'blue', 'example.com/rack': 'r1' } },
+      peer('n2', '198.18.1.12', { labels: { 'weft.io/segment': 'blue', 'example.com/rack': 'r1' } }),
+    ];
+    const t = await start({ config: { mode: 'segments', segments: [blue] }, nodes });
+    const links = () => t.kernel.snapshot().links.map((l) => l.name).filter((n) => n.startsWith('weft-vx')).sort();
+    expect(links()).toEqual(['weft-vxblue']);
+    const next = await buildTestConfig({ plugins: [{ plugin: vxlan, config: { mode: 'segments', segments: [{ name: 'rack', vni: 101, nodeSelector: { 'example.com/rack': 'r1' } }] } }], nodes, cluster: { podNetworks: ['198.19.0.0/16'] } });
+    await t.agent.applyConfig({ ...next, core: t.agent.currentConfig.core });
+    await t.waitFor(() => links().join() === 'weft-vxrack', { what: 'blue removed, rack made' });
+    // n2 is a member by the new selector; the plugin now reads that label key (the sources keep only keys read).
+    const reads = vxlan.reads as (config: unknown) => { labels: string[] };
+    expect(reads(next.plugins[0]?.config).labels).toEqual(['example.com/rack']);
+    expect(t.kernel.snapshot().fdb.filter((f) => f.dev === 'weft-vxrack').map((f) => f.dst)).toEqual(['198.18.1.12', '198.18.1.12']);
+  });
+});

@@ -74,6 +74,7 @@ export default definePlugin({
     let underlayRead: { at: number; key: string; interfaces: readonly InterfaceInfo[] } | undefined;
     let last: { overlay: OverlayPlan | undefined; segments: readonly SegmentPlan[]; mtu: number | undefined; missingBridges: readonly string[]; at: number } | undefined;
     let excludedLogged = '';
+    let noUnderlayLogged = false;
 
     /** This node's underlay address for the overlay: its internal address of the configured (or automatic) family. */
     const familyOf_ = (self: NodeInfo): Family => (config.family === 'ipv4' ? 4 : config.family === 'ipv6' ? 6 : autoFamily(self));
@@ -102,7 +103,9 @@ export default definePlugin({
         // failure, when this node's addresses change, and every 5 minutes on routine runs.
         const key = `${self.internalAddresses.join(',')} ${self.externalAddresses.join(',')} ${segmentLocal ?? ''}`;
         const routine = [...reasons].every((r) => ROUTINE_REASONS.has(r));
-        if (!(underlayRead && routine && underlayRead.key === key && performance.now() - underlayRead.at < UNDERLAY_REREAD_MS)) {
+        // A missing operator bridge is looked for on every run until it is there.
+        const waitingForBridge = (last?.missingBridges.length ?? 0) > 0;
+        if (!(underlayRead && routine && !waitingForBridge && underlayRead.key === key && performance.now() - underlayRead.at < UNDERLAY_REREAD_MS)) {
           underlayRead = { at: performance.now(), key, interfaces: await kernel.interfaces() };
         }
         const interfaces = underlayRead.interfaces;
@@ -112,8 +115,10 @@ export default definePlugin({
         let mtu: number | undefined;
         if (config.mode === 'overlay') {
           if (underlay === undefined) {
-            logger.error({ node: self.name, family }, `this node has no IPv${String(family)} address for the VXLAN underlay; the overlay waits for one`);
+            if (!noUnderlayLogged) logger.error({ node: self.name, family }, `this node has no IPv${String(family)} address for the VXLAN underlay; the overlay waits for one`);
+            noUnderlayLogged = true;
           } else {
+            noUnderlayLogged = false;
             const link = carrier(underlay);
             const networks = (link?.addresses ?? []).map((a) => canonicalNetwork(a)).filter((n): n is string => n !== undefined);
             overlayPlan = planOverlay({
@@ -130,7 +135,7 @@ export default definePlugin({
         const segmentMtu = Math.max(576, (segmentCarrier?.mtu ?? 1500) - (segmentLocal !== undefined ? overhead(segmentLocal) : 50));
         const bridges = new Set(interfaces.map((i) => i.name));
         const missingBridges = segments.filter((s) => s.member && s.bridge !== undefined && !s.bridge.startsWith(LINK_PREFIX) && !bridges.has(s.bridge)).map((s) => s.bridge as string);
-        for (const b of missingBridges) logger.warn({ bridge: b }, "a segment's bridge does not exist on this node; its VTEP is not attached until it does");
+        for (const b of missingBridges) if (!last?.missingBridges.includes(b)) logger.warn({ bridge: b }, "a segment's bridge does not exist on this node; its VTEP is not attached until it does");
         const state: DesiredState = desiredState(overlayPlan, segments, {
           interface: config.interface,
           vni: config.vni,
