@@ -1,3 +1,7 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { NodeInfo } from '@weft/core';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -11,6 +15,7 @@ import { freshNetns, netnsSkipReason, skipNote } from './support/capabilities.js
 // addresses, each configured by the plugin's planner through the real kernel driver. The IPv4 pod CIDRs cross in
 // VXLAN over IPv6 (no IPv4 next hop exists); the IPv6 ones are routed directly (same subnet).
 const skip = await netnsSkipReason();
+const repo = fileURLToPath(new URL('../', import.meta.url));
 const OWNER = { name: 'vxlan', linkPrefix: 'weft-vx', routeProtocol: ROUTE_PROTOCOL };
 
 const node = (i: number): NodeInfo => ({
@@ -23,6 +28,54 @@ const node = (i: number): NodeInfo => ({
   ready: true,
   location: undefined,
   createdAt: i,
+});
+
+describe.skipIf(skip)(`weft plan with the vxlan plugin${skipNote(skip)}`, () => {
+  it('prints the overlay it would make — entries before routes — and changes nothing', async () => {
+    const ns = await freshNetns('vxplan');
+    const dir = await mkdtemp(join(tmpdir(), 'weft-vxplan-'));
+    try {
+      for (const args of [['link', 'add', 'eth0', 'type', 'bridge'], ['address', 'add', '198.18.1.11/24', 'dev', 'eth0'], ['link', 'set', 'eth0', 'up']]) await execa('ip', ['-n', ns.name, ...args]);
+      const vtep = (name: string, ip: string) => `{${VTEP_ANNOTATION}: "${vtepMAC(name, 1)},${ip}"}`;
+      const config = join(dir, 'weft.yaml');
+      await writeFile(
+        config,
+        [
+          `node: {name: n1, stateDir: ${join(dir, 'state')}}`,
+          `kernel: {netns: ${ns.name}}`,
+          'cluster: {podNetworks: [198.19.0.0/16]}',
+          'discovery:',
+          '  static:',
+          '    nodes:',
+          '      - {name: n1, internalAddresses: [198.18.1.11], podCIDRs: [198.19.1.0/24]}',
+          `      - {name: n2, internalAddresses: [198.18.1.12], podCIDRs: [198.19.2.0/24], annotations: ${vtep('n2', '198.18.1.12')}}`,
+          `      - {name: n3, internalAddresses: [198.18.2.13], podCIDRs: [198.19.3.0/24], annotations: ${vtep('n3', '198.18.2.13')}}`,
+          'http: {listen: null}',
+          'plugins:',
+          '  vxlan: {}',
+          '',
+        ].join('\n'),
+      );
+      const kernelState = async () => {
+        const links = JSON.parse((await execa('ip', ['-n', ns.name, '-j', 'link', 'show'])).stdout) as { ifname: string }[];
+        const routes = (await execa('ip', ['-n', ns.name, 'route', 'show', 'table', 'all'])).stdout;
+        return `${links.map((l) => l.ifname).join(',')}\n${routes}`;
+      };
+      const before = await kernelState();
+      const r = await execa(process.execPath, [join(repo, 'distribution/bin/weft.js'), 'plan', '--config', config], { reject: false });
+      expect(r.exitCode, r.stderr).toBe(0);
+      const lines = r.stdout.split('\n');
+      expect(lines[0]).toMatch(/^vxlan: \d+ changes$/);
+      for (const line of ['  + link weft-vx0', '  + address weft-vx0 198.19.1.0/32', '  + neighbour weft-vx0 198.19.3.0', `  + fdb weft-vx0 ${vtepMAC('n3', 1)} dst 198.18.2.13`, '  + route 198.19.2.0/24 table 254 metric 0', '  + route 198.19.3.0/24 table 254 metric 0']) {
+        expect(lines, r.stdout).toContain(line);
+      }
+      expect(lines.indexOf('  + route 198.19.3.0/24 table 254 metric 0')).toBeGreaterThan(lines.indexOf(`  + fdb weft-vx0 ${vtepMAC('n3', 1)} dst 198.18.2.13`));
+      expect(await kernelState()).toBe(before);
+    } finally {
+      await ns.remove();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe.skipIf(skip)(`the vxlan overlay over an IPv6 underlay${skipNote(skip)}`, () => {
