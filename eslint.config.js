@@ -19,7 +19,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['plugins/**', 'examples/**'],
+    files: ['plugins/**', 'examples/**', 'packages/**'],
     plugins: { weft },
     rules: { 'weft/plugin-boundaries': 'error' },
   },

@@ -17,13 +17,13 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['core/src/**/*.test.ts', 'plugins/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'distribution/src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'], exclude: ['**/*.e2e.test.ts', '**/*.vm.test.ts', '**/node_modules/**'] },
+        test: { name: 'unit', include: ['core/src/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'plugins/*/src/**/*.test.ts', 'examples/*/src/**/*.test.ts', 'distribution/src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'], exclude: ['**/*.e2e.test.ts', '**/*.vm.test.ts', '**/node_modules/**'] },
       },
       {
         extends: true,
         test: {
           name: 'e2e',
-          include: ['core/src/**/*.e2e.test.ts', 'plugins/*/src/**/*.e2e.test.ts', 'test/**/*.e2e.test.ts'],
+          include: ['core/src/**/*.e2e.test.ts', 'packages/*/src/**/*.e2e.test.ts', 'plugins/*/src/**/*.e2e.test.ts', 'test/**/*.e2e.test.ts'],
           fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 
-/** The package directory (holding package.json) of a file under plugins/<name>/ or examples/<name>/. */
+/** The package directory (holding package.json) of a file under plugins/<name>/, examples/<name>/ or packages/<name>/. */
 function packageDirOf(file) {
   const parts = file.split(sep);
-  const i = parts.findLastIndex((p) => p === 'plugins' || p === 'examples');
+  const i = parts.findLastIndex((p) => p === 'plugins' || p === 'examples' || p === 'packages');
   return i >= 0 && parts.length > i + 2 ? parts.slice(0, i + 2).join(sep) : undefined;
 }
 

@@ -76,12 +76,23 @@ export interface ServiceInfo {
   readonly externalIPs: readonly string[];
   readonly loadBalancerIPs: readonly string[];
   readonly ports: readonly ServicePort[];
+  /** `metadata.uid`: a re-created Service has a new one. Absent where the source has none (a node document). */
+  readonly uid?: string;
+  /**
+   * When the cluster made the Service, in ms since the epoch (`metadata.creationTimestamp`, which no client sets);
+   * absent where the source has none. Between two Services that claim one thing, the older keeps it.
+   */
+  readonly createdAt?: number;
 }
 
 /** One endpoint of an EndpointSlice. */
 export interface EndpointInfo {
   readonly addresses: readonly string[];
   readonly ready: boolean;
+  /** `conditions.serving`: able to take traffic, also while terminating. Absent: as {@link EndpointInfo.ready}. */
+  readonly serving?: boolean;
+  /** `conditions.terminating`: its pod is going away (draining). Absent: false. */
+  readonly terminating?: boolean;
   readonly nodeName?: string;
   readonly targetPod?: { readonly namespace: string; readonly name: string };
 }

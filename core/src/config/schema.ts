@@ -36,6 +36,7 @@ export const ServiceDoc = z.strictObject({
   externalIPs: z.array(ipAddress()).default([]),
   loadBalancerIPs: z.array(ipAddress()).default([]),
   ports: z.array(ServicePort).default([]),
+  uid: z.string().min(1).max(64).optional(),
 });
 /** An EndpointSlice as a node document carries it. */
 export const EndpointSliceDoc = z.strictObject({
@@ -48,6 +49,8 @@ export const EndpointSliceDoc = z.strictObject({
       z.strictObject({
         addresses: z.array(z.string().min(1)).min(1),
         ready: z.boolean().default(true),
+        serving: z.boolean().optional(),
+        terminating: z.boolean().optional(),
         nodeName: z.string().optional(),
         targetPod: z.strictObject({ namespace: z.string(), name: z.string() }).optional(),
       }),

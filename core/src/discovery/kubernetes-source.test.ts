@@ -8,7 +8,7 @@ import { CoreConfigSchema } from '../config/schema.js';
 import { createLogger } from '../observe/logger.js';
 import { MetricsHub } from '../observe/metrics.js';
 import { KubeClient } from './kube-client.js';
-import { KubernetesNodeSource } from './kubernetes-source.js';
+import { endpointSliceInfo, KubernetesNodeSource, serviceInfo } from './kubernetes-source.js';
 import type { NodeReads } from './reads.js';
 import { until } from '../../../test/support/until.js';
 
@@ -247,7 +247,7 @@ describe('KubernetesNodeSource against a fake API server', () => {
     });
     await t.start();
     expect(t.source.current().services).toEqual([
-      { namespace: 'shop', name: 'web', annotations: { 'weft.io/vip': '203.0.113.80' }, clusterIPs: ['10.96.0.10'], externalIPs: ['203.0.113.80'], loadBalancerIPs: [], ports: [{ protocol: 'TCP', port: 80 }] },
+      { namespace: 'shop', name: 'web', annotations: { 'weft.io/vip': '203.0.113.80' }, clusterIPs: ['10.96.0.10'], externalIPs: ['203.0.113.80'], loadBalancerIPs: [], ports: [{ protocol: 'TCP', port: 80 }], uid: expect.any(String) as string, createdAt: expect.any(Number) as number },
     ]);
     expect(t.source.current().endpointSlices).toEqual([
       { namespace: 'shop', name: 'web-abc', serviceName: 'web', addressType: 'IPv4', endpoints: [{ addresses: ['198.18.1.5'], ready: true, nodeName: 'n1', targetPod: { namespace: 'shop', name: 'web-1' } }] },
@@ -255,3 +255,24 @@ describe('KubernetesNodeSource against a fake API server', () => {
   });
 });
 
+
+describe('what weft reads of a Service and an EndpointSlice', () => {
+  it("keeps a Service's UID and age, and an endpoint's serving and terminating conditions (draining)", () => {
+    const svc = serviceInfo({ metadata: { namespace: 'web', name: 'front', uid: 'u-1', creationTimestamp: new Date(1_700_000_000_000) }, spec: { clusterIP: '10.96.0.10' } });
+    expect(svc).toMatchObject({ namespace: 'web', name: 'front', uid: 'u-1', createdAt: 1_700_000_000_000, clusterIPs: ['10.96.0.10'] });
+    const slice = endpointSliceInfo({
+      addressType: 'IPv4',
+      metadata: { namespace: 'web', name: 'front-abc', labels: { 'kubernetes.io/service-name': 'front' } },
+      endpoints: [
+        { addresses: ['198.19.1.10'], conditions: { ready: true, serving: true, terminating: false } },
+        { addresses: ['198.19.2.10'], conditions: { ready: false, serving: true, terminating: true } },
+        { addresses: ['198.19.3.10'] },
+      ],
+    });
+    expect(slice.endpoints).toEqual([
+      { addresses: ['198.19.1.10'], ready: true, serving: true, terminating: false },
+      { addresses: ['198.19.2.10'], ready: false, serving: true, terminating: true },
+      { addresses: ['198.19.3.10'], ready: true },
+    ]);
+  });
+});

@@ -55,6 +55,8 @@ export function serviceInfo(s: V1Service): ServiceInfo {
     externalIPs: s.spec?.externalIPs ?? [],
     loadBalancerIPs: (s.status?.loadBalancer?.ingress ?? []).flatMap((i) => (i.ip ? [i.ip] : [])),
     ports: (s.spec?.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), protocol: (p.protocol ?? 'TCP') as 'TCP' | 'UDP' | 'SCTP', port: p.port })),
+    ...(s.metadata?.uid ? { uid: s.metadata.uid } : {}),
+    ...(s.metadata?.creationTimestamp ? { createdAt: createdAt(s.metadata.creationTimestamp) } : {}),
   };
 }
 
@@ -68,6 +70,8 @@ export function endpointSliceInfo(e: V1EndpointSlice): EndpointSliceInfo {
     endpoints: (e.endpoints ?? []).map((p) => ({
       addresses: p.addresses,
       ready: p.conditions?.ready ?? true,
+      ...(p.conditions?.serving !== undefined ? { serving: p.conditions.serving } : {}),
+      ...(p.conditions?.terminating !== undefined ? { terminating: p.conditions.terminating } : {}),
       ...(p.nodeName ? { nodeName: p.nodeName } : {}),
       ...(p.targetRef?.kind === 'Pod' && p.targetRef.name ? { targetPod: { namespace: p.targetRef.namespace ?? 'default', name: p.targetRef.name } } : {}),
     })),

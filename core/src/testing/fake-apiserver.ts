@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -224,9 +225,10 @@ export async function startFakeApiServer(options: FakeApiServerOptions = {}): Pr
       rv += 1;
       const k = key(object);
       const before = store[resource].get(k);
-      // As the API server does: creationTimestamp is set when the object is made, and kept by every update.
+      // As the API server does: creationTimestamp and uid are set when the object is made, and kept by every update.
       const created = before?.metadata.creationTimestamp ?? object.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-      const o = { ...KINDS[resource], ...object, metadata: { ...object.metadata, creationTimestamp: created, resourceVersion: String(rv) } } as KubeObject;
+      const uid = (before?.metadata as { uid?: string } | undefined)?.uid ?? (object.metadata as { uid?: string }).uid ?? randomUUID();
+      const o = { ...KINDS[resource], ...object, metadata: { ...object.metadata, creationTimestamp: created, uid, resourceVersion: String(rv) } } as KubeObject;
       const existed = before !== undefined;
       store[resource].set(key(o), o);
       emit(resource, existed ? 'MODIFIED' : 'ADDED', o, options.unseen === true);

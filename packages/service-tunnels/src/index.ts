@@ -1,0 +1,5 @@
+/**
+ * What weft's service-tunnel plugins (`gre-tunnel`, and later `mpls-lwtunnel`) share: the Maglev table that maps a
+ * flow's bucket to an endpoint alike on every ingress node. Plugins never import each other; both depend on this.
+ */
+export { changedBuckets, DEFAULT_TABLE_SIZE, isPrime, MAX_TABLE_SIZE, maglevTable, type MaglevTable, shares, tableSeed } from './maglev.js';
