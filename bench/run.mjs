@@ -6,6 +6,7 @@ import { kernelBenchmark } from './kernel.mjs';
 import { memoryBenchmark } from './memory.mjs';
 import { scaleBenchmark } from './scale.mjs';
 import { keepaliveBenchmark } from './keepalive.mjs';
+import { serviceTunnelsBenchmark } from './service-tunnels.mjs';
 import { vxlanBenchmark } from './vxlan.mjs';
 import { wireguardBenchmark } from './wireguard.mjs';
 
@@ -16,6 +17,7 @@ if (!only || only === 'kernel') results.kernel = await kernelBenchmark();
 if (!only || only === 'memory') results.memory = await memoryBenchmark();
 if (!only || only === 'wireguard') results.wireguard = await wireguardBenchmark();
 if (!only || only === 'vxlan') results.vxlan = await vxlanBenchmark();
+if (!only || only === 'service-tunnels') results.serviceTunnels = await serviceTunnelsBenchmark();
 if (!only || only === 'keepalive') results.keepalive = await keepaliveBenchmark();
 if (!only || only === 'claims') results.claims = await claimsBenchmark();
 if (!only || only === 'efficiency') results.efficiency = await efficiencyBenchmark({ quick: process.argv.includes('--quick') });
@@ -47,6 +49,12 @@ if (json) {
     console.log(`  (DaemonSet flags: ${m.bundleFlags})`);
   }
   if (results.wireguard) printWireguard(results.wireguard);
+  const st = results.serviceTunnels;
+  if (st) {
+    console.log(`service tunnels: Maglev table (M = ${st.tableSize}) build, median ms: ${st.builds.map((b) => `${b.endpoints} endpoints ${b.buildMs}`).join(', ')}`);
+    const o = st.oneOf1000Removed;
+    console.log(`  one of 1000 endpoints removed: ${o.changedBuckets} buckets change (${(o.fraction * 100).toFixed(2)} %; ideal ${(o.ideal * 100).toFixed(2)} %)`);
+  }
   const v = results.vxlan;
   if (v) {
     console.log("vxlan planner (median ms; floor = reading and checking every node's VTEP annotation)");
