@@ -29,9 +29,10 @@ describe('the scan of the code and the docs', () => {
       "map.has('key'); something.run('x');",
       "await execa('taskset', ['--cpu-list', String(cpu), 'unshare', `--mount=${file}`, '--propagation', 'private', 'true']);",
       '// e.g. `weft lab exec n1 -- curl -s http://198.18.1.11:9471/readyz`',
+      "spawn('unshare', ['--net', 'sleep', '120']); await f(['ip', 'netns', 'exec', ns.name], '198.19.60.10/24');",
     ].join('\n');
     expect(programsInCode(code, 'x.ts').map((u) => `${u.program}:${String(u.line)}:${u.kind}`).sort()).toEqual(
-      ['ip:1:code', 'wg:2:code', 'mount:3:code', 'ping:4:code', 'ip:5:code', 'nft:5:code', 'unshare:6:code', 'true:6:code', 'nsenter:7:code', 'false:8:code', 'taskset:10:code', 'unshare:10:code', 'true:10:code', 'curl:11:example'].sort(),
+      ['ip:1:code', 'wg:2:code', 'mount:3:code', 'ping:4:code', 'ip:5:code', 'nft:5:code', 'unshare:6:code', 'true:6:code', 'nsenter:7:code', 'false:8:code', 'taskset:10:code', 'unshare:10:code', 'true:10:code', 'curl:11:example', 'unshare:12:code', 'sleep:12:code'].sort(),
     );
   });
 

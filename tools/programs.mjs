@@ -63,6 +63,7 @@ export const PROGRAMS = Object.freeze({
   curl: { package: 'curl', groups: ['try'] },
   grep: { package: 'grep', groups: ['try', 'e2e'] },
   false: { package: 'coreutils', groups: ['e2e'] },
+  sleep: { package: 'coreutils', groups: ['e2e'] },
   'qemu-system-x86_64': { package: 'qemu-system-x86', groups: ['vm'], via: 'tools/vm/vm-run' },
   busybox: { package: 'busybox-static', groups: ['vm'], via: 'tools/vm/vm-run' },
   cpio: { package: 'cpio', groups: ['vm'], via: 'tools/vm/vm-run' },

@@ -14,7 +14,7 @@ const CALL = /(?<![.\w])(?:execa|execaSync|spawn|spawnSync|execFile|execFileSync
 /** `lab.exec(node, ['ping', …])`: the program is the first element of the argument vector. */
 const LAB_EXEC = /(?<!this)\.exec\(\s*[^,()]+,\s*\[\s*'([^'\s]+)'/g;
 /** `ip netns exec NS prog …`. */
-const NETNS_EXEC = /'netns',\s*'exec',\s*[^,]+,\s*'([^'\s]+)'/g;
+const NETNS_EXEC = /'netns',\s*'exec',\s*[^,\]]+,\s*'([^'\s]+)'/g;
 /** `nsenter`/`unshare`/`taskset` with an argument vector: the command is its first element that is not an option. */
 const WRAPPER = /'(nsenter|unshare|taskset)',\s*\[([^\]]*)\]/g;
 /** `… '--', 'prog'` in an argument vector (`weft lab exec NODE -- prog`). */
@@ -51,7 +51,7 @@ function wrappedCommands(vector: string): string[] {
       continue;
     }
     if (option?.startsWith('-')) {
-      if (!option.includes('=')) i += 1;
+      if (!option.includes('=') && !SWITCHES.has(option)) i += 1;
       continue;
     }
     if (literal === undefined) break;
@@ -62,6 +62,8 @@ function wrappedCommands(vector: string): string[] {
 }
 
 const WRAPPERS = new Set(['nsenter', 'unshare', 'taskset']);
+/** The wrappers' options that take no value (a namespace of the target or a new one; `--fork`). */
+const SWITCHES = new Set(['--net', '--mount', '--pid', '--uts', '--ipc', '--user', '--cgroup', '--time', '--fork', '--map-root-user', '-n', '-m', '-p', '-u', '-i', '-U', '-f', '-r']);
 
 /** The programs a TypeScript or JavaScript source runs, by the call shapes weft's code uses. */
 export function programsInCode(text: string, file: string): ProgramUse[] {
