@@ -153,7 +153,27 @@ export interface KernelService {
   wireguardStatus(device: string): Promise<WireGuardDeviceStatus | undefined>;
   /** The namespace's interfaces, owned or not, with MTU and addresses (what a plugin may need of the underlay). Read-only. */
   interfaces(): Promise<readonly InterfaceInfo[]>;
+  /**
+   * The kernel of another network namespace on this node — a pod's — by its path: `/run/netns/NAME` or
+   * `/proc/PID/ns/net`. The same ownership, diff, batched apply, metrics and `weft plan` recording, there. A plugin
+   * that set things up in a namespace applies an empty desired state there to remove them (a namespace that is
+   * gone took them with it). Throws `WEFT_KERNEL_INPUT` for a path that is not absolute, has `..` or odd characters.
+   */
+  namespace(path: string): NamespaceKernel;
 }
+
+/** {@link KernelService.namespace}: a plugin's kernel service in another network namespace. */
+export interface NamespaceKernel {
+  /** The namespace's path, as given. */
+  readonly path: string;
+  /** As {@link KernelService.apply}, in that namespace (fails when the namespace is gone). */
+  apply(desired: DesiredState): Promise<ApplyResult>;
+  /** As {@link KernelService.interfaces}, in that namespace. */
+  interfaces(): Promise<readonly InterfaceInfo[]>;
+}
+
+/** The namespace paths {@link KernelService.namespace} accepts: absolute, plain characters, no `..` (checked apart). */
+export const NAMESPACE_PATH = /^\/[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$/;
 
 /** The core services every plugin can resolve. */
 /** A timer a {@link Clock} set; pass it back to `clearTimeout`. */

@@ -205,6 +205,58 @@ export function nftablesContract(name: string, makeHarness: () => Promise<Contra
       ]);
     });
 
+    it('changes a map element by element, counters one by one, and the body as a whole', async () => {
+      const mark = (i: number) => `0x${(i << 16).toString(16).padStart(8, '0')}`;
+      const table = (buckets: number[], counters: string[], port = 4000): DesiredState => ({
+        nftables: [
+          {
+            family: 'inet',
+            name: 'weft-cnft',
+            body: [
+              `map buckets { type integer : mark; size 4096; }`,
+              'map counted { type mark : counter; }',
+              'chain pre {',
+              '  type filter hook prerouting priority mangle; policy accept;',
+              `  udp dport ${String(port)} meta mark set jhash ip saddr mod 4093 seed 0x7 map @buckets`,
+              '  meta mark != 0 counter name meta mark map @counted',
+              '}',
+            ].join('\n'),
+            elements: {
+              buckets: buckets.map((e, i) => `${String(i)} : ${mark(e)}`),
+              counted: counters.map((c) => `${mark(Number(c.slice(1)))} : "${c}"`),
+            },
+            counters,
+          },
+        ],
+      });
+      const first = Array.from({ length: 4093 }, (_, i) => (i % 3) + 1);
+      // The table of the case before, replaced by this one.
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, table(first, ['e1', 'e2', 'e3'])))).toEqual(['replace nftables inet weft-cnft']);
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, table(first, ['e1', 'e2', 'e3'])))).toEqual([]);
+      // Endpoint 3 leaves: its buckets go to 1 and 2, its counter goes; nothing else is written.
+      const second = first.map((e, i) => (e === 3 ? (i % 2) + 1 : e));
+      const before = h.commands();
+      const changed = await applyDesired(h.backend, NFT_OWNER, table(second, ['e1', 'e2']));
+      expect(changed.changes.map((c) => [c.op, c.id, c.fields])).toEqual([['set', 'nftables inet weft-cnft', ['buckets +1364 -1364', 'counted +0 -1', 'counters +0 -1']]]);
+      expect(h.commands() - before).toBeLessThanOrEqual(3); // read, one nft -f, one listing
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, table(second, ['e1', 'e2'])))).toEqual([]);
+      const seen = (await h.backend.observe(NFT_OWNER, { nftables: true })).state.nftables[0];
+      expect(seen?.elements?.buckets?.length).toBe(4093);
+      expect(seen?.elements?.buckets).toContain(`2 : ${mark(1)}`);
+      expect(seen?.counters).toEqual(['e1', 'e2']);
+      // The body changes: the whole table, elements and counters with it.
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, table(second, ['e1', 'e2'], 4001)))).toEqual(['replace nftables inet weft-cnft']);
+      expect(summary(await applyDesired(h.backend, NFT_OWNER, table(second, ['e1', 'e2'], 4001)))).toEqual([]);
+      // Bad elements are refused before anything runs.
+      const bad = { nftables: [{ family: 'inet' as const, name: 'weft-cnft', body: 'set s { type mark; }', elements: { s: ['1 }; flush ruleset; {'], 'x y': [] }, counters: ['a b'] }] };
+      const err = await applyDesired(h.backend, NFT_OWNER, bad).catch((e: unknown) => e);
+      expect((err as KernelInputError).problems).toEqual([
+        'nftables table "weft-cnft": elements.s: "1 }; flush ruleset; {" is not an element as nft lists one (KEY or KEY : VALUE)',
+        'nftables table "weft-cnft": elements: set name "x y": expected letters, digits and _ (at most 32)',
+        'nftables table "weft-cnft": counters: "a b": expected letters, digits and _ (at most 32)',
+      ]);
+    });
+
     it('deletes its table on teardown', async () => {
       expect(summary(await applyDesired(h.backend, NFT_OWNER, {}))).toEqual(['delete nftables inet weft-cnft']);
       expect((await h.backend.observe(NFT_OWNER, { nftables: true })).state.nftables).toEqual([]);

@@ -1,11 +1,11 @@
-import type { Address, Change, FdbEntry, Neighbour, Sysctl } from './model.js';
+import type { Address, Change, FdbEntry, Neighbour, NftElementChange, NftTable, Sysctl } from './model.js';
 import { type NLink, type NMplsRoute, type NormalState, type NPeer, type NRoute, type NWireGuard, routeKey, ruleKey } from './normalize.js';
 
 /** Link attributes that only recreating the link can change, per kind. */
 const IMMUTABLE: Record<string, readonly string[]> = {
   vxlan: ['vni', 'port', 'local', 'dev', 'learning'],
-  gre: ['remote', 'local', 'key', 'ttl'],
-  ip6gre: ['remote', 'local', 'key', 'ttl'],
+  gre: ['remote', 'local', 'key', 'ttl', 'external'],
+  ip6gre: ['remote', 'local', 'key', 'ttl', 'external'],
   ipip: ['remote', 'local', 'ttl'],
   veth: ['peer', 'peerNetns'],
 };
@@ -40,7 +40,9 @@ function sameRoute(a: NRoute, b: NRoute): boolean {
     a.src === b.src &&
     a.onlink === b.onlink &&
     a.mpls.length === b.mpls.length &&
-    a.mpls.every((l, i) => l === b.mpls[i])
+    a.mpls.every((l, i) => l === b.mpls[i]) &&
+    a.ipEncap?.dst === b.ipEncap?.dst &&
+    (b.ipEncap?.ttl === undefined || a.ipEncap?.ttl === b.ipEncap.ttl)
   );
 }
 
@@ -186,7 +188,8 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
     }
   }
 
-  // nftables: a table that differs is replaced whole (atomically); one no longer wanted is deleted.
+  // nftables: a table whose body differs is replaced whole (atomically); one whose body stays gets only the elements
+  // and counters that differ; one no longer wanted is deleted.
   const nftKey = (t: { family: string; name: string }) => `${t.family} ${t.name}`;
   const observedNft = byKey(observed.nftables, nftKey);
   const desiredNft = byKey(desired.nftables, nftKey);
@@ -195,6 +198,10 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
   for (const [k, d] of desiredNft) {
     const o = observedNft.get(k);
     if (!o || o.body !== d.body) adds.push({ op: o ? 'replace' : 'add', kind: 'nftables', id: `nftables ${k}`, object: d });
+    else {
+      const delta = nftElementDelta(o, d);
+      if (delta) adds.push({ op: 'set', kind: 'nftables', id: `nftables ${k}`, object: delta.change, fields: delta.fields });
+    }
   }
 
   const observedSysctls = byKey(observed.sysctls, (s: Sysctl) => s.key);
@@ -204,6 +211,40 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
 
   deletes.push(...nftDeletes, ...wgDeletes, ...ruleDeletes, ...routeDeletes, ...neighDeletes, ...fdbDeletes, ...addrDeletes, ...pairDeletes);
   return [...deletes, ...adds];
+}
+
+/**
+ * The elements and counters that differ between two versions of a table with the same body, and a summary per set
+ * (`b0 ±456`: what `weft plan` prints instead of the elements); undefined when none do.
+ */
+export function nftElementDelta(observed: NftTable, desired: NftTable): { change: NftElementChange; fields: string[] } | undefined {
+  const add: Record<string, string[]> = {};
+  const remove: Record<string, string[]> = {};
+  const fields: string[] = [];
+  const sets = new Set([...Object.keys(observed.elements ?? {}), ...Object.keys(desired.elements ?? {})]);
+  for (const set of [...sets].sort()) {
+    const had = new Map((observed.elements?.[set] ?? []).map((e) => [e.split(' : ')[0] as string, e]));
+    const want = new Map((desired.elements?.[set] ?? []).map((e) => [e.split(' : ')[0] as string, e]));
+    const toAdd: string[] = [];
+    const toRemove: string[] = [];
+    for (const [key, e] of want) {
+      const h = had.get(key);
+      if (h === e) continue;
+      if (h !== undefined) toRemove.push(key);
+      toAdd.push(e);
+    }
+    for (const key of had.keys()) if (!want.has(key)) toRemove.push(key);
+    if (toAdd.length > 0) add[set] = toAdd;
+    if (toRemove.length > 0) remove[set] = toRemove;
+    if (toAdd.length > 0 || toRemove.length > 0) fields.push(`${set} +${String(toAdd.length)} -${String(toRemove.length)}`);
+  }
+  const hadCounters = new Set(observed.counters ?? []);
+  const wantCounters = new Set(desired.counters ?? []);
+  const addCounters = [...wantCounters].filter((n) => !hadCounters.has(n));
+  const removeCounters = [...hadCounters].filter((n) => !wantCounters.has(n));
+  if (addCounters.length > 0 || removeCounters.length > 0) fields.push(`counters +${String(addCounters.length)} -${String(removeCounters.length)}`);
+  if (fields.length === 0) return undefined;
+  return { change: { family: desired.family, name: desired.name, add, remove, addCounters, removeCounters }, fields };
 }
 
 /** Device settings that differ (`listenPort` only when desired; a new device gets all of them). */

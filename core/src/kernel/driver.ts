@@ -56,6 +56,11 @@ export interface KernelBackend {
    */
   interfaces(owner?: KernelOwner): Promise<InterfaceInfo[]>;
   /**
+   * The same kind of backend acting in another network namespace of this machine, given by path (`/run/netns/NAME`,
+   * `/proc/PID/ns/net`): a pod's. Absent: the backend cannot reach other namespaces.
+   */
+  inNamespace?(path: string): KernelBackend;
+  /**
    * Releases what the backend keeps running (the iproute2 backend's `ip monitor` and control-socket connections);
    * the agent calls it when it stops.
    */

@@ -42,6 +42,10 @@ export function parseLink(j: Json): NLink | undefined {
     case 'gre':
     case 'ip6gre':
     case 'ipip': {
+      if (kind !== 'ipip' && data.external === true) {
+        const external: NLink = { ...base, kind, external: true, ...(typeof data.ttl === 'number' && data.ttl !== 0 ? { ttl: data.ttl } : {}) };
+        return external;
+      }
       const key = data.ikey ?? data.key;
       const keyNumber = typeof key === 'string' && key.includes('.') ? key.split('.').reduce((a, b) => a * 256 + Number(b), 0) : (key as number | undefined);
       return {
@@ -72,6 +76,9 @@ export function parseRoute(j: Json, family: Family): NRoute | undefined {
     metric: typeof j.metric === 'number' ? j.metric : 0,
     onlink: flags.includes('onlink'),
     mpls: encap ? encap.split('/').map(Number) : [],
+    ...((j.encap === 'ip' || j.encap === 'ip6') && typeof j.encap_dst === 'string'
+      ? { ipEncap: { dst: canonicalIP(j.encap_dst) ?? j.encap_dst, ...(typeof j.ttl === 'number' && j.ttl !== 0 ? { ttl: j.ttl } : {}) } }
+      : {}),
     ...(typeof j.dev === 'string' ? { dev: j.dev } : {}),
     ...(typeof j.gateway === 'string' ? { via: canonicalIP(j.gateway) } : {}),
     ...(typeof j.prefsrc === 'string' ? { src: canonicalIP(j.prefsrc) } : {}),

@@ -35,6 +35,7 @@ export function ipLines(owner: KernelOwner, change: Change, options: { userspace
       if (change.op === 'delete') return [['route', 'del', ...id]];
       const line = ['route', 'replace', r.dst];
       if (r.mpls.length > 0) line.push('encap', 'mpls', r.mpls.join('/'));
+      if (r.ipEncap) line.push('encap', r.ipEncap.dst.includes(':') ? 'ip6' : 'ip', 'dst', r.ipEncap.dst, ...(r.ipEncap.ttl !== undefined ? ['ttl', String(r.ipEncap.ttl)] : []));
       if (r.via !== undefined) line.push('via', r.via);
       if (r.dev !== undefined) line.push('dev', r.dev);
       if (r.src !== undefined) line.push('src', r.src);
@@ -95,10 +96,19 @@ function linkAdd(l: NLink): string[] {
       break;
     case 'gre':
     case 'ip6gre':
+      if (l.external === true) {
+        line.push('external');
+        if (l.ttl !== undefined) line.push('ttl', String(l.ttl));
+        break;
+      }
+      line.push('remote', l.remote ?? '');
+      if (l.local !== undefined) line.push('local', l.local);
+      if (l.key !== undefined) line.push('key', String(l.key));
+      if (l.ttl !== undefined) line.push('ttl', String(l.ttl));
+      break;
     case 'ipip':
       line.push('remote', l.remote);
       if (l.local !== undefined) line.push('local', l.local);
-      if ('key' in l && l.key !== undefined) line.push('key', String(l.key));
       if (l.ttl !== undefined) line.push('ttl', String(l.ttl));
       break;
     default:

@@ -9,7 +9,7 @@ import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, t
 import { canonicalIP, type Family } from './ip.js';
 import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
 import { type Json, parseLink, parseMpls, parseRoute, parseRule, sysctlPath } from './iproute2-parse.js';
-import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
+import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftElementChange, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
 import { KernelMonitor } from './monitor.js';
 import { ProcFiles } from './procfiles.js';
 import { splitRuleset } from './nftables.js';
@@ -52,6 +52,32 @@ function interfaceInfos(list: readonly Json[]): InterfaceInfo[] {
   }));
 }
 
+/** Elements per `add element` line: nft reads any length, but an error then names a shorter line. */
+const NFT_CHUNK = 2048;
+const chunks = <T>(list: readonly T[]): T[][] => Array.from({ length: Math.ceil(list.length / NFT_CHUNK) }, (_, i) => list.slice(i * NFT_CHUNK, (i + 1) * NFT_CHUNK));
+
+/** A table as it is after an element change. */
+function withElementChange(t: NftTable, d: NftElementChange): NftTable {
+  const elements: Record<string, string[]> = {};
+  for (const set of new Set([...Object.keys(t.elements ?? {}), ...Object.keys(d.add)])) {
+    const removed = new Set(d.remove[set] ?? []);
+    const list = [...(t.elements?.[set] ?? []).filter((e) => !removed.has(e.split(' : ')[0] as string)), ...(d.add[set] ?? [])].sort();
+    if (list.length > 0) elements[set] = list;
+  }
+  const counters = [...(t.counters ?? []).filter((c) => !d.removeCounters.includes(c)), ...d.addCounters].sort();
+  return { family: t.family, name: t.name, body: t.body, ...(Object.keys(elements).length > 0 ? { elements } : {}), ...(counters.length > 0 ? { counters } : {}) };
+}
+
+/**
+ * `ip -json route` prints a route's encapsulation at the route's level, so that its `dst` (the MPLS labels, the
+ * tunnel's destination) repeats the route's own key and JSON.parse would keep the last: renamed before parsing.
+ */
+export function renameEncapKeys(line: string): string {
+  return line
+    .replaceAll('"encap":"mpls","dst":', '"encap":"mpls","labels":')
+    .replace(/"encap":"(ip6?)",((?:"(?:id|src)":(?:\d+|"[^"]*"),)*)"dst":/g, '"encap":"$1",$2"encap_dst":');
+}
+
 const defaultRunner: Runner = async (file, args, input) => {
   const r = await execa(file, args, { input, reject: false, timeout: 60_000, stripFinalNewline: true });
   if (r.failed && r.exitCode === undefined) throw new Error(`${file}: ${r.shortMessage}`);
@@ -79,7 +105,7 @@ export class Iproute2Kernel implements KernelBackend {
   /** Per owner, the namespaces it moved links into. */
   private readonly movedTo = new Map<string, Set<string>>();
   /** Per table: the body last applied and the kernel's listing of it right after, to tell drift from change. */
-  private readonly nftApplied = new Map<string, { body: string; listing: string }>();
+  private readonly nftApplied = new Map<string, { table: NftTable; listing: string }>();
   private nftMissing: boolean | undefined;
   private wireguardResolved: Promise<'kernel' | 'userspace'> | undefined;
   /** Sysctls read through kept descriptors (own namespace only). */
@@ -125,6 +151,20 @@ export class Iproute2Kernel implements KernelBackend {
     this.where = netns.kind === 'own' ? 'own namespace' : netns.kind === 'named' ? `netns ${netns.name}` : `netns ${netns.path}`;
   }
 
+  /** Backends of other namespaces, by path (see {@link inNamespace}). */
+  private readonly others = new Map<string, Iproute2Kernel>();
+
+  /** A backend for the namespace at `path` (through `nsenter --net=PATH`), kept for the next call with that path. */
+  inNamespace(path: string): Iproute2Kernel {
+    let k = this.others.get(path);
+    if (!k) {
+      if (this.others.size >= 4096) this.others.delete(this.others.keys().next().value as string);
+      k = new Iproute2Kernel({ kind: 'path', path }, { runner: this.run, wireguard: this.wireguard, scratchDir: this.scratchDir });
+      this.others.set(path, k);
+    }
+    return k;
+  }
+
   /** Diff and apply for an owner. */
   apply(owner: KernelOwner, desired: DesiredState, options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
     return applyDesired(this, owner, desired, options);
@@ -156,7 +196,7 @@ export class Iproute2Kernel implements KernelBackend {
       .split('\n')
       .filter((l) => l.trim() !== '')
       // iproute2 prints an MPLS-encapsulated route's label stack as a second "dst" key; keep both apart.
-      .map((l) => JSON.parse(l.replaceAll('"encap":"mpls","dst":', '"encap":"mpls","labels":')) as Json[]);
+      .map((l) => JSON.parse(renameEncapKeys(l)) as Json[]);
     if (out.length !== lines.length) throw new Error(`ip -${family} -json -batch (${this.where}): expected ${lines.length} answers, got ${out.length}`);
     return out;
   }
@@ -660,7 +700,8 @@ export class Iproute2Kernel implements KernelBackend {
   private async listNftTables(owner: KernelOwner): Promise<{ tables: NftTable[]; processes: number }> {
     this.nftMissing ??= (await which('nft')) === undefined;
     if (this.nftMissing) return { tables: [], processes: 0 };
-    const r = await this.exec('nft', ['list', 'ruleset']);
+    // Terse (-t): without the elements of named sets, which a 65,537-bucket map would make a megabyte to read.
+    const r = await this.exec('nft', ['-t', 'list', 'ruleset']);
     if (r.exitCode !== 0) throw new Error(`nft list ruleset (${this.where}): ${r.stderr}`);
     const prefix = nftPrefix(owner);
     const tables: NftTable[] = [];
@@ -668,7 +709,7 @@ export class Iproute2Kernel implements KernelBackend {
       const [family, name] = key.split(' ') as [NftTable['family'], string];
       if (name !== prefix && !name.startsWith(`${prefix}-`)) continue;
       const applied = this.nftApplied.get(key);
-      tables.push({ family, name, body: applied && applied.listing === listing ? applied.body : '\0changed outside weft' });
+      tables.push(applied && applied.listing === listing ? { ...applied.table } : { family, name, body: '\0changed outside weft' });
     }
     return { tables, processes: 1 };
   }
@@ -684,11 +725,33 @@ export class Iproute2Kernel implements KernelBackend {
         owners.push(change);
       }
     };
+    const after = new Map<string, NftTable | undefined>();
     for (const change of changes) {
       const t = change.object as NftTable;
+      const key = `${t.family} ${t.name}`;
+      const table = `${t.family} ${t.name}`;
+      if (change.op === 'set') {
+        // Only elements and counters: removals first, counters before the elements that name them.
+        const d = change.object as NftElementChange;
+        const before = this.nftApplied.get(key)?.table;
+        for (const [set, keys] of Object.entries(d.remove)) for (const chunk of chunks(keys)) push(change, `delete element ${table} ${set} { ${chunk.join(', ')} }`);
+        for (const c of d.addCounters) push(change, `add counter ${table} ${c}`);
+        for (const [set, list] of Object.entries(d.add)) for (const chunk of chunks(list)) push(change, `add element ${table} ${set} { ${chunk.join(', ')} }`);
+        for (const c of d.removeCounters) push(change, `delete counter ${table} ${c}`);
+        after.set(key, before ? withElementChange(before, d) : undefined);
+        continue;
+      }
       // `table … {}` first, so that `delete` finds a table whether or not one exists.
-      push(change, `table ${t.family} ${t.name} {}\ndelete table ${t.family} ${t.name}`);
-      if (change.op !== 'delete') push(change, `table ${t.family} ${t.name} {\n${t.body}\n}`);
+      push(change, `table ${table} {}\ndelete table ${table}`);
+      if (change.op === 'delete') {
+        after.set(key, undefined);
+        continue;
+      }
+      push(change, `table ${table} {}`);
+      for (const c of t.counters ?? []) push(change, `add counter ${table} ${c}`);
+      push(change, `table ${table} {\n${t.body}\n}`);
+      for (const [set, list] of Object.entries(t.elements ?? {})) for (const chunk of chunks(list)) push(change, `add element ${table} ${set} { ${chunk.join(', ')} }`);
+      after.set(key, t);
     }
     const r = await this.exec('nft', ['-f', '-'], `${lines.join('\n')}\n`);
     let processes = 1;
@@ -698,15 +761,13 @@ export class Iproute2Kernel implements KernelBackend {
       if (!failed) throw new Error(`nft -f (${this.where}): ${r.stderr}`);
       throw new KernelApplyError(failed, r.stderr.split('\n')[0]?.replace(/^\/dev\/stdin:[\d:-]+ /, '') ?? 'nft failed', applied);
     }
-    // Remember what the kernel lists for each table now, to tell later drift from our own state.
-    const listed = await this.exec('nft', ['list', 'ruleset']);
+    // Remember what the kernel lists for each table now (tersely, as it is read), to tell later drift from our own state.
+    const listed = await this.exec('nft', ['-t', 'list', 'ruleset']);
     processes += 1;
     const now = splitRuleset(listed.stdout);
-    for (const change of changes) {
-      const t = change.object as NftTable;
-      const key = `${t.family} ${t.name}`;
-      if (change.op === 'delete') this.nftApplied.delete(key);
-      else this.nftApplied.set(key, { body: t.body, listing: now.get(key) ?? '' });
+    for (const [key, table] of after) {
+      if (table === undefined) this.nftApplied.delete(key);
+      else this.nftApplied.set(key, { table, listing: now.get(key) ?? '' });
     }
     applied.push(...changes);
     return processes;

@@ -1,6 +1,6 @@
 import type { Capability, DoctorReport } from './capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, type ObserveHints } from './driver.js';
-import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer, WireGuardPeerStatus } from './model.js';
+import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftElementChange, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer, WireGuardPeerStatus } from './model.js';
 import { networkContains, parseNetwork } from './ip.js';
 import { wireGuardPublicKey } from './wgkeys.js';
 import { type NLink, type NMplsRoute, nftPrefix, normalizeDesired, type NormalState, ownsLink, type NPeer, type NRoute, type NRule, type NWireGuard, routeKey, ruleKey } from './normalize.js';
@@ -43,6 +43,50 @@ export class MemoryKernel implements KernelBackend {
 
   constructor(sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '0', 'net.ipv6.conf.all.forwarding': '0' }) {
     for (const [k, v] of Object.entries(sysctls)) this.s.sysctls.set(k, v);
+  }
+
+  /** Other namespaces of this "machine", by path (tests add them: {@link addNamespace}). */
+  private readonly namespaces = new Map<string, MemoryKernel>();
+
+  /** Makes a namespace at `path` (a pod's), empty but for its own sysctls; returns its kernel. */
+  addNamespace(path: string, sysctls: Record<string, string> = {}): MemoryKernel {
+    const k = new MemoryKernel(sysctls);
+    this.namespaces.set(path, k);
+    return k;
+  }
+
+  /** Removes the namespace at `path` (the pod went away); its kernel is gone with it. */
+  removeNamespace(path: string): void {
+    this.namespaces.delete(path);
+  }
+
+  /** The kernel of the namespace at `path`; one that does not exist fails every call, as `nsenter` would. */
+  inNamespace(path: string): KernelBackend {
+    const gone = () => new Error(`nsenter: cannot open ${path}: No such file or directory`);
+    return {
+      where: `netns ${path}`,
+      observe: async (owner, hints) => {
+        const k = this.namespaces.get(path);
+        if (!k) throw gone();
+        return k.observe(owner, hints);
+      },
+      execute: async (owner, changes) => {
+        const k = this.namespaces.get(path);
+        if (!k) throw gone();
+        return k.execute(owner, changes);
+      },
+      probe: async () => {
+        const k = this.namespaces.get(path);
+        if (!k) throw gone();
+        return k.probe();
+      },
+      wireguardStatus: async (names) => this.namespaces.get(path)?.wireguardStatus(names) ?? [],
+      interfaces: async () => {
+        const k = this.namespaces.get(path);
+        if (!k) throw gone();
+        return k.interfaces();
+      },
+    };
   }
 
   /** Everything the kernel holds (a copy). */
@@ -243,6 +287,12 @@ export class MemoryKernel implements KernelBackend {
         // As Linux (fib_check_nh): a gateway must be on a connected network — an address's, or a route's with no
         // gateway of its own — of the route's device when it names one; `onlink` says it is, whatever the addresses.
         if (r.via !== undefined && r.onlink !== true && !this.onLink(r.via, r.dev)) return 'Error: Nexthop has invalid gateway.';
+        // As Linux: a lightweight IP tunnel needs a tunnel device in metadata mode to carry it (else the packet is dropped,
+        // which `ip route` does not refuse; refused here so that a test sees the mistake).
+        if (r.ipEncap !== undefined) {
+          const dev = r.dev === undefined ? undefined : this.link(r.dev);
+          if (!dev || !(dev.kind === 'gre' || dev.kind === 'ip6gre') || (dev as { external?: boolean }).external !== true) return `Error: ${r.dev ?? '?'} is not a tunnel device in metadata mode (external)`;
+        }
         const stored = { ...structuredClone(r), proto: owner.routeProtocol };
         if (i < 0) s.routes.push(stored);
         else s.routes.splice(i, 1, stored);
@@ -328,6 +378,33 @@ export class MemoryKernel implements KernelBackend {
       case 'nftables': {
         const t = change.object as NftTable;
         const key = `${t.family} ${t.name}`;
+        if (change.op === 'set') {
+          const d = change.object as NftElementChange;
+          const o = s.nftables.get(key);
+          if (!o) return `Error: No such file or directory; did you mean table ‘${t.name}’?`;
+          const elements: Record<string, string[]> = Object.fromEntries(Object.entries(o.elements ?? {}).map(([k, v]) => [k, [...v]]));
+          for (const [set, keys] of Object.entries(d.remove)) {
+            const list = elements[set] ?? [];
+            for (const k of keys) {
+              const i = list.findIndex((e) => e.split(' : ')[0] === k);
+              if (i < 0) return `Error: Could not process rule: No such file or directory (delete element ${set} ${k})`;
+              list.splice(i, 1);
+            }
+            elements[set] = list;
+          }
+          for (const [set, add] of Object.entries(d.add)) {
+            const list = elements[set] ?? [];
+            for (const e of add) {
+              if (list.some((x) => x.split(' : ')[0] === e.split(' : ')[0])) return `Error: Could not process rule: File exists (add element ${set} ${e})`;
+              list.push(e);
+            }
+            elements[set] = list.sort();
+          }
+          const counters = [...(o.counters ?? []).filter((c) => !d.removeCounters.includes(c)), ...d.addCounters].sort();
+          const kept = Object.fromEntries(Object.entries(elements).filter(([, v]) => v.length > 0));
+          s.nftables.set(key, { family: o.family, name: o.name, body: o.body, ...(Object.keys(kept).length > 0 ? { elements: kept } : {}), ...(counters.length > 0 ? { counters } : {}) });
+          return undefined;
+        }
         if (change.op === 'delete') {
           if (!s.nftables.delete(key)) return `Error: No such file or directory; did you mean table ‘${t.name}’?`;
         } else s.nftables.set(key, { ...t });

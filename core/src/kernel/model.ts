@@ -51,10 +51,17 @@ export interface VxlanLink extends LinkBase {
   /** Default false (flannel's choice: entries are programmed, not learned). */
   readonly learning?: boolean;
 }
-/** `ip link add NAME type gre|ip6gre remote IP [local IP] [key KEY] [ttl TTL]` */
+/**
+ * `ip link add NAME type gre|ip6gre remote IP [local IP] [key KEY] [ttl TTL]`, or `… type gre|ip6gre external`: a
+ * device in metadata mode (collect_md) that has no remote of its own — each route through it says where to
+ * ({@link Route.ipEncap}) — and that receives the protocol's packets from any sender.
+ */
 export interface GreLink extends LinkBase {
   readonly kind: 'gre' | 'ip6gre';
-  readonly remote: string;
+  /** Required unless `external`; absent when it is. */
+  readonly remote?: string;
+  /** Metadata mode: no remote, local or key; default false. */
+  readonly external?: boolean;
   readonly local?: string;
   readonly key?: number;
   readonly ttl?: number;
@@ -98,6 +105,12 @@ export interface Route {
   readonly onlink?: boolean;
   /** Push this MPLS label stack (`encap mpls 100/200`). */
   readonly mpls?: readonly number[];
+  /**
+   * A lightweight IP tunnel (`encap ip dst D [ttl T]`, `encap ip6 …` for an IPv6 `dst`): the packet leaves through
+   * `dev`, a GRE device in metadata mode ({@link GreLink.external}), to the tunnel destination `dst` — one device for
+   * any number of destinations. Not with `mpls`.
+   */
+  readonly ipEncap?: { readonly dst: string; readonly ttl?: number };
 }
 
 /**
@@ -212,6 +225,27 @@ export interface NftTable {
   readonly name: string;
   /** Everything between the table's braces, in nft syntax: sets, maps, chains and their rules. */
   readonly body: string;
+  /**
+   * Elements of the body's named sets and maps, by set name, written as nft lists them (`KEY` in a set,
+   * `KEY : VALUE` in a map: `7 : 0x00010000`). Unlike the body, they change element by element (`delete element`,
+   * `add element` in one transaction): a 65,537-bucket map whose 500 buckets move is 500 elements written, not a new
+   * table. Drift is looked for in the body (the table's listing without elements); elements are as weft wrote them.
+   */
+  readonly elements?: Readonly<Record<string, readonly string[]>>;
+  /** Named counters (`counter NAME`), added and removed one by one like elements; their values are not state. */
+  readonly counters?: readonly string[];
+}
+
+/** The object of a `set` change of an nftables table whose body stays: the elements and counters that change. */
+export interface NftElementChange {
+  readonly family: NftTable['family'];
+  readonly name: string;
+  /** Per set: elements to add (a map's element whose value changes is removed by key and added again). */
+  readonly add: Readonly<Record<string, readonly string[]>>;
+  /** Per set: the keys of elements to remove. */
+  readonly remove: Readonly<Record<string, readonly string[]>>;
+  readonly addCounters: readonly string[];
+  readonly removeCounters: readonly string[];
 }
 
 /** What one owner wants in a namespace. Absent lists mean empty. */
@@ -256,7 +290,7 @@ export interface Change {
   /** Human-readable identity, e.g. `route 198.18.0.0/24 table 254 metric 0`. */
   readonly id: string;
   /** The desired object for add/replace/set, the observed one for delete. */
-  readonly object: Link | Address | Route | MplsRoute | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string }) | NftTable;
-  /** For `set`: which attributes differ. */
+  readonly object: Link | Address | Route | MplsRoute | Rule | Neighbour | FdbEntry | Sysctl | WireGuardDevice | (WireGuardPeer & { readonly device: string }) | NftTable | NftElementChange;
+  /** For `set`: which attributes differ (an nftables table: per set, how many elements change). */
   readonly fields?: readonly string[];
 }

@@ -9,7 +9,7 @@ export function splitRuleset(text: string): Map<string, string> {
       key = `${start[1]} ${start[2]}`;
       body = [];
     } else if (line === '}' && key !== undefined) {
-      out.set(key, body.join('\n').replace(/counter packets \d+ bytes \d+/g, 'counter'));
+      out.set(key, body.join('\n').replace(/counter packets \d+ bytes \d+/g, 'counter').replace(/packets \d+ bytes \d+/g, ''));
       key = undefined;
     } else if (key !== undefined) body.push(line);
   }

@@ -21,6 +21,7 @@ export interface NRoute {
   readonly src?: string;
   readonly onlink: boolean;
   readonly mpls: readonly number[];
+  readonly ipEncap?: { readonly dst: string; readonly ttl?: number };
 }
 /** An MPLS route in canonical form (`as` empty to pop). */
 export interface NMplsRoute {
@@ -225,12 +226,21 @@ function normalizeLink(c: Checker, link: Link): NLink | undefined {
     case 'ip6gre':
     case 'ipip': {
       const family = link.kind === 'ip6gre' ? 6 : 4;
-      const remote = c.ip(what, 'remote', link.remote, family);
+      if ('external' in link && link.external === true) {
+        if (link.remote !== undefined || link.local !== undefined || link.key !== undefined) c.fail(what, 'external: a device in metadata mode has no remote, local or key (each route says where)');
+        if (link.ttl !== undefined) c.int(what, 'ttl', link.ttl, 0, 255);
+        if (c.problems.length > before) return undefined;
+        return { ...base, external: true } as NLink;
+      }
+      if ('external' in link && link.external !== undefined && link.external !== false) c.fail(what, 'external: expected true or false');
+      if (link.remote === undefined) c.fail(what, 'remote: required (or external: true)');
+      const remote = link.remote === undefined ? undefined : c.ip(what, 'remote', link.remote, family);
       const local = link.local === undefined ? undefined : c.ip(what, 'local', link.local, family);
       if ('key' in link && link.key !== undefined) c.int(what, 'key', link.key, 0, U32);
       if (link.ttl !== undefined) c.int(what, 'ttl', link.ttl, 0, 255);
       if (c.problems.length > before) return undefined;
-      return { ...base, remote, ...(local ? { local } : {}) } as NLink;
+      const { external: _external, ...rest } = base as typeof base & { external?: boolean };
+      return { ...rest, remote, ...(local ? { local } : {}) } as NLink;
     }
     default:
       c.fail(what, `kind ${JSON.stringify((link as { kind: unknown }).kind)}: expected one of bridge, dummy, veth, vxlan, gre, ip6gre, ipip, wireguard`);
@@ -253,6 +263,17 @@ function normalizeRoute(c: Checker, route: Route): NRoute | undefined {
   const mpls = route.mpls ?? [];
   if (!Array.isArray(mpls) || mpls.length > 8) c.fail(what, 'mpls: expected a label stack of at most 8 labels');
   else mpls.forEach((l, i) => c.int(what, `mpls[${i}]`, l, 16, 1_048_575));
+  let ipEncap: NRoute['ipEncap'];
+  if (route.ipEncap !== undefined) {
+    const e = route.ipEncap as { dst?: unknown; ttl?: unknown } | null;
+    let tunnelDst: string | undefined;
+    if (typeof e?.dst === 'string') tunnelDst = c.ip(what, 'ipEncap.dst', e.dst);
+    else c.fail(what, 'ipEncap.dst: expected an IP address');
+    if (e?.ttl !== undefined) c.int(what, 'ipEncap.ttl', e.ttl, 1, 255);
+    if (route.dev === undefined) c.fail(what, 'ipEncap: needs dev (a GRE device in metadata mode)');
+    if (mpls.length > 0) c.fail(what, 'ipEncap: not with mpls');
+    if (tunnelDst) ipEncap = { dst: tunnelDst, ...(typeof e?.ttl === 'number' ? { ttl: e.ttl } : {}) };
+  }
   if (c.problems.length > before || !dst || table === undefined || metric === undefined) return undefined;
   return {
     family: dst.family,
@@ -261,6 +282,7 @@ function normalizeRoute(c: Checker, route: Route): NRoute | undefined {
     metric,
     onlink: route.onlink ?? false,
     mpls: [...mpls],
+    ...(ipEncap ? { ipEncap } : {}),
     ...(route.dev !== undefined ? { dev: route.dev } : {}),
     ...(via ? { via } : {}),
     ...(src ? { src } : {}),
@@ -364,8 +386,14 @@ export function normalizeDesired(owner: KernelOwner, desired: DesiredState): Nor
   for (const t of desired.nftables ?? []) {
     const what = `nftables table ${JSON.stringify(t.name)}`;
     const problem = nftProblem(owner, t);
+    const dynamic = nftDynamicProblems(t);
+    for (const p of dynamic) c.fail(what, p);
     if (problem) c.fail(what, problem);
-    else nftables.push({ family: t.family, name: t.name, body: t.body.trim() });
+    else if (dynamic.length === 0) {
+      const elements = Object.fromEntries(Object.entries(t.elements ?? {}).map(([k, v]) => [k, [...new Set(v)].sort()] as const).filter(([, v]) => v.length > 0));
+      const counters = [...new Set(t.counters ?? [])].sort();
+      nftables.push({ family: t.family, name: t.name, body: t.body.trim(), ...(Object.keys(elements).length > 0 ? { elements } : {}), ...(counters.length > 0 ? { counters } : {}) });
+    }
   }
   duplicates(c, 'nftables table', nftables, (t) => `${t.family} ${t.name}`);
 
@@ -407,6 +435,49 @@ function nftProblem(owner: KernelOwner, t: NftTable): string | undefined {
     }
   }
   return depth === 0 ? undefined : 'body: unbalanced braces';
+}
+
+const NFT_OBJECT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/;
+/** An element as nft lists it: a key, or `KEY : VALUE`; addresses, numbers, marks, quoted names, concatenations. */
+const NFT_ELEMENT = /^[A-Za-z0-9_.:/-]+(?: \. [A-Za-z0-9_.:/-]+)*(?: : (?:[A-Za-z0-9_.:/-]+|"[A-Za-z0-9_]{1,32}"))?$/;
+/** At most this many elements per set and counters per table. */
+export const NFT_MAX_ELEMENTS = 1_048_576;
+
+/** What is wrong with a table's elements and counters (empty when nothing). */
+function nftDynamicProblems(t: NftTable): string[] {
+  const problems: string[] = [];
+  if (t.elements !== undefined) {
+    if (t.elements === null || typeof t.elements !== 'object' || Array.isArray(t.elements)) return ['elements: expected a map of set name to a list of elements'];
+    for (const [set, list] of Object.entries(t.elements as Record<string, unknown>)) {
+      if (!NFT_OBJECT_NAME.test(set)) problems.push(`elements: set name ${JSON.stringify(set)}: expected letters, digits and _ (at most 32)`);
+      if (!Array.isArray(list)) problems.push(`elements.${set}: expected a list`);
+      else if (list.length > NFT_MAX_ELEMENTS) problems.push(`elements.${set}: ${String(list.length)} elements, more than ${String(NFT_MAX_ELEMENTS)}`);
+      else {
+        const items = list as unknown[];
+        const bad = items.find((e) => typeof e !== 'string' || e.length > 256 || !NFT_ELEMENT.test(e));
+        if (bad !== undefined) problems.push(`elements.${set}: ${JSON.stringify(bad)} is not an element as nft lists one (KEY or KEY : VALUE)`);
+        const keys = new Map<string, string>();
+        for (const e of bad === undefined ? (items as string[]) : []) {
+          const key = e.split(' : ')[0] as string;
+          if (keys.has(key) && keys.get(key) !== e) {
+            problems.push(`elements.${set}: key ${key} twice, with different values`);
+            break;
+          }
+          keys.set(key, e);
+        }
+      }
+    }
+  }
+  if (t.counters !== undefined) {
+    const counters: unknown = t.counters;
+    if (!Array.isArray(counters)) problems.push('counters: expected a list of names');
+    else {
+      const bad = (counters as unknown[]).find((n) => typeof n !== 'string' || !NFT_OBJECT_NAME.test(n));
+      if (bad !== undefined) problems.push(`counters: ${JSON.stringify(bad)}: expected letters, digits and _ (at most 32)`);
+      if (counters.length > NFT_MAX_ELEMENTS) problems.push(`counters: more than ${String(NFT_MAX_ELEMENTS)}`);
+    }
+  }
+  return problems;
 }
 
 const WG_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;

@@ -70,6 +70,46 @@ describe('tunnels, dummy and MPLS on the VM kernel', () => {
   });
 });
 
+describe('GRE in metadata mode and lightweight IP tunnels on the VM kernel', () => {
+  it('one external GRE device (and ip6gre) carries routes that each say where the tunnel goes; read back, steady, changed in place, torn down', async () => {
+    const h = await vmHarness('vx');
+    try {
+      const state = (dst: string): DesiredState => ({
+        links: [
+          { kind: 'gre', name: 'wtx0', external: true },
+          { kind: 'ip6gre', name: 'wtx6', external: true },
+        ],
+        routes: [
+          { dst: '198.51.100.80/32', table: 300, dev: 'wtx0', ipEncap: { dst } },
+          { dst: '198.51.100.80/32', table: 301, dev: 'wtx0', ipEncap: { dst: '192.0.2.8', ttl: 32 } },
+          { dst: '2001:db8:80::1/128', table: 300, dev: 'wtx6', ipEncap: { dst: '2001:db8::7' } },
+        ],
+      });
+      const summary = async (s: DesiredState) => (await applyDesired(h.backend, TUNNELS, s)).changes.map((c) => `${c.op} ${c.id}`);
+      expect(await summary(state('192.0.2.7'))).toEqual([
+        'add link wtx0',
+        'add link wtx6',
+        'add route 198.51.100.80/32 table 300 metric 0',
+        'add route 198.51.100.80/32 table 301 metric 0',
+        'add route 2001:db8:80::1/128 table 300 metric 1024',
+      ]);
+      expect(await summary(state('192.0.2.7'))).toEqual([]);
+      const observed = (await h.backend.observe(TUNNELS)).state;
+      expect(observed.links.map((l) => [l.name, l.kind, (l as { external?: boolean }).external])).toEqual([['wtx0', 'gre', true], ['wtx6', 'ip6gre', true]]);
+      expect(observed.routes.map((r) => [r.dst, r.table, r.ipEncap])).toEqual([
+        ['198.51.100.80/32', 300, { dst: '192.0.2.7' }],
+        ['198.51.100.80/32', 301, { dst: '192.0.2.8', ttl: 32 }],
+        ['2001:db8:80::1/128', 300, { dst: '2001:db8::7' }],
+      ]);
+      // The endpoint moves: the route is replaced, the device stays.
+      expect(await summary(state('192.0.2.9'))).toEqual(['replace route 198.51.100.80/32 table 300 metric 0']);
+      expect(await summary({})).toEqual(['delete route 198.51.100.80/32 table 300 metric 0', 'delete route 198.51.100.80/32 table 301 metric 0', 'delete route 2001:db8:80::1/128 table 300 metric 1024', 'delete link wtx0', 'delete link wtx6']);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('weft doctor on the VM kernel', () => {
   it('finds every link kind, MPLS and kernel WireGuard', async () => {
     const { probeMachine } = await import('./capabilities.js');

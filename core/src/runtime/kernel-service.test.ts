@@ -26,6 +26,43 @@ afterEach(async () => {
 
 const routesIn = (k: MemoryKernel) => k.snapshot().routes.map((r) => `${r.dst} dev ${r.dev ?? ''} proto ${r.proto}`).sort();
 
+describe('the kernel service in another namespace (a pod\'s)', () => {
+  it('applies there with the same ownership, refuses a path that is not one, fails where the namespace is gone', async () => {
+    const seen: { ok?: unknown; bad?: string; gone?: string } = {};
+    const kernel = new MemoryKernel();
+    const pod = kernel.addNamespace('/run/netns/pod-1');
+    const inPods = definePlugin({
+      name: 'in-pods',
+      apiVersion: '2',
+      description: 'puts a dummy link in a pod',
+      config: z.object({}),
+      kernel: { linkPrefix: 'wip', routeProtocol: 198 },
+      deps: { kernel: coreServices.kernel },
+      setup: ({ deps }) => ({
+        async reconcile() {
+          seen.ok = (await deps.kernel.namespace('/run/netns/pod-1').apply({ links: [{ kind: 'dummy', name: 'wip0' }], addresses: [{ dev: 'wip0', address: '203.0.113.80/32' }] })).changes.length;
+          seen.bad = (() => {
+            try {
+              deps.kernel.namespace('/run/netns/../../etc/passwd');
+              return 'accepted';
+            } catch (err) {
+              return (err as Error).message;
+            }
+          })();
+          seen.gone = await deps.kernel.namespace('/run/netns/pod-2').apply({}).then(() => 'applied', (err: unknown) => (err as Error).message);
+        },
+      }),
+    });
+    t = await startTestAgent({ plugins: [inPods], nodes, kernel });
+    await t.waitFor(() => seen.gone !== undefined);
+    expect(seen.ok).toBe(2);
+    expect(pod.snapshot().addresses).toEqual([{ dev: 'wip0', address: '203.0.113.80/32' }]);
+    expect(kernel.snapshot().links).toEqual([]);
+    expect(seen.bad).toMatch(/namespace "\/run\/netns\/..\/..\/etc\/passwd": expected a path like \/run\/netns\/NAME/);
+    expect(seen.gone).toMatch(/nsenter: cannot open \/run\/netns\/pod-2/);
+  });
+});
+
 describe('the kernel service', () => {
   it('applies a plugin desired state to its namespace, follows the cluster, and counts changes', async () => {
     t = await startTestAgent({ plugins: [podRoutes], nodes });

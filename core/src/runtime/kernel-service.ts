@@ -1,8 +1,8 @@
 import { WeftError } from '../api/errors.js';
-import type { KernelService } from '../api/services.js';
+import { type KernelService, NAMESPACE_PATH } from '../api/services.js';
 import { requireCapabilities } from '../kernel/capabilities.js';
 import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend } from '../kernel/driver.js';
-import type { Change, KernelOwner } from '../kernel/model.js';
+import type { Change, DesiredState, KernelOwner } from '../kernel/model.js';
 import type { Logger } from '../observe/logger.js';
 import type { MetricsHub } from '../observe/metrics.js';
 
@@ -23,12 +23,10 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
     if (!o.owner) throw new WeftError('WEFT_SERVICE_UNAVAILABLE', `plugin "${o.plugin}" declares no kernel ownership (definePlugin({ kernel: { linkPrefix, routeProtocol } }))`);
     return o.owner;
   };
-  return {
-    owner: o.owner,
-    async apply(desired): Promise<ApplyResult> {
+  const applyOn = async (backend: KernelBackend, desired: DesiredState): Promise<ApplyResult> => {
       let result: ApplyResult;
       try {
-        result = await applyDesired(o.backend, ownerOrThrow(), desired, { dryRun: o.dryRun });
+        result = await applyDesired(backend, ownerOrThrow(), desired, { dryRun: o.dryRun });
       } catch (err) {
         if (!o.dryRun && err instanceof KernelApplyError) {
           // The kernel refused a change: counted (an alert's input), with the changes made before it.
@@ -43,9 +41,20 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
       }
       for (const c of result.changes) o.metrics.core.kernelChanges.inc({ owner: o.plugin, kind: c.kind, op: c.op });
       if (result.changes.length > 0) {
-        o.logger.info({ where: o.backend.where, changes: result.changes.map((c) => `${c.op} ${c.id}`) }, `kernel: ${result.changes.length} change(s)`);
+        o.logger.info({ where: backend.where, changes: result.changes.map((c) => `${c.op} ${c.id}`) }, `kernel: ${result.changes.length} change(s)`);
       }
       return result;
+  };
+  return {
+    owner: o.owner,
+    apply: (desired) => applyOn(o.backend, desired),
+    namespace(path) {
+      if (typeof path !== 'string' || !NAMESPACE_PATH.test(path) || path.split('/').includes('..')) {
+        throw new WeftError('WEFT_KERNEL_INPUT', `plugin "${o.plugin}": namespace ${JSON.stringify(path)}: expected a path like /run/netns/NAME or /proc/PID/ns/net`);
+      }
+      const backend = o.backend.inNamespace?.(path);
+      if (!backend) throw new WeftError('WEFT_SERVICE_UNAVAILABLE', `plugin "${o.plugin}": this kernel backend (${o.backend.where}) cannot reach other namespaces`);
+      return { path, apply: (desired) => applyOn(backend, desired), interfaces: () => backend.interfaces(o.owner) };
     },
     async require(...needs) {
       requireCapabilities(await o.backend.probe(needs), o.plugin, needs);
