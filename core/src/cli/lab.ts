@@ -35,6 +35,8 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
     .option('--nodes <n>', 'nodes n1…nN', int('--nodes', LAB_LIMITS.nodes), 3)
     .option('--locations <l>', 'locations, each with its own switch and subnet, joined by a router', int('--locations', LAB_LIMITS.locations), 1)
     .option('--nat', 'every location but the first behind a NAT router (nftables masquerade)', false)
+    .option('--pods <p>', 'pods per node: NODE:pod, NODE:pod2, …', int('--pods', LAB_LIMITS.pods), 1)
+    .option('--client', 'an outside client behind the router (192.0.2.2; "weft lab exec client"), with VIPs routed to nodes by ECMP ("weft lab vip")', false)
     .addOption(
       new Option('--discovery <source>', "where agents learn of the nodes: a folder of node documents, or the lab's own API server (Node objects, watch, patches)")
         .choices(['directory', 'kubernetes'])
@@ -43,7 +45,7 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
     .option('-c, --config <file>', "a weft config whose plugins, reconcile and log sections replace the lab's defaults")
     .option('--timeout <seconds>', 'how long to wait for the agents to converge', int('--timeout', 3600), 60)
     .addOption(nameOption())
-    .action(async (opts: { nodes: number; locations: number; nat: boolean; discovery: LabDiscovery; config?: string; timeout: number; name: string }) => {
+    .action(async (opts: { nodes: number; locations: number; nat: boolean; pods: number; client: boolean; discovery: LabDiscovery; config?: string; timeout: number; name: string }) => {
       const { Lab } = await import('../lab/lab.js');
       let status: LabStatus;
       try {
@@ -52,6 +54,8 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
           nodes: opts.nodes,
           locations: opts.locations,
           nat: opts.nat,
+          pods: opts.pods,
+          client: opts.client,
           discovery: opts.discovery,
           config: opts.config,
           timeoutMs: opts.timeout * 1000,
@@ -90,6 +94,43 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
     });
 
   lab
+    .command('vip')
+    .description("route a VIP from the router to these nodes by ECMP (their BGP sessions up); none withdraws it (needs --client)")
+    .argument('<vip>', 'the VIP, an IPv4 address')
+    .argument('[nodes...]', 'the nodes that announce it, n1…nN')
+    .addOption(nameOption())
+    .action(async (vip: string, nodes: string[], opts: { name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      try {
+        await Lab.attach(opts.name).routeVip(vip, nodes);
+      } catch (err) {
+        ctx.fail(err);
+      }
+    });
+
+  lab
+    .command('service')
+    .description("declare a Service with annotations and pod endpoints, as the API server would hold it (replaces the lab's Services)")
+    .argument('<name>', "the Service's name (namespace default)")
+    .option('-a, --annotation <key=value...>', 'an annotation (repeatable)')
+    .option('-e, --endpoint <pod...>', 'a ready endpoint pod, NODE:pod or NODE:podN (repeatable)')
+    .addOption(nameOption())
+    .action(async (name: string, opts: { annotation?: string[]; endpoint?: string[]; name: string }) => {
+      const { Lab } = await import('../lab/lab.js');
+      const annotations: Record<string, string> = {};
+      for (const spec of opts.annotation ?? []) {
+        const eq = spec.indexOf('=');
+        if (eq <= 0) ctx.fail(new InvalidArgumentError(`"${spec}": expected key=value`));
+        annotations[spec.slice(0, eq)] = spec.slice(eq + 1);
+      }
+      try {
+        await Lab.attach(opts.name).declareServices([{ name, annotations, endpoints: (opts.endpoint ?? []).map((pod) => ({ pod })) }]);
+      } catch (err) {
+        ctx.fail(err);
+      }
+    });
+
+  lab
     .command('status')
     .description('per node: addresses, pod, agent, what it sees, its plugins; the lab settings')
     .option('--json', 'as JSON: {"lab", "options", "settings", "converged", "problems", "nodes": [...]}')
@@ -106,8 +147,8 @@ export function registerLabCommands(program: Command, ctx: LabCliContext): void 
 
   lab
     .command('exec')
-    .description('run a command in a node (NODE) or in its pod (NODE:pod); exits with its exit code')
-    .argument('<target>', 'n1, or n1:pod')
+    .description('run a command in a node (NODE), one of its pods (NODE:pod, NODE:pod2) or the outside client (client); exits with its exit code')
+    .argument('<target>', 'n1, n1:pod, n1:pod2, or client')
     .argument('<command...>', 'the command and its arguments (after --)')
     .addOption(nameOption())
     .action(async (target: string, command: string[], opts: { name: string }) => {

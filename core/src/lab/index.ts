@@ -11,5 +11,5 @@
  * }
  * ```
  */
-export { AGENT_ENV, AGENT_NODE_FLAGS, DEFAULT_LAB_ROOT, inDefaultLab, Lab, LAB_HTTP_PORT, LAB_SETTINGS, type LabApiServerStatus, type LabNodeStatus, type LabStatus, type LabUpOptions } from './lab.js';
-export { checkLabOptions, LAB_API, LAB_LIMITS, labTopology, type LabDiscovery, type LabLocation, type LabNode, type LabOptions, type LabTopology } from './topology.js';
+export { AGENT_ENV, AGENT_NODE_FLAGS, DEFAULT_LAB_ROOT, inDefaultLab, Lab, LAB_HTTP_PORT, LAB_SETTINGS, type LabApiServerStatus, type LabNodeStatus, type LabService, type LabStatus, type LabUpOptions } from './lab.js';
+export { checkLabOptions, LAB_API, LAB_CLIENT, LAB_LIMITS, labTopology, type LabDiscovery, type LabLocation, type LabNode, type LabPod, type LabOptions, type LabTopology } from './topology.js';

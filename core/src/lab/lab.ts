@@ -9,6 +9,7 @@ import { execa } from 'execa';
 import { parseDocument, stringify } from 'yaml';
 import { loadConfigText, readConfigFile } from '../config/load.js';
 import { which } from '../kernel/capabilities.js';
+import { canonicalIP } from '../kernel/ip.js';
 import { httpGet } from '../observe/http-get.js';
 import type { PluginDefinition, PluginLabDefaults, PluginStatusReport } from '../api/plugin.js';
 import { loadCatalogPlugins } from '../config/plugin-loader.js';
@@ -65,6 +66,17 @@ export interface LabUpOptions extends Partial<LabOptions> {
   readonly root?: string | undefined;
   /** How long `up` waits for the agents to converge before it reports what has not (default 60 s). */
   readonly timeoutMs?: number | undefined;
+}
+
+/** A Service the lab declares ({@link Lab.declareServices}). */
+export interface LabService {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly annotations: Readonly<Record<string, string>>;
+  /** Default `lab-<namespace>-<name>`. */
+  readonly uid?: string;
+  /** Pods (`n3:pod`, `n3:pod2`) with their conditions (default ready). */
+  readonly endpoints: readonly { readonly pod: string; readonly ready?: boolean; readonly serving?: boolean; readonly terminating?: boolean }[];
 }
 
 /** One node in `weft lab status`. */
@@ -160,6 +172,9 @@ export class Lab {
       locations: options.locations ?? 1,
       nat: options.nat ?? false,
       discovery: options.discovery ?? 'directory',
+      // Only when asked for: a lab recorded before these options existed compares equal.
+      ...(options.pods !== undefined && options.pods !== 1 ? { pods: options.pods } : {}),
+      ...(options.client === true ? { client: true } : {}),
     };
     const topology = labTopology(opts);
     const root = options.root ?? DEFAULT_LAB_ROOT;
@@ -239,20 +254,31 @@ export class Lab {
     return { namespaces: namespaces.length, processes };
   }
 
-  /** Runs a command in a node's namespaces (`n1`: its network and mount namespace) or its pod's (`n1:pod`). */
+  /**
+   * Runs a command in a node's namespaces (`n1`: its network and mount namespace), one of its pods' (`n1:pod`,
+   * `n1:pod2`, …), or the outside client's (`client`, with `client: true`).
+   */
   async exec(target: string, cmd: readonly string[], options: { timeoutMs?: number; stdio?: 'pipe' | 'inherit' } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
     const argv = this.enter(target, cmd);
     const r = await execa(argv[0] as string, argv.slice(1), { reject: false, timeout: options.timeoutMs ?? 60_000, ...(options.stdio === 'inherit' ? { stdio: 'inherit' } : {}) });
     return { exitCode: r.exitCode ?? 1, stdout: typeof r.stdout === 'string' ? r.stdout : '', stderr: typeof r.stderr === 'string' ? r.stderr : '' };
   }
 
-  /** The argv that runs `cmd` inside a node (`n1`) or its pod (`n1:pod`). */
+  /** The argv that runs `cmd` inside a node (`n1`), one of its pods (`n1:pod`, `n1:pod2`) or the client (`client`). */
   enter(target: string, cmd: readonly string[]): string[] {
+    if (cmd.length === 0) throw new Error('no command given');
+    if (target === 'client') {
+      const ns = this.topology.clientNetns;
+      if (ns === undefined) throw new Error(`lab "${this.name}" has no outside client: make it with --client`);
+      return ['nsenter', `--net=/run/netns/${ns}`, '--', ...cmd];
+    }
     const [nodeName, part] = target.split(':');
     const node = this.node(nodeName ?? '');
-    if (part !== undefined && part !== 'pod') throw new Error(`"${target}": expected NODE or NODE:pod`);
-    if (cmd.length === 0) throw new Error('no command given');
-    if (part === 'pod') return ['nsenter', `--net=/run/netns/${node.podNetns}`, '--', ...cmd];
+    if (part !== undefined) {
+      const pod = node.pods.find((p) => p.name === part);
+      if (!pod) throw new Error(`"${target}": expected NODE, ${node.pods.map((p) => `NODE:${p.name}`).join(', ')} or client`);
+      return ['nsenter', `--net=/run/netns/${pod.netns}`, '--', ...cmd];
+    }
     const mount = this.mountFile(node.name);
     return ['nsenter', `--net=/run/netns/${node.netns}`, ...(existsSync(mount) ? [`--mount=${mount}`] : []), '--', ...cmd];
   }
@@ -386,6 +412,66 @@ export class Lab {
     const current = (doc.getIn(path) as { toJSON(): Record<string, string> } | undefined)?.toJSON() ?? {};
     doc.setIn(path, apply(current));
     // Written whole and renamed into place: the agent's watch never reads half a file.
+    await writeFile(`${file}.new`, doc.toString(), { mode: 0o600 });
+    await rename(`${file}.new`, file);
+  }
+
+  /**
+   * Routes a VIP from the lab's router to these nodes (their underlay addresses), by ECMP over the flow's addresses
+   * and ports when there are several — a data centre's router that learnt the VIP by BGP from each ingress node. A
+   * node left out is one whose "BGP session" went down; no nodes withdraws the route. Needs `client: true`.
+   */
+  async routeVip(vip: string, nodes: readonly string[]): Promise<void> {
+    const router = this.topology.routerNetns;
+    if (router === undefined || this.topology.clientNetns === undefined) throw new Error(`lab "${this.name}" has no outside client and router for VIPs: make it with --client`);
+    const ip = canonicalIP(vip);
+    if (ip === undefined || vip.includes('/')) throw new Error(`${JSON.stringify(vip)}: expected a VIP address`);
+    const six = ip.includes(':');
+    if (six) throw new Error(`${ip}: the lab's underlay is IPv4; route an IPv4 VIP`);
+    const hops = [...new Set(nodes)].map((n) => this.node(n).underlay);
+    const args =
+      hops.length === 0
+        ? ['route', 'del', `${ip}/32`]
+        : hops.length === 1
+          ? ['route', 'replace', `${ip}/32`, 'via', hops[0] as string]
+          : ['route', 'replace', `${ip}/32`, ...hops.flatMap((h) => ['nexthop', 'via', h])];
+    const r = await execa('ip', ['-n', router, ...args], { reject: false });
+    if (r.exitCode !== 0 && !(hops.length === 0 && /No such process/.test(r.stderr))) throw new Error(`ip ${args.join(' ')} (router): ${r.stderr.trim()}`);
+  }
+
+  /**
+   * Declares Services and their endpoints, as the API server would hold them: in the first node's document (the
+   * `directory` source merges every document's), which its agent publishes to the others. An endpoint names a pod
+   * (`n3:pod2`); its address and node come from the lab. Replaces what was declared before. `directory` discovery only.
+   */
+  async declareServices(services: readonly LabService[]): Promise<void> {
+    if (this.kubernetes) throw new Error('declareServices: the lab declares Services in node documents (discovery: directory)');
+    const docs = services.map((svc) => {
+      const namespace = svc.namespace ?? 'default';
+      const endpoints = svc.endpoints.map((e) => {
+        const [nodeName, podName] = e.pod.split(':');
+        const node = this.node(nodeName ?? '');
+        const pod = node.pods.find((p) => p.name === (podName ?? 'pod'));
+        if (!pod) throw new Error(`service ${svc.name}: endpoint ${JSON.stringify(e.pod)}: no such pod (${node.pods.map((p) => `${node.name}:${p.name}`).join(', ')})`);
+        return {
+          addresses: [pod.address],
+          ready: e.ready ?? true,
+          ...(e.serving !== undefined ? { serving: e.serving } : {}),
+          ...(e.terminating !== undefined ? { terminating: e.terminating } : {}),
+          nodeName: node.name,
+          targetPod: { namespace, name: `${svc.name}-${node.name}-${pod.name}` },
+        };
+      });
+      return {
+        service: { namespace, name: svc.name, annotations: { ...svc.annotations }, uid: svc.uid ?? `lab-${namespace}-${svc.name}` },
+        slice: { namespace, name: `${svc.name}-lab`, serviceName: svc.name, addressType: 'IPv4', endpoints },
+      };
+    });
+    const first = this.topology.nodes[0] as LabNode;
+    const file = join(this.dir, first.name, 'weft.yaml');
+    const doc = parseDocument(await readFile(file, 'utf8'));
+    doc.setIn(['discovery', 'directory', 'self', 'services'], docs.map((d) => d.service));
+    doc.setIn(['discovery', 'directory', 'self', 'endpointSlices'], docs.map((d) => d.slice));
     await writeFile(`${file}.new`, doc.toString(), { mode: 0o600 });
     await rename(`${file}.new`, file);
   }
@@ -727,7 +813,7 @@ export function nodeConfigText(t: LabTopology, dir: string, n: LabNode, sections
 }
 
 function describeOptions(o: LabOptions): string {
-  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''}${o.discovery === 'kubernetes' ? ' --discovery kubernetes' : ''}`;
+  return `--nodes ${String(o.nodes)} --locations ${String(o.locations)}${o.nat ? ' --nat' : ''}${o.discovery === 'kubernetes' ? ' --discovery kubernetes' : ''}${o.pods !== undefined ? ` --pods ${String(o.pods)}` : ''}${o.client ? ' --client' : ''}`;
 }
 
 /**
@@ -816,7 +902,9 @@ async function bindMountNamespace(file: string): Promise<void> {
   const cpus = Math.max(1, cpuCount());
   let last = '';
   for (let attempt = 0; attempt < 3 * cpus; attempt++) {
-    const r = await execa('taskset', ['--cpu-list', String(attempt % cpus), 'unshare', `--mount=${file}`, '--propagation', 'private', 'true'], { reject: false, timeout: 30_000 });
+    // slave: what the host mounts later reaches the node — a pod's namespace made after the agent started
+    // (/run/netns), as a DaemonSet's HostToContainer mount sees it — and nothing the node mounts reaches the host.
+    const r = await execa('taskset', ['--cpu-list', String(attempt % cpus), 'unshare', `--mount=${file}`, '--propagation', 'slave', 'true'], { reject: false, timeout: 30_000 });
     if (r.exitCode === 0) return;
     last = r.stderr.trim() || (r.shortMessage ?? 'failed');
     // Invalid argument: the loop check above, or a CPU this process may not use; either way the next CPU may do.

@@ -193,3 +193,28 @@ describe('lab annotations from plugins', () => {
     expect(labAnnotations([bad({ 'weft.io/x': 'y' })], t.nodes)).toEqual({ n1: { 'weft.io/x': 'y' } });
   });
 });
+
+describe('pods per node and the outside client', () => {
+  it('several pods per node on the node bridge; a client behind a router (even with one location) that spreads VIPs by L4 ECMP', () => {
+    const t = labTopology({ name: 'gt', nodes: 2, locations: 1, nat: false, pods: 3, client: true });
+    expect(t.routerNetns).toBe('wlab-gt-rt');
+    expect(t.clientNetns).toBe('wlab-gt-client');
+    const n2 = t.nodes[1];
+    expect(n2?.gateway).toBe('198.18.1.1');
+    expect(n2?.pods).toEqual([
+      { name: 'pod', netns: 'wlab-gt-n2-pod', address: '198.19.2.10', veth: 'pod0' },
+      { name: 'pod2', netns: 'wlab-gt-n2-pod2', address: '198.19.2.11', veth: 'pod1' },
+      { name: 'pod3', netns: 'wlab-gt-n2-pod3', address: '198.19.2.12', veth: 'pod2' },
+    ]);
+    expect(n2?.pod).toBe('198.19.2.10');
+    expect(t.namespaces).toEqual(expect.arrayContaining(['wlab-gt-client', 'wlab-gt-n2-pod3']));
+    const steps = JSON.stringify(t.steps);
+    expect(steps).toContain('link add pod2 type veth peer name eth0 netns wlab-gt-n2-pod3');
+    expect(steps).toContain('addr add 192.0.2.2/24 dev eth0');
+    expect(t.steps).toContainEqual({ kind: 'sysctl', netns: 'wlab-gt-rt', settings: { 'net.ipv4.ip_forward': '1', 'net.ipv4.fib_multipath_hash_policy': '1', 'net.ipv6.fib_multipath_hash_policy': '1' } });
+    // Without them, the lab is what it was: one pod, no router for one location.
+    const plain = labTopology({ name: 'gt', nodes: 2, locations: 1, nat: false });
+    expect([plain.routerNetns, plain.clientNetns, plain.nodes[0]?.gateway, plain.nodes[0]?.pods.length]).toEqual([undefined, undefined, undefined, 1]);
+    expect(checkLabOptions({ name: 'gt', nodes: 2, locations: 1, nat: false, pods: 9 })).toEqual(['--pods: expected an integer 1-8, got 9']);
+  });
+});

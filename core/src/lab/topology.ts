@@ -28,9 +28,20 @@ export interface LabOptions {
   readonly nat: boolean;
   /** Where the agents learn of the nodes (default `directory`). */
   readonly discovery?: LabDiscovery;
+  /** Pods per node (default 1): pod j of node i is 198.19.i.(9+j), `weft lab exec ni:podj`. */
+  readonly pods?: number;
+  /**
+   * An outside client behind the lab's router (192.0.2.2, `weft lab exec client`), as a data centre's client would
+   * be: the router routes VIPs to ingress nodes by ECMP ({@link LAB_CLIENT}); the lab then has a router, and every
+   * node a default route to it, also with one location.
+   */
+  readonly client?: boolean;
 }
 
-export const LAB_LIMITS = { nodes: 60, locations: 8 } as const;
+/** The outside client and its leg on the router (`client: true`). */
+export const LAB_CLIENT = { address: '192.0.2.2', gateway: '192.0.2.1', prefix: 24 } as const;
+
+export const LAB_LIMITS = { nodes: 60, locations: 8, pods: 8 } as const;
 
 /** One simulated node. */
 export interface LabNode {
@@ -46,9 +57,21 @@ export interface LabNode {
   readonly gateway: string | undefined;
   readonly podCIDR: string;
   readonly podGateway: string;
+  /** The first pod's address (`NODE:pod`). */
   readonly pod: string;
+  /** Every pod of the node, the first (`pod`, `podNetns`) included. */
+  readonly pods: readonly LabPod[];
   /** The address the node's traffic leaves its location with, when it sits behind a NAT router. */
   readonly natAddress: string | undefined;
+}
+
+/** One pod of a node: its namespace, its address, and its veth on the node (`pod0`, `pod1`, …). */
+export interface LabPod {
+  /** `pod` for the first, `pod2`, `pod3`, … for the others (`weft lab exec n1:pod2`). */
+  readonly name: string;
+  readonly netns: string;
+  readonly address: string;
+  readonly veth: string;
 }
 
 /** One location: a switch (a bridge in its own namespace), maybe behind a NAT router. */
@@ -75,6 +98,8 @@ export interface LabTopology {
   /** Every namespace of the lab, in the order they are created. */
   readonly namespaces: readonly string[];
   readonly routerNetns: string | undefined;
+  /** The outside client's namespace (`client: true`). */
+  readonly clientNetns: string | undefined;
   /** The namespace the lab's API server runs in (`discovery: kubernetes`). */
   readonly apiNetns: string | undefined;
   readonly steps: readonly LabStep[];
@@ -91,6 +116,7 @@ export function checkLabOptions(o: LabOptions): string[] {
     problems.push(`--locations: expected an integer 1-${String(LAB_LIMITS.locations)}, got ${String(o.locations)}`);
   } else if (Number.isInteger(o.nodes) && o.locations > o.nodes) problems.push(`--locations: ${String(o.locations)} locations need at least as many nodes, got ${String(o.nodes)}`);
   if (o.nat && o.locations < 2) problems.push('--nat: needs at least 2 locations (the first is never behind NAT)');
+  if (o.pods !== undefined && (!Number.isInteger(o.pods) || o.pods < 1 || o.pods > LAB_LIMITS.pods)) problems.push(`--pods: expected an integer 1-${String(LAB_LIMITS.pods)}, got ${String(o.pods)}`);
   if (o.discovery !== undefined && o.discovery !== 'directory' && o.discovery !== 'kubernetes') {
     problems.push(`--discovery: expected directory or kubernetes, got ${JSON.stringify(o.discovery)}`);
   }
@@ -108,7 +134,11 @@ export function labTopology(options: LabOptions): LabTopology {
   if (problems.length > 0) throw new Error(problems.join('\n'));
   const prefix = `wlab-${options.name}-`;
   const multi = options.locations > 1;
-  const routerNetns = multi ? `${prefix}rt` : undefined;
+  const client = options.client === true;
+  // A router when there is more than one location, or an outside client to route.
+  const routerNetns = multi || client ? `${prefix}rt` : undefined;
+  const clientNetns = client ? `${prefix}client` : undefined;
+  const podCount = options.pods ?? 1;
 
   const locations: LabLocation[] = [];
   for (let k = 1; k <= options.locations; k++) {
@@ -134,10 +164,16 @@ export function labTopology(options: LabOptions): LabTopology {
       netns: `${prefix}n${String(i)}`,
       podNetns: `${prefix}n${String(i)}-pod`,
       underlay: `198.18.${String(k)}.${String(10 + i)}`,
-      gateway: multi ? `198.18.${String(k)}.1` : undefined,
+      gateway: routerNetns ? `198.18.${String(k)}.1` : undefined,
       podCIDR: `198.19.${String(i)}.0/24`,
       podGateway: `198.19.${String(i)}.1`,
       pod: `198.19.${String(i)}.10`,
+      pods: Array.from({ length: podCount }, (_, j) => ({
+        name: j === 0 ? 'pod' : `pod${String(j + 1)}`,
+        netns: j === 0 ? `${prefix}n${String(i)}-pod` : `${prefix}n${String(i)}-pod${String(j + 1)}`,
+        address: `198.19.${String(i)}.${String(10 + j)}`,
+        veth: `pod${String(j)}`,
+      })),
       natAddress: loc.natAddress,
     });
   }
@@ -160,13 +196,11 @@ export function labTopology(options: LabOptions): LabTopology {
         'link add pods type bridge',
         `addr add ${n.podGateway}/24 dev pods`,
         'link set pods up',
-        `link add pod0 type veth peer name eth0 netns ${n.podNetns}`,
-        'link set pod0 master pods',
-        'link set pod0 up',
+        ...n.pods.flatMap((p) => [`link add ${p.veth} type veth peer name eth0 netns ${p.netns}`, `link set ${p.veth} master pods`, `link set ${p.veth} up`]),
         ...(n.gateway ? [`route add default via ${n.gateway}`] : []),
       ],
     });
-    steps.push({ kind: 'ip', netns: n.podNetns, lines: ['link set lo up', `addr add ${n.pod}/24 dev eth0`, 'link set eth0 up', `route add default via ${n.podGateway}`] });
+    for (const p of n.pods) steps.push({ kind: 'ip', netns: p.netns, lines: ['link set lo up', `addr add ${p.address}/24 dev eth0`, 'link set eth0 up', `route add default via ${n.podGateway}`] });
     steps.push({ kind: 'ip', netns: sw, lines: [`link set ${n.name} master br0`, `link set ${n.name} up`] });
     steps.push({ kind: 'sysctl', netns: n.netns, settings: forward });
   }
@@ -202,10 +236,17 @@ export function labTopology(options: LabOptions): LabTopology {
         direct.push(`link add ${leg} type veth peer name gw netns ${loc.switchNetns}`, `addr add ${gw} dev ${leg}`, `link set ${leg} up`);
       }
     }
+    if (clientNetns) {
+      direct.push(`link add client type veth peer name eth0 netns ${clientNetns}`, `addr add ${LAB_CLIENT.gateway}/${String(LAB_CLIENT.prefix)} dev client`, 'link set client up');
+    }
     steps.push({ kind: 'ip', netns: routerNetns, lines: direct }, ...natSteps);
+    if (clientNetns) {
+      steps.push({ kind: 'ip', netns: clientNetns, lines: ['link set lo up', `addr add ${LAB_CLIENT.address}/${String(LAB_CLIENT.prefix)} dev eth0`, 'link set eth0 up', `route add default via ${LAB_CLIENT.gateway}`] });
+    }
     if (natLegs.length > 0) steps.push({ kind: 'ip', netns: routerNetns, lines: natLegs });
     for (const loc of locations) steps.push({ kind: 'ip', netns: loc.switchNetns, lines: ['link set gw master br0', 'link set gw up'] });
-    steps.push({ kind: 'sysctl', netns: routerNetns, settings: forward });
+    // ECMP by the flow's addresses and ports (L4), as a data centre's router spreads VIP traffic over ingress nodes.
+    steps.push({ kind: 'sysctl', netns: routerNetns, settings: { ...forward, ...(client ? { 'net.ipv4.fib_multipath_hash_policy': '1', 'net.ipv6.fib_multipath_hash_policy': '1' } : {}) } });
   }
   // The API server sits on the first location's switch (never behind NAT): nodes there reach it on-link, the others
   // through the router (and their NAT router).
@@ -228,11 +269,12 @@ export function labTopology(options: LabOptions): LabTopology {
   const namespaces = [
     ...locations.map((l) => l.switchNetns),
     ...(routerNetns ? [routerNetns] : []),
+    ...(clientNetns ? [clientNetns] : []),
     ...(apiNetns ? [apiNetns] : []),
     ...locations.flatMap((l) => (l.natNetns ? [l.natNetns] : [])),
-    ...nodes.flatMap((n) => [n.netns, n.podNetns]),
+    ...nodes.flatMap((n) => [n.netns, ...n.pods.map((p) => p.netns)]),
   ];
-  return { options, prefix, nodes, locations, namespaces, routerNetns, apiNetns, steps };
+  return { options, prefix, nodes, locations, namespaces, routerNetns, clientNetns, apiNetns, steps };
 }
 
 /**
