@@ -42,7 +42,14 @@ describe('tunnelled Services', () => {
             { addresses: ['198.19.2.10'], ready: false, serving: true, terminating: true, nodeName: 'n2' },
             { addresses: ['198.19.2.12'], ready: false, serving: false, terminating: true, nodeName: 'n2' },
           ]),
-          slice('front-b', 'front', [{ addresses: ['198.19.2.11'], ready: true, nodeName: 'n2' }]),
+          slice('front-b', 'front', [
+            { addresses: ['198.19.2.11'], ready: true, nodeName: 'n2' },
+            // Hostile or broken: outside every pod CIDR (a node's address), in n1's CIDR but said to be on n2.
+            { addresses: ['198.18.1.11'], ready: true, nodeName: 'n1' },
+            { addresses: ['198.19.1.77'], ready: true, nodeName: 'n2' },
+            // No node named: its pod CIDR says which.
+            { addresses: ['198.19.1.12'], ready: true },
+          ]),
           slice('other', 'back', [{ addresses: ['198.19.1.99'], ready: true }]),
         ],
       ),
@@ -57,9 +64,11 @@ describe('tunnelled Services', () => {
         affinity: 'client',
         endpoints: [
           { address: '198.19.1.10', family: 4, nodeName: 'n1', state: 'active' },
+          { address: '198.19.1.12', family: 4, nodeName: 'n1', state: 'active' },
           { address: '198.19.2.10', family: 4, nodeName: 'n2', state: 'draining' },
           { address: '198.19.2.11', family: 4, nodeName: 'n2', state: 'draining' },
         ],
+        ignored: ["198.18.1.11: in no node's pod CIDR", "198.19.1.77: in n1's pod CIDR, not in that of n2, the node it names"],
       },
     ]);
   });

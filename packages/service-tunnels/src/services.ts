@@ -30,6 +30,8 @@ export interface TunnelService {
   readonly affinity: Affinity;
   /** Every endpoint that is active or draining, sorted by address (the order every ingress node agrees on). */
   readonly endpoints: readonly TunnelEndpoint[];
+  /** Endpoints left out, and why (an address in no node's pod CIDR, or in another node's than it says). */
+  readonly ignored: readonly string[];
 }
 
 /** A Service refused, and why: it gets no tunnel, and every other Service is unharmed. */
@@ -62,6 +64,11 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
     const net = parseNetwork(n.text);
     return net ? [{ ...n, net }] : [];
   });
+
+  const podCidrs = view.nodes.flatMap((n) => n.podCIDRs.flatMap((c) => {
+    const net = parseNetwork(c);
+    return net ? [{ node: n.name, net }] : [];
+  }));
 
   const candidates: { service: ServiceInfo; vips: string[]; affinity: Affinity; drained: Set<string> }[] = [];
   for (const s of view.services ?? []) {
@@ -149,6 +156,7 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
       continue;
     }
     const endpoints = new Map<string, TunnelEndpoint>();
+    const ignored: string[] = [];
     for (const slice of view.endpointSlices ?? []) {
       if (slice.namespace !== c.service.namespace || slice.serviceName !== c.service.name || slice.addressType === 'FQDN') continue;
       for (const e of slice.endpoints) {
@@ -158,11 +166,18 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
         for (const a of e.addresses) {
           const address = canonicalIP(a);
           if (address === undefined) continue;
+          // An endpoint is a pod: its address lies in a node's pod CIDR — the node it names, when it names one. Else
+          // an EndpointSlice could aim the tunnel at any address (a node's, another network's).
+          const owner = podCidrs.find((p) => networkContains(p.net, address));
+          if (owner === undefined || (e.nodeName !== undefined && e.nodeName !== owner.node)) {
+            if (ignored.length < 16) ignored.push(owner === undefined ? `${address}: in no node's pod CIDR` : `${address}: in ${owner.node}'s pod CIDR, not in that of ${e.nodeName ?? ''}, the node it names`);
+            continue;
+          }
           const draining = terminating || c.drained.has(address);
           const prev = endpoints.get(address);
           // One address in two slices (a slice being replaced): active wins over draining.
           if (prev && prev.state === 'active') continue;
-          endpoints.set(address, { address, family: familyOf(address) as Family, nodeName: e.nodeName, state: draining ? 'draining' : 'active' });
+          endpoints.set(address, { address, family: familyOf(address) as Family, nodeName: owner.node, state: draining ? 'draining' : 'active' });
         }
       }
     }
@@ -177,6 +192,7 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
       vips: c.vips,
       affinity: c.affinity,
       endpoints: [...endpoints.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)),
+      ignored,
     });
   }
   const order = (a: { namespace: string; name: string }, b: { namespace: string; name: string }) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0);
