@@ -79,6 +79,7 @@ export type {
   Link,
   LinkKind,
   Neighbour,
+  NftCounter,
   NftElementChange,
   NftTable,
   ObjectKind,

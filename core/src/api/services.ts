@@ -3,7 +3,7 @@ import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogra
 import type { AnnotationPatch, ClusterView } from './cluster.js';
 import type { ApplyResult } from '../kernel/driver.js';
 import type { Capability } from '../kernel/capabilities.js';
-import type { DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from '../kernel/model.js';
+import type { DesiredState, InterfaceInfo, KernelOwner, NftCounter, NftTable, WireGuardDeviceStatus } from '../kernel/model.js';
 
 /**
  * A typed reference to a service. The runtime registers each service under `ref.token` in a tsyringe container,
@@ -160,6 +160,11 @@ export interface KernelService {
    * gone took them with it). Throws `WEFT_KERNEL_INPUT` for a path that is not absolute, has `..` or odd characters.
    */
   namespace(path: string): NamespaceKernel;
+  /**
+   * The named counters (packets, bytes) of one of this plugin's nftables tables, by counter name; empty when the
+   * table does not exist. Read-only.
+   */
+  nftCounters(family: NftTable['family'], table: string): Promise<ReadonlyMap<string, NftCounter>>;
 }
 
 /** {@link KernelService.namespace}: a plugin's kernel service in another network namespace. */

@@ -1,7 +1,7 @@
 import { WeftError } from '../errors.js';
 import type { Capability, DoctorReport } from './capabilities.js';
 import { diffState } from './diff.js';
-import type { Change, DesiredState, InterfaceInfo, KernelOwner, WireGuardDeviceStatus } from './model.js';
+import type { Change, DesiredState, InterfaceInfo, KernelOwner, NftCounter, NftTable, WireGuardDeviceStatus } from './model.js';
 import { checkOwner, normalizeDesired, type NormalState } from './normalize.js';
 
 /** What an apply did. */
@@ -60,6 +60,8 @@ export interface KernelBackend {
    * `/proc/PID/ns/net`): a pod's. Absent: the backend cannot reach other namespaces.
    */
   inNamespace?(path: string): KernelBackend;
+  /** The named counters of an nftables table (`nft -j list counters table …`); an empty map when it has none. */
+  nftCounters?(family: NftTable['family'], name: string): Promise<ReadonlyMap<string, NftCounter>>;
   /**
    * Releases what the backend keeps running (the iproute2 backend's `ip monitor` and control-socket connections);
    * the agent calls it when it stops.

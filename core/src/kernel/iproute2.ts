@@ -9,7 +9,7 @@ import { type ApplyResult, applyDesired, KernelApplyError, type KernelBackend, t
 import { canonicalIP, type Family } from './ip.js';
 import { batches, ipLines, NETNS_MARK, type Tool } from './iproute2-render.js';
 import { type Json, parseLink, parseMpls, parseRoute, parseRule, sysctlPath } from './iproute2-parse.js';
-import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftElementChange, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
+import type { Address, Change, DesiredState, FdbEntry, InterfaceInfo, KernelOwner, Neighbour, NftCounter, NftElementChange, NftTable, Sysctl, WireGuardDevice, WireGuardDeviceStatus, WireGuardPeer } from './model.js';
 import { KernelMonitor } from './monitor.js';
 import { ProcFiles } from './procfiles.js';
 import { splitRuleset } from './nftables.js';
@@ -163,6 +163,21 @@ export class Iproute2Kernel implements KernelBackend {
       this.others.set(path, k);
     }
     return k;
+  }
+
+  async nftCounters(family: NftTable['family'], name: string): Promise<ReadonlyMap<string, NftCounter>> {
+    this.nftMissing ??= (await which('nft')) === undefined;
+    if (this.nftMissing) return new Map();
+    const r = await this.exec('nft', ['-j', 'list', 'counters', 'table', family, name]);
+    if (r.exitCode !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return new Map();
+      throw new Error(`nft list counters (${this.where}): ${r.stderr.split('\n')[0] ?? ''}`);
+    }
+    const out = new Map<string, NftCounter>();
+    for (const item of (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: { counter?: { name: string; packets: number; bytes: number } }[] }).nftables) {
+      if (item.counter) out.set(item.counter.name, { packets: item.counter.packets, bytes: item.counter.bytes });
+    }
+    return out;
   }
 
   /** Diff and apply for an owner. */

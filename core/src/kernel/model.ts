@@ -236,6 +236,12 @@ export interface NftTable {
   readonly counters?: readonly string[];
 }
 
+/** A named nftables counter's values. */
+export interface NftCounter {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
 /** The object of a `set` change of an nftables table whose body stays: the elements and counters that change. */
 export interface NftElementChange {
   readonly family: NftTable['family'];

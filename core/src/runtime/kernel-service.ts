@@ -66,6 +66,11 @@ export function createKernelService(o: KernelServiceOptions): KernelService {
       }
       return (await o.backend.wireguardStatus(new Set([device])))[0];
     },
+    async nftCounters(family, table) {
+      const prefix = `weft-${ownerOrThrow().name}`;
+      if (table !== prefix && !table.startsWith(`${prefix}-`)) throw new WeftError('WEFT_KERNEL_INPUT', `plugin "${o.plugin}": nftables table ${JSON.stringify(table)} is not its own (${prefix}…)`);
+      return o.backend.nftCounters?.(family, table) ?? new Map();
+    },
     async interfaces() {
       return o.backend.interfaces(o.owner);
     },
