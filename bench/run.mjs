@@ -54,6 +54,9 @@ if (json) {
     console.log(`service tunnels: Maglev table (M = ${st.tableSize}) build, median ms: ${st.builds.map((b) => `${b.endpoints} endpoints ${b.buildMs}`).join(', ')}`);
     const o = st.oneOf1000Removed;
     console.log(`  one of 1000 endpoints removed: ${o.changedBuckets} buckets change (${(o.fraction * 100).toFixed(2)} %; ideal ${(o.ideal * 100).toFixed(2)} %)`);
+    const g = st.greIngress;
+    console.log(`gre-tunnel ingress, a VIP of ${g.endpoints} endpoints (M = ${g.tableSize}): cold ${g.coldChanges} kernel changes; one endpoint leaves: ${g.removal.changes.join(', ')}`);
+    console.log(`  nft: ${g.removal.nftOps.join(', ')} (${g.removal.fields.join(', ')}) = ${g.removal.elements} elements in one transaction, against ${g.fullTableElements} for the whole table; plan + diff + apply ${g.planAndDiffMs} ms; an unchanged reconcile ${g.unchangedMs} ms, 0 writes`);
   }
   const v = results.vxlan;
   if (v) {

@@ -23,7 +23,10 @@ const EXPECTED_PLUGINS: Record<string, string[]> = {
   'wireguard-mesh': ['wireguard', 'keepalive'],
   'wireguard-mesh-monitored': ['wireguard', 'keepalive'],
   vxlan: ['vxlan', 'keepalive'],
+  'service-tunnels': ['wireguard', 'keepalive', 'gre-tunnel'],
 };
+/** The capabilities an overlay's agent has: NET_ADMIN, and what its plugins need beyond (entering pods' namespaces). */
+const EXPECTED_CAPABILITIES: Record<string, string[]> = { 'service-tunnels': ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] };
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -86,7 +89,7 @@ describe.each(overlays)('manifests/overlays/%s', (overlay) => {
     expect(container?.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
     const configVolume = pod.volumes.find((v) => v.configMap?.name === 'weft-config');
     expect(container?.volumeMounts).toContainEqual(expect.objectContaining({ name: configVolume?.name, mountPath: '/etc/weft' }));
-    expect(container?.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_ADMIN'] });
+    expect(container?.securityContext.capabilities).toEqual({ drop: ['ALL'], add: EXPECTED_CAPABILITIES[overlay] ?? ['NET_ADMIN'] });
     expect(pod.hostNetwork).toBe(true);
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);

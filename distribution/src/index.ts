@@ -21,7 +21,13 @@ export const BUILTIN_PLUGINS: readonly CatalogEntry[] = [
     status: 'available',
     load: () => import('@weft/plugin-vxlan'),
   },
-  { name: 'gre-tunnel', module: '@weft/plugin-gre-tunnel', description: "brings a Service's external IP into its pods through GRE tunnels", status: { planned: 'a later issue' } },
+  {
+    name: 'gre-tunnel',
+    module: '@weft/plugin-gre-tunnel',
+    description: "brings a Service's external IP into its pods through GRE, Maglev-balanced alike on every ingress node",
+    status: 'available',
+    load: () => import('@weft/plugin-gre-tunnel'),
+  },
   { name: 'mpls-lwtunnel', module: '@weft/plugin-mpls-lwtunnel', description: "brings a Service's external IP into its pods with per-route MPLS encapsulation", status: { planned: 'a later issue' } },
   {
     name: 'keepalive',

@@ -1,0 +1,239 @@
+import { coreServices, definePlugin, describeError, type NftCounter, type PluginStatusReport } from '@weft/core';
+import { DEFAULT_ROOTS, type MaglevTable, type NetnsRoots, PodNetnsFinder, type RefusedService, tunnelServices } from '@weft/service-tunnels';
+import { GreTunnelConfig, LINK_PREFIX, RULE_PRIORITY, selectorLabels } from './config.js';
+import { GreTunnelMetrics } from './metrics.js';
+import { type IngressPlan, movedBuckets, NFT_TABLE, planIngress, podState } from './planner.js';
+import { loadSaved, type Saved, savedText, writeSaved } from './saved.js';
+
+export { GreTunnelConfig, markLayout, DEVICES, LINK_PREFIX, RULE_PRIORITY } from './config.js';
+export { allocateSlots, jhashSeed, markText, NFT_TABLE, planIngress, podState, type IngressPlan, type PlannedEndpoint, type SlotRecord, type VipPlan } from './planner.js';
+
+/** The route protocol of the plugin's routes (docs/plugins.md: weft's range is 100-199, this plugin's 121). */
+export const ROUTE_PROTOCOL = 121;
+
+/** One endpoint pod on this node, as the last reconcile left it. */
+export interface PodStatus {
+  readonly address: string;
+  readonly vips: readonly string[];
+  readonly state: 'ready' | 'missing' | 'failed';
+  readonly netns?: string;
+  readonly problem?: string;
+}
+
+/** What `/api/gre-tunnel/status` serves. */
+export interface GreTunnelStatus extends PluginStatusReport {
+  readonly node: string;
+  readonly ingress: boolean;
+  readonly vips: readonly {
+    readonly vip: string;
+    readonly service: string;
+    readonly affinity: string;
+    /** The seed of the VIP's table (the same on every ingress node unless seedPerNode). */
+    readonly seed: string;
+    readonly tableSize: number;
+    readonly buildMs: number;
+    readonly bucketsMovedLastChange: number;
+    /** Each endpoint with its packets and bytes through this node (its nftables counter, as of the last reconcile). */
+    readonly endpoints: readonly { readonly address: string; readonly state: string; readonly slot: number; readonly buckets: number; readonly packets: number; readonly bytes: number }[];
+  }[];
+  readonly unslotted: readonly string[];
+  readonly pods: readonly PodStatus[];
+  readonly refused: readonly RefusedService[];
+  readonly ignoredEndpoints: readonly { readonly service: string; readonly problems: readonly string[] }[];
+}
+
+const matches = (labels: Readonly<Record<string, string>>, selector: Readonly<Record<string, string>>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+/**
+ * GRE service tunnels: a Service annotated `weft.io/tunnel: <VIP>` has its VIP delivered, as plain IP with the
+ * client's address, into its endpoint pods. Ingress nodes pick an endpoint per flow from a Maglev table every ingress
+ * node builds alike (so a flow that changes ingress node keeps its endpoint), pin it in conntrack, and send the packet
+ * through one GRE device in metadata mode straight to the pod; in the pod, a GRE device of its own decapsulates it
+ * and holds the VIP. See plugins/gre-tunnel/README.md.
+ */
+/** Where the plugin looks for pods' namespaces; a test points it at a directory of its own. */
+export interface GreTunnelOptions {
+  readonly roots?: NetnsRoots;
+}
+
+/** The plugin, with its namespace roots (the default export uses the host's /proc and /run/netns). */
+export function greTunnelPlugin(options: GreTunnelOptions = {}) {
+  return definePlugin({
+  name: 'gre-tunnel',
+  apiVersion: '2',
+  description: "brings a Service's external IP into its pods through GRE, Maglev-balanced alike on every ingress node",
+  config: GreTunnelConfig,
+  watches: ['services', 'endpointslices'],
+  reads: (config) => ({ labels: selectorLabels(config), fields: ['internalAddresses', 'externalAddresses', 'podCIDRs'] }),
+  kernel: { linkPrefix: LINK_PREFIX, routeProtocol: ROUTE_PROTOCOL, rulePriorities: [RULE_PRIORITY, RULE_PRIORITY] },
+  // This host kernel has no GRE: the plugin runs in the VM's lab (test/gre-tunnel.vm.test.ts), with a config.
+  lab: { enabled: false },
+  deps: {
+    logger: coreServices.logger,
+    metrics: coreServices.metrics,
+    cluster: coreServices.cluster,
+    kernel: coreServices.kernel,
+    state: coreServices.state,
+    clock: coreServices.clock,
+  },
+  async setup({ config, dryRun, deps: { logger, metrics, cluster, kernel, state, clock } }) {
+    await kernel.require('gre', 'nftables');
+    const saved: Saved = await loadSaved(state, logger);
+    let slots = saved.slots;
+    let pods = new Map(saved.pods);
+    let savedAs = savedText(saved);
+    const tables = new Map<string, MaglevTable>();
+    const moved = new Map<string, number>();
+    const roots = options.roots ?? DEFAULT_ROOTS;
+    const finder = new PodNetnsFinder(async (name) => {
+      const found = await kernel.namespace(`${roots.runNetns}/${name}`).interfaces();
+      return found.flatMap((i) => i.addresses.map((a) => a.slice(0, a.lastIndexOf('/'))));
+    }, roots);
+    const m = new GreTunnelMetrics(metrics);
+    let last: { plan: IngressPlan | undefined; ingress: boolean; pods: PodStatus[]; refused: RefusedService[]; ignored: GreTunnelStatus['ignoredEndpoints']; counters: ReadonlyMap<string, NftCounter> } | undefined;
+    let refusedLogged = '';
+
+    const save = async () => {
+      const text = savedText({ slots, pods });
+      if (text === savedAs || dryRun) return;
+      await writeSaved(state, text);
+      savedAs = text;
+    };
+
+    const status = (): GreTunnelStatus => {
+      const node = cluster.current().self.name;
+      if (!last) return { converged: false, summary: 'not reconciled yet', node, ingress: false, vips: [], unslotted: [], pods: [], refused: [], ignoredEndpoints: [] };
+      const vips = (last.plan?.vips ?? []).map((v) => ({
+        vip: v.vip,
+        service: v.service,
+        affinity: v.affinity,
+        seed: v.seed,
+        tableSize: v.table.table.length,
+        buildMs: Math.round(v.buildMs * 1000) / 1000,
+        bucketsMovedLastChange: moved.get(v.vip) ?? 0,
+        endpoints: v.endpoints.map((e) => ({ ...e, packets: last?.counters.get(`e${String(e.slot)}`)?.packets ?? 0, bytes: last?.counters.get(`e${String(e.slot)}`)?.bytes ?? 0 })),
+      }));
+      const bad = last.pods.filter((p) => p.state !== 'ready').length;
+      const parts = [
+        ...(last.ingress ? [`ingress: ${String(vips.length)} VIP(s), ${String(new Set(vips.flatMap((v) => v.endpoints.map((e) => e.address))).size)} endpoint(s)`] : []),
+        `${String(last.pods.length - bad)}/${String(last.pods.length)} pod(s) ready`,
+        ...(last.refused.length > 0 ? [`${String(last.refused.length)} refused`] : []),
+      ];
+      return {
+        converged: bad === 0 && (last.plan?.unslotted.length ?? 0) === 0,
+        summary: parts.join(', '),
+        node,
+        ingress: last.ingress,
+        vips,
+        unslotted: last.plan?.unslotted ?? [],
+        pods: last.pods,
+        refused: last.refused,
+        ignoredEndpoints: last.ignored,
+      };
+    };
+
+    return {
+      status,
+      async reconcile({ view }) {
+        const { services, refused } = tunnelServices(view);
+        const refusedKey = JSON.stringify(refused);
+        if (refusedKey !== refusedLogged) {
+          for (const r of refused) logger.warn({ service: `${r.namespace}/${r.name}`, reason: r.reason }, 'tunnelled Service refused');
+          refusedLogged = refusedKey;
+        }
+        const self = view.self;
+        const ingress = matches(self.labels, config.ingress.nodeSelector);
+        let plan: IngressPlan | undefined;
+        let requeueAfter: number | undefined;
+        let counters: ReadonlyMap<string, NftCounter> = new Map();
+        if (ingress) {
+          plan = planIngress(services, config, { self: self.name, now: clock.now(), previousSlots: slots, previousTables: tables });
+          for (const v of plan.vips) {
+            const before = tables.get(v.vip);
+            if (before !== v.table) {
+              if (before) moved.set(v.vip, movedBuckets(before, v.table));
+              tables.set(v.vip, v.table);
+            }
+          }
+          for (const vip of [...tables.keys()]) if (!plan.vips.some((v) => v.vip === vip)) tables.delete(vip);
+          // Slots are saved before the kernel uses them: after a crash, a flow pinned to a slot finds the same pod.
+          slots = plan.slots;
+          await save();
+          await kernel.apply(plan.desired);
+          counters = await kernel.nftCounters('inet', NFT_TABLE).catch((err: unknown) => {
+            logger.debug({ err: describeError(err) }, 'cannot read the endpoint counters');
+            return new Map<string, NftCounter>();
+          });
+          // A draining endpoint's timeout is a reason to come back.
+          for (const r of plan.slots.values()) {
+            if (r.drainingSince === undefined) continue;
+            const left = r.drainingSince + config.drainTimeout - clock.now();
+            if (left > 0) requeueAfter = Math.min(requeueAfter ?? left, left + 50);
+          }
+        } else {
+          await kernel.apply({});
+          tables.clear();
+        }
+
+        // Endpoint pods on this node: the VIPs of their Services, in their own namespaces. One pod's failure is its own.
+        const wanted = new Map<string, Set<string>>();
+        for (const s of services) {
+          for (const e of s.endpoints) {
+            if (e.nodeName !== self.name) continue;
+            const vips = s.vips.filter((v) => (v.includes(':') ? 6 : 4) === e.family);
+            if (vips.length === 0) continue;
+            const set = wanted.get(e.address) ?? new Set<string>();
+            for (const v of vips) set.add(v);
+            wanted.set(e.address, set);
+          }
+        }
+        const podStatus: PodStatus[] = [];
+        const nextPods = new Map<string, string>();
+        for (const [address, vipSet] of [...wanted].sort(([a], [b]) => (a < b ? -1 : 1))) {
+          const vips = [...vipSet].sort();
+          const ns = await finder.find(address);
+          if (!ns) {
+            const contested = finder.contestedBy(address);
+            podStatus.push({ address, vips, state: 'missing', problem: contested.length > 0 ? `${String(contested.length)} namespaces hold ${address}: none is set up` : `no network namespace holds ${address}` });
+            continue;
+          }
+          const path = ns.path;
+          try {
+            await kernel.namespace(path).apply(podState(vips));
+            nextPods.set(path, address);
+            podStatus.push({ address, vips, state: 'ready', netns: path });
+          } catch (err) {
+            podStatus.push({ address, vips, state: 'failed', netns: path, problem: describeError(err) });
+            nextPods.set(path, address);
+          }
+        }
+        // Pods no longer endpoints: what was set up in them goes (a namespace that is gone took it with it).
+        for (const path of pods.keys()) {
+          if (nextPods.has(path)) continue;
+          await kernel.namespace(path).apply({}).catch(() => undefined);
+        }
+        pods = nextPods;
+        await save();
+
+        const ignored = services.filter((s) => s.ignored.length > 0).map((s) => ({ service: `${s.namespace}/${s.name}`, problems: s.ignored }));
+        last = { plan, ingress, pods: podStatus, refused, ignored, counters };
+        const count = (state: PodStatus['state']) => podStatus.filter((p) => p.state === state).length;
+        m.update(plan, refused.length, { ready: count('ready'), missing: count('missing'), failed: count('failed') }, moved);
+        // A pod not found yet (its sandbox still starting) is looked for again soon, not at the next resync.
+        if (count('missing') + count('failed') > 0) requeueAfter = Math.min(requeueAfter ?? 2000, 2000);
+        return requeueAfter === undefined ? undefined : { requeueAfter };
+      },
+      async stop({ cleanup }) {
+        if (!cleanup) return;
+        await kernel.apply({});
+        for (const path of pods.keys()) await kernel.namespace(path).apply({}).catch(() => undefined);
+        pods = new Map();
+        slots = new Map();
+        await save();
+      },
+    };
+  },
+});
+}
+
+export default greTunnelPlugin();
