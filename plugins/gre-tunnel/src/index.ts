@@ -191,7 +191,13 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
         const nextPods = new Map<string, string>();
         for (const [address, vipSet] of [...wanted].sort(([a], [b]) => (a < b ? -1 : 1))) {
           const vips = [...vipSet].sort();
-          const ns = await finder.find(address);
+          let ns: Awaited<ReturnType<PodNetnsFinder['find']>>;
+          try {
+            ns = await finder.find(address);
+          } catch (err) {
+            podStatus.push({ address, vips, state: 'failed', problem: `looking for its namespace: ${describeError(err)}` });
+            continue;
+          }
           if (!ns) {
             const contested = finder.contestedBy(address);
             podStatus.push({ address, vips, state: 'missing', problem: contested.length > 0 ? `${String(contested.length)} namespaces hold ${address}: none is set up` : `no network namespace holds ${address}` });
