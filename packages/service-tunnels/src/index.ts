@@ -6,3 +6,4 @@
 export { changedBuckets, DEFAULT_TABLE_SIZE, isPrime, MAX_TABLE_SIZE, maglevTable, type MaglevTable, shares, tableSeed } from './maglev.js';
 export { AFFINITY_ANNOTATION, type Affinity, DRAIN_ANNOTATION, LIMITS, type RefusedService, TUNNEL_ANNOTATION, type TunnelEndpoint, type TunnelService, tunnelServices } from './services.js';
 export { addressesOf, DEFAULT_ROOTS, listNetns, MAX_NAMESPACES, type Netns, type NetnsRoots, parseFibTrie, parseIfInet6, PodNetnsFinder, type ReadNamed } from './netns.js';
+export { allocateSlots, classificationTable, type ClassifiedVip, jhashSeed, markLayout, markText, type PlannedEndpoint, type SlotRecord } from './classify.js';

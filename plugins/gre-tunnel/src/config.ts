@@ -85,9 +85,3 @@ export type GreTunnelConfig = z.output<typeof GreTunnelConfig>;
 export function selectorLabels(config: GreTunnelConfig): string[] {
   return Object.keys(config.ingress.nodeSelector);
 }
-
-/** The mark layout: slot N is `N << shift`, N in 1..slots. */
-export function markLayout(mask: number): { shift: number; slots: number; mask: number } {
-  const shift = Math.log2(mask & -mask);
-  return { shift, slots: mask / 2 ** shift, mask };
-}

@@ -5,8 +5,8 @@ import { GreTunnelMetrics } from './metrics.js';
 import { type IngressPlan, movedBuckets, NFT_TABLE, planIngress, podState } from './planner.js';
 import { loadSaved, type Saved, savedText, writeSaved } from './saved.js';
 
-export { GreTunnelConfig, markLayout, DEVICES, LINK_PREFIX, RULE_PRIORITY } from './config.js';
-export { allocateSlots, jhashSeed, markText, NFT_TABLE, planIngress, podState, type IngressPlan, type PlannedEndpoint, type SlotRecord, type VipPlan } from './planner.js';
+export { GreTunnelConfig, DEVICES, LINK_PREFIX, RULE_PRIORITY } from './config.js';
+export { NFT_TABLE, planIngress, podState, type IngressPlan, type VipPlan } from './planner.js';
 
 /** The route protocol of the plugin's routes (docs/plugins.md: weft's range is 100-199, this plugin's 121). */
 export const ROUTE_PROTOCOL = 121;

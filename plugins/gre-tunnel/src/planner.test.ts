@@ -1,7 +1,8 @@
 import type { TunnelEndpoint, TunnelService } from '@weft/service-tunnels';
 import { describe, expect, it } from 'vitest';
 import { GreTunnelConfig, RULE_PRIORITY } from './config.js';
-import { allocateSlots, markText, planIngress, podState, type VipPlan } from './planner.js';
+import { allocateSlots, markText } from '@weft/service-tunnels';
+import { planIngress, podState, type VipPlan } from './planner.js';
 
 const config = GreTunnelConfig.parse({ ingress: { nodeSelector: { ingress: 'true' } }, tableSize: 251 });
 const ep = (address: string, state: TunnelEndpoint['state'] = 'active'): TunnelEndpoint => ({ address, family: address.includes(':') ? 6 : 4, nodeName: 'n3', state });

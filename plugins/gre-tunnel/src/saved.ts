@@ -1,5 +1,5 @@
 import type { Logger, PluginState } from '@weft/core';
-import type { SlotRecord } from './planner.js';
+import type { SlotRecord } from '@weft/service-tunnels';
 
 /** What the plugin keeps in its state directory: the ingress node's endpoint slots, the pods it set up. */
 export interface Saved {
