@@ -36,7 +36,7 @@ export {
   type StopContext,
 } from './api/plugin.js';
 export { type OverlayAddresses, type OverlayService, overlayServiceRef } from './api/overlay.js';
-export { cidr, describeValue, duration, intInRange, ipAddress, parseCIDR, parseDuration, port, z } from './api/schema.js';
+export { cidr, describeValue, duration, intInRange, ipAddress, LABEL_KEY, LABEL_VALUE, nodeSelector, parseCIDR, parseDuration, port, selectsNode, z } from './api/schema.js';
 export {
   type Clock,
   type ClockTimer,

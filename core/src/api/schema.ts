@@ -45,6 +45,25 @@ function humanDuration(ms: number): string {
   return parts.join('');
 }
 
+/** A label key: an optional DNS prefix and a name (Kubernetes' syntax, checked loosely). */
+export const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+/** A label value (may be empty). */
+export const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+/** A node selector in a plugin's config: label key → value; a node is selected when it has every one ({@link selectsNode}). */
+export function nodeSelector() {
+  return z.record(
+    z.string().regex(LABEL_KEY, { error: (iss) => `expected a label key, got ${describeValue(iss.input)}` }),
+    z.string().regex(LABEL_VALUE, { error: (iss) => `expected a label value, got ${describeValue(iss.input)}` }),
+  );
+}
+
+/** Whether a node's labels carry every label of a selector (`{}` selects every node). */
+export function selectsNode(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+  for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
+  return true;
+}
+
 /** A duration written as text (`"10s"`, `"500ms"`, `"1m30s"`), parsed into milliseconds. */
 export function duration(options: { min?: number; max?: number } = {}) {
   const { min = 0, max = Number.MAX_SAFE_INTEGER } = options;

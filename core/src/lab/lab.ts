@@ -10,6 +10,7 @@ import { parseDocument, stringify } from 'yaml';
 import { loadConfigText, readConfigFile } from '../config/load.js';
 import { which } from '../kernel/capabilities.js';
 import { canonicalIP } from '../kernel/ip.js';
+import { LABEL_KEY, LABEL_VALUE } from '../api/schema.js';
 import { httpGet } from '../observe/http-get.js';
 import type { PluginDefinition, PluginLabDefaults, PluginStatusReport } from '../api/plugin.js';
 import { loadCatalogPlugins } from '../config/plugin-loader.js';
@@ -387,8 +388,8 @@ export class Lab {
   async label(node: string, labels: Readonly<Record<string, string | null>>): Promise<void> {
     const n = this.node(node);
     for (const [k, v] of Object.entries(labels)) {
-      if (!/^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(k) || k === 'topology.kubernetes.io/region') throw new Error(`label ${JSON.stringify(k)}: not a label key the lab can set`);
-      if (v !== null && !/^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/.test(v)) throw new Error(`label ${k}: ${JSON.stringify(v)} is not a label value`);
+      if (!LABEL_KEY.test(k) || k === 'topology.kubernetes.io/region') throw new Error(`label ${JSON.stringify(k)}: not a label key the lab can set`);
+      if (v !== null && !LABEL_VALUE.test(v)) throw new Error(`label ${k}: ${JSON.stringify(v)} is not a label value`);
     }
     const apply = (current: Record<string, string>) => {
       const next = { ...current };

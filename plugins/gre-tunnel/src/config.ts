@@ -1,4 +1,4 @@
-import { describeValue, duration, intInRange, z } from '@weft/core';
+import { describeValue, duration, intInRange, nodeSelector, z } from '@weft/core';
 import { isPrime, MAX_TABLE_SIZE } from '@weft/service-tunnels';
 
 /** Every link the plugin owns starts with this: `weft-gre0` (GRE, IPv4) and `weft-gre6` (ip6gre), on ingress nodes and in pods. */
@@ -8,8 +8,6 @@ export const RULE_PRIORITY = 21_000;
 /** The GRE devices, in metadata mode, per outer family. */
 export const DEVICES = { 4: 'weft-gre0', 6: 'weft-gre6' } as const;
 
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
 /** A mask of contiguous bits, at least 4 and at most 16 of them (15 to 65,535 endpoint slots). */
 function markMask() {
@@ -29,12 +27,7 @@ export const GreTunnelConfig = z
   .strictObject({
     ingress: z
       .strictObject({
-        nodeSelector: z
-          .record(
-            z.string().regex(LABEL_KEY, { error: (iss) => `expected a label key, got ${describeValue(iss.input)}` }),
-            z.string().regex(LABEL_VALUE, { error: (iss) => `expected a label value, got ${describeValue(iss.input)}` }),
-          )
-          .meta({
+        nodeSelector: nodeSelector().meta({
             description:
               "the ingress nodes: those with all these labels. The data centre's routers send VIP traffic to them (BGP/ECMP, not weft's part); they pick an endpoint per flow and tunnel it to the pod. Prefer labels under node-restriction.kubernetes.io/, which a node cannot set on itself",
           }),

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EndpointSliceInfo, ServiceInfo } from '@weft/core';
-import { MemoryKernel, type NodeInit, startTestAgent, type TestAgent } from '@weft/core/testing';
+import { FakeClock, MemoryKernel, type NodeInit, startTestAgent, type TestAgent } from '@weft/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { greTunnelPlugin, type GreTunnelStatus } from './index.js';
 
@@ -39,8 +39,9 @@ async function fakeRoots(kernel: MemoryKernel, pods: Record<string, string>) {
   return { roots, add };
 }
 
-async function start(kernel: MemoryKernel, roots: { proc: string; runNetns: string }, stateDir?: string) {
+async function start(kernel: MemoryKernel, roots: { proc: string; runNetns: string }, stateDir?: string, clock?: FakeClock) {
   const t: TestAgent = await startTestAgent({
+    ...(clock ? { clock, reconcile: { debounce: '10ms', resync: '10m' } } : {}),
     plugins: [{ plugin: greTunnelPlugin({ roots }), config: { ingress: { nodeSelector: { ingress: 'true' } }, tableSize: 251 } }],
     nodes,
     kernel,
@@ -114,6 +115,29 @@ describe('the gre-tunnel plugin in an agent', () => {
     status = await statusOf(t);
     expect(status.vips[0]?.bucketsMovedLastChange).toBeGreaterThan(60);
     expect(status.vips[0]?.bucketsMovedLastChange).toBeLessThan(110);
+  });
+
+  it('a pod that stays missing is looked for every 2 s for a minute, then only at the resyncs', async () => {
+    const kernel = new MemoryKernel();
+    const { roots } = await fakeRoots(kernel, {});
+    const clock = new FakeClock();
+    const t = await start(kernel, roots, undefined, clock);
+    for (let i = 0; i < 200 && (await statusOf(t)).pods[0]?.state !== 'missing'; i++) await clock.advance(20);
+    expect((await statusOf(t)).pods[0]?.state).toBe('missing');
+    const runs = () => t.status('gre-tunnel').runs;
+    const first = runs();
+    for (let i = 0; i < 30; i++) {
+      await clock.advance(2000);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(runs()).toBeGreaterThanOrEqual(first + 20);
+    const later = runs();
+    for (let i = 0; i < 60; i++) {
+      await clock.advance(2000);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // Two minutes on, with a 10-minute resync: at most the retry that was pending.
+    expect(runs() - later).toBeLessThanOrEqual(1);
   });
 
   it('hostile Services are refused with a status entry and a metric; the others are served', async () => {

@@ -1,4 +1,4 @@
-import { coreServices, definePlugin, describeError, type NftCounter, type PluginStatusReport } from '@weft/core';
+import { coreServices, definePlugin, describeError, type NftCounter, type PluginStatusReport, selectsNode } from '@weft/core';
 import { DEFAULT_ROOTS, type MaglevTable, type NetnsRoots, PodNetnsFinder, type RefusedService, tunnelServices } from '@weft/service-tunnels';
 import { GreTunnelConfig, LINK_PREFIX, RULE_PRIORITY, selectorLabels } from './config.js';
 import { GreTunnelMetrics } from './metrics.js';
@@ -10,6 +10,8 @@ export { NFT_TABLE, planIngress, podState, type IngressPlan, type VipPlan } from
 
 /** The route protocol of the plugin's routes (docs/plugins.md: weft's range is 100-199, this plugin's 121). */
 export const ROUTE_PROTOCOL = 121;
+/** How long an endpoint pod that is missing or failing is retried every 2 s before only the resyncs retry it (ms). */
+const UNSETTLED_RETRY_MS = 60_000;
 
 /** One endpoint pod on this node, as the last reconcile left it. */
 export interface PodStatus {
@@ -41,8 +43,6 @@ export interface GreTunnelStatus extends PluginStatusReport {
   readonly refused: readonly RefusedService[];
   readonly ignoredEndpoints: readonly { readonly service: string; readonly problems: readonly string[] }[];
 }
-
-const matches = (labels: Readonly<Record<string, string>>, selector: Readonly<Record<string, string>>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 /**
  * GRE service tunnels: a Service annotated `weft.io/tunnel: <VIP>` has its VIP delivered, as plain IP with the
@@ -92,6 +92,8 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
     const m = new GreTunnelMetrics(metrics);
     let last: { plan: IngressPlan | undefined; ingress: boolean; pods: PodStatus[]; refused: RefusedService[]; ignored: GreTunnelStatus['ignoredEndpoints']; counters: ReadonlyMap<string, NftCounter> } | undefined;
     let refusedLogged = '';
+    /** When each endpoint pod not found (or failing) was first seen so: it is looked for again soon, then at resyncs. */
+    const unsettled = new Map<string, number>();
 
     const save = async () => {
       const text = savedText({ slots, pods });
@@ -142,7 +144,7 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
           refusedLogged = refusedKey;
         }
         const self = view.self;
-        const ingress = matches(self.labels, config.ingress.nodeSelector);
+        const ingress = selectsNode(config.ingress.nodeSelector, self.labels);
         let plan: IngressPlan | undefined;
         let requeueAfter: number | undefined;
         let counters: ReadonlyMap<string, NftCounter> = new Map();
@@ -225,8 +227,13 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
         last = { plan, ingress, pods: podStatus, refused, ignored, counters };
         const count = (state: PodStatus['state']) => podStatus.filter((p) => p.state === state).length;
         m.update(plan, refused.length, { ready: count('ready'), missing: count('missing'), failed: count('failed') }, moved);
-        // A pod not found yet (its sandbox still starting) is looked for again soon, not at the next resync.
-        if (count('missing') + count('failed') > 0) requeueAfter = Math.min(requeueAfter ?? 2000, 2000);
+        // A pod not found yet (its sandbox still starting) is looked for again in 2 s for its first minute — not every
+        // 2 s for ever: each look at a missing pod reads every namespace of the node. After that, at the resyncs.
+        const now = clock.monotonic();
+        const bad = new Set(podStatus.filter((p) => p.state !== 'ready').map((p) => p.address));
+        for (const a of [...unsettled.keys()]) if (!bad.has(a)) unsettled.delete(a);
+        for (const a of bad) if (!unsettled.has(a)) unsettled.set(a, now);
+        if ([...unsettled.values()].some((since) => now - since < UNSETTLED_RETRY_MS)) requeueAfter = Math.min(requeueAfter ?? 2000, 2000);
         return requeueAfter === undefined ? undefined : { requeueAfter };
       },
       async stop({ cleanup }) {

@@ -1,4 +1,4 @@
-import { canonicalIP, canonicalNetwork, cidr, describeValue, intInRange, networksOverlap, parseNetwork, port, z } from '@weft/core';
+import { canonicalIP, canonicalNetwork, cidr, describeValue, intInRange, networksOverlap, nodeSelector, parseNetwork, port, z } from '@weft/core';
 
 /** Every link the plugin owns starts with this: the overlay's VTEP (`weft-vx0`) and each segment's (`weft-vx<name>`). */
 export const LINK_PREFIX = 'weft-vx';
@@ -7,9 +7,6 @@ export const LINK_PREFIX = 'weft-vx';
 export const MAX_VNI = 16_777_215;
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-/** A label key: an optional DNS prefix and a name (Kubernetes' syntax, checked loosely). */
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
 /** `address/prefix` with the host part kept (`10.200.0.1/24`): an interface address. */
 const interfaceAddress = () =>
@@ -24,11 +21,7 @@ export const Segment = z.strictObject({
     .regex(/^[a-z][a-z0-9]{0,7}$/, { error: (iss) => `expected 1-8 lowercase letters and digits starting with a letter, got ${describeValue(iss.input)}` })
     .meta({ description: "the segment's name; its interface on every member is weft-vx<name>" }),
   vni: intInRange(1, MAX_VNI).meta({ description: "the segment's VXLAN network identifier; unique among the segments and the overlay" }),
-  nodeSelector: z
-    .record(
-      z.string().regex(LABEL_KEY, { error: (iss) => `expected a label key, got ${describeValue(iss.input)}` }),
-      z.string().regex(LABEL_VALUE, { error: (iss) => `expected a label value, got ${describeValue(iss.input)}` }),
-    )
+  nodeSelector: nodeSelector()
     .default({})
     .meta({
       description:

@@ -114,8 +114,3 @@ export function autoFamily(node: NodeInfo): Family {
   return underlayAddress(node, 4) !== undefined ? 4 : 6;
 }
 
-/** Whether a node carries every label of a selector ({} selects every node). */
-export function selects(selector: Readonly<Record<string, string>>, node: NodeInfo): boolean {
-  for (const [k, v] of Object.entries(selector)) if (node.labels[k] !== v) return false;
-  return true;
-}

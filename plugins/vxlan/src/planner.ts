@@ -11,9 +11,10 @@ import {
   networkContains,
   parseNetwork,
   type Route,
+  selectsNode,
 } from '@weft/core';
 import { LINK_PREFIX, type Segment, type VxlanConfig } from './config.js';
-import { PodNetworks, readVtep, selects, vtepMAC } from './facts.js';
+import { PodNetworks, readVtep, vtepMAC } from './facts.js';
 import { allocate } from './pool.js';
 
 /** The all-zero MAC: an FDB entry for it floods broadcast, multicast and unknown unicast to its destination. */
@@ -182,7 +183,7 @@ export function planSegments(input: {
   readonly underlayOf: (node: NodeInfo) => string | undefined;
 }): SegmentPlan[] {
   return input.segments.map((s) => {
-    const members = input.nodes.filter((n) => selects(s.nodeSelector, n));
+    const members = input.nodes.filter((n) => selectsNode(s.nodeSelector, n.labels));
     const me = members.find((n) => n.name === input.self);
     const excluded: Excluded[] = [];
     const peers: SegmentPlan['peers'][number][] = [];
