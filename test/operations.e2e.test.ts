@@ -38,8 +38,10 @@ describe.skipIf(skip)(`operations in the lab${skipNote(skip)}`, () => {
       await until('n2 dropped n1 as a WireGuard peer', async () => (await lab.exec('n2', ['wg', 'show', 'weft-wg0', 'peers'])).stdout.trim() === '', 30_000);
       const log = await readFile(lab.logFile('n1'), 'utf8');
       expect(log).toMatch(/"plugin":"wireguard","msg":"plugin removed from config; stopping it and cleaning up"/);
-      // keepalive untouched: still serving its probes, and n1 ready with one plugin.
-      expect((await lab.exec('n1', ['ss', '-Htln', 'sport = :9472'])).stdout).toMatch(/LISTEN/);
+      // keepalive goes on: it took the overlay service of the wireguard plugin (optionally), so it is set up again
+      // without it — not removed — and serves its probes again; n1 ready with one plugin.
+      await until('keepalive on n1 listens again', async () => /LISTEN/.test((await lab.exec('n1', ['ss', '-Htln', 'sport = :9472'])).stdout), 30_000);
+      expect(await readFile(lab.logFile('n1'), 'utf8')).toMatch(/"plugin":"keepalive","msg":"a service it uses is reconfigured, removed or added; setting it up again"/);
       const ready = await httpGet({ socket: join(lab.dir, 'n1', 'http.sock') }, '/readyz', 5_000);
       expect(ready.status).toBe(200);
       expect(log).not.toMatch(/"plugin":"keepalive","msg":"plugin removed from config/);

@@ -78,6 +78,36 @@ describe('AnnotationPublisher', () => {
     expect(writes).toEqual([{ 'weft.io/wireguard-public-key': 'k1' }, { 'weft.io/wireguard-public-key': 'k1' }]);
   });
 
+  it("a switched-off plugin's key that comes back after its removal was written is removed again once the echo wait ends", async () => {
+    let shown: Record<string, string> = { 'weft.io/announce': 'hello' };
+    const writes: Record<string, string | null>[] = [];
+    const publisher = new AnnotationPublisher({
+      write: async (patch) => {
+        await Promise.resolve();
+        writes.push({ ...patch });
+        shown = Object.fromEntries(Object.entries({ ...shown, ...patch }).filter((e): e is [string, string] => e[1] !== null));
+      },
+      current: () => shown,
+      logger: createLogger({ level: 'silent', format: 'json' }),
+      debounceMs: 1,
+      echoWaitMs: 100,
+    });
+    try {
+      publisher.publish('announcer', { 'weft.io/announce': 'hello' });
+      publisher.forget('announcer');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(writes).toEqual([{ 'weft.io/announce': null }]);
+      // What a second writer does (a replaced discovery source writing back the document it read before): the key is
+      // there again, and the plugin that owned it publishes no more. Once the echo wait ends it is removed again.
+      shown = { 'weft.io/announce': 'hello' };
+      await new Promise((r) => setTimeout(r, 400));
+      expect(writes).toEqual([{ 'weft.io/announce': null }, { 'weft.io/announce': null }]);
+      expect(shown).toEqual({});
+    } finally {
+      publisher.stop();
+    }
+  });
+
   it('retries with backoff until the write lands (an outage delays, never loses)', async () => {
     const h = harness(3);
     h.publisher.publish('wireguard', { 'weft.io/wireguard-endpoint': '192.0.2.1:51820' });

@@ -25,6 +25,8 @@ export interface PublisherOptions {
    * publish within it; a longer wait delayed every join, since peers learn a new node's key from this write).
    */
   readonly debounceMs?: number;
+  /** How long a written value counts as there while the source does not show it (default 5 s; tests shorten it). */
+  readonly echoWaitMs?: number;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   /**
@@ -45,6 +47,8 @@ export class AnnotationPublisher {
   private timer: NodeJS.Timeout | undefined;
   /** While a write waits out its backoff after failing disconnected: the check for the connection's return. */
   private watchReturn: NodeJS.Timeout | undefined;
+  /** When the last write stops counting as there: a look whether the source shows it then. */
+  private echoCheck: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private failures = 0;
   private stopped = false;
@@ -112,6 +116,8 @@ export class AnnotationPublisher {
     this.timer = undefined;
     clearInterval(this.watchReturn);
     this.watchReturn = undefined;
+    clearTimeout(this.echoCheck);
+    this.echoCheck = undefined;
   }
 
   private schedule(ms: number): void {
@@ -134,11 +140,19 @@ export class AnnotationPublisher {
       const now = performance.now();
       const values = this.written !== undefined && now < this.written.until ? this.written.values : new Map<string, string | null>();
       for (const [k, v] of Object.entries(patch)) values.set(k, v);
-      this.written = { values, until: now + ECHO_WAIT_MS };
+      this.written = { values, until: now + (this.o.echoWaitMs ?? ECHO_WAIT_MS) };
       this.failures = 0;
       this.o.logger.debug({ annotations: Object.keys(patch) }, 'published annotations');
       // Something may have been published while this write was under way.
       if (Object.keys(this.pending()).length > 0) this.schedule(0);
+      // When the wait for the echo ends, what the source shows rules: a value that is not there then (overwritten, or
+      // the echo never came) is written again — also for a plugin that was switched off and publishes no more.
+      clearTimeout(this.echoCheck);
+      this.echoCheck = setTimeout(() => {
+        this.echoCheck = undefined;
+        if (Object.keys(this.pending()).length > 0) this.schedule(0);
+      }, (this.o.echoWaitMs ?? ECHO_WAIT_MS) + 10);
+      this.echoCheck.unref();
     } catch (err) {
       this.failures += 1;
       const delay = backoffDelay(this.failures, this.o.backoffInitialMs ?? 500, this.o.backoffMaxMs ?? 30_000);
