@@ -1,6 +1,6 @@
 import type { ClusterView, EndpointSliceInfo, NodeInfo, ServiceInfo } from '@weft/core';
 import { describe, expect, it } from 'vitest';
-import { AFFINITY_ANNOTATION, DRAIN_ANNOTATION, TUNNEL_ANNOTATION, tunnelServices } from './services.js';
+import { AFFINITY_ANNOTATION, DRAIN_ANNOTATION, ENCAP_ANNOTATION, TUNNEL_ANNOTATION, tunnelServices } from './services.js';
 
 const node = (i: number): NodeInfo => ({
   name: `n${String(i)}`,
@@ -104,5 +104,25 @@ describe('tunnelled Services', () => {
     expect(unknown.refused.map((x) => x.name)).toEqual(['a', 'b']);
     const tie = tunnelServices(view([service('a', vip, { createdAt: 5 }), service('b', vip, { createdAt: 5 })]));
     expect(tie.services).toEqual([]);
+  });
+
+  it('weft.io/tunnel-encap picks the plugin: each serves its own and, when told, the unmarked; a VIP conflict counts across both; a bad value is refused', () => {
+    const services = [
+      service('plain', { [TUNNEL_ANNOTATION]: '203.0.113.80' }),
+      service('gre', { [TUNNEL_ANNOTATION]: '203.0.113.81', [ENCAP_ANNOTATION]: 'gre' }),
+      service('mpls', { [TUNNEL_ANNOTATION]: '203.0.113.82', [ENCAP_ANNOTATION]: 'mpls' }),
+      service('odd', { [TUNNEL_ANNOTATION]: '203.0.113.83', [ENCAP_ANNOTATION]: 'vxlan' }),
+      // Older, MPLS: keeps .84 against a younger unmarked Service that the GRE plugin would serve.
+      service('mpls-old', { [TUNNEL_ANNOTATION]: '203.0.113.84', [ENCAP_ANNOTATION]: 'mpls' }, { createdAt: 1 }),
+      service('gre-young', { [TUNNEL_ANNOTATION]: '203.0.113.84' }, { createdAt: 2 }),
+    ];
+    const gre = tunnelServices(view(services), { encap: 'gre', unmarked: true });
+    expect(gre.services.map((s) => s.name)).toEqual(['gre', 'plain']);
+    expect(gre.refused.map((r) => r.name)).toEqual(['gre-young', 'odd']);
+    expect(gre.refused.find((r) => r.name === 'odd')?.reason).toMatch(/weft.io\/tunnel-encap: expected gre or mpls, got "vxlan"/);
+    const mpls = tunnelServices(view(services), { encap: 'mpls', unmarked: false });
+    expect(mpls.services.map((s) => [s.name, s.encap])).toEqual([['mpls', 'mpls'], ['mpls-old', 'mpls']]);
+    expect(tunnelServices(view(services), { encap: 'mpls', unmarked: true }).services.map((s) => s.name)).toEqual(['mpls', 'mpls-old', 'plain']);
+    expect(tunnelServices(view(services)).services).toHaveLength(4);
   });
 });

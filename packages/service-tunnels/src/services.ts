@@ -7,6 +7,15 @@ export const AFFINITY_ANNOTATION = 'weft.io/tunnel-affinity';
 /** `weft.io/tunnel-drain: <pod IP>[,…]`: endpoints the operator drains (no new flows; open ones finish). */
 export const DRAIN_ANNOTATION = 'weft.io/tunnel-drain';
 
+/**
+ * `weft.io/tunnel-encap: gre | mpls`: which tunnel plugin delivers the Service. Absent: the plugin whose config
+ * serves unmarked Services (gre-tunnel by default; mpls-lwtunnel when told so).
+ */
+export const ENCAP_ANNOTATION = 'weft.io/tunnel-encap';
+/** The encapsulations a Service may ask for. */
+export const ENCAPS = ['gre', 'mpls'] as const;
+export type Encap = (typeof ENCAPS)[number];
+
 /** The most VIPs one Service may ask for, and the longest annotation read. */
 export const LIMITS = { vipsPerService: 16, annotationBytes: 1024, endpointsPerService: 4096 } as const;
 
@@ -28,6 +37,8 @@ export interface TunnelService {
   readonly uid: string | undefined;
   readonly vips: readonly string[];
   readonly affinity: Affinity;
+  /** What its `weft.io/tunnel-encap` asks for; undefined when it has none. */
+  readonly encap?: Encap | undefined;
   /** Every endpoint that is active or draining, sorted by address (the order every ingress node agrees on). */
   readonly endpoints: readonly TunnelEndpoint[];
   /** Endpoints left out, and why (an address in no node's pod CIDR, or in another node's than it says). */
@@ -50,7 +61,15 @@ const id = (s: Pick<ServiceInfo, 'namespace' | 'name'>) => `${s.namespace}/${s.n
  * ask for goes to the older one (by the cluster's clock), and to neither when their ages are unknown or equal: never
  * to the name that sorts first. A refused Service is reported, and the others are planned as if it were not there.
  */
-export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'endpointSlices' | 'addressPlan'>): { services: TunnelService[]; refused: RefusedService[] } {
+export function tunnelServices(
+  view: Pick<ClusterView, 'nodes' | 'services' | 'endpointSlices' | 'addressPlan'>,
+  /**
+   * Only the Services this plugin delivers: those whose `weft.io/tunnel-encap` is `encap`, and the unmarked ones when
+   * `unmarked` is true. Absent: every tunnelled Service. VIP conflicts are decided over all of them, whichever plugin
+   * serves each: every plugin refuses the same Services.
+   */
+  serve?: { readonly encap: Encap; readonly unmarked: boolean },
+): { services: TunnelService[]; refused: RefusedService[] } {
   const refused: RefusedService[] = [];
   const nodeAddresses = new Map<string, string>();
   for (const n of view.nodes) for (const a of [...n.internalAddresses, ...n.externalAddresses]) nodeAddresses.set(canonicalIP(a) ?? a, n.name);
@@ -70,7 +89,7 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
     return net ? [{ node: n.name, net }] : [];
   }));
 
-  const candidates: { service: ServiceInfo; vips: string[]; affinity: Affinity; drained: Set<string> }[] = [];
+  const candidates: { service: ServiceInfo; vips: string[]; affinity: Affinity; encap: Encap | undefined; drained: Set<string> }[] = [];
   for (const s of view.services ?? []) {
     const text = s.annotations[TUNNEL_ANNOTATION];
     if (text === undefined) continue;
@@ -114,6 +133,11 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
       refuse(`${AFFINITY_ANNOTATION}: expected flow or client, got ${JSON.stringify(affinityText.slice(0, 60))}`);
       continue;
     }
+    const encapText = s.annotations[ENCAP_ANNOTATION];
+    if (encapText !== undefined && !(ENCAPS as readonly string[]).includes(encapText)) {
+      refuse(`${ENCAP_ANNOTATION}: expected ${ENCAPS.join(' or ')}, got ${JSON.stringify(encapText.slice(0, 60))}`);
+      continue;
+    }
     const drained = new Set<string>();
     const drainText = s.annotations[DRAIN_ANNOTATION];
     if (drainText !== undefined && drainText.trim() !== '') {
@@ -127,7 +151,7 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
         continue;
       }
     }
-    candidates.push({ service: s, vips, affinity: affinityText, drained });
+    candidates.push({ service: s, vips, affinity: affinityText, encap: encapText as Encap | undefined, drained });
   }
 
   // A VIP asked for by two Services: the older keeps it; equally old or of unknown age, neither.
@@ -149,7 +173,9 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
   }
 
   const services: TunnelService[] = [];
+  const served = (c: (typeof candidates)[number]) => serve === undefined || (c.encap === undefined ? serve.unmarked : c.encap === serve.encap);
   for (const c of candidates) {
+    if (!served(c)) continue;
     const lost = losers.get(c);
     if (lost !== undefined) {
       refused.push({ namespace: c.service.namespace, name: c.service.name, reason: lost });
@@ -191,6 +217,7 @@ export function tunnelServices(view: Pick<ClusterView, 'nodes' | 'services' | 'e
       uid: c.service.uid,
       vips: c.vips,
       affinity: c.affinity,
+      encap: c.encap,
       endpoints: [...endpoints.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0)),
       ignored,
     });

@@ -33,6 +33,10 @@ export const GreTunnelConfig = z
           }),
       })
       .meta({ description: 'which nodes take VIP traffic from outside' }),
+    serveUnmarked: z
+      .boolean()
+      .default(true)
+      .meta({ description: "whether Services without weft.io/tunnel-encap are tunnelled by this plugin (those with `weft.io/tunnel-encap: gre` always are). Set it false where the mpls-lwtunnel plugin serves them (its serveUnmarked: true): one Service, one plugin" }),
     seed: z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: (iss) => `expected 1-64 letters, digits, . _ or -, got ${describeValue(iss.input)}` })

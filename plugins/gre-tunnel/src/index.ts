@@ -137,7 +137,7 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
     return {
       status,
       async reconcile({ view }) {
-        const { services, refused } = tunnelServices(view);
+        const { services, refused } = tunnelServices(view, { encap: 'gre', unmarked: config.serveUnmarked });
         const refusedKey = JSON.stringify(refused);
         if (refusedKey !== refusedLogged) {
           for (const r of refused) logger.warn({ service: `${r.namespace}/${r.name}`, reason: r.reason }, 'tunnelled Service refused');
