@@ -1,4 +1,4 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
@@ -114,12 +114,19 @@ export async function probeMachine(only?: readonly Capability[]): Promise<Doctor
       checks.push(r.exitCode === 0 ? { name: `link ${kind}`, ok: true, detail: 'supported' } : { name: `link ${kind}`, ok: false, detail: r.stderr.split('\n')[0] ?? 'failed', fix });
     }
     if (wanted('mpls')) {
+      // Two modules: mpls_router (label routes, net.mpls sysctls) and mpls_iptunnel (routes that push a label, `encap
+      // mpls`). The second is tried with a route in the throwaway namespace; in this namespace only looked up.
       const mpls = await inNs('sysctl', ['-n', 'net.mpls.platform_labels']);
-      checks.push(
-        mpls.exitCode === 0
-          ? { name: 'mpls', ok: true, detail: `net.mpls.platform_labels = ${mpls.stdout}` }
-          : { name: 'mpls', ok: false, detail: 'no net.mpls sysctls', fix: 'modprobe mpls_router mpls_iptunnel' },
-      );
+      let encap: { ok: boolean; detail: string };
+      if (inHere) encap = existsSync('/sys/module/mpls_iptunnel') ? { ok: true, detail: 'mpls_iptunnel loaded' } : { ok: false, detail: 'mpls_iptunnel not loaded' };
+      else {
+        await ip(['link', 'set', 'lo', 'up']);
+        const r = await ip(['route', 'add', '198.18.255.1/32', 'encap', 'mpls', '100', 'dev', 'lo']);
+        encap = r.exitCode === 0 ? { ok: true, detail: 'encap mpls routes work' } : { ok: false, detail: `encap mpls refused: ${r.stderr.split('\n')[0] ?? ''}` };
+      }
+      if (mpls.exitCode !== 0) checks.push({ name: 'mpls', ok: false, detail: `no net.mpls sysctls (mpls_router); ${encap.detail}`, fix: 'modprobe mpls_router mpls_iptunnel (CONFIG_MPLS_ROUTING, CONFIG_MPLS_IPTUNNEL, Linux ≥ 4.3)' });
+      else if (!encap.ok) checks.push({ name: 'mpls', ok: false, detail: `net.mpls.platform_labels = ${mpls.stdout}; ${encap.detail}`, fix: 'modprobe mpls_iptunnel (CONFIG_MPLS_IPTUNNEL)' });
+      else checks.push({ name: 'mpls', ok: true, detail: `net.mpls.platform_labels = ${mpls.stdout}; ${encap.detail}` });
     }
     if (wanted('nftables')) {
       const nft = await inNs('nft', ['list', 'tables']);

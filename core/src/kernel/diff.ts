@@ -151,7 +151,8 @@ export function diffState(observed: NormalState, desired: NormalState): Change[]
   }
 
   // MPLS routes: one per label, replaced in place.
-  const sameMpls = (a: NMplsRoute, b: NMplsRoute) => a.dev === b.dev && a.via === b.via && a.as.join('/') === b.as.join('/');
+  // A swap without a device: the kernel picks it by the next hop (and lists it), and any it picked is the desired one.
+  const sameMpls = (observed: NMplsRoute, desired: NMplsRoute) => (desired.dev === undefined || observed.dev === desired.dev) && observed.via === desired.via && observed.as.join('/') === desired.as.join('/');
   const observedMpls = byKey(observed.mplsRoutes, (m) => String(m.label));
   const desiredMpls = byKey(desired.mplsRoutes, (m) => String(m.label));
   for (const [k, o] of observedMpls) if (!desiredMpls.has(k)) routeDeletes.push({ op: 'delete', kind: 'mpls', id: `mpls route ${k}`, object: o });

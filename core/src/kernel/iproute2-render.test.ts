@@ -72,3 +72,13 @@ describe('lightweight IP tunnels and GRE in metadata mode', () => {
     );
   });
 });
+
+describe('MPLS routes', () => {
+  const swap = (dev?: string): DesiredState => ({ mplsRoutes: [{ label: 1000, as: [100], via: '198.19.2.10', ...(dev ? { dev } : {}) }] });
+  it('a swap without a device matches the one the kernel picked (no rewrite every reconcile); a named device must match', () => {
+    const observed = normalizeDesired(OWNER, swap('pods'));
+    expect(diffState(observed, normalizeDesired(OWNER, swap()))).toEqual([]);
+    expect(diffState(observed, normalizeDesired(OWNER, swap('other'))).map((c) => `${c.op} ${c.id}`)).toEqual(['replace mpls route 1000']);
+    expect(ipLines(OWNER, diffState(EMPTY, normalizeDesired(OWNER, swap()))[0] as never)).toEqual([['route', 'replace', '1000', 'as', '100', 'via', 'inet', '198.19.2.10', 'proto', '150']]);
+  });
+});
