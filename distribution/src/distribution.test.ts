@@ -24,7 +24,7 @@ describe('the weft distribution: the core and the built-in plugins', () => {
       const c = l.split(/\s{2,}/);
       return [c[0] ?? '', c[2] ?? ''];
     }));
-    expect(status).toEqual({ wireguard: 'available', vxlan: 'available', 'gre-tunnel': 'available', 'mpls-lwtunnel': 'planned (a later issue)', keepalive: 'available' });
+    expect(status).toEqual({ wireguard: 'available', vxlan: 'available', 'gre-tunnel': 'available', 'mpls-lwtunnel': 'available', keepalive: 'available' });
   });
 
   it('a lab made without a config runs every available plugin but vxlan (its pod overlay would fight the mesh)', async () => {

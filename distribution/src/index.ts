@@ -28,7 +28,13 @@ export const BUILTIN_PLUGINS: readonly CatalogEntry[] = [
     status: 'available',
     load: () => import('@weft/plugin-gre-tunnel'),
   },
-  { name: 'mpls-lwtunnel', module: '@weft/plugin-mpls-lwtunnel', description: "brings a Service's external IP into its pods with per-route MPLS encapsulation", status: { planned: 'a later issue' } },
+  {
+    name: 'mpls-lwtunnel',
+    module: '@weft/plugin-mpls-lwtunnel',
+    description: "brings a Service's external IP into its pods with per-route MPLS encapsulation, Maglev-balanced alike on every ingress node",
+    status: 'available',
+    load: () => import('@weft/plugin-mpls-lwtunnel'),
+  },
   {
     name: 'keepalive',
     module: '@weft/plugin-keepalive',

@@ -1,0 +1,254 @@
+import { canonicalIP, type DesiredState, type Family, familyOf, networkContains, type NodeInfo, parseNetwork, type Route, type Rule } from '@weft/core';
+import {
+  allocateSlots,
+  changedBuckets,
+  classificationTable,
+  jhashSeed,
+  maglevTable,
+  type MaglevTable,
+  markLayout,
+  type PlannedEndpoint,
+  type SlotRecord,
+  tableSeed,
+  type TunnelEndpoint,
+  type TunnelService,
+} from '@weft/service-tunnels';
+import { type MplsLwtunnelConfig, POD_DEVICE, POD_LABEL, RULE_PRIORITY } from './config.js';
+
+/** The plugin's nftables table, on ingress nodes and in pods. */
+export const NFT_TABLE = 'weft-mpls-lwtunnel';
+
+/** An interface of this node with its addresses (`198.18.0.11/24`): where on-link next hops are. */
+export interface LocalInterface {
+  readonly name: string;
+  readonly addresses: readonly string[];
+}
+
+/** How an ingress node reaches an endpoint: its node's label for it, pushed toward the node's address on `dev`. */
+export interface EndpointPath {
+  readonly node: string;
+  readonly label: number;
+  readonly via: string;
+  readonly dev: string;
+}
+
+/** An endpoint an ingress node does not use, and why (not on-link, no label yet…). */
+export interface UnusedEndpoint {
+  readonly service: string;
+  readonly address: string;
+  readonly node: string;
+  readonly reason: string;
+}
+
+/** One VIP on an ingress node. */
+export interface VipPlan {
+  readonly vip: string;
+  readonly family: Family;
+  readonly service: string;
+  readonly affinity: TunnelService['affinity'];
+  readonly seed: string;
+  readonly jhashSeed: number;
+  readonly table: MaglevTable;
+  readonly endpoints: readonly (PlannedEndpoint & { readonly node: string; readonly label: number })[];
+  readonly buildMs: number;
+}
+
+/** What an ingress node wants. */
+export interface IngressPlan {
+  readonly vips: readonly VipPlan[];
+  readonly slots: ReadonlyMap<string, SlotRecord>;
+  readonly unslotted: readonly string[];
+  readonly unused: readonly UnusedEndpoint[];
+  readonly desired: DesiredState;
+}
+
+/**
+ * How this ingress node reaches each endpoint, or why it does not. An endpoint's node must be in this node's location
+ * (or either has none) and have an address on one of this node's connected networks — the packet leaves with only a
+ * label on it, so the next hop must be the endpoint's node itself — and must have published a label for it.
+ */
+export function endpointPaths(
+  services: readonly TunnelService[],
+  nodes: readonly NodeInfo[],
+  self: { readonly name: string; readonly location: string | undefined; readonly interfaces: readonly LocalInterface[] },
+  labelsOf: (node: string) => ReadonlyMap<string, number> | undefined,
+): { paths: Map<string, EndpointPath>; unused: UnusedEndpoint[] } {
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const networks = self.interfaces.flatMap((i) =>
+    i.addresses.flatMap((a) => {
+      const net = parseNetwork(a);
+      return net ? [{ dev: i.name, net }] : [];
+    }),
+  );
+  const own = new Set(self.interfaces.flatMap((i) => i.addresses.map((a) => canonicalIP(a.split('/')[0] as string))));
+  const paths = new Map<string, EndpointPath>();
+  const unused: UnusedEndpoint[] = [];
+  for (const s of services) {
+    for (const e of s.endpoints) {
+      if (paths.has(e.address)) continue;
+      const why = (reason: string) => unused.push({ service: `${s.namespace}/${s.name}`, address: e.address, node: e.nodeName ?? '?', reason });
+      const node = e.nodeName === undefined ? undefined : byName.get(e.nodeName);
+      if (!node) {
+        why('its node is not in the cluster view');
+        continue;
+      }
+      if (node.name === self.name) {
+        why('on this ingress node itself: a label is pushed toward another node, never to oneself');
+        continue;
+      }
+      if (self.location !== undefined && node.location !== undefined && self.location !== node.location) {
+        why(`not on-link: ${node.name} is in location ${node.location}, this ingress node in ${self.location}`);
+        continue;
+      }
+      let via: { address: string; dev: string } | undefined;
+      for (const a of node.internalAddresses) {
+        const ip = canonicalIP(a);
+        if (ip === undefined) continue;
+        if (own.has(ip)) continue; // another node claiming this node's address
+        const on = networks.find((n) => networkContains(n.net, ip));
+        if (on) {
+          via = { address: ip, dev: on.dev };
+          break;
+        }
+      }
+      if (!via) {
+        why(`not on-link: no address of ${node.name} (${node.internalAddresses.join(', ') || 'none'}) is on a network of this node`);
+        continue;
+      }
+      const label = labelsOf(node.name)?.get(e.address);
+      if (label === undefined) {
+        why(`${node.name} has published no label for it (yet)`);
+        continue;
+      }
+      paths.set(e.address, { node: node.name, label, via: via.address, dev: via.dev });
+    }
+  }
+  return { paths, unused };
+}
+
+/**
+ * The ingress node's plan: per VIP a Maglev table over the active endpoints it can reach (sorted, shared seed), the
+ * shared nftables classification (bucket → the endpoint's slot mark, pinned per flow), and per slot an ip rule
+ * (fwmark → the slot's table) and, in that table, a route per VIP that pushes the endpoint's label toward its node:
+ * `VIP encap mpls <label> via <node> dev <underlay>`. No tunnel device at all.
+ */
+export function planIngress(
+  services: readonly TunnelService[],
+  paths: ReadonlyMap<string, EndpointPath>,
+  unused: readonly UnusedEndpoint[],
+  config: Pick<MplsLwtunnelConfig, 'seed' | 'seedPerNode' | 'tableSize' | 'fwmarkMask' | 'tableBase' | 'drainTimeout' | 'pins'>,
+  context: { self: string; now: number; previousSlots: ReadonlyMap<string, SlotRecord>; previousTables?: ReadonlyMap<string, MaglevTable> },
+): IngressPlan {
+  // Only the endpoints this node reaches take part: its table is over them.
+  const reachable: TunnelService[] = services.map((s) => ({ ...s, endpoints: s.endpoints.filter((e: TunnelEndpoint) => paths.has(e.address)) }));
+  const layout = markLayout(config.fwmarkMask);
+  const { slots, states, unslotted } = allocateSlots(reachable, context.previousSlots, { slots: layout.slots, now: context.now, drainTimeoutMs: config.drainTimeout });
+  const mark = (address: string) => (slots.get(address)?.slot ?? 0) * 2 ** layout.shift;
+  const vips: VipPlan[] = [];
+  const routes: Route[] = [];
+  for (const s of reachable) {
+    const base = tableSeed(config.seed, s);
+    for (const vip of s.vips) {
+      const family: Family = vip.includes(':') ? 6 : 4;
+      const endpoints = s.endpoints.filter((e) => e.family === family && slots.has(e.address));
+      const seed = `${config.seedPerNode ? `${base}/${context.self}` : base}/${vip}`;
+      const active = endpoints.filter((e) => states.get(e.address) === 'active').map((e) => e.address);
+      const previous = context.previousTables?.get(vip);
+      const started = performance.now();
+      const table = previous && previous.seed === seed && previous.table.length === config.tableSize && sameList(previous.endpoints, active) ? previous : maglevTable(active, seed, config.tableSize);
+      const buildMs = performance.now() - started;
+      const counts = new Map<string, number>();
+      for (const i of table.table) if (i >= 0) counts.set(table.endpoints[i] as string, (counts.get(table.endpoints[i] as string) ?? 0) + 1);
+      vips.push({
+        vip,
+        family,
+        service: `${s.namespace}/${s.name}`,
+        affinity: s.affinity,
+        seed,
+        jhashSeed: jhashSeed(seed),
+        table,
+        buildMs,
+        endpoints: endpoints.map((e) => {
+          const p = paths.get(e.address) as EndpointPath;
+          return { address: e.address, state: states.get(e.address) ?? 'active', slot: slots.get(e.address)?.slot ?? 0, buckets: counts.get(e.address) ?? 0, node: p.node, label: p.label };
+        }),
+      });
+      for (const e of endpoints) {
+        if (states.get(e.address) === 'drained') continue;
+        const p = paths.get(e.address) as EndpointPath;
+        routes.push({ dst: `${vip}/${family === 4 ? 32 : 128}`, table: config.tableBase + (slots.get(e.address)?.slot ?? 0), via: p.via, dev: p.dev, mpls: [p.label] });
+      }
+    }
+  }
+  const used = new Map<number, Family>();
+  for (const v of vips) for (const e of v.endpoints) if (e.state !== 'drained') used.set(e.slot, v.family);
+  const rules: Rule[] = [...used].sort(([a], [b]) => a - b).map(([slot, family]) => ({ priority: RULE_PRIORITY, family, fwmark: slot * 2 ** layout.shift, fwmask: config.fwmarkMask, table: config.tableBase + slot }));
+  const desired: DesiredState =
+    vips.length === 0
+      ? {}
+      : {
+          routes,
+          rules,
+          nftables: [classificationTable(NFT_TABLE, vips, { mask: config.fwmarkMask, mark, pins: { size: config.pins.size, timeoutMs: config.pins.timeout }, sendOnly: [] })],
+          sysctls: [
+            { key: 'net.ipv4.ip_forward', value: '1' },
+            ...(vips.some((v) => v.family === 6) ? [{ key: 'net.ipv6.conf.all.forwarding', value: '1' }] : []),
+          ],
+        };
+  return { vips, slots, unslotted, unused, desired };
+}
+
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...b].sort().every((x, i) => x === a[i]);
+
+/** The buckets a VIP's table moved since the last plan. */
+export function movedBuckets(before: MaglevTable | undefined, after: MaglevTable): number {
+  if (!before || before.table.length !== after.table.length) return 0;
+  return changedBuckets(before, after).length;
+}
+
+/**
+ * What a node with endpoint pods wants: MPLS input on the links its peers reach it by, label space up to the range's
+ * end, and per pod an MPLS route that swaps the pod's label for {@link POD_LABEL} toward the pod's address (the kernel
+ * picks the link by the address, as for any next hop).
+ */
+export function nodeState(labels: ReadonlyMap<string, number>, underlay: readonly string[], last: number): DesiredState {
+  if (labels.size === 0) return {};
+  return {
+    sysctls: [{ key: 'net.mpls.platform_labels', value: String(last + 1) }, ...[...new Set(underlay)].sort().map((dev) => ({ key: `net.mpls.conf.${dev}.input`, value: '1' }))],
+    mplsRoutes: [...labels].sort(([, a], [, b]) => a - b).map(([address, label]) => ({ label, as: [POD_LABEL], via: address })),
+  };
+}
+
+/**
+ * What an endpoint pod gets in its namespace: MPLS input on its interface, a label space that holds
+ * {@link POD_LABEL}, a route that pops that label and hands the packet to the pod's own stack (`dev lo`), and its VIPs
+ * on a device of the plugin's (a dummy: the VIPs are local addresses, and the pod's sockets on 0.0.0.0/:: take
+ * them). Only packets to the VIPs come out of a label: anything else that arrives on the loopback from a foreign
+ * source is dropped.
+ */
+export function podState(vips: readonly string[], podInterface: string): DesiredState {
+  const v4 = vips.filter((v) => familyOf(v) === 4);
+  const v6 = vips.filter((v) => familyOf(v) === 6);
+  const body = [
+    'chain prerouting {',
+    '  type filter hook prerouting priority raw; policy accept;',
+    `  iifname "lo" fib saddr type local accept`,
+    ...(v4.length > 0 ? [`  iifname "lo" ip daddr { ${v4.join(', ')} } accept`] : []),
+    ...(v6.length > 0 ? [`  iifname "lo" ip6 daddr { ${v6.join(', ')} } accept`] : []),
+    '  iifname "lo" drop',
+    '}',
+  ].join('\n');
+  return {
+    links: [{ kind: 'dummy', name: POD_DEVICE }],
+    addresses: vips.map((v) => ({ dev: POD_DEVICE, address: `${v}/${familyOf(v) === 6 ? 128 : 32}` })),
+    mplsRoutes: [{ label: POD_LABEL, dev: 'lo' }],
+    sysctls: [
+      { key: 'net.mpls.platform_labels', value: String(POD_LABEL + 1) },
+      { key: `net.mpls.conf.${podInterface}.input`, value: '1' },
+      // The packet comes in on the loopback from the client's address, and its reply leaves by the pod's interface:
+      // strict reverse-path filtering would drop it; loose (2) lets it in.
+      ...(v4.length > 0 ? [{ key: 'net.ipv4.conf.all.rp_filter', value: '2' }, { key: 'net.ipv4.conf.lo.rp_filter', value: '2' }] : []),
+    ],
+    nftables: [{ family: 'inet', name: NFT_TABLE, body }],
+  };
+}
