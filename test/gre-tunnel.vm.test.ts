@@ -1,15 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { execa } from 'execa';
-import { parseDocument } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { httpGet } from '../core/src/observe/http-get.js';
 import { Lab, type LabService } from '../core/src/lab/index.js';
 import './support/builtins.js';
+import { TunnelLab } from './support/tunnel-lab.js';
 import { until } from './support/until.js';
 
 // Inside the VM (test/vm.e2e.test.ts boots it; this host kernel has no GRE): the issue's lab — 2 ingress nodes (n1,
@@ -18,97 +15,21 @@ import { until } from './support/until.js';
 // plain routes, no encapsulation).
 const VIP = '203.0.113.80';
 const PORT = '7000';
-const ECHO = fileURLToPath(new URL('./support/tunnel-echo.mjs', import.meta.url));
 const PODS = ['n3:pod', 'n3:pod2', 'n4:pod'] as const;
 const INGRESS = ['n1', 'n2'] as const;
 
-interface Stream {
-  readonly pods: string[];
-  readonly error?: string;
-}
-interface VipStatus {
-  readonly vip: string;
-  readonly seed: string;
-  readonly endpoints: readonly { readonly address: string; readonly state: string; readonly buckets: number; readonly packets: number }[];
-}
-interface Status {
-  readonly converged: boolean;
-  readonly vips: readonly VipStatus[];
-  readonly pods: readonly { readonly address: string; readonly state: string }[];
-  readonly refused: readonly { readonly name: string; readonly reason: string }[];
-}
-
 describe('GRE service tunnels in a lab on the VM kernel', () => {
   let lab: Lab;
+  let t: TunnelLab;
   let dir: string;
-  const servers = new Map<string, ChildProcess>();
-  const serve = (pod: string) => {
-    const argv = lab.enter(pod, [process.execPath, ECHO, 'serve', pod, PORT, VIP]);
-    servers.get(pod)?.kill('SIGKILL');
-    servers.set(pod, spawn(argv[0] as string, argv.slice(1), { stdio: 'ignore' }));
-  };
   const echo: LabService = { name: 'echo', annotations: { 'weft.io/tunnel': VIP }, endpoints: PODS.map((pod) => ({ pod })) };
-
-  /** A node's gre-tunnel status; while the plugin is (re)starting, one with nothing in it. */
-  const status = async (node: string): Promise<Status> => {
-    const r = await httpGet({ socket: join(lab.dir, node, 'http.sock') }, '/api/gre-tunnel/status', 5000).catch(() => ({ status: 0, body: '' }));
-    const s = (r.status === 200 ? JSON.parse(r.body) : {}) as Partial<Status>;
-    return { converged: s.converged ?? false, vips: s.vips ?? [], pods: s.pods ?? [], refused: s.refused ?? [] };
-  };
-  const client = async (args: string[]) => (await lab.exec('client', [process.execPath, ECHO, ...args], { timeoutMs: 120_000 })).stdout.trim();
-  /** Waits until both ingress nodes route the VIP to these endpoints in these states. */
-  const ingressSees = async (what: string, want: Record<string, string>) => {
-    await until(
-      what,
-      async () => {
-        for (const n of INGRESS) {
-          const v = (await status(n).catch(() => undefined))?.vips.find((x) => x.vip === VIP);
-          const seen = Object.fromEntries((v?.endpoints ?? []).map((e) => [e.address, e.state]));
-          if (JSON.stringify(seen) !== JSON.stringify(want)) return false;
-        }
-        return true;
-      },
-      120_000,
-    );
-  };
-  /** Opens n long-lived streams from the client; `during` runs once every stream has an answer; then each stream's story. */
-  const streams = async (n: number, during: () => Promise<void>): Promise<Stream[]> => {
-    const argv = lab.enter('client', [process.execPath, ECHO, 'streams', VIP, PORT, String(n)]);
-    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
-    const lines = createInterface({ input: child.stdout });
-    const out: Stream[] = [];
-    let ready: () => void = () => undefined;
-    const isReady = new Promise<void>((resolve) => (ready = resolve));
-    lines.on('line', (line) => {
-      if (line === 'ready') ready();
-      else if (line.startsWith('{')) out.push(JSON.parse(line) as Stream);
-    });
-    const ended = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    try {
-      await Promise.race([isReady, new Promise((_, reject) => setTimeout(() => reject(new Error(`${String(n)} streams: not all answered in 60 s`)), 60_000))]);
-      await during();
-      // Traffic across the change for a while (every stream asks every 200 ms).
-      await new Promise((r) => setTimeout(r, 4000));
-      child.stdin.write('stop\n');
-      await ended;
-    } finally {
-      child.kill('SIGKILL');
-    }
-    return out;
-  };
-  /** Sets a key of the gre-tunnel section on every node (the agents reload their config). */
-  const configureAll = async (key: string, value: unknown) => {
-    for (const n of lab.topology.nodes) {
-      const file = join(lab.dir, n.name, 'weft.yaml');
-      const doc = parseDocument(await readFile(file, 'utf8'));
-      doc.setIn(['plugins', 'gre-tunnel', key], value);
-      await writeFile(`${file}.new`, doc.toString(), { mode: 0o600 });
-      await rename(`${file}.new`, file);
-    }
-  };
-  const addressOf = (pod: string) => lab.topology.nodes.find((n) => n.name === pod.split(':')[0])?.pods.find((x) => x.name === pod.split(':')[1])?.address ?? '?';
-  /** The endpoints by address, sorted as the status lists them, all active. */
-  const addresses = (pods: readonly string[]) => Object.fromEntries(pods.map((p) => addressOf(p)).sort().map((a) => [a, 'active']));
+  const status = (node: string) => t.status(node);
+  const client = (args: string[]) => t.client(args);
+  const ingressSees = (what: string, want: Record<string, string>) => t.ingressSees(what, want);
+  const streams = (n: number, during: () => Promise<void>) => t.streams(n, during);
+  const configureAll = (key: string, value: unknown) => t.configureAll(key, value);
+  const addressOf = (pod: string) => t.addressOf(pod);
+  const addresses = (pods: readonly string[]) => t.addresses(pods);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'weft-vmgre-'));
@@ -132,8 +53,9 @@ describe('GRE service tunnels in a lab on the VM kernel', () => {
       ].join('\n'),
     );
     lab = await Lab.up({ name: 'vmgre', nodes: 4, pods: 2, client: true, config, timeoutMs: 300_000 });
+    t = new TunnelLab(lab, { plugin: 'gre-tunnel', vip: VIP, port: PORT, ingress: INGRESS });
     for (const n of INGRESS) await lab.label(n, { 'weft.io/ingress': 'true' });
-    for (const pod of PODS) serve(pod);
+    for (const pod of PODS) t.serve(pod);
     await lab.declareServices([echo]);
     await lab.routeVip(VIP, [...INGRESS]);
     await ingressSees('both ingress nodes route the VIP to the 3 pods', addresses(PODS));
@@ -142,26 +64,19 @@ describe('GRE service tunnels in a lab on the VM kernel', () => {
 
   afterEach(async (ctx) => {
     if (ctx.task.result?.state !== 'fail') return;
-    // What the kernel and the agents had when a case failed: test-results/vm-gre-tunnel/<case>.txt.
-    const out: string[] = [];
-    const capture = async (target: string, cmd: string[]) => out.push(`## ${target}: ${cmd.join(' ')}`, (await lab.exec(target, cmd).catch((e: unknown) => ({ stdout: String(e), stderr: '' }))).stdout);
-    for (const n of INGRESS) {
-      await capture(n, ['nft', 'list', 'chain', 'inet', 'weft-gre-tunnel', 'vip0']);
-      await capture(n, ['ip', 'rule']);
-      await capture(n, ['ip', 'route', 'show', 'table', 'all', 'proto', '121']);
-      await capture(n, ['cat', '/proc/net/nf_conntrack']);
-      out.push(JSON.stringify(await status(n)));
-    }
-    for (const p of PODS) await capture(p, ['ip', '-o', 'address']);
-    await capture('client', ['ip', 'route']);
-    for (const n of lab.topology.nodes) out.push(`## ${n.name} log`, (await readFile(lab.logFile(n.name), 'utf8').catch(() => '')).split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-40).join('\n'));
-    const dirOut = fileURLToPath(new URL('../test-results/vm-gre-tunnel/', import.meta.url));
-    await mkdir(dirOut, { recursive: true });
-    await writeFile(join(dirOut, `${ctx.task.name.slice(0, 40).replace(/[^a-z0-9]+/gi, '-')}.txt`), out.join('\n'));
+    await t.keepDiagnostics('vm-gre-tunnel', ctx.task.name, [
+      ...INGRESS.flatMap((n) => [
+        [n, ['nft', 'list', 'chain', 'inet', 'weft-gre-tunnel', 'vip0']],
+        [n, ['ip', 'rule']],
+        [n, ['ip', 'route', 'show', 'table', 'all', 'proto', '121']],
+      ] as const),
+      ...PODS.map((p) => [p, ['ip', '-o', 'address']] as const),
+      ['client', ['ip', 'route']],
+    ]);
   });
 
   afterAll(async () => {
-    for (const s of servers.values()) s.kill('SIGKILL');
+    t?.stopServers();
     await lab?.down();
     await rm(dir, { recursive: true, force: true });
   });
@@ -259,13 +174,13 @@ describe('GRE service tunnels in a lab on the VM kernel', () => {
     if (!node || !pod) throw new Error('no n4:pod');
     // The pod is made again: a new namespace, the same address (what a re-created sandbox does). From this
     // process's mount namespace, where the lab's /run/netns is. Its server goes first: it holds the old namespace.
-    servers.get('n4:pod')?.kill('SIGKILL');
+    t.stopServer('n4:pod');
     await execa('ip', ['-n', node.netns, 'link', 'del', pod.veth], { reject: false });
     for (const args of [['netns', 'del', pod.netns], ['netns', 'add', pod.netns], ['-n', node.netns, 'link', 'add', pod.veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.netns], ['-n', node.netns, 'link', 'set', pod.veth, 'master', 'pods', 'up'], ['-n', pod.netns, 'address', 'add', `${pod.address}/24`, 'dev', 'eth0'], ['-n', pod.netns, 'link', 'set', 'eth0', 'up'], ['-n', pod.netns, 'route', 'add', 'default', 'via', node.podGateway]]) {
       const r = await execa('ip', args, { reject: false });
       expect(r.exitCode, `ip ${args.join(' ')}: ${r.stderr}`).toBe(0);
     }
-    serve('n4:pod');
+    t.serve('n4:pod');
     await until('the VIP in the new namespace', async () => (await lab.exec('n4:pod', ['ip', '-o', 'address', 'show', 'dev', 'weft-gre0'])).stdout.includes(VIP), 120_000);
     const counts = JSON.parse(await client(['spread', VIP, PORT, '60'])) as Record<string, number>;
     expect(counts['n4:pod'], JSON.stringify(counts)).toBeGreaterThan(0);
