@@ -24,9 +24,10 @@ const EXPECTED_PLUGINS: Record<string, string[]> = {
   'wireguard-mesh-monitored': ['wireguard', 'keepalive'],
   vxlan: ['vxlan', 'keepalive'],
   'service-tunnels': ['wireguard', 'keepalive', 'gre-tunnel'],
+  'service-tunnels-mpls': ['wireguard', 'keepalive', 'gre-tunnel', 'mpls-lwtunnel'],
 };
 /** The capabilities an overlay's agent has: NET_ADMIN, and what its plugins need beyond (entering pods' namespaces). */
-const EXPECTED_CAPABILITIES: Record<string, string[]> = { 'service-tunnels': ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] };
+const EXPECTED_CAPABILITIES: Record<string, string[]> = { 'service-tunnels': ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'], 'service-tunnels-mpls': ['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] };
 
 const dirs: string[] = [];
 afterAll(async () => {
