@@ -4,10 +4,14 @@
 // 3. The same change on a gre-tunnel ingress node (M = 65537, the in-memory kernel): what the kernel driver writes —
 //    the bucket deltas as elements of one nft transaction, against the whole table a rewrite would be — and the time
 //    to plan and diff it.
+// 4. The mpls-lwtunnel ingress plan for the same 1000 endpoints on 100 nodes — reading every node's label annotation
+//    (hostile until checked), the on-link check, then the plan — against the gre-tunnel plan of the same endpoints
+//    (the baseline, in the same run): what the labels and the on-link check add.
 import { performance } from 'node:perf_hooks';
 import { applyDesired } from '../core/dist/kernel/driver.js';
 import { MemoryKernel } from '../core/dist/kernel/memory.js';
 import { GreTunnelConfig, planIngress, RULE_PRIORITY } from '../plugins/gre-tunnel/dist/index.js';
+import { endpointPaths, labelsText, MplsLwtunnelConfig, parseLabels, planIngress as planMplsIngress } from '../plugins/mpls-lwtunnel/dist/index.js';
 import { changedBuckets, DEFAULT_TABLE_SIZE, maglevTable } from '../packages/service-tunnels/dist/index.js';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -50,6 +54,42 @@ async function ingressChange() {
   return { tableSize: DEFAULT_TABLE_SIZE, endpoints: 1000, coldChanges: cold.changes.length, removal, fullTableElements: fullElements, planAndDiffMs: +median(times).toFixed(1), unchangedMs: +median(steady).toFixed(1) };
 }
 
+function mplsIngress() {
+  const gre = GreTunnelConfig.parse({ ingress: { nodeSelector: { ingress: 'true' } }, tableSize: DEFAULT_TABLE_SIZE });
+  const mpls = MplsLwtunnelConfig.parse({ ingress: { nodeSelector: { ingress: 'true' } }, tableSize: DEFAULT_TABLE_SIZE });
+  // 100 nodes on one /16 segment, 10 endpoint pods each, each node's labels in its annotation.
+  const nodes = Array.from({ length: 100 }, (_, n) => {
+    const addresses = Array.from({ length: 10 }, (_, p) => `198.19.${n}.${10 + p}`);
+    return {
+      name: `n${n}`,
+      internalAddresses: [`198.18.${n >> 8}.${(n & 255) + 1}`],
+      podCIDRs: [`198.19.${n}.0/24`],
+      location: 'dc1',
+      annotations: { 'weft.io/mpls-labels': labelsText(new Map(addresses.map((a, i) => [a, 1000 + i]))) },
+      addresses,
+    };
+  });
+  const service = { namespace: 'web', name: 'front', uid: 'u1', vips: ['203.0.113.80'], affinity: 'flow', ignored: [], endpoints: nodes.flatMap((n) => n.addresses.map((address) => ({ address, family: 4, nodeName: n.name, state: 'active' }))) };
+  const self = { name: 'ingress', location: 'dc1', interfaces: [{ name: 'eth0', addresses: ['198.18.200.1/16'] }] };
+  const greTimes = [];
+  const mplsTimes = [];
+  let unused = 0;
+  for (let r = 0; r < 9; r++) {
+    let t = performance.now();
+    planIngress([service], gre, { self: 'ingress', now: 0, previousSlots: new Map() });
+    greTimes.push(performance.now() - t);
+    t = performance.now();
+    const labels = new Map(nodes.map((n) => [n.name, parseLabels(n.annotations['weft.io/mpls-labels'], n, mpls.labels).labels]));
+    const { paths, unused: left } = endpointPaths([service], nodes, self, (name) => labels.get(name));
+    planMplsIngress([service], paths, left, mpls, { self: 'ingress', now: 0, previousSlots: new Map() });
+    mplsTimes.push(performance.now() - t);
+    unused = left.length;
+  }
+  const g = median(greTimes);
+  const m = median(mplsTimes);
+  return { endpoints: 1000, nodes: 100, unused, grePlanMs: +g.toFixed(1), mplsPlanMs: +m.toFixed(1), ratio: +(m / g).toFixed(2) };
+}
+
 export async function serviceTunnelsBenchmark() {
   const builds = [];
   for (const n of [10, 100, 1000]) {
@@ -69,5 +109,6 @@ export async function serviceTunnelsBenchmark() {
     builds,
     oneOf1000Removed: { changedBuckets: changed, fraction: +(changed / DEFAULT_TABLE_SIZE).toFixed(4), ideal: +(1 / 1000).toFixed(4) },
     greIngress: await ingressChange(),
+    mplsIngress: mplsIngress(),
   };
 }
