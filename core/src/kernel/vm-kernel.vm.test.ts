@@ -27,6 +27,9 @@ const tunnelState = (greKey: number): DesiredState => ({
   mplsRoutes: [
     { label: 100, dev: 'lo' },
     { label: 101, as: [200, 300], via: '192.0.2.2', dev: 'wtd0' },
+    // A swap without a device (the mpls-lwtunnel plugin's, toward a pod): the kernel picks wtd0 by the next hop, and
+    // the next apply must take that for the desired one (the steady apply below writes nothing).
+    { label: 102, as: [100], via: '192.0.2.3' },
   ],
   sysctls: [
     { key: 'net.mpls.platform_labels', value: '1000' },
@@ -48,6 +51,7 @@ describe('tunnels, dummy and MPLS on the VM kernel', () => {
         'add route 198.18.30.0/24 table 254 metric 0',
         'add mpls route 100',
         'add mpls route 101',
+        'add mpls route 102',
         'set sysctl net.mpls.platform_labels',
         'set sysctl net.mpls.conf.wtd0.input',
       ]);
@@ -58,6 +62,7 @@ describe('tunnels, dummy and MPLS on the VM kernel', () => {
       expect(observed.mplsRoutes).toEqual([
         { label: 100, as: [], dev: 'lo' },
         { label: 101, as: [200, 300], dev: 'wtd0', via: '192.0.2.2' },
+        { label: 102, as: [100], dev: 'wtd0', via: '192.0.2.3' },
       ]);
       await h.backend.execute(TUNNELS, [{ op: 'delete', kind: 'mpls', id: 'drift', object: observed.mplsRoutes[0] as never }]);
       expect(await summary(tunnelState(8))).toEqual(['add mpls route 100']);
