@@ -7,3 +7,15 @@ export { changedBuckets, DEFAULT_TABLE_SIZE, isPrime, MAX_TABLE_SIZE, maglevTabl
 export { AFFINITY_ANNOTATION, type Affinity, DRAIN_ANNOTATION, type Encap, ENCAP_ANNOTATION, ENCAPS, LIMITS, type RefusedService, TUNNEL_ANNOTATION, type TunnelEndpoint, type TunnelService, tunnelServices } from './services.js';
 export { addressesOf, DEFAULT_ROOTS, listNetns, MAX_NAMESPACES, type Netns, type NetnsRoots, parseFibTrie, parseIfInet6, PodNetnsFinder, type ReadNamed } from './netns.js';
 export { allocateSlots, classificationTable, type ClassifiedVip, jhashSeed, markLayout, markText, type PlannedEndpoint, type SlotRecord } from './classify.js';
+export {
+  checkClassificationConfig,
+  classificationConfig,
+  type ClassificationSettings,
+  type IngressClassification,
+  type IngressVip,
+  nextDrainEnd,
+  planClassification,
+  TableMemory,
+  vipStatus,
+} from './ingress.js';
+export { type EndpointPod, localEndpoints, setUpPods, SoonRetry } from './pods.js';

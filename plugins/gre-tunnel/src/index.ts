@@ -1,8 +1,21 @@
 import { coreServices, definePlugin, describeError, type NftCounter, type PluginStatusReport, selectsNode } from '@weft/core';
-import { DEFAULT_ROOTS, type MaglevTable, type NetnsRoots, PodNetnsFinder, type RefusedService, tunnelServices } from '@weft/service-tunnels';
+import {
+  DEFAULT_ROOTS,
+  type EndpointPod,
+  localEndpoints,
+  type NetnsRoots,
+  nextDrainEnd,
+  PodNetnsFinder,
+  type RefusedService,
+  setUpPods,
+  SoonRetry,
+  TableMemory,
+  tunnelServices,
+  vipStatus,
+} from '@weft/service-tunnels';
 import { GreTunnelConfig, LINK_PREFIX, RULE_PRIORITY, selectorLabels } from './config.js';
 import { GreTunnelMetrics } from './metrics.js';
-import { type IngressPlan, movedBuckets, NFT_TABLE, planIngress, podState } from './planner.js';
+import { type IngressPlan, NFT_TABLE, planIngress, podState } from './planner.js';
 import { loadSaved, type Saved, savedText, writeSaved } from './saved.js';
 
 export { GreTunnelConfig, DEVICES, LINK_PREFIX, RULE_PRIORITY } from './config.js';
@@ -10,17 +23,8 @@ export { NFT_TABLE, planIngress, podState, type IngressPlan, type VipPlan } from
 
 /** The route protocol of the plugin's routes (docs/plugins.md: weft's range is 100-199, this plugin's 121). */
 export const ROUTE_PROTOCOL = 121;
-/** How long an endpoint pod that is missing or failing is retried every 2 s before only the resyncs retry it (ms). */
-const UNSETTLED_RETRY_MS = 60_000;
-
 /** One endpoint pod on this node, as the last reconcile left it. */
-export interface PodStatus {
-  readonly address: string;
-  readonly vips: readonly string[];
-  readonly state: 'ready' | 'missing' | 'failed';
-  readonly netns?: string;
-  readonly problem?: string;
-}
+export type PodStatus = EndpointPod;
 
 /** What `/api/gre-tunnel/status` serves. */
 export interface GreTunnelStatus extends PluginStatusReport {
@@ -44,19 +48,19 @@ export interface GreTunnelStatus extends PluginStatusReport {
   readonly ignoredEndpoints: readonly { readonly service: string; readonly problems: readonly string[] }[];
 }
 
-/**
- * GRE service tunnels: a Service annotated `weft.io/tunnel: <VIP>` has its VIP delivered, as plain IP with the
- * client's address, into its endpoint pods. Ingress nodes pick an endpoint per flow from a Maglev table every ingress
- * node builds alike (so a flow that changes ingress node keeps its endpoint), pin it in conntrack, and send the packet
- * through one GRE device in metadata mode straight to the pod; in the pod, a GRE device of its own decapsulates it
- * and holds the VIP. See plugins/gre-tunnel/README.md.
- */
 /** Where the plugin looks for pods' namespaces; a test points it at a directory of its own. */
 export interface GreTunnelOptions {
   readonly roots?: NetnsRoots;
 }
 
-/** The plugin, with its namespace roots (the default export uses the host's /proc and /run/netns). */
+/**
+ * GRE service tunnels: a Service annotated `weft.io/tunnel: <VIP>` has its VIP delivered, as plain IP with the
+ * client's address, into its endpoint pods. Ingress nodes pick an endpoint per flow from a Maglev table every ingress
+ * node builds alike (so a flow that changes ingress node keeps its endpoint), pin it in a flow map, and send the
+ * packet through one GRE device in metadata mode straight to the pod; in the pod, a GRE device of its own
+ * decapsulates it and holds the VIP. See plugins/gre-tunnel/README.md. The plugin, with its namespace roots (the
+ * default export uses the host's /proc and /run/netns).
+ */
 export function greTunnelPlugin(options: GreTunnelOptions = {}) {
   return definePlugin({
   name: 'gre-tunnel',
@@ -82,8 +86,7 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
     let slots = saved.slots;
     let pods = new Map(saved.pods);
     let savedAs = savedText(saved);
-    const tables = new Map<string, MaglevTable>();
-    const moved = new Map<string, number>();
+    const tables = new TableMemory();
     const roots = options.roots ?? DEFAULT_ROOTS;
     const finder = new PodNetnsFinder(async (name) => {
       const found = await kernel.namespace(`${roots.runNetns}/${name}`).interfaces();
@@ -92,8 +95,8 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
     const m = new GreTunnelMetrics(metrics);
     let last: { plan: IngressPlan | undefined; ingress: boolean; pods: PodStatus[]; refused: RefusedService[]; ignored: GreTunnelStatus['ignoredEndpoints']; counters: ReadonlyMap<string, NftCounter> } | undefined;
     let refusedLogged = '';
-    /** When each endpoint pod not found (or failing) was first seen so: it is looked for again soon, then at resyncs. */
-    const unsettled = new Map<string, number>();
+    /** Endpoint pods not found (or failing) are looked for again soon, then at resyncs. */
+    const retry = new SoonRetry();
 
     const save = async () => {
       const text = savedText({ slots, pods });
@@ -105,16 +108,8 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
     const status = (): GreTunnelStatus => {
       const node = cluster.current().self.name;
       if (!last) return { converged: false, summary: 'not reconciled yet', node, ingress: false, vips: [], unslotted: [], pods: [], refused: [], ignoredEndpoints: [] };
-      const vips = (last.plan?.vips ?? []).map((v) => ({
-        vip: v.vip,
-        service: v.service,
-        affinity: v.affinity,
-        seed: v.seed,
-        tableSize: v.table.table.length,
-        buildMs: Math.round(v.buildMs * 1000) / 1000,
-        bucketsMovedLastChange: moved.get(v.vip) ?? 0,
-        endpoints: v.endpoints.map((e) => ({ ...e, packets: last?.counters.get(`e${String(e.slot)}`)?.packets ?? 0, bytes: last?.counters.get(`e${String(e.slot)}`)?.bytes ?? 0 })),
-      }));
+      const counters = last.counters;
+      const vips = (last.plan?.vips ?? []).map((v) => vipStatus(v, counters, tables.moved));
       const bad = last.pods.filter((p) => p.state !== 'ready').length;
       const parts = [
         ...(last.ingress ? [`ingress: ${String(vips.length)} VIP(s), ${String(new Set(vips.flatMap((v) => v.endpoints.map((e) => e.address))).size)} endpoint(s)`] : []),
@@ -149,15 +144,8 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
         let requeueAfter: number | undefined;
         let counters: ReadonlyMap<string, NftCounter> = new Map();
         if (ingress) {
-          plan = planIngress(services, config, { self: self.name, now: clock.now(), previousSlots: slots, previousTables: tables });
-          for (const v of plan.vips) {
-            const before = tables.get(v.vip);
-            if (before !== v.table) {
-              if (before) moved.set(v.vip, movedBuckets(before, v.table));
-              tables.set(v.vip, v.table);
-            }
-          }
-          for (const vip of [...tables.keys()]) if (!plan.vips.some((v) => v.vip === vip)) tables.delete(vip);
+          plan = planIngress(services, config, { self: self.name, now: clock.now(), previousSlots: slots, previousTables: tables.tables });
+          tables.update(plan.vips);
           // Slots are saved before the kernel uses them: after a crash, a flow pinned to a slot finds the same pod.
           slots = plan.slots;
           await save();
@@ -167,73 +155,29 @@ export function greTunnelPlugin(options: GreTunnelOptions = {}) {
             return new Map<string, NftCounter>();
           });
           // A draining endpoint's timeout is a reason to come back.
-          for (const r of plan.slots.values()) {
-            if (r.drainingSince === undefined) continue;
-            const left = r.drainingSince + config.drainTimeout - clock.now();
-            if (left > 0) requeueAfter = Math.min(requeueAfter ?? left, left + 50);
-          }
+          requeueAfter = nextDrainEnd(plan.slots, config.drainTimeout, clock.now());
         } else {
           await kernel.apply({});
           tables.clear();
         }
 
         // Endpoint pods on this node: the VIPs of their Services, in their own namespaces. One pod's failure is its own.
-        const wanted = new Map<string, Set<string>>();
-        for (const s of services) {
-          for (const e of s.endpoints) {
-            if (e.nodeName !== self.name) continue;
-            const vips = s.vips.filter((v) => (v.includes(':') ? 6 : 4) === e.family);
-            if (vips.length === 0) continue;
-            const set = wanted.get(e.address) ?? new Set<string>();
-            for (const v of vips) set.add(v);
-            wanted.set(e.address, set);
-          }
-        }
-        const podStatus: PodStatus[] = [];
-        const nextPods = new Map<string, string>();
-        for (const [address, vipSet] of [...wanted].sort(([a], [b]) => (a < b ? -1 : 1))) {
-          const vips = [...vipSet].sort();
-          let ns: Awaited<ReturnType<PodNetnsFinder['find']>>;
-          try {
-            ns = await finder.find(address);
-          } catch (err) {
-            podStatus.push({ address, vips, state: 'failed', problem: `looking for its namespace: ${describeError(err)}` });
-            continue;
-          }
-          if (!ns) {
-            const contested = finder.contestedBy(address);
-            podStatus.push({ address, vips, state: 'missing', problem: contested.length > 0 ? `${String(contested.length)} namespaces hold ${address}: none is set up` : `no network namespace holds ${address}` });
-            continue;
-          }
-          const path = ns.path;
-          try {
-            await kernel.namespace(path).apply(podState(vips));
-            nextPods.set(path, address);
-            podStatus.push({ address, vips, state: 'ready', netns: path });
-          } catch (err) {
-            podStatus.push({ address, vips, state: 'failed', netns: path, problem: describeError(err) });
-            nextPods.set(path, address);
-          }
-        }
-        // Pods no longer endpoints: what was set up in them goes (a namespace that is gone took it with it).
-        for (const path of pods.keys()) {
-          if (nextPods.has(path)) continue;
-          await kernel.namespace(path).apply({}).catch(() => undefined);
-        }
-        pods = nextPods;
+        const { pods: podStatus, setUp } = await setUpPods(
+          localEndpoints(services, self.name),
+          pods,
+          finder,
+          (path, _address, vips) => kernel.namespace(path).apply(podState(vips)).then(() => undefined),
+          (path) => kernel.namespace(path).apply({}).then(() => undefined),
+        );
+        pods = setUp;
         await save();
 
         const ignored = services.filter((s) => s.ignored.length > 0).map((s) => ({ service: `${s.namespace}/${s.name}`, problems: s.ignored }));
         last = { plan, ingress, pods: podStatus, refused, ignored, counters };
         const count = (state: PodStatus['state']) => podStatus.filter((p) => p.state === state).length;
-        m.update(plan, refused.length, { ready: count('ready'), missing: count('missing'), failed: count('failed') }, moved);
-        // A pod not found yet (its sandbox still starting) is looked for again in 2 s for its first minute — not every
-        // 2 s for ever: each look at a missing pod reads every namespace of the node. After that, at the resyncs.
-        const now = clock.monotonic();
-        const bad = new Set(podStatus.filter((p) => p.state !== 'ready').map((p) => p.address));
-        for (const a of [...unsettled.keys()]) if (!bad.has(a)) unsettled.delete(a);
-        for (const a of bad) if (!unsettled.has(a)) unsettled.set(a, now);
-        if ([...unsettled.values()].some((since) => now - since < UNSETTLED_RETRY_MS)) requeueAfter = Math.min(requeueAfter ?? 2000, 2000);
+        m.update(plan, refused.length, { ready: count('ready'), missing: count('missing'), failed: count('failed') }, tables.moved);
+        const soon = retry.next(podStatus.filter((p) => p.state !== 'ready').map((p) => p.address), clock.monotonic());
+        if (soon !== undefined) requeueAfter = Math.min(requeueAfter ?? soon, soon);
         return requeueAfter === undefined ? undefined : { requeueAfter };
       },
       async stop({ cleanup }) {

@@ -28,6 +28,7 @@ export class GreTunnelMetrics {
     this.gRefused.set(refused);
     for (const [state, n] of Object.entries(pods)) this.gPods.set({ state }, n);
     for (const v of plan?.vips ?? []) if (v.buildMs > 0.05) this.gBuild.set({ vip: v.vip }, v.buildMs / 1000);
+    this.gMoved.reset();
     for (const [vip, n] of moved) this.gMoved.set({ vip }, n);
   }
 }

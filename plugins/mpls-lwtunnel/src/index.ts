@@ -1,9 +1,22 @@
 import { canonicalIP, coreServices, definePlugin, describeError, type InterfaceInfo, type NftCounter, type PluginStatusReport, selectsNode } from '@weft/core';
-import { DEFAULT_ROOTS, type MaglevTable, type NetnsRoots, PodNetnsFinder, type RefusedService, tunnelServices } from '@weft/service-tunnels';
+import {
+  DEFAULT_ROOTS,
+  type EndpointPod,
+  localEndpoints,
+  type NetnsRoots,
+  nextDrainEnd,
+  PodNetnsFinder,
+  type RefusedService,
+  setUpPods,
+  SoonRetry,
+  TableMemory,
+  tunnelServices,
+  vipStatus,
+} from '@weft/service-tunnels';
 import { LABELS_ANNOTATION, LINK_PREFIX, MplsLwtunnelConfig, RULE_PRIORITY, selectorLabels } from './config.js';
-import { allocateLabels, compareAddresses, type LabelBook, labelsText, parseLabels } from './labels.js';
+import { allocateLabels, type LabelBook, labelsText, parseLabels } from './labels.js';
 import { MplsLwtunnelMetrics } from './metrics.js';
-import { endpointPaths, type IngressPlan, movedBuckets, NFT_TABLE, nodeState, planIngress, podState, type UnusedEndpoint } from './planner.js';
+import { endpointPaths, type IngressPlan, NFT_TABLE, nodeState, planIngress, podState, type UnusedEndpoint } from './planner.js';
 import { loadSaved, type Saved, savedText, writeSaved } from './saved.js';
 
 export { LABELS_ANNOTATION, LINK_PREFIX, MplsLwtunnelConfig, POD_DEVICE, POD_LABEL, RULE_PRIORITY } from './config.js';
@@ -12,18 +25,9 @@ export { endpointPaths, NFT_TABLE, nodeState, planIngress, podState, type Endpoi
 
 /** The route protocol of the plugin's routes and MPLS routes (docs/plugins.md: weft's range is 100-199, this plugin's 140). */
 export const ROUTE_PROTOCOL = 140;
-/** How long an endpoint pod that is missing or failing is retried every 2 s before only the resyncs retry it (ms). */
-const UNSETTLED_RETRY_MS = 60_000;
-
-/** One endpoint pod on this node, as the last reconcile left it. */
-export interface PodStatus {
-  readonly address: string;
-  readonly vips: readonly string[];
-  readonly state: 'ready' | 'missing' | 'failed';
-  /** Its label on this node (published once the pod is ready). */
+/** One endpoint pod on this node, as the last reconcile left it, with its label (published once the pod is ready). */
+export interface PodStatus extends EndpointPod {
   readonly label?: number;
-  readonly netns?: string;
-  readonly problem?: string;
 }
 
 /** What `/api/mpls-lwtunnel/status` serves. */
@@ -92,8 +96,7 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
       let pods = new Map(saved.pods);
       let book: LabelBook = saved.book;
       let savedAs = savedText(saved);
-      const tables = new Map<string, MaglevTable>();
-      const moved = new Map<string, number>();
+      const tables = new TableMemory();
       const roots = options.roots ?? DEFAULT_ROOTS;
       /** Each pod namespace's interface that holds the pod's address (looked up once per namespace). */
       const podInterface = new Map<string, string>();
@@ -117,7 +120,8 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
       let loggedBad = '';
       let loggedExhausted = '';
       let published: string | undefined;
-      const unsettled = new Map<string, number>();
+      /** Endpoint pods not found (or failing) are looked for again soon, then at resyncs. */
+      const retry = new SoonRetry();
       const range = `${String(config.labels.first)}-${String(config.labels.last)}`;
 
       const save = async () => {
@@ -132,16 +136,7 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
         const labels = { range, used: book.labels.size, held: book.released.size };
         if (!last) return { converged: false, summary: 'not reconciled yet', node, ingress: false, vips: [], unused: [], unslotted: [], pods: [], exhausted: [], labels, badLabels: [], refused: [], ignoredEndpoints: [] };
         const counters = last.counters;
-        const vips = (last.plan?.vips ?? []).map((v) => ({
-          vip: v.vip,
-          service: v.service,
-          affinity: v.affinity,
-          seed: v.seed,
-          tableSize: v.table.table.length,
-          buildMs: Math.round(v.buildMs * 1000) / 1000,
-          bucketsMovedLastChange: moved.get(v.vip) ?? 0,
-          endpoints: v.endpoints.map((e) => ({ ...e, packets: counters.get(`e${String(e.slot)}`)?.packets ?? 0, bytes: counters.get(`e${String(e.slot)}`)?.bytes ?? 0 })),
-        }));
+        const vips = (last.plan?.vips ?? []).map((v) => vipStatus(v, counters, tables.moved));
         const bad = last.pods.filter((p) => p.state !== 'ready').length;
         const unused = last.plan?.unused ?? [];
         const parts = [
@@ -189,17 +184,7 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
           const ingress = selectsNode(config.ingress.nodeSelector, self.labels);
 
           // This node's endpoint pods, their VIPs, and their labels.
-          const wanted = new Map<string, Set<string>>();
-          for (const s of services) {
-            for (const e of s.endpoints) {
-              if (e.nodeName !== self.name) continue;
-              const vips = s.vips.filter((v) => (v.includes(':') ? 6 : 4) === e.family);
-              if (vips.length === 0) continue;
-              const set = wanted.get(e.address) ?? new Set<string>();
-              for (const v of vips) set.add(v);
-              wanted.set(e.address, set);
-            }
-          }
+          const wanted = localEndpoints(services, self.name);
           const allocated = allocateLabels([...wanted.keys()], book, { first: config.labels.first, last: config.labels.last, now: clock.now(), holdMs: config.labels.hold });
           book = allocated.book;
           const exhaustedKey = allocated.exhausted.join(',');
@@ -235,74 +220,43 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
           let requeueAfter: number | undefined;
           if (ingress) {
             const { paths, unused } = endpointPaths(services, view.nodes, { name: self.name, location: self.location, interfaces }, (node) => peerLabels.get(node));
-            plan = planIngress(services, paths, unused, config, { self: self.name, now: clock.now(), previousSlots: slots, previousTables: tables });
-            for (const v of plan.vips) {
-              const before = tables.get(v.vip);
-              if (before !== v.table) {
-                if (before) moved.set(v.vip, movedBuckets(before, v.table));
-                tables.set(v.vip, v.table);
-              }
-            }
-            for (const vip of [...tables.keys()]) {
-              if (plan.vips.some((v) => v.vip === vip)) continue;
-              tables.delete(vip);
-              moved.delete(vip);
-            }
+            plan = planIngress(services, paths, unused, config, { self: self.name, now: clock.now(), previousSlots: slots, previousTables: tables.tables });
+            tables.update(plan.vips);
             slots = plan.slots;
             await save();
-            for (const r of plan.slots.values()) {
-              if (r.drainingSince === undefined) continue;
-              const left = r.drainingSince + config.drainTimeout - clock.now();
-              if (left > 0) requeueAfter = Math.min(requeueAfter ?? left, left + 50);
-            }
+            requeueAfter = nextDrainEnd(plan.slots, config.drainTimeout, clock.now());
           } else {
             tables.clear();
-            moved.clear();
           }
 
           // Pods first: a label is published only for a pod that takes label 100 — and the node's swap to it exists
           // before any ingress node learns the label.
-          const podStatus: PodStatus[] = [];
-          const nextPods = new Map<string, string>();
-          for (const [address, vipSet] of [...wanted].sort(([a], [b]) => compareAddresses(a, b))) {
-            const vips = [...vipSet].sort();
-            const label = book.labels.get(address);
-            const base = { address, vips, ...(label !== undefined ? { label } : {}) };
-            if (label === undefined) {
-              podStatus.push({ ...base, state: 'failed', problem: `no label: the range ${range} is used up` });
-              continue;
-            }
-            let ns: Awaited<ReturnType<PodNetnsFinder['find']>>;
-            try {
-              ns = await finder.find(address);
-            } catch (err) {
-              podStatus.push({ ...base, state: 'failed', problem: `looking for its namespace: ${describeError(err)}` });
-              continue;
-            }
-            if (!ns) {
-              const contested = finder.contestedBy(address);
-              podStatus.push({ ...base, state: 'missing', problem: contested.length > 0 ? `${String(contested.length)} namespaces hold ${address}: none is set up` : `no network namespace holds ${address}` });
-              continue;
-            }
-            const path = ns.path;
-            nextPods.set(path, address);
-            try {
-              const dev = await interfaceOf(path, address);
-              if (dev === undefined) throw new Error(`no interface in ${path} holds ${address}`);
-              await kernel.namespace(path).apply(podState(vips, dev));
-              podStatus.push({ ...base, state: 'ready', netns: path });
-            } catch (err) {
+          const labelled = new Map([...wanted].filter(([address]) => book.labels.has(address)));
+          const set = await setUpPods(
+            labelled,
+            pods,
+            finder,
+            async (path, address, vips) => {
+              try {
+                const dev = await interfaceOf(path, address);
+                if (dev === undefined) throw new Error(`no interface in ${path} holds ${address}`);
+                await kernel.namespace(path).apply(podState(vips, dev));
+              } catch (err) {
+                podInterface.delete(path); // looked up again next time: the namespace may have been made anew
+                throw err;
+              }
+            },
+            async (path) => {
               podInterface.delete(path);
-              podStatus.push({ ...base, state: 'failed', netns: path, problem: describeError(err) });
-            }
-          }
-          for (const path of pods.keys()) {
-            if (nextPods.has(path)) continue;
-            podInterface.delete(path);
-            await kernel.namespace(path).apply({}).catch(() => undefined);
-          }
-          pods = nextPods;
+              await kernel.namespace(path).apply({});
+            },
+          );
+          pods = set.setUp;
           await save();
+          const podStatus: PodStatus[] = [
+            ...set.pods.map((p) => ({ ...p, label: book.labels.get(p.address) as number })),
+            ...[...wanted].filter(([address]) => !book.labels.has(address)).map(([address, vips]) => ({ address, vips, state: 'failed' as const, problem: `no label: the range ${range} is used up` })),
+          ];
 
           // This node's kernel: the ingress routes and classification, and the swaps toward its pods (all of them
           // that have a label: a pod not ready yet gets its swap too, and no traffic until its label is published).
@@ -322,7 +276,8 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
           }
 
           // Published: the labels of the pods that are ready (swap and pop in place).
-          const ready = new Map([...book.labels].filter(([a]) => podStatus.some((p) => p.address === a && p.state === 'ready')));
+          const readyPods = new Set(podStatus.filter((p) => p.state === 'ready').map((p) => p.address));
+          const ready = new Map([...book.labels].filter(([a]) => readyPods.has(a)));
           const text = labelsText(ready);
           if (!dryRun && text !== published) {
             await publish({ [LABELS_ANNOTATION]: text === '' ? null : text });
@@ -339,13 +294,10 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
             labels: { used: book.labels.size, held: book.released.size, free: config.labels.last - config.labels.first + 1 - book.labels.size - book.released.size },
             exhausted: allocated.exhausted.length,
             badPeers: badLabels.length,
-            moved,
+            moved: tables.moved,
           });
-          const now = clock.monotonic();
-          const bad = new Set(podStatus.filter((p) => p.state !== 'ready').map((p) => p.address));
-          for (const a of [...unsettled.keys()]) if (!bad.has(a)) unsettled.delete(a);
-          for (const a of bad) if (!unsettled.has(a)) unsettled.set(a, now);
-          if ([...unsettled.values()].some((since) => now - since < UNSETTLED_RETRY_MS)) requeueAfter = Math.min(requeueAfter ?? 2000, 2000);
+          const soon = retry.next(podStatus.filter((p) => p.state !== 'ready').map((p) => p.address), clock.monotonic());
+          if (soon !== undefined) requeueAfter = Math.min(requeueAfter ?? soon, soon);
           // A held label comes free when its hold ends: nothing to do then, the next allocation sees it.
           return requeueAfter === undefined ? undefined : { requeueAfter };
         },

@@ -1,18 +1,5 @@
-import { canonicalIP, type DesiredState, type Family, familyOf, networkContains, type NodeInfo, parseNetwork, type Route, type Rule } from '@weft/core';
-import {
-  allocateSlots,
-  changedBuckets,
-  classificationTable,
-  jhashSeed,
-  maglevTable,
-  type MaglevTable,
-  markLayout,
-  type PlannedEndpoint,
-  type SlotRecord,
-  tableSeed,
-  type TunnelEndpoint,
-  type TunnelService,
-} from '@weft/service-tunnels';
+import { canonicalIP, type DesiredState, familyOf, networkContains, type NodeInfo, parseNetwork } from '@weft/core';
+import { type IngressClassification, type IngressVip, type MaglevTable, type PlannedEndpoint, planClassification, type SlotRecord, type TunnelService } from '@weft/service-tunnels';
 import { type MplsLwtunnelConfig, POD_DEVICE, POD_LABEL, RULE_PRIORITY } from './config.js';
 
 /** The plugin's nftables table, on ingress nodes and in pods. */
@@ -40,26 +27,15 @@ export interface UnusedEndpoint {
   readonly reason: string;
 }
 
-/** One VIP on an ingress node. */
-export interface VipPlan {
-  readonly vip: string;
-  readonly family: Family;
-  readonly service: string;
-  readonly affinity: TunnelService['affinity'];
-  readonly seed: string;
-  readonly jhashSeed: number;
-  readonly table: MaglevTable;
+/** One VIP on an ingress node: the shared classification's, each endpoint with its node and label. */
+export interface VipPlan extends Omit<IngressVip, 'endpoints'> {
   readonly endpoints: readonly (PlannedEndpoint & { readonly node: string; readonly label: number })[];
-  readonly buildMs: number;
 }
 
 /** What an ingress node wants. */
-export interface IngressPlan {
+export interface IngressPlan extends Omit<IngressClassification, 'vips'> {
   readonly vips: readonly VipPlan[];
-  readonly slots: ReadonlyMap<string, SlotRecord>;
-  readonly unslotted: readonly string[];
   readonly unused: readonly UnusedEndpoint[];
-  readonly desired: DesiredState;
 }
 
 /**
@@ -127,9 +103,8 @@ export function endpointPaths(
 }
 
 /**
- * The ingress node's plan: per VIP a Maglev table over the active endpoints it can reach (sorted, shared seed), the
- * shared nftables classification (bucket → the endpoint's slot mark, pinned per flow), and per slot an ip rule
- * (fwmark → the slot's table) and, in that table, a route per VIP that pushes the endpoint's label toward its node:
+ * The ingress node's plan: the shared classification (@weft/service-tunnels) over the endpoints this node reaches,
+ * where the route to the VIP in a slot's table pushes the endpoint's label toward its node:
  * `VIP encap mpls <label> via <node> dev <underlay>`. No tunnel device at all.
  */
 export function planIngress(
@@ -139,71 +114,17 @@ export function planIngress(
   config: Pick<MplsLwtunnelConfig, 'seed' | 'seedPerNode' | 'tableSize' | 'fwmarkMask' | 'tableBase' | 'drainTimeout' | 'pins'>,
   context: { self: string; now: number; previousSlots: ReadonlyMap<string, SlotRecord>; previousTables?: ReadonlyMap<string, MaglevTable> },
 ): IngressPlan {
-  // Only the endpoints this node reaches take part: its table is over them.
-  const reachable: TunnelService[] = services.map((s) => ({ ...s, endpoints: s.endpoints.filter((e: TunnelEndpoint) => paths.has(e.address)) }));
-  const layout = markLayout(config.fwmarkMask);
-  const { slots, states, unslotted } = allocateSlots(reachable, context.previousSlots, { slots: layout.slots, now: context.now, drainTimeoutMs: config.drainTimeout });
-  const mark = (address: string) => (slots.get(address)?.slot ?? 0) * 2 ** layout.shift;
-  const vips: VipPlan[] = [];
-  const routes: Route[] = [];
-  for (const s of reachable) {
-    const base = tableSeed(config.seed, s);
-    for (const vip of s.vips) {
-      const family: Family = vip.includes(':') ? 6 : 4;
-      const endpoints = s.endpoints.filter((e) => e.family === family && slots.has(e.address));
-      const seed = `${config.seedPerNode ? `${base}/${context.self}` : base}/${vip}`;
-      const active = endpoints.filter((e) => states.get(e.address) === 'active').map((e) => e.address);
-      const previous = context.previousTables?.get(vip);
-      const started = performance.now();
-      const table = previous && previous.seed === seed && previous.table.length === config.tableSize && sameList(previous.endpoints, active) ? previous : maglevTable(active, seed, config.tableSize);
-      const buildMs = performance.now() - started;
-      const counts = new Map<string, number>();
-      for (const i of table.table) if (i >= 0) counts.set(table.endpoints[i] as string, (counts.get(table.endpoints[i] as string) ?? 0) + 1);
-      vips.push({
-        vip,
-        family,
-        service: `${s.namespace}/${s.name}`,
-        affinity: s.affinity,
-        seed,
-        jhashSeed: jhashSeed(seed),
-        table,
-        buildMs,
-        endpoints: endpoints.map((e) => {
-          const p = paths.get(e.address) as EndpointPath;
-          return { address: e.address, state: states.get(e.address) ?? 'active', slot: slots.get(e.address)?.slot ?? 0, buckets: counts.get(e.address) ?? 0, node: p.node, label: p.label };
-        }),
-      });
-      for (const e of endpoints) {
-        if (states.get(e.address) === 'drained') continue;
-        const p = paths.get(e.address) as EndpointPath;
-        routes.push({ dst: `${vip}/${family === 4 ? 32 : 128}`, table: config.tableBase + (slots.get(e.address)?.slot ?? 0), via: p.via, dev: p.dev, mpls: [p.label] });
-      }
-    }
-  }
-  const used = new Map<number, Family>();
-  for (const v of vips) for (const e of v.endpoints) if (e.state !== 'drained') used.set(e.slot, v.family);
-  const rules: Rule[] = [...used].sort(([a], [b]) => a - b).map(([slot, family]) => ({ priority: RULE_PRIORITY, family, fwmark: slot * 2 ** layout.shift, fwmask: config.fwmarkMask, table: config.tableBase + slot }));
-  const desired: DesiredState =
-    vips.length === 0
-      ? {}
-      : {
-          routes,
-          rules,
-          nftables: [classificationTable(NFT_TABLE, vips, { mask: config.fwmarkMask, mark, pins: { size: config.pins.size, timeoutMs: config.pins.timeout }, sendOnly: [] })],
-          sysctls: [
-            { key: 'net.ipv4.ip_forward', value: '1' },
-            ...(vips.some((v) => v.family === 6) ? [{ key: 'net.ipv6.conf.all.forwarding', value: '1' }] : []),
-          ],
-        };
-  return { vips, slots, unslotted, unused, desired };
-}
-
-const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...b].sort().every((x, i) => x === a[i]);
-
-/** The buckets a VIP's table moved since the last plan. */
-export function movedBuckets(before: MaglevTable | undefined, after: MaglevTable): number {
-  if (!before || before.table.length !== after.table.length) return 0;
-  return changedBuckets(before, after).length;
+  // Only the endpoints this node reaches take part: its tables are over them.
+  const reachable = services.map((s) => ({ ...s, endpoints: s.endpoints.filter((e) => paths.has(e.address)) }));
+  const path = (address: string) => paths.get(address) as EndpointPath;
+  const plan = planClassification(reachable, config, context, {
+    nftTable: NFT_TABLE,
+    rulePriority: RULE_PRIORITY,
+    sendOnly: [],
+    carry: (endpoint) => ({ via: path(endpoint).via, dev: path(endpoint).dev, mpls: [path(endpoint).label] }),
+  });
+  const vips = plan.vips.map((v) => ({ ...v, endpoints: v.endpoints.map((e) => ({ ...e, node: path(e.address).node, label: path(e.address).label })) }));
+  return { ...plan, vips, unused };
 }
 
 /**
