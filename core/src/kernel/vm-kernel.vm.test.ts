@@ -122,6 +122,8 @@ describe('weft doctor on the VM kernel', () => {
     const missing = report.checks.filter((c) => !c.ok && !c.name.startsWith('tool ')).map((c) => `${c.name}: ${c.detail}`);
     expect(missing).toEqual([]);
     expect(report.checks.find((c) => c.name === 'link wireguard')?.detail).toBe('supported');
+    // Both MPLS modules: label routes (mpls_router) and routes that push a label (mpls_iptunnel, tried for real).
+    expect(report.checks.find((c) => c.name === 'mpls')?.detail).toMatch(/^net\.mpls\.platform_labels = \d+; encap mpls routes work$/);
   });
 
   it("answers a plugin's WireGuard question from the kernel", async () => {
