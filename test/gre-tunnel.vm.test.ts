@@ -88,6 +88,11 @@ describe('GRE service tunnels in a lab on the VM kernel', () => {
     const udp = (await client(['once', VIP, PORT, 'udp'])).split(' ');
     expect(PODS).toContain(udp[0]);
     expect(udp.slice(1)).toEqual(['192.0.2.2', VIP]);
+    // Full-size segments from the client: the tunnel's overhead does not fit a 1500-byte packet, so the ingress node
+    // must say so (ICMP, path MTU discovery) or fragment; 300 kB arrive whole either way.
+    const bulk = (await t.client(['bulk', VIP, PORT, '300000'])).split(' ');
+    expect(PODS).toContain(bulk[0]);
+    expect(bulk.slice(1)).toEqual(['192.0.2.2', VIP]);
     // No tunnel interface per endpoint: one GRE device in metadata mode on each ingress node.
     const links = (await lab.exec('n1', ['ip', '-d', '-o', 'link', 'show', 'type', 'gre'])).stdout.trim().split('\n');
     const ours = links.filter((l) => / weft-/.test(l));

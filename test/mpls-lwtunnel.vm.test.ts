@@ -99,6 +99,11 @@ describe('MPLS service tunnels in a lab on the VM kernel', () => {
     const udp = (await t.client(['once', VIP, PORT, 'udp'])).split(' ');
     expect(PODS).toContain(udp[0]);
     expect(udp.slice(1)).toEqual(['192.0.2.2', VIP]);
+    // Full-size segments from the client: the tunnel's overhead does not fit a 1500-byte packet, so the ingress node
+    // must say so (ICMP, path MTU discovery) or fragment; 300 kB arrive whole either way.
+    const bulk = (await t.client(['bulk', VIP, PORT, '300000'])).split(' ');
+    expect(PODS).toContain(bulk[0]);
+    expect(bulk.slice(1)).toEqual(['192.0.2.2', VIP]);
     await t.client(['spread', VIP, PORT, '20']);
     const dump = (await capture).stdout;
     const seen = [...dump.matchAll(/MPLS \(label (\d+)/g)].map((m) => Number(m[1]));

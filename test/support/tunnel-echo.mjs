@@ -3,6 +3,8 @@
 //   serve NAME PORT [VIP...]        TCP (any address) and UDP (on each VIP) on PORT: every line or datagram is answered
 //                                   "NAME PEER LOCAL\n" — which pod answered, the client address it saw, the address reached
 //   once HOST PORT tcp|udp          one request; prints the answer
+//   bulk HOST PORT BYTES            one TCP line of BYTES bytes (full-size segments: the tunnel's overhead must be
+//                                   handled — path MTU discovery or fragments); prints the answer, sent once all arrived
 //   spread HOST PORT N              N connections one after the other; prints {"<pod>": count, ...}
 //   streams HOST PORT N             N long-lived connections, each asking every 200 ms; prints "ready" once each has
 //                                   an answer, and on "stop" (stdin) a JSON line per stream: {"pods": [...], "error"}
@@ -45,21 +47,27 @@ function serve(name, port, vips) {
 }
 
 function once(host, port, proto) {
+  if (proto !== 'udp') return ask(host, port, 'hello\n', 5000);
   const timer = setTimeout(() => {
     console.log('timeout');
     process.exit(2);
   }, 5000);
-  if (proto === 'udp') {
-    const s = createSocket('udp4');
-    s.on('message', (m) => {
-      process.stdout.write(String(m));
-      clearTimeout(timer);
-      s.close();
-    });
-    s.send(host, port, host);
-    return;
-  }
-  const c = createConnection({ host, port }, () => c.write('hello\n'));
+  const s = createSocket('udp4');
+  s.on('message', (m) => {
+    process.stdout.write(String(m));
+    clearTimeout(timer);
+    s.close();
+  });
+  s.send(host, port, host);
+}
+
+/** One TCP request: prints the answer line (or how it failed) and ends. */
+function ask(host, port, text, ms) {
+  const timer = setTimeout(() => {
+    console.log('timeout');
+    process.exit(2);
+  }, ms);
+  const c = createConnection({ host, port }, () => c.write(text));
   c.on('error', (e) => {
     console.log(`error ${e.code ?? e.message}`);
     process.exit(1);
@@ -69,6 +77,10 @@ function once(host, port, proto) {
     clearTimeout(timer);
     c.destroy();
   });
+}
+
+function bulk(host, port, bytes) {
+  ask(host, port, `${'x'.repeat(bytes)}\n`, 30_000);
 }
 
 async function spread(host, port, n) {
@@ -131,6 +143,7 @@ function streams(host, port, n) {
 
 if (mode === 'serve') serve(args[0], Number(args[1]), args.slice(2));
 else if (mode === 'once') once(args[0], Number(args[1]), args[2]);
+else if (mode === 'bulk') bulk(args[0], Number(args[1]), Number(args[2]));
 else if (mode === 'spread') await spread(args[0], Number(args[1]), Number(args[2]));
 else if (mode === 'streams') streams(args[0], Number(args[1]), Number(args[2]));
 else {

@@ -19,3 +19,4 @@ export {
   vipStatus,
 } from './ingress.js';
 export { type EndpointPod, localEndpoints, setUpPods, SoonRetry } from './pods.js';
+export { MAX_SAVED_ENTRIES, podsFromJson, slotsFromJson, sortedObject } from './state.js';
