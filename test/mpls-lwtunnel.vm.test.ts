@@ -99,6 +99,13 @@ describe('MPLS service tunnels in a lab on the VM kernel', () => {
     const udp = (await t.client(['once', VIP, PORT, 'udp'])).split(' ');
     expect(PODS).toContain(udp[0]);
     expect(udp.slice(1)).toEqual(['192.0.2.2', VIP]);
+    // The MSS a pod offers on the VIP leaves room for the label (its MTU - 40 - 4): the node swaps the label toward
+    // the pod without a word when a packet does not fit. Seen on the client's side of the router.
+    const mtu = Number(/ mtu (\d+)/.exec((await lab.exec('n3:pod', ['ip', '-o', 'link', 'show', 'eth0'])).stdout)?.[1]);
+    const synAck = lab.exec('client', ['tcpdump', '-i', 'eth0', '-nn', '-l', '-c', '1', `src host ${VIP} and tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)`], { timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 3000));
+    await t.client(['once', VIP, PORT, 'tcp']);
+    expect((await synAck).stdout).toContain(`mss ${String(mtu - 44)}`);
     // Full-size segments from the client: the tunnel's overhead does not fit a 1500-byte packet, so the ingress node
     // must say so (ICMP, path MTU discovery) or fragment; 300 kB arrive whole either way.
     const bulk = (await t.client(['bulk', VIP, PORT, '300000'])).split(' ');

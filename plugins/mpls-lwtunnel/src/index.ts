@@ -98,8 +98,8 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
       let savedAs = savedText(saved);
       const tables = new TableMemory();
       const roots = options.roots ?? DEFAULT_ROOTS;
-      /** Each pod namespace's interface that holds the pod's address (looked up once per namespace). */
-      const podInterface = new Map<string, string>();
+      /** Each pod namespace's interface that holds the pod's address, and its MTU (looked up once per namespace). */
+      const podInterface = new Map<string, { name: string; mtu: number }>();
       const finder = new PodNetnsFinder(async (name) => {
         const found = await kernel.namespace(`${roots.runNetns}/${name}`).interfaces();
         return found.flatMap((i) => i.addresses.map((a) => a.slice(0, a.lastIndexOf('/'))));
@@ -163,12 +163,12 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
       };
 
       /** The interface in a pod's namespace that holds its address. */
-      const interfaceOf = async (path: string, address: string): Promise<string | undefined> => {
+      const interfaceOf = async (path: string, address: string): Promise<{ name: string; mtu: number } | undefined> => {
         const known = podInterface.get(path);
         if (known !== undefined) return known;
         const found = (await kernel.namespace(path).interfaces()).find((i) => i.addresses.some((a) => canonicalIP(a.slice(0, a.lastIndexOf('/'))) === address));
-        if (found) podInterface.set(path, found.name);
-        return found?.name;
+        if (found) podInterface.set(path, { name: found.name, mtu: found.mtu });
+        return found ? { name: found.name, mtu: found.mtu } : undefined;
       };
 
       return {
@@ -240,7 +240,7 @@ export function mplsLwtunnelPlugin(options: MplsLwtunnelOptions = {}) {
               try {
                 const dev = await interfaceOf(path, address);
                 if (dev === undefined) throw new Error(`no interface in ${path} holds ${address}`);
-                await kernel.namespace(path).apply(podState(vips, dev));
+                await kernel.namespace(path).apply(podState(vips, dev.name, dev.mtu));
               } catch (err) {
                 podInterface.delete(path); // looked up again next time: the namespace may have been made anew
                 throw err;

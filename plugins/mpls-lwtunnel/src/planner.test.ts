@@ -51,8 +51,8 @@ describe('what an endpoint node and its pods get', () => {
     });
     expect(nodeState(new Map(), ['eth0'], 2099)).toEqual({});
   });
-  it('the pod: its VIPs on the dummy, pop 100 to the loopback, input on its interface; only VIP traffic out of a label', () => {
-    const s = podState(['203.0.113.90', '2001:db8::90'], 'eth0');
+  it('the pod: its VIPs on the dummy, pop 100 to the loopback, input on its interface; only VIP traffic out of a label; the MSS on the VIPs leaves room for the label', () => {
+    const s = podState(['203.0.113.90', '2001:db8::90'], 'eth0', 1450);
     expect(s.links).toEqual([{ kind: 'dummy', name: 'weft-mp0' }]);
     expect(s.addresses).toEqual([{ dev: 'weft-mp0', address: '203.0.113.90/32' }, { dev: 'weft-mp0', address: '2001:db8::90/128' }]);
     expect(s.mplsRoutes).toEqual([{ label: 100, dev: 'lo' }]);
@@ -60,5 +60,8 @@ describe('what an endpoint node and its pods get', () => {
     expect(s.nftables?.[0]?.body).toContain('iifname "lo" ip daddr { 203.0.113.90 } accept');
     expect(s.nftables?.[0]?.body).toContain('iifname "lo" ip6 daddr { 2001:db8::90 } accept');
     expect(s.nftables?.[0]?.body).toMatch(/iifname "lo" fib saddr type local accept[\s\S]*iifname "lo" drop/);
+    // The MSS offered on the VIPs: the pod's MTU less the headers and the label (1450 - 40 - 4; IPv6 1450 - 60 - 4).
+    expect(s.nftables?.[0]?.body).toContain('ip saddr { 203.0.113.90 } tcp flags & (syn | rst) == syn tcp option maxseg size > 1406 tcp option maxseg size set 1406');
+    expect(s.nftables?.[0]?.body).toContain('ip6 saddr { 2001:db8::90 } tcp flags & (syn | rst) == syn tcp option maxseg size > 1386 tcp option maxseg size set 1386');
   });
 });

@@ -2,6 +2,9 @@ import { canonicalIP, type DesiredState, familyOf, networkContains, type NodeInf
 import { type IngressClassification, type IngressVip, type MaglevTable, type PlannedEndpoint, planClassification, type SlotRecord, type TunnelService } from '@weft/service-tunnels';
 import { type MplsLwtunnelConfig, POD_DEVICE, POD_LABEL, RULE_PRIORITY } from './config.js';
 
+/** What one label adds to a packet. */
+const LABEL_BYTES = 4;
+
 /** The plugin's nftables table, on ingress nodes and in pods. */
 export const NFT_TABLE = 'weft-mpls-lwtunnel';
 
@@ -145,11 +148,16 @@ export function nodeState(labels: ReadonlyMap<string, number>, underlay: readonl
  * {@link POD_LABEL}, a route that pops that label and hands the packet to the pod's own stack (`dev lo`), and its VIPs
  * on a device of the plugin's (a dummy: the VIPs are local addresses, and the pod's sockets on 0.0.0.0/:: take
  * them). Only packets to the VIPs come out of a label: anything else that arrives on the loopback from a foreign
- * source is dropped.
+ * source is dropped. The MSS the pod offers on the VIPs is clamped to its interface's MTU less the label: the node
+ * swaps the label toward the pod without a word when a packet does not fit (MPLS sends no ICMP), so a client must never
+ * send a segment that needs more than the pod's MTU with the label on.
  */
-export function podState(vips: readonly string[], podInterface: string): DesiredState {
+export function podState(vips: readonly string[], podInterface: string, mtu: number): DesiredState {
   const v4 = vips.filter((v) => familyOf(v) === 4);
   const v6 = vips.filter((v) => familyOf(v) === 6);
+  // IPv4 and TCP headers 40 bytes (IPv6 60), the label 4.
+  const mss4 = mtu - 40 - LABEL_BYTES;
+  const mss6 = mtu - 60 - LABEL_BYTES;
   const body = [
     'chain prerouting {',
     '  type filter hook prerouting priority raw; policy accept;',
@@ -157,6 +165,11 @@ export function podState(vips: readonly string[], podInterface: string): Desired
     ...(v4.length > 0 ? [`  iifname "lo" ip daddr { ${v4.join(', ')} } accept`] : []),
     ...(v6.length > 0 ? [`  iifname "lo" ip6 daddr { ${v6.join(', ')} } accept`] : []),
     '  iifname "lo" drop',
+    '}',
+    'chain output {',
+    '  type filter hook output priority mangle; policy accept;',
+    ...(v4.length > 0 ? [`  ip saddr { ${v4.join(', ')} } tcp flags & (syn | rst) == syn tcp option maxseg size > ${String(mss4)} tcp option maxseg size set ${String(mss4)}`] : []),
+    ...(v6.length > 0 ? [`  ip6 saddr { ${v6.join(', ')} } tcp flags & (syn | rst) == syn tcp option maxseg size > ${String(mss6)} tcp option maxseg size set ${String(mss6)}`] : []),
     '}',
   ].join('\n');
   return {
