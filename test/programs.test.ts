@@ -121,6 +121,8 @@ describe('tools/programs.mjs, the list of external programs', () => {
   it('is what .ci/run and npm start install from', () => {
     const ci = readFileSync(`${repo}.ci/run`, 'utf8');
     expect(ci).toMatch(/\$\(node tools\/programs\.mjs packages\)/);
+    // .ci/run names the packages too (for a reader, and for tools that look for them by name): the list it installs.
+    expect(/^ {2}# packages: (.*)$/m.exec(ci)?.[1]?.split(' ')).toEqual(packagesOf());
     const quickstart = readFileSync(`${repo}tools/quickstart.mjs`, 'utf8');
     expect(quickstart).toContain("from './programs.mjs'");
     expect(quickstart).toMatch(/missingPrograms\(QUICKSTART_GROUPS\)/);
